@@ -1,0 +1,43 @@
+# Every target bootstraps what it needs: on a fresh machine `make demo` and `make test` just work.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## setup: create .venv with the `modelyard` command and everything the kit needs
+setup: $(STAMP)
+
+## demo: the whole loop on this machine (the embedded default)
+demo: setup
+	$(BIN)/modelyard demo
+
+## test: the whole suite, as CI runs it
+test: setup
+	$(BIN)/pytest
+
+## test-fast: the quick loop (no slow or Docker-backed tests)
+test-fast: setup
+	$(BIN)/pytest -m "not slow and not docker" -x -q
+
+## lint: ruff, mypy and yamllint
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy infra ml pipelines
+	$(BIN)/yamllint -s environments
+
+## bench: the performance figures the issues ask for
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf .modelyard build .pytest_cache .mypy_cache .ruff_cache

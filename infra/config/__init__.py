@@ -1,0 +1,24 @@
+"""The one typed model of the environment files, used by every part of the kit."""
+
+from infra.config.base import MetricRule, SecretValue
+from infra.config.environment import Environment
+from infra.config.loader import (
+    ConfigError,
+    environment_path,
+    environments_dir,
+    list_environments,
+    load_environment,
+    project_root,
+)
+
+__all__ = [
+    "ConfigError",
+    "Environment",
+    "MetricRule",
+    "SecretValue",
+    "environment_path",
+    "environments_dir",
+    "list_environments",
+    "load_environment",
+    "project_root",
+]

@@ -1,0 +1,28 @@
+"""The `modelyard` command: thin commands over library functions, one module per area."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipelines.commands import register_all
+from pipelines.errors import USER_ERRORS, report_user_error
+
+app = typer.Typer(
+    name="modelyard",
+    help="From git push to a model serving in production, as reviewable code.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+register_all(app)
+
+
+def main() -> None:
+    """Console entry point: a mistake a user can make ends in one message and exit code 2."""
+    try:
+        app(standalone_mode=True)
+    except USER_ERRORS as exc:
+        report_user_error(exc)
+        sys.exit(2)

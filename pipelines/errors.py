@@ -1,0 +1,19 @@
+"""The errors a user can cause, and how the CLI reports them: one message, no traceback."""
+
+from __future__ import annotations
+
+import sys
+
+from infra.config import ConfigError
+from ml.errors import ModelyardMlError
+
+
+class PipelineError(Exception):
+    """A pipeline or promotion step refused or failed for a reason the user can act on."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelyardMlError, PipelineError)
+
+
+def report_user_error(exc: Exception) -> None:
+    print(f"error: {exc}", file=sys.stderr)
