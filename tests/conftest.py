@@ -1,0 +1,71 @@
+"""Fixtures every test folder shares: a real `mlflow server`, the Docker engine, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.local_mlflow import MlflowServer, start_mlflow_server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real `mlflow server` process on SQLite for the whole run."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tracking(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow (and the kit, which follows MLFLOW_TRACKING_URI) at the test server."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.url)
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)
+    return mlflow_server.url
+
+
+@pytest.fixture
+def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of environments/ the test may edit (the kit reads MODELYARD_ENVIRONMENTS_DIR)."""
+    folder = tmp_path / "environments"
+    shutil.copytree(REPO / "environments", folder)
+    monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
+    return folder
+
+
+def _docker_available() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker client is not installed"
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return "no Docker engine answers (start dockerd)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Docker-backed tests skip with a reason on a machine without Docker, and fail in CI."""
+    problem = _docker_available()
+    if problem is None:
+        return
+    if os.environ.get("MODELYARD_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"MODELYARD_REQUIRE_DOCKER=1 but {problem}")
+    pytest.skip(f"Docker-backed test: {problem}")
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: None) -> str:
+    """debian:bookworm-slim, built from Debian's packages once (no registry can be pulled)."""
+    subprocess.run([str(REPO / "infra/images/base/build-base-image.sh")], check=True)
+    return "debian:bookworm-slim"
