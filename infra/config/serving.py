@@ -1,16 +1,103 @@
-"""What an environment serves, and on which address when served on this machine."""
+"""What an environment serves, where, and with which resources and safety limits."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Literal
 
-from infra.config.base import Section
+from pydantic import Field, model_validator
+
+from infra.config.base import SecretValue, Section
+
+# Kubernetes quantities as people write them: "250m", "0.5", "512Mi", "1Gi".
+_CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
+_MEMORY = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_PINNED = re.compile(r"^[^@\s]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
+
+
+class Quantities(Section):
+    cpu: str = Field(pattern=_CPU)
+    memory: str = Field(pattern=_MEMORY)
+
+
+class Resources(Section):
+    requests: Quantities = Quantities(cpu="250m", memory="512Mi")
+    limits: Quantities = Quantities(cpu="1", memory="1Gi")
+
+
+class Autoscaling(Section):
+    max_replicas: int = Field(default=4, ge=1, le=100)
+    target_cpu_percent: int = Field(default=70, ge=10, le=100)
+
+
+class Network(Section):
+    # Namespaces (by name) whose pods may call the model, e.g. the ingress controller's.
+    ingress_namespaces: list[str] = Field(default_factory=lambda: ["ingress-nginx"])
+    # Where the server may connect to fetch models: the MLflow server and its artifact store.
+    egress_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    egress_ports: list[int] = Field(default_factory=lambda: [443])
 
 
 class ServingSettings(Section):
     # Written by `modelyard promote` / `rollback`: what the next `pulumi up` rolls out.
     desired_version: int | None = Field(default=None, ge=1)
     image: str | None = None
+    # What served before the current rollout: the canary's stable track and blue/green's standby.
+    stable_version: int | None = Field(default=None, ge=1)
+    stable_image: str | None = None
+    # Share of traffic (pods) on the desired version while a canary is in progress.
+    canary_weight: int = Field(default=100, ge=1, le=100)
     # The embedded default serves each environment as local processes on 127.0.0.1.
     local_port: int = Field(ge=1024, le=65535)
     replicas: int = Field(default=1, ge=1, le=100)
+    # Where `pulumi up` runs the server: a Kubernetes cluster, or the local Docker engine.
+    platform: Literal["kubernetes", "docker"] = "kubernetes"
+    namespace: str = Field(default="modelyard-serving", pattern=_DNS_LABEL)
+    # Registered model name in MLflow; defaults to the training model's name.
+    model_name: str | None = None
+    image_repository: str = Field(default="modelyard-serving", min_length=1)
+    # The server image run before promotion has written `image`: it starts without a model and
+    # reports not-ready, so the environment can be provisioned before any model exists.
+    bootstrap_image: str | None = None
+    kubeconfig: SecretValue | None = None
+    resources: Resources = Resources()
+    autoscaling: Autoscaling = Autoscaling()
+    max_unavailable: int = Field(default=1, ge=1)
+    network: Network = Network()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServingSettings:
+        if self.autoscaling.max_replicas < self.replicas:
+            raise ValueError(
+                f"autoscaling.maxReplicas ({self.autoscaling.max_replicas}) is below replicas "
+                f"({self.replicas}): raise maxReplicas"
+            )
+        if (self.stable_version is None) != (self.stable_image is None):
+            raise ValueError("stableVersion and stableImage go together: set both or neither")
+        if self.platform == "kubernetes":
+            if self.image is None and self.bootstrap_image is None:
+                raise ValueError(
+                    "a Kubernetes environment needs bootstrapImage (the server image run until "
+                    "a model is promoted), pinned as REPO:TAG@sha256:DIGEST"
+                )
+            for key, ref in (
+                ("image", self.image),
+                ("stableImage", self.stable_image),
+                ("bootstrapImage", self.bootstrap_image),
+            ):
+                if ref is not None and not _PINNED.match(ref):
+                    raise ValueError(
+                        f"{key} {ref!r} must be pinned as REPO:TAG@sha256:DIGEST "
+                        "so every node runs the same bytes"
+                    )
+                if ref is not None and not ref.startswith(self.image_repository + ":"):
+                    raise ValueError(
+                        f"{key} {ref!r} is not from imageRepository {self.image_repository!r}"
+                    )
+        return self
+
+    @property
+    def server_image(self) -> str:
+        """The image serving the desired version (the bootstrap image before any promotion)."""
+        return self.image or self.bootstrap_image or f"{self.image_repository}:local"
