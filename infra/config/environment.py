@@ -9,6 +9,7 @@ from pydantic import PrivateAttr
 from infra.config.base import Section
 from infra.config.mlflow import MlflowSettings
 from infra.config.notify import NotifySettings
+from infra.config.platform import PlatformSettings
 from infra.config.promotion import PromotionSettings
 from infra.config.serving import ServingSettings
 from infra.config.training import TrainingSettings
@@ -25,6 +26,8 @@ class Environment(Section):
     notify: NotifySettings = NotifySettings()
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings
+    # Jenkins, registry and MLflow server as Pulumi provisions them (None: not provisioned).
+    platform: PlatformSettings | None = None
 
     _name: str = PrivateAttr(default="")
     _path: Path = PrivateAttr(default=Path())

@@ -1,0 +1,132 @@
+"""Where and how the platform (Jenkins, image registry, MLflow server) runs for an environment."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from infra.config.base import SecretValue, Section
+
+Port = Field(ge=1, le=65535)
+_DURATION = re.compile(r"^[1-9][0-9]*[mhd]$")
+
+
+class DockerTarget(Section):
+    """The Docker engine the platform containers run on: this machine's, or a remote host's."""
+
+    # None: the local engine (unix socket). Remote: `ssh://user@host` or `tcp://host:2376`.
+    host: str | None = Field(default=None, pattern=r"^(ssh|tcp|unix)://\S+$")
+    # The interface published ports bind to: loopback locally, all interfaces on a platform host.
+    bind_address: str = "127.0.0.1"
+    # The name users and agents reach the platform by (URLs, TLS names, MLflow allowed hosts).
+    address: str = Field(default="127.0.0.1", min_length=1)
+
+
+class Tls(Section):
+    """The registry's certificate: generated for the environment, or provided by it."""
+
+    source: Literal["generated", "provided"] = "generated"
+    certificate: str | None = None  # PEM, public: the chain clients verify
+    key: SecretValue | None = None
+    validity_days: int = Field(default=365, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _provided_needs_pair(self) -> Tls:
+        if self.source == "provided" and (not self.certificate or self.key is None):
+            raise ValueError(
+                "tls.source is `provided`: set tls.certificate (PEM) and tls.key "
+                "(`pulumi config set --secret --path modelyard:platform.registry.tls.key ...`)"
+            )
+        if self.source == "generated" and (self.certificate or self.key is not None):
+            raise ValueError("tls.certificate/key are only read when tls.source is `provided`")
+        return self
+
+
+class Registry(Section):
+    port: int = Port
+    username: str = Field(default="modelyard", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
+    tls: Tls = Tls()
+    # Maintenance mode: pushes and deletes refused. Garbage collection runs only then, because
+    # collecting while pushes land can delete layers of an image being pushed.
+    read_only: bool = False
+    garbage_collect: bool = False
+
+    @model_validator(mode="after")
+    def _gc_only_read_only(self) -> Registry:
+        if self.garbage_collect and not self.read_only:
+            raise ValueError(
+                "garbageCollect needs readOnly: true (collecting while pushes land corrupts images)"
+            )
+        return self
+
+
+class Postgres(Section):
+    host: str = Field(min_length=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(default="mlflow", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    auth_database: str = Field(default="mlflow_auth", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    user: str = Field(default="mlflow", min_length=1)
+    password: SecretValue
+    sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = "require"
+
+
+class MlflowServer(Section):
+    port: int = Port
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    postgresql: Postgres | None = None
+    admin_username: str = Field(default="admin", min_length=1)
+    # What an authenticated user may do with experiments/models someone else created.
+    default_permission: Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"
+    # Host headers the server answers (DNS-rebinding protection); the platform address is added.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    workers: int = Field(default=2, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> MlflowServer:
+        if self.backend == "postgresql" and self.postgresql is None:
+            raise ValueError("backend is postgresql: add a `postgresql:` block (host, password)")
+        if self.backend == "sqlite" and self.postgresql is not None:
+            raise ValueError("a `postgresql:` block is set but backend is sqlite: pick one")
+        return self
+
+
+class Jenkins(Section):
+    port: int = Port
+    agent_port: int = Field(default=50000, ge=1, le=65535)
+    admin_username: str = Field(default="admin", min_length=1)
+    # Zero on the controller: agents do the work. Only a local environment may allow one.
+    executors: int = Field(default=0, ge=0, le=1)
+    repository: str = Field(min_length=1)  # the git URL of this repository
+    # SCM polling of the multibranch job, next to the webhook (`5m`, `1h`, `1d`).
+    scan_interval: str = Field(default="15m", pattern=_DURATION.pattern)
+    # Kubeconfig per deployment environment, injected as Jenkins file credentials.
+    kubeconfigs: dict[str, SecretValue] = Field(default_factory=dict)
+
+
+class PlatformSettings(Section):
+    docker: DockerTarget = DockerTarget()
+    registry: Registry
+    mlflow: MlflowServer
+    jenkins: Jenkins
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> PlatformSettings:
+        ports = [self.registry.port, self.mlflow.port, self.jenkins.port, self.jenkins.agent_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"registry, mlflow and jenkins ports must differ (got {ports})")
+        return self
+
+    @property
+    def local(self) -> bool:
+        """True when the platform runs on this machine's Docker engine."""
+        return self.docker.host is None or self.docker.host.startswith("unix://")
+
+    @model_validator(mode="after")
+    def _executors_only_local(self) -> PlatformSettings:
+        if self.jenkins.executors and not self.local:
+            raise ValueError(
+                "jenkins.executors must be 0 on a remote platform host: agents run the builds"
+            )
+        return self
