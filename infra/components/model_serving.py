@@ -1,0 +1,274 @@
+"""ModelServing: the model server on Kubernetes, rolled out with the environment's strategy.
+
+Strategies (from `modelyard:promotion.rollout.strategy`):
+- recreate: one Deployment, old pods stop before new ones start;
+- rolling: one Deployment, `maxUnavailable: 0` so capacity never drops;
+- blue-green: one Deployment per version (the desired one, plus the stable one kept as a warm
+  standby); the Service selects the desired version's pods, so switching is one selector change
+  and Pulumi creates the new Deployment before it switches and deletes the old one;
+- canary: a stable and a canary Deployment behind one Service, pods split by the canary weight.
+Before any model is promoted the server image runs without a model and reports not-ready; the
+Deployments skip Pulumi's readiness wait then, so provisioning never fails for lack of a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+SERVING_PORT = 8080
+SERVING_UID = 10001
+APP_LABELS = {
+    "app.kubernetes.io/name": "modelyard-serving",
+    "app.kubernetes.io/part-of": "modelyard",
+}
+VERSION_LABEL = "modelyard.io/model-version"
+TRACK_LABEL = "modelyard.io/track"
+STRATEGIES = ("recreate", "rolling", "blue-green", "canary")
+Strategy = Literal["recreate", "rolling", "blue-green", "canary"]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One model version and the image that serves it (version None: no model yet)."""
+
+    version: int | None
+    image: str
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}" if self.version is not None else "none"
+
+
+@dataclass(frozen=True)
+class ModelServingArgs:
+    namespace: pulumi.Input[str]
+    service_account: pulumi.Input[str]
+    strategy: Strategy
+    model_name: str
+    desired: Release
+    tracking_uri: str
+    requests: Mapping[str, str]
+    limits: Mapping[str, str]
+    replicas: int = 1
+    max_replicas: int = 1
+    target_cpu_percent: int = 70
+    max_unavailable: int = 1
+    # What served before: the canary's stable track and blue/green's standby.
+    stable: Release | None = None
+    canary_weight: int = 100
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"rollout strategy {self.strategy!r} is not one ModelServing runs on Kubernetes; "
+                f"use one of {', '.join(STRATEGIES)}"
+            )
+        if not 1 <= self.replicas <= self.max_replicas:
+            raise ValueError(f"replicas {self.replicas} must be within 1..{self.max_replicas}")
+        if not 1 <= self.canary_weight <= 100:
+            raise ValueError(f"canary weight {self.canary_weight} must be a percentage 1..100")
+        if "@sha256:" not in self.desired.image:
+            raise ValueError(f"image {self.desired.image!r} must be pinned by digest")
+
+
+@dataclass(frozen=True)
+class _Track:
+    role: str  # the Deployment's name suffix and track label
+    release: Release
+    replicas: int
+
+
+class ModelServing(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    deployments: list[str]
+
+    def __init__(
+        self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        args.validate()
+        super().__init__("modelyard:serving:ModelServing", name, None, opts)
+        tracks, primary, selector = _plan(args)
+        deployments = {track.role: self._deployment(name, args, track) for track in tracks}
+        self.deployments = [f"{name}-{t.role}" for t in tracks]
+        primary_deployment = deployments[primary.role]
+
+        # The Service switches only after the Deployment it points at exists (and, with a model,
+        # is ready): that ordering is what makes blue/green a switch rather than a replacement.
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=self._meta(name, args),
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(deployments.values())),
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=self._meta(name, args),
+            spec={
+                "scale_target_ref": {
+                    "api_version": "apps/v1",
+                    "kind": "Deployment",
+                    "name": primary_deployment.metadata.name,
+                },
+                "min_replicas": primary.replicas,
+                "max_replicas": max(primary.replicas, args.max_replicas),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "average_utilization": args.target_cpu_percent,
+                            },
+                        },
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=self._meta(name, args),
+            spec={
+                "max_unavailable": args.max_unavailable,
+                "selector": {"match_labels": APP_LABELS},
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.service_name = service.metadata.name
+        self.register_outputs(
+            {
+                "service": self.service_name,
+                "strategy": args.strategy,
+                "desiredVersion": args.desired.version,
+            }
+        )
+
+    @staticmethod
+    def _meta(name: str, args: ModelServingArgs, suffix: str = "") -> dict[str, Any]:
+        return {
+            "name": f"{name}{suffix}",
+            "namespace": args.namespace,
+            "labels": dict(APP_LABELS),
+        }
+
+    def _deployment(
+        self, name: str, args: ModelServingArgs, track: _Track
+    ) -> k8s.apps.v1.Deployment:
+        release = track.release
+        pod_labels = {**APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
+        annotations = {"modelyard.io/model-version": release.label}
+        if release.version is None:
+            # No model yet: pods are deliberately not-ready; don't fail the update waiting.
+            annotations["pulumi.com/skipAwait"] = "true"
+        if args.strategy == "recreate":
+            strategy: dict[str, Any] = {"type": "Recreate"}
+        else:
+            strategy = {
+                "type": "RollingUpdate",
+                "rolling_update": {"max_unavailable": 0, "max_surge": 1},
+            }
+        model_uri = (
+            f"models:/{args.model_name}/{release.version}" if release.version is not None else ""
+        )
+        env = {
+            "MODELYARD_MODEL_URI": model_uri,
+            "MLFLOW_TRACKING_URI": args.tracking_uri,
+            **args.env,
+        }
+        security = {
+            "run_as_non_root": True,
+            "run_as_user": SERVING_UID,
+            "run_as_group": SERVING_UID,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        }
+        container = {
+            "name": "server",
+            "image": release.image,
+            "image_pull_policy": "Always",
+            "ports": [{"name": "http", "container_port": SERVING_PORT, "protocol": "TCP"}],
+            "env": [{"name": k, "value": v} for k, v in env.items()],
+            # /health says "a model is loaded and can answer"; /ping only "the process is alive".
+            "readiness_probe": {
+                "http_get": {"path": "/health", "port": "http"},
+                "period_seconds": 5,
+                "failure_threshold": 3,
+            },
+            "liveness_probe": {
+                "http_get": {"path": "/ping", "port": "http"},
+                "initial_delay_seconds": 10,
+                "period_seconds": 10,
+                "failure_threshold": 3,
+            },
+            "resources": {"requests": dict(args.requests), "limits": dict(args.limits)},
+            "security_context": {
+                **security,
+                "allow_privilege_escalation": False,
+                "privileged": False,
+                "read_only_root_filesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            # The root filesystem is read-only: models download into this scratch volume.
+            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+        }
+        return k8s.apps.v1.Deployment(
+            f"{name}-{track.role}",
+            metadata={
+                **self._meta(name, args, f"-{track.role}"),
+                "annotations": annotations,
+            },
+            spec={
+                "replicas": track.replicas,
+                "revision_history_limit": 5,
+                "selector": {"match_labels": {**APP_LABELS, TRACK_LABEL: track.role}},
+                "strategy": strategy,
+                "template": {
+                    "metadata": {"labels": pod_labels, "annotations": annotations},
+                    "spec": {
+                        "service_account_name": args.service_account,
+                        "automount_service_account_token": False,
+                        "security_context": {**security, "fs_group": SERVING_UID},
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "empty_dir": {"size_limit": "1Gi"}}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _plan(args: ModelServingArgs) -> tuple[list[_Track], _Track, dict[str, str]]:
+    """The Deployments a strategy needs, the one the autoscaler drives, and the Service selector."""
+    desired, stable = args.desired, args.stable
+    if stable is not None and stable.version == desired.version:
+        stable = None
+    if args.strategy == "blue-green":
+        active = _Track(desired.label, desired, args.replicas)
+        tracks = [active]
+        if stable is not None:
+            tracks.append(_Track(stable.label, stable, args.replicas))
+        return tracks, active, {**APP_LABELS, TRACK_LABEL: active.role}
+    if args.strategy == "canary" and stable is not None and args.canary_weight < 100:
+        total = max(args.replicas, 2)
+        canary_pods = min(total - 1, max(1, math.ceil(total * args.canary_weight / 100)))
+        stable_track = _Track("stable", stable, total - canary_pods)
+        return (
+            [stable_track, _Track("canary", desired, canary_pods)],
+            stable_track,
+            dict(APP_LABELS),
+        )
+    # rolling, recreate, and a canary that has reached 100% (or has nothing to compare with).
+    role = "stable" if args.strategy == "canary" else "server"
+    only = _Track(role, desired, args.replicas)
+    return [only], only, {**APP_LABELS, TRACK_LABEL: role}

@@ -1,0 +1,187 @@
+"""The Pulumi program: composes the components an environment file asks for.
+
+`build(environment)` is the whole program; `infra/__main__.py` calls it under the real engine and
+`infra.render` under the mock runtime, so what auditors see is what `pulumi up` would do.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.cluster import Cluster, ClusterArgs, Quota
+from infra.components.local_serving import LocalModelServing, LocalModelServingArgs
+from infra.components.model_serving import (
+    APP_LABELS,
+    SERVING_PORT,
+    STRATEGIES,
+    ModelServing,
+    ModelServingArgs,
+    Release,
+)
+from infra.config import ConfigError, Environment
+from infra.config.environment import NAMESPACE
+
+# Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
+_QUOTA_HEADROOM = 2
+_MEMORY_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def build(environment: Environment) -> None:
+    if environment.serving.platform == "docker":
+        _build_local_serving(environment)
+    else:
+        _build_kubernetes_serving(environment)
+
+
+def stack_secret(section: str, key: str) -> pulumi.Output[str]:
+    """A `{secure: ...}` value of this stack's config, decrypted by the engine, kept secret."""
+    return pulumi.Config(NAMESPACE).require_secret_object(section).apply(lambda v: str(v[key]))
+
+
+def _releases(environment: Environment) -> tuple[Release, Release | None]:
+    serving = environment.serving
+    desired = Release(serving.desired_version, serving.server_image)
+    stable = None
+    if serving.stable_version is not None and serving.stable_image is not None:
+        stable = Release(serving.stable_version, serving.stable_image)
+    return desired, stable
+
+
+def _model_name(environment: Environment) -> str:
+    return environment.serving.model_name or environment.training.model
+
+
+def _build_kubernetes_serving(environment: Environment) -> None:
+    serving = environment.serving
+    rollout = environment.promotion.rollout
+    where = f"{environment.path}: modelyard:promotion.rollout"
+    if rollout.strategy not in STRATEGIES:
+        raise ConfigError(
+            f"{where}.strategy: {rollout.strategy!r} needs a service mesh this kit does not "
+            f"provision on Kubernetes. Use one of {', '.join(STRATEGIES)}."
+        )
+    if rollout.strategy == "canary" and serving.canary_weight not in rollout.canary_steps:
+        raise ConfigError(
+            f"{environment.path}: modelyard:serving.canaryWeight: {serving.canary_weight} is not "
+            f"one of promotion.rollout.canarySteps {rollout.canary_steps}. Use one of those."
+        )
+    provider = _kubernetes_provider(environment)
+    on_cluster = pulumi.ResourceOptions(provider=provider)
+    requests = serving.resources.requests
+    limits = serving.resources.limits
+    pods = serving.autoscaling.max_replicas * _QUOTA_HEADROOM + 1
+    cluster = Cluster(
+        f"{environment.name}-cluster",
+        ClusterArgs(
+            namespace=serving.namespace,
+            environment=environment.name,
+            quota=Quota(
+                requests_cpu=_scale_cpu(requests.cpu, pods),
+                requests_memory=_scale_memory(requests.memory, pods),
+                limits_cpu=_scale_cpu(limits.cpu, pods),
+                limits_memory=_scale_memory(limits.memory, pods),
+                pods=pods,
+            ),
+            default_requests={"cpu": requests.cpu, "memory": requests.memory},
+            default_limits={"cpu": limits.cpu, "memory": limits.memory},
+            serving_selector=APP_LABELS,
+            serving_port=SERVING_PORT,
+            ingress_namespaces=serving.network.ingress_namespaces,
+            egress_cidrs=serving.network.egress_cidrs,
+            egress_ports=serving.network.egress_ports,
+        ),
+        opts=on_cluster,
+    )
+    desired, stable = _releases(environment)
+    model = ModelServing(
+        f"{environment.name}-serving",
+        ModelServingArgs(
+            namespace=cluster.namespace,
+            service_account=cluster.serving_service_account,
+            strategy=rollout.strategy,  # type: ignore[arg-type]  # checked against STRATEGIES
+            model_name=_model_name(environment),
+            desired=desired,
+            stable=stable,
+            canary_weight=serving.canary_weight,
+            tracking_uri=environment.mlflow.tracking_uri,
+            requests={"cpu": requests.cpu, "memory": requests.memory},
+            limits={"cpu": limits.cpu, "memory": limits.memory},
+            replicas=serving.replicas,
+            max_replicas=serving.autoscaling.max_replicas,
+            target_cpu_percent=serving.autoscaling.target_cpu_percent,
+            max_unavailable=serving.max_unavailable,
+            env={"MODELYARD_ENVIRONMENT": environment.name},
+        ),
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
+    )
+    pulumi.export("servingNamespace", cluster.namespace)
+    pulumi.export("servingService", model.service_name)
+    pulumi.export("servingVersion", desired.version)
+
+
+def _kubernetes_provider(environment: Environment) -> k8s.Provider:
+    serving = environment.serving
+    context = environment.provider_config.get("kubernetes:context")
+    kubeconfig = stack_secret("serving", "kubeconfig") if serving.kubeconfig else None
+    return k8s.Provider(
+        f"{environment.name}-kubernetes",
+        kubeconfig=kubeconfig,
+        context=str(context) if context else None,
+        namespace=serving.namespace,
+        enable_server_side_apply=True,
+    )
+
+
+def _build_local_serving(environment: Environment) -> None:
+    serving = environment.serving
+    desired, _ = _releases(environment)
+    local = LocalModelServing(
+        f"{environment.name}-serving",
+        LocalModelServingArgs(
+            environment=environment.name,
+            model_name=_model_name(environment),
+            desired=desired,
+            tracking_uri=environment.mlflow.tracking_uri,
+            host_port=serving.local_port,
+            memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
+            cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
+            env={"MODELYARD_ENVIRONMENT": environment.name},
+        ),
+    )
+    pulumi.export("servingUrl", local.url)
+    pulumi.export("servingVersion", desired.version)
+
+
+def _cpu_millis(quantity: str) -> int:
+    if quantity.endswith("m"):
+        return int(quantity[:-1])
+    return math.ceil(float(quantity) * 1000)
+
+
+def _memory_bytes(quantity: str) -> int:
+    match = re.fullmatch(r"([0-9]+)([KMGT]i?)?", quantity)
+    if match is None:
+        raise ConfigError(f"memory quantity {quantity!r} is not a Kubernetes quantity like 512Mi")
+    return int(match[1]) * _MEMORY_UNITS[match[2] or ""]
+
+
+def _scale_cpu(quantity: str, factor: int) -> str:
+    return f"{_cpu_millis(quantity) * factor}m"
+
+
+def _scale_memory(quantity: str, factor: int) -> str:
+    return f"{math.ceil(_memory_bytes(quantity) * factor / 2**20)}Mi"
