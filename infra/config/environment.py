@@ -8,6 +8,7 @@ from pydantic import PrivateAttr
 
 from infra.config.base import Section
 from infra.config.mlflow import MlflowSettings
+from infra.config.monitoring import MonitoringSettings
 from infra.config.notify import NotifySettings
 from infra.config.platform import PlatformSettings
 from infra.config.promotion import PromotionSettings
@@ -26,6 +27,7 @@ class Environment(Section):
     notify: NotifySettings = NotifySettings()
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings
+    monitoring: MonitoringSettings = MonitoringSettings()
     # Jenkins, registry and MLflow server as Pulumi provisions them (None: not provisioned).
     platform: PlatformSettings | None = None
 
