@@ -1,0 +1,213 @@
+"""MLflow tracking server and model registry: basic-auth, proxied artifacts, allowed hosts."""
+
+from __future__ import annotations
+
+import configparser
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from infra.config import ConfigError
+from infra.config.platform import DockerTarget, MlflowServer, Postgres
+
+IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "mlflow"
+CONTAINER_PORT = 5000
+DATA_DIR = "/var/lib/mlflow"
+ARTIFACTS_DIR = f"{DATA_DIR}/artifacts"
+AUTH_INI_PATH = "/etc/mlflow/basic_auth.ini"  # MLFLOW_AUTH_CONFIG_PATH in the image
+RUN_AS = "10001"  # the image's mlflow user
+# The password MLflow's auth app used to ship with; never acceptable for the admin.
+DEFAULT_ADMIN_PASSWORD = "password1234"
+
+
+def refuse_default_password(password: str) -> str:
+    if not password or password == DEFAULT_ADMIN_PASSWORD:
+        raise ConfigError(
+            "the MLflow admin password is empty or MLflow's old default: "
+            "use the generated one (never set it by hand to password1234)"
+        )
+    return password
+
+
+def postgres_uri(db: Postgres, database: str, password: str) -> str:
+    return (
+        f"postgresql://{quote(db.user, safe='')}:{quote(password, safe='')}@{db.host}:{db.port}"
+        f"/{database}?sslmode={db.sslmode}"
+    )
+
+
+def backend_store_uri(settings: MlflowServer, postgres_password: str | None) -> str:
+    """Runs, experiments and the model registry: SQLite on the data volume, or PostgreSQL."""
+    if settings.backend == "sqlite":
+        return f"sqlite:///{DATA_DIR}/mlflow.db"
+    assert settings.postgresql is not None and postgres_password is not None
+    return postgres_uri(settings.postgresql, settings.postgresql.database, postgres_password)
+
+
+def auth_database_uri(settings: MlflowServer, postgres_password: str | None) -> str:
+    """Users and permissions live beside the tracking data, in their own database."""
+    if settings.backend == "sqlite":
+        return f"sqlite:///{DATA_DIR}/basic_auth.db"
+    assert settings.postgresql is not None and postgres_password is not None
+    return postgres_uri(settings.postgresql, settings.postgresql.auth_database, postgres_password)
+
+
+def render_auth_ini(settings: MlflowServer, database_uri: str) -> str:
+    """The basic-auth app's configuration; the admin password comes from the environment."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser["mlflow"] = {
+        "default_permission": settings.default_permission,
+        "database_uri": database_uri,
+        "admin_username": settings.admin_username,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access": "false",
+    }
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
+
+
+def allowed_hosts(settings: MlflowServer, address: str, port: int) -> list[str]:
+    """Host headers the server answers: bare (behind a proxy on 80/443) and with the port."""
+    hosts = dict.fromkeys([*settings.allowed_hosts, address])
+    return [entry for host in hosts for entry in (host, f"{host}:{port}")]
+
+
+def server_arguments(settings: MlflowServer, hosts: list[str]) -> list[str]:
+    """Arguments of `mlflow server` (the image's entrypoint); no secret appears here."""
+    return [
+        "--app-name", "basic-auth",
+        "--host", "0.0.0.0",
+        "--port", str(CONTAINER_PORT),
+        "--workers", str(settings.workers),
+        "--serve-artifacts",
+        "--artifacts-destination", ARTIFACTS_DIR,
+        "--allowed-hosts", ",".join(hosts),
+    ]  # fmt: skip
+
+
+def server_environment(backend_uri: str, admin_password: str) -> dict[str, str]:
+    """Secrets reach the server as environment variables, never as arguments."""
+    return {
+        "MLFLOW_BACKEND_STORE_URI": backend_uri,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": refuse_default_password(admin_password),
+    }
+
+
+@dataclass(frozen=True)
+class MlflowServerArgs:
+    environment: str
+    settings: MlflowServer
+    target: DockerTarget
+    provider: pulumi.ProviderResource | None = None
+    postgres_password: pulumi.Input[str] | None = (
+        None  # a Pulumi secret, for the postgresql backend
+    )
+
+
+def _validate(args: MlflowServerArgs) -> None:
+    if args.settings.backend == "postgresql" and args.postgres_password is None:
+        raise ConfigError(
+            f"environment {args.environment}: the MLflow backend is postgresql but no password "
+            "reached the component: set modelyard:platform.mlflow.postgresql.password (secret)"
+        )
+    if isinstance(args.postgres_password, str):
+        raise ConfigError("the PostgreSQL password must be a Pulumi secret, not a plain string")
+
+
+class TrackingServer(pulumi.ComponentResource):
+    """`mlflow server --app-name basic-auth` in a container, with its image and data volume."""
+
+    url: pulumi.Output[str]
+    admin_username: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        _validate(args)
+        super().__init__("modelyard:platform:MlflowServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        settings, target = args.settings, args.target
+
+        admin = random.RandomPassword(
+            f"{name}-admin-password",
+            length=32,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        admin_password = pulumi.Output.secret(admin.result)
+        db_password = (
+            pulumi.Output.secret(args.postgres_password)
+            if args.postgres_password is not None
+            else pulumi.Output.from_input(None)
+        )
+        auth_ini = db_password.apply(
+            lambda pw: render_auth_ini(settings, auth_database_uri(settings, pw))
+        )
+        env = pulumi.Output.all(db_password, admin_password).apply(
+            lambda v: server_environment(backend_store_uri(settings, v[0]), v[1])
+        )
+
+        image = docker.Image(
+            f"{name}-image",
+            image_name=f"modelyard/mlflow:{args.environment}",
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), platform="linux/amd64"),
+            skip_push=True,
+            opts=child,
+        )
+        volume = docker.Volume(
+            f"{name}-data", name=f"modelyard-{args.environment}-mlflow-data", opts=child
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"modelyard-{args.environment}-mlflow",
+            image=image.image_name,
+            restart="unless-stopped",
+            user=RUN_AS,
+            command=server_arguments(
+                settings, allowed_hosts(settings, target.address, settings.port)
+            ),
+            envs=pulumi.Output.secret(env.apply(_envs)),
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
+                )
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=AUTH_INI_PATH,
+                    content=pulumi.Output.secret(auth_ini),
+                    permissions="0400",
+                    owner=RUN_AS,
+                    group=RUN_AS,
+                )
+            ],
+            labels=[
+                docker.ContainerLabelArgs(label="io.modelyard.environment", value=args.environment),
+                docker.ContainerLabelArgs(label="io.modelyard.role", value="mlflow"),
+            ],
+            opts=child,
+        )
+
+        self.url = pulumi.Output.from_input(f"http://{target.address}:{settings.port}")
+        self.admin_username = pulumi.Output.from_input(settings.admin_username)
+        self.admin_password = admin_password
+        self.register_outputs(
+            {
+                "url": self.url,
+                "adminUsername": self.admin_username,
+                "adminPassword": self.admin_password,
+            }
+        )
+
+
+def _envs(values: Mapping[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in values.items()]

@@ -1,0 +1,268 @@
+"""The container image registry: Docker Distribution with htpasswd (bcrypt) auth and TLS."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+import pulumi_tls as tls
+import yaml
+
+from infra.config import ConfigError
+from infra.config.platform import DockerTarget, Registry
+
+IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "registry"
+CONTAINER_PORT = 5000
+CONFIG_DIR = "/etc/docker/registry"
+DATA_DIR = "/var/lib/docker-registry"
+RUN_AS = "10002"  # the image's docker-registry user
+CONFIG_PATH = f"{CONFIG_DIR}/config.yml"
+HTPASSWD_PATH = f"{CONFIG_DIR}/htpasswd"
+CERT_PATH = f"{CONFIG_DIR}/tls/cert.pem"
+KEY_PATH = f"{CONFIG_DIR}/tls/key.pem"
+
+T = TypeVar("T")
+
+
+def render_config(settings: Registry) -> str:
+    """config.yml of the registry: every environment's registry runs with exactly this."""
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": "registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": DATA_DIR},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+            "maintenance": {
+                "uploadpurging": {
+                    "enabled": True,
+                    "age": "168h",
+                    "interval": "24h",
+                    "dryrun": False,
+                },
+                "readonly": {"enabled": settings.read_only},
+            },
+        },
+        "http": {
+            "addr": f":{CONTAINER_PORT}",
+            "tls": {"certificate": CERT_PATH, "key": KEY_PATH},
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+        },
+        "auth": {"htpasswd": {"realm": "modelyard-registry", "path": HTPASSWD_PATH}},
+        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def htpasswd_line(username: str, bcrypt_hash: str) -> str:
+    if not bcrypt_hash.startswith(("$2a$", "$2b$", "$2y$")):
+        raise ValueError("the registry accepts only bcrypt htpasswd entries")
+    return f"{username}:{bcrypt_hash}\n"
+
+
+@dataclass(frozen=True)
+class ContainerFile:
+    """A file written into the container before it starts (Pulumi uploads; `docker cp` in tests)."""
+
+    content: Any  # str, or a pulumi Output[str] for secrets
+    mode: str = "0444"
+    owner: str = "0"
+
+
+def container_files(
+    settings: Registry, htpasswd: T, certificate: T, key: T
+) -> dict[str, ContainerFile]:
+    """Every file the registry container needs, keyed by path; the key is readable only by it."""
+    return {
+        CONFIG_PATH: ContainerFile(render_config(settings)),
+        HTPASSWD_PATH: ContainerFile(htpasswd, "0400", RUN_AS),
+        CERT_PATH: ContainerFile(certificate),
+        KEY_PATH: ContainerFile(key, "0400", RUN_AS),
+    }
+
+
+def container_environment(http_secret: T) -> dict[str, T]:
+    # Signs upload state; set explicitly so a restart does not invalidate uploads in flight.
+    return {"REGISTRY_HTTP_SECRET": http_secret}
+
+
+def registry_address(target: DockerTarget, settings: Registry) -> str:
+    """What `docker login/push` names: host, plus the port unless it is 443."""
+    return target.address if settings.port == 443 else f"{target.address}:{settings.port}"
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    environment: str
+    settings: Registry
+    target: DockerTarget
+    provider: pulumi.ProviderResource | None = None
+    # A provided certificate (PEM) and its key (a Pulumi secret); None: generate them.
+    certificate: pulumi.Input[str] | None = None
+    key: pulumi.Input[str] | None = None
+
+
+def _validate(args: RegistryArgs) -> None:
+    tls_settings = args.settings.tls
+    if tls_settings.source == "provided" and (args.certificate is None or args.key is None):
+        raise ConfigError(
+            f"environment {args.environment}: registry TLS is `provided` but no certificate/key "
+            "reached the component: set modelyard:platform.registry.tls.certificate and .key"
+        )
+    if tls_settings.source == "generated" and (
+        args.certificate is not None or args.key is not None
+    ):
+        raise ConfigError(
+            f"environment {args.environment}: registry TLS is `generated`; "
+            "a certificate was passed anyway"
+        )
+    if isinstance(args.key, str):
+        raise ConfigError("the registry TLS key must be a Pulumi secret Output, not a plain string")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ImageRegistry(pulumi.ComponentResource):
+    """Docker Distribution in a container, with its image, data volume, password and certificate."""
+
+    address: pulumi.Output[str]
+    url: pulumi.Output[str]
+    username: pulumi.Output[str]
+    password: pulumi.Output[str]
+    ca_certificate: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        _validate(args)
+        super().__init__("modelyard:platform:Registry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        plain = pulumi.ResourceOptions(parent=self)  # random/tls: no Docker provider
+        settings, target = args.settings, args.target
+
+        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=plain)
+        http_secret = random.RandomPassword(
+            f"{name}-http-secret", length=48, special=False, opts=plain
+        )
+        certificate, key = self._certificate(name, args, plain)
+        htpasswd = pulumi.Output.secret(password.bcrypt_hash).apply(
+            lambda digest: htpasswd_line(settings.username, digest)
+        )
+
+        image = docker.Image(
+            f"{name}-image",
+            image_name=f"modelyard/registry:{args.environment}",
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), platform="linux/amd64"),
+            skip_push=True,
+            opts=child,
+        )
+        volume = docker.Volume(
+            f"{name}-data", name=f"modelyard-{args.environment}-registry-data", opts=child
+        )
+        files = container_files(settings, htpasswd, certificate, key)
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"modelyard-{args.environment}-registry",
+            image=image.image_name,
+            restart="unless-stopped",
+            user=RUN_AS,
+            envs=_envs(container_environment(pulumi.Output.secret(http_secret.result))),
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
+                )
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=path, content=f.content, permissions=f.mode, owner=f.owner, group=f.owner
+                )
+                for path, f in files.items()
+            ],
+            labels=_labels(args.environment, "registry"),
+            opts=child,
+        )
+        if settings.garbage_collect:
+            # Runs once per `pulumi up` against the same storage; the registry is read-only.
+            docker.Container(
+                f"{name}-garbage-collect",
+                name=f"modelyard-{args.environment}-registry-gc",
+                image=image.image_name,
+                user=RUN_AS,
+                command=["garbage-collect", "--delete-untagged", CONFIG_PATH],
+                must_run=False,
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)
+                ],
+                uploads=[
+                    docker.ContainerUploadArgs(
+                        file=path, content=f.content, permissions=f.mode, owner=f.owner
+                    )
+                    for path, f in files.items()
+                ],
+                labels=_labels(args.environment, "registry-gc"),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.provider, depends_on=[self.container]
+                ),
+            )
+
+        self.address = pulumi.Output.from_input(registry_address(target, settings))
+        self.url = self.address.apply(lambda a: f"https://{a}")
+        self.username = pulumi.Output.from_input(settings.username)
+        self.password = pulumi.Output.secret(password.result)
+        self.ca_certificate = pulumi.Output.from_input(certificate)
+        self.register_outputs(
+            {
+                "address": self.address,
+                "url": self.url,
+                "username": self.username,
+                "password": self.password,
+                "caCertificate": self.ca_certificate,
+            }
+        )
+
+    def _certificate(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
+        if args.certificate is not None and args.key is not None:
+            return args.certificate, pulumi.Output.secret(args.key)
+        address = args.target.address
+        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
+        names = {"localhost", address} - ({address} if _is_ip(address) else set())
+        ips = sorted({"127.0.0.1", address} if _is_ip(address) else {"127.0.0.1"})
+        cert = tls.SelfSignedCert(
+            f"{name}-tls-cert",
+            private_key_pem=key.private_key_pem,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=address, organization="modelyard"),
+            dns_names=sorted(names),
+            ip_addresses=ips,
+            validity_period_hours=args.settings.tls.validity_days * 24,
+            early_renewal_hours=30 * 24,
+            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+            opts=opts,
+        )
+        return cert.cert_pem, pulumi.Output.secret(key.private_key_pem)
+
+
+def _envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
+    """`KEY=value` list for Docker; secret when any value is."""
+    return pulumi.Output.all(*[pulumi.Output.concat(k, "=", v) for k, v in values.items()])
+
+
+def _labels(environment: str, role: str) -> list[docker.ContainerLabelArgs]:
+    return [
+        docker.ContainerLabelArgs(label="io.modelyard.environment", value=environment),
+        docker.ContainerLabelArgs(label="io.modelyard.role", value=role),
+    ]

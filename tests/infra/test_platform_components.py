@@ -1,0 +1,332 @@
+"""The platform program under Pulumi's mock runtime, for every environment file.
+
+Each environment is built by `build_platform` exactly as `pulumi up` would, with the mock monitor
+recording every registration (type, name, parent, inputs with secrets still wrapped). Secret
+config values and generated passwords are known strings, so a plain-text leak into any resource
+input is found wherever it hides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import bcrypt
+import pytest
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.rpc import is_rpc_secret
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.components import jenkins, mlflow_server, registry
+from infra.config import ConfigError, environment_path, load_environment
+from infra.config.loader import read_stack_file
+from infra.platform import build_platform
+
+ENVIRONMENTS = ["local", "staging", "production"]
+COMPONENT_TYPES = {
+    "modelyard:platform:Registry",
+    "modelyard:platform:MlflowServer",
+    "modelyard:platform:Jenkins",
+}
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    provider: str = ""
+
+
+@dataclass
+class Run:
+    resources: list[Registered]
+    secrets: set[str]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def one(self, type_: str, suffix: str) -> Registered:
+        found = [r for r in self.resources if r.type == type_ and r.name.endswith(suffix)]
+        assert len(found) == 1, f"expected one {type_} named *{suffix}, got {found}"
+        return found[0]
+
+
+def _plain_secret(text: str) -> str:
+    return "plain-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class _Mocks(pulumi_mocks.Mocks):
+    """Outputs as the providers would compute them; every generated secret is remembered."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            result = _plain_secret(args.name)[: int(args.inputs["length"])]
+            digest = bcrypt.hashpw(result.encode(), bcrypt.gensalt(rounds=4)).decode()
+            outputs.update(result=result, bcryptHash=digest)
+            self.secrets |= {result, digest}
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            body = _plain_secret(args.name)
+            pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+            outputs.update(privateKeyPem=pem, publicKeyPem="public")
+            self.secrets.add(_plain_secret(args.name))
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            outputs["certPem"] = (
+                f"-----BEGIN CERTIFICATE-----\ncert-{args.name}\n-----END CERTIFICATE-----\n"
+            )
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+class _Monitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: dict[str, Registered] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            parent = self.recorded.get(request.parent)
+            self.recorded[response.urn] = Registered(
+                request.type,
+                request.name,
+                parent.name if parent else None,
+                pulumi_mocks.rpc.deserialize_properties(request.object),
+                request.provider,
+            )
+        return response
+
+
+def _stack_config(env: str) -> tuple[dict[str, str], list[str], set[str]]:
+    """The stack config as the engine hands it over; each `{secure: ...}` becomes a stand-in."""
+    stand_ins: set[str] = set()
+
+    def unwrap(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            plain = _plain_secret(str(value["secure"]))
+            stand_ins.add(plain)
+            return plain
+        if isinstance(value, dict):
+            return {k: unwrap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unwrap(v) for v in value]
+        return value
+
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in read_stack_file(environment_path(env)).items():
+        before = len(stand_ins)
+        plain = unwrap(value)
+        config[str(key)] = plain if isinstance(plain, str) else json.dumps(plain)
+        if len(stand_ins) > before:
+            secret_keys.append(str(key))
+    return config, secret_keys, stand_ins
+
+
+def run_platform(env: str) -> Run:
+    environment = load_environment(env)
+    mocks = _Mocks()
+    monitor = _Monitor(mocks)
+    pulumi_mocks.set_mocks(mocks, project="modelyard", stack=env, preview=False, monitor=monitor)
+    config, secret_keys, stand_ins = _stack_config(env)
+    set_all_config(config, secret_keys)
+    outputs: dict[str, Any] = {}
+
+    def program() -> None:
+        platform = build_platform(environment)
+        platform.export()
+        for key in ("registry_address", "mlflow_url", "jenkins_url"):
+            getattr(platform, key).apply(lambda v, k=key: outputs.__setitem__(k, v))
+        platform.registry_password.apply(lambda v: outputs.__setitem__("registry_password", v))
+
+    _sync_await(run_pulumi_func(program))
+    return Run(list(monitor.recorded.values()), mocks.secrets | stand_ins, outputs)
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def run(request: pytest.FixtureRequest) -> tuple[str, Run]:
+    return request.param, run_platform(request.param)
+
+
+def _leaks(value: Any, secrets: set[str], path: str = "") -> list[str]:
+    """Paths of plain (unwrapped) strings that contain a secret."""
+    if is_rpc_secret(value):
+        return []
+    if isinstance(value, dict):
+        return [leak for k, v in value.items() for leak in _leaks(v, secrets, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [leak for i, v in enumerate(value) for leak in _leaks(v, secrets, f"{path}[{i}]")]
+    if isinstance(value, str) and any(secret in value for secret in secrets):
+        return [path]
+    return []
+
+
+def _unwrap(value: Any) -> Any:
+    if is_rpc_secret(value):
+        return _unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def test_every_child_is_parented_and_named_after_its_component(run: tuple[str, Run]) -> None:
+    env, result = run
+    components = {r.name: r for r in result.resources if r.type in COMPONENT_TYPES}
+    assert {r.type for r in components.values()} == COMPONENT_TYPES
+    for resource in result.resources:
+        if resource.type in COMPONENT_TYPES or resource.type.startswith("pulumi:providers:"):
+            assert resource.parent is None, resource
+            continue
+        assert resource.parent in components, f"{resource.name} ({resource.type}) has no component"
+        assert resource.name.startswith(f"{resource.parent}-"), resource.name
+    assert set(components) == {f"{env}-registry", f"{env}-mlflow", f"{env}-jenkins"}
+
+
+def test_no_plain_text_secret_in_any_resource_input(run: tuple[str, Run]) -> None:
+    _, result = run
+    assert result.secrets, "the run generated no secrets: the check would prove nothing"
+    leaks = [
+        f"{r.name}{leak}" for r in result.resources for leak in _leaks(r.inputs, result.secrets)
+    ]
+    assert leaks == []
+
+
+def test_container_environments_and_credentials_are_secret(run: tuple[str, Run]) -> None:
+    _, result = run
+    containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
+    assert len(containers) == 3
+    for container in containers:
+        assert is_rpc_secret(container.inputs["envs"]), container.name
+    assert result.outputs["registry_password"] in result.secrets
+
+
+def test_local_platform_runs_on_this_engine_bound_to_loopback() -> None:
+    result = run_platform("local")
+    assert not [r for r in result.resources if r.type == "pulumi:providers:docker"]
+    containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
+    assert len(containers) == 3
+    for container in containers:
+        for port in _unwrap(container.inputs["ports"]):
+            assert port["ip"] == "127.0.0.1"
+        assert _unwrap(container.inputs["user"]) not in ("", "0", "root")
+    assert result.outputs["registry_address"] == "127.0.0.1:5443"
+    assert result.outputs["mlflow_url"] == "http://127.0.0.1:5000"
+    assert result.outputs["jenkins_url"] == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_remote_platforms_use_the_remote_engine_for_everything(env: str) -> None:
+    result = run_platform(env)
+    providers = [r for r in result.resources if r.type == "pulumi:providers:docker"]
+    assert len(providers) == 1
+    assert _unwrap(providers[0].inputs["host"]) == load_environment(env).platform.docker.host  # type: ignore[union-attr]
+    docker_resources = [r for r in result.resources if r.type.startswith("docker:")]
+    assert docker_resources
+    # every container, volume and image build goes through that engine
+    assert all(f"::{env}-docker::" in r.provider for r in docker_resources)
+
+
+def test_registry_config_htpasswd_tls_deletes_and_storage(run: tuple[str, Run]) -> None:
+    env, result = run
+    settings = load_environment(env).platform.registry  # type: ignore[union-attr]
+    container = _unwrap(result.one("docker:index/container:Container", "registry-container").inputs)
+    uploads = {u["file"]: u for u in container["uploads"]}
+    config = yaml.safe_load(uploads[registry.CONFIG_PATH]["content"])
+    assert config["storage"]["delete"]["enabled"] is True
+    assert config["storage"]["filesystem"]["rootdirectory"] == registry.DATA_DIR
+    assert config["auth"]["htpasswd"]["path"] == registry.HTPASSWD_PATH
+    assert config["http"]["tls"] == {"certificate": registry.CERT_PATH, "key": registry.KEY_PATH}
+    user, digest = uploads[registry.HTPASSWD_PATH]["content"].strip().split(":", 1)
+    assert user == settings.username and digest.startswith("$2")
+    assert uploads[registry.KEY_PATH]["permissions"] == "0400"
+    assert {v["containerPath"] for v in container["volumes"]} == {registry.DATA_DIR}
+    assert container["ports"][0]["external"] == settings.port
+    key_resources = [r for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"]
+    if settings.tls.source == "generated":
+        assert len(key_resources) == 1
+    else:
+        assert key_resources == []
+        assert uploads[registry.CERT_PATH]["content"] == settings.tls.certificate
+    # garbage collection runs only in read-only mode, and no environment asks for it now
+    assert not [r for r in result.resources if r.name.endswith("garbage-collect")]
+
+
+def test_mlflow_auth_backend_artifacts_and_allowed_hosts(run: tuple[str, Run]) -> None:
+    env, result = run
+    settings = load_environment(env).platform  # type: ignore[union-attr]
+    assert settings is not None
+    raw = result.one("docker:index/container:Container", "mlflow-container").inputs
+    assert is_rpc_secret(raw["envs"])
+    container = _unwrap(raw)
+    command = container["command"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert "--serve-artifacts" in command
+    assert command[command.index("--artifacts-destination") + 1] == mlflow_server.ARTIFACTS_DIR
+    hosts = command[command.index("--allowed-hosts") + 1].split(",")
+    for host in settings.mlflow.allowed_hosts:
+        assert host in hosts
+    assert f"{settings.docker.address}:{settings.mlflow.port}" in hosts
+    envs = dict(e.split("=", 1) for e in container["envs"])
+    assert envs["MLFLOW_AUTH_ADMIN_PASSWORD"] in result.secrets
+    assert envs["MLFLOW_AUTH_ADMIN_PASSWORD"] != mlflow_server.DEFAULT_ADMIN_PASSWORD
+    backend = envs["MLFLOW_BACKEND_STORE_URI"]
+    ini = container["uploads"][0]["content"]
+    if settings.mlflow.backend == "postgresql":
+        assert env != "local"
+        assert backend.startswith("postgresql://") and "sslmode=" in backend
+        assert "database_uri = postgresql://" in ini
+    else:
+        assert backend == f"sqlite:///{mlflow_server.DATA_DIR}/mlflow.db"
+        assert "database_uri = sqlite:///" in ini
+    assert "admin_password" not in ini
+
+
+def test_jenkins_casc_and_environment_match(run: tuple[str, Run]) -> None:
+    env, result = run
+    settings = load_environment(env).platform  # type: ignore[union-attr]
+    assert settings is not None
+    raw = result.one("docker:index/container:Container", "jenkins-container").inputs
+    container = _unwrap(raw)
+    casc = container["uploads"][0]["content"]
+    provided = {e.split("=", 1)[0] for e in container["envs"]}
+    base = jenkins.BASE_CASC.read_text()
+    assert jenkins.referenced_variables(casc) | jenkins.referenced_variables(base) <= provided
+    document = yaml.safe_load(casc)
+    assert document["jenkins"]["numExecutors"] == (1 if env == "local" else 0)
+    ids = {
+        next(iter(c.values()))["id"]
+        for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
+    }
+    assert ids == {"registry", "mlflow"} | {f"kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
+    job = document["jobs"][0]["script"]
+    assert jenkins.JENKINSFILE in job and settings.jenkins.repository in job
+    assert "periodicFolderTrigger" in job and "computedFolderWebHookTrigger" in job
+
+
+def test_executors_on_a_remote_controller_are_refused(environments: Any) -> None:
+    path = environments / "Pulumi.staging.yaml"
+    path.write_text(path.read_text().replace("executors: 0", "executors: 1"))
+    with pytest.raises(ConfigError, match="executors must be 0"):
+        load_environment("staging")
+
+
+def test_garbage_collection_needs_read_only(environments: Any) -> None:
+    path = environments / "Pulumi.local.yaml"
+    text = path.read_text().replace(
+        "      tls:\n        source: generated\n", "      garbageCollect: true\n", 1
+    )
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="readOnly"):
+        load_environment("local")
