@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import PrivateAttr
 
 from infra.config.base import Section
+from infra.config.hosts import HostsSettings
 from infra.config.mlflow import MlflowSettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.notify import NotifySettings
@@ -30,6 +31,8 @@ class Environment(Section):
     monitoring: MonitoringSettings = MonitoringSettings()
     # Jenkins, registry and MLflow server as Pulumi provisions them (None: not provisioned).
     platform: PlatformSettings | None = None
+    # What `modelyard configure` passes to Ansible about the machines (ansible/README.md).
+    hosts: HostsSettings = HostsSettings()
 
     _name: str = PrivateAttr(default="")
     _path: Path = PrivateAttr(default=Path())
