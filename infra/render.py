@@ -48,7 +48,13 @@ class RenderedResource:
         return self.custom and self.type.startswith("kubernetes:")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+        return {
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "inputs": self.inputs,
+        }
 
 
 @dataclass
@@ -78,7 +84,9 @@ class RenderedState:
         return cls(
             environment=data["environment"],
             resources=[
-                RenderedResource(r["type"], r["name"], r["parent"], True, r["inputs"])
+                RenderedResource(
+                    r["type"], r["name"], r["parent"], r.get("custom", True), r["inputs"]
+                )
                 for r in data["resources"]
             ],
         )
