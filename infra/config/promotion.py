@@ -14,7 +14,9 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 class Champion(Section):
     metric: str = Field(min_length=1)
-    min_delta: float = 0.0
+    min_delta: float = Field(default=0.0, ge=0)
+    # False for metrics where lower wins (log_loss, latency): then the candidate must be lower.
+    higher_is_better: bool = True
 
 
 class Approvals(Section):
@@ -56,7 +58,9 @@ class Rollout(Section):
     def _steps_climb_to_100(self) -> Rollout:
         steps = self.canary_steps
         if any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)) or steps[-1] != 100:
-            raise ValueError("canarySteps must be increasing percentages ending at 100, e.g. [10, 50, 100]")
+            raise ValueError(
+                "canarySteps must be increasing percentages ending at 100, e.g. [10, 50, 100]"
+            )
         return self
 
 

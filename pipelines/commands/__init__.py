@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands import env
+from pipelines.commands import configure, data, deploy, env, infra, promote, serve, train
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (env,):
+    for module in (env, data, train, promote, infra, configure, serve, deploy):
         module.register(app)

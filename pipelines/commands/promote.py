@@ -1,0 +1,134 @@
+"""`modelyard promote`, `rollback` and `history`: thin over pipelines.promotion."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.promotion import Outcome, history, promote, rollback
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+Approvers = Annotated[
+    list[str] | None,
+    typer.Option("--approved-by", help="An approver's name; repeat for each approver."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("promote")(promote_command)
+    app.command("rollback")(rollback_command)
+    app.command("history")(history_command)
+
+
+def promote_command(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. churn.")],
+    to: Annotated[str, typer.Option("--to", help="Environment to promote into.")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="Version (default: what the source serves).")
+    ] = None,
+    approved_by: Approvers = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Serving image REPO:TAG@sha256:... to record.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Evaluate; change nothing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Evaluate ENV's rules for a model version and, if all pass, make ENV serve it."""
+    outcome = promote(model, to, version, approved_by or [], dry_run=dry_run, image=image)
+    _report(outcome, as_json)
+    if not outcome.promoted and not (dry_run and all(g.passed for g in outcome.gates)):
+        raise typer.Exit(1)
+
+
+def rollback_command(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. churn.")],
+    env: Annotated[str, typer.Option("--env", help="Environment to roll back.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the record.")],
+    to_version: Annotated[
+        str | None, typer.Option("--to-version", help="Version (default: the previous one).")
+    ] = None,
+    approved_by: Approvers = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Serve the previous (or named) version again; allowed in a freeze; recorded."""
+    _report(rollback(model, env, to_version, reason, approved_by or []), as_json)
+
+
+def history_command(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. churn.")],
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every promotion and rollback that took effect, oldest first."""
+    records = history(model, env)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    print_history(records, Console())
+
+
+def _report(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(outcome.as_dict(), indent=2))
+        return
+    console = Console()
+    for note in outcome.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    blocking = outcome.action == "promote"
+    title = f"{outcome.action} {outcome.model} v{outcome.version} to {outcome.env}"
+    table = Table(title=title + ("" if blocking else " (gates reported, not blocking)"))
+    table.add_column("gate")
+    table.add_column("result")
+    table.add_column("evidence", overflow="fold")
+    for gate in outcome.gates:
+        mark = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
+        table.add_row(gate.name, mark, gate.evidence)
+    console.print(table)
+    if outcome.dry_run:
+        verdict = "would pass" if all(g.passed for g in outcome.gates) else "would be refused"
+        console.print(f"dry run: v{outcome.version} {verdict}; nothing was changed.")
+    elif outcome.promoted:
+        was = f"v{outcome.from_version}" if outcome.from_version else "nothing"
+        console.print(
+            f"[green]{outcome.env} now serves {outcome.model} v{outcome.version}[/green] "
+            f"(was {was}); record {outcome.record_id}."
+        )
+        for change in (outcome.file_change or {}).get("changes", []):
+            console.print(f"  {change['key']}: {change['from']} -> {change['to']}")
+    else:
+        console.print(f"[red]refused[/red]: a gate failed; {outcome.env} was not changed.")
+
+
+def _versions(record: dict[str, Any]) -> str:
+    before = record.get("from_version")
+    return f"{'v' + str(before) if before else '-'} -> v{record.get('to_version')}"
+
+
+def print_history(records: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="promotion history (oldest first)")
+    for column in ("when (UTC)", "env", "action", "versions", "who", "approvers", "data", "gates"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        gates = record.get("gates") or []
+        failed = [g["name"] for g in gates if not g.get("passed")]
+        summary = f"{len(gates) - len(failed)}/{len(gates)} passed"
+        if failed:
+            summary += f" (failed: {', '.join(failed)})"
+        digest = str(record.get("dataset_digest") or "?")[:12]
+        table.add_row(
+            str(record.get("at", "")).replace("+00:00", ""),
+            str(record.get("env")),
+            str(record.get("action")) + ("" if not record.get("repair") else " (repaired)"),
+            _versions(record),
+            str(record.get("actor")),
+            ", ".join(record.get("approvers") or []) or "-",
+            digest,
+            summary,
+        )
+    console.print(table)
+    if not records:
+        console.print("no promotion on record.")

@@ -1,0 +1,574 @@
+"""Promote, roll back and read the history of a model in an environment.
+
+A change goes through one transaction, under the environment's lock and registry lease:
+  1. evaluate every rule (nothing written yet; a failure here changes nothing),
+  2. write the promotion record to MLflow as `pending` (the write-ahead log),
+  3. move the alias named after the environment,
+  4. write desiredVersion/image into the environment file (atomic replace),
+  5. mark the record `committed`.
+Every command first repairs what an interrupted one left: a pending record whose alias moved
+is completed (file written, record committed); one whose alias never moved is marked aborted.
+Both are said in the command's output and noted on the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from infra.config import (
+    ConfigError,
+    Environment,
+    SecretValue,
+    list_environments,
+    load_environment,
+)
+from pipelines.errors import PipelineError
+from pipelines.promotion import drift, envfile, faults, locking, rules
+from pipelines.promotion.records import ABORTED, COMMITTED, PENDING, RecordStore
+from pipelines.promotion.registry import (
+    TAG_COMMIT,
+    TAG_DATASET,
+    TAG_ENV,
+    TAG_GATE_RULE,
+    TAG_GATE_VALUE,
+    TAG_IMAGE,
+    TAG_PIPELINE_RUN,
+    Registry,
+    Version,
+    tracking_uri_for,
+)
+
+REGISTERED = "registered"
+
+
+@dataclass
+class Outcome:
+    """What `promote` / `rollback` decided and did; `as_dict` is the `--json` shape."""
+
+    action: str
+    promoted: bool
+    model: str
+    version: int
+    env: str
+    from_version: int | None
+    gates: list[rules.Gate]
+    record_id: str | None = None
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+    file_change: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "promoted": self.promoted,
+            "action": self.action,
+            "model": self.model,
+            "version": self.version,
+            "env": self.env,
+            "from_version": self.from_version,
+            "gates": [gate.as_dict() for gate in self.gates],
+            "record_id": self.record_id,
+            "dry_run": self.dry_run,
+            "notes": self.notes,
+            "env_file_change": self.file_change,
+        }
+
+
+@dataclass
+class _Target:
+    environment: Environment
+    registry: Registry
+    store: RecordStore
+
+    @property
+    def env(self) -> str:
+        return self.environment.name
+
+    @property
+    def path(self) -> Path:
+        return self.environment.path
+
+
+def state_dir(environment: Environment) -> Path:
+    """Machine-local state (locks) beside the environments folder, in the git-ignored .modelyard."""
+    return environment.path.resolve().parent.parent / ".modelyard" / "promotion"
+
+
+def parse_version(model: str, text: str) -> int:
+    """`3`, `v3` or `models:/MODEL/3`; a version of another model is refused."""
+    match = re.fullmatch(r"(?:models:/([^/@]+)/)?v?(\d+)", text.strip())
+    if not match:
+        raise PipelineError(f"--version {text!r}: write a version number (3) or models:/{model}/3")
+    if match[1] and match[1] != model:
+        raise PipelineError(
+            f"version {text} belongs to model {match[1]!r}, not {model!r}: promote it as "
+            f"`modelyard promote {match[1]} ...` or pick a version of {model}."
+        )
+    return int(match[2])
+
+
+def _open(model: str, env: str) -> _Target:
+    environment = load_environment(env)
+    served = environment.serving.model_name or environment.training.model
+    if served != model:
+        raise PipelineError(
+            f"environment {env} serves model {served!r} ({environment.path}: "
+            f"modelyard:training.model), not {model!r}: nothing was changed."
+        )
+    registry = Registry(tracking_uri_for(environment))
+    registry.check_reachable()
+    registry.require_model(model)
+    return _Target(environment, registry, RecordStore(registry))
+
+
+def _chain(environment: Environment) -> list[str]:
+    """The environment and every environment upstream of it, nearest first."""
+    chain = [environment.name]
+    source = environment.promotion.source
+    while source != REGISTERED:
+        if source in chain:
+            raise ConfigError(
+                f"{environment.path}: modelyard:promotion.source forms a cycle "
+                f"({' <- '.join([*chain, source])}): one environment must take `registered`."
+            )
+        chain.append(source)
+        source = load_environment(source).promotion.source
+    return chain
+
+
+def _check_eligible(target: _Target, candidate: Version) -> None:
+    if not candidate.gate_passed:
+        raise PipelineError(
+            f"{candidate.model} v{candidate.number} never passed its training gate "
+            f"({candidate.tags.get(TAG_GATE_RULE, 'no gate recorded')}, value "
+            f"{candidate.tags.get(TAG_GATE_VALUE, 'none')}): it cannot be served anywhere."
+        )
+    trained_for = candidate.tags.get(TAG_ENV)
+    chain = _chain(target.environment)
+    if trained_for is None:
+        raise PipelineError(
+            f"{candidate.model} v{candidate.number} has no {TAG_ENV} tag: only versions the "
+            "pipeline registered can be promoted."
+        )
+    if trained_for not in chain:
+        raise PipelineError(
+            f"{candidate.model} v{candidate.number} was trained for {trained_for!r}, and "
+            f"{target.env} is not downstream of it (it takes from: {' <- '.join(chain)}): "
+            "nothing was changed."
+        )
+
+
+def _record_time(record: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(record.get("at")))
+    except ValueError:
+        return None
+
+
+def _served_since(target: _Target, model: str, env: str, version: int) -> datetime | None:
+    """When `env` last started serving `version`, from the committed records."""
+    for record in reversed(target.store.history(model, env)):
+        if record.get("to_version") == version:
+            return _record_time(record)
+    return None
+
+
+def _evaluate(
+    target: _Target,
+    candidate: Version,
+    approvers: Sequence[str],
+    champion: int | None,
+    now: datetime,
+) -> list[rules.Gate]:
+    settings = target.environment.promotion
+    registry = target.registry
+    gates = [
+        rules.registered_gate(
+            candidate.number,
+            candidate.tags.get(TAG_GATE_RULE, "?"),
+            candidate.tags.get(TAG_GATE_VALUE, "?"),
+            candidate.gate_passed,
+        )
+    ]
+    if settings.source != REGISTERED:
+        serves = registry.alias(candidate.model, settings.source)
+        gates.append(rules.source_gate(settings.source, candidate.number, serves))
+    gates += [rules.metric_gate(g, candidate.metrics, candidate.run_id) for g in settings.gates]
+    if settings.champion is not None:
+        champion_metrics = (
+            registry.version(candidate.model, champion).metrics if champion is not None else {}
+        )
+        gates.append(
+            rules.champion_gate(settings.champion, candidate.metrics, champion, champion_metrics)
+        )
+    if settings.max_drift is not None:
+        score, detail = drift.evidence(registry, candidate, settings.source)
+        gates.append(rules.drift_gate(settings.max_drift, score, detail))
+    if settings.soak_minutes > 0:
+        if settings.source == REGISTERED:
+            since: datetime | None = datetime.fromtimestamp(candidate.created_ms / 1000, UTC)
+            where = "the registry"
+        else:
+            since = _served_since(target, candidate.model, settings.source, candidate.number)
+            where = settings.source
+        gates.append(rules.soak_gate(settings.soak_minutes, since, where, now))
+    if settings.approvals.required or approvers:
+        gates.append(rules.approvals_gate(settings.approvals, list(approvers)))
+    gates.append(rules.freeze_gate(settings.freeze, now))
+    return gates
+
+
+def _image_for(target: _Target, candidate: Version, image: str | None) -> str | None:
+    """The serving image for the version: given, tagged by the package stage, or the one the
+    source environment runs for this very version (production runs what staging tested)."""
+    if image:
+        return image
+    if candidate.tags.get(TAG_IMAGE):
+        return candidate.tags[TAG_IMAGE]
+    source = target.environment.promotion.source
+    if source != REGISTERED:
+        theirs = envfile.read_serving(load_environment(source).path)
+        if theirs["desiredVersion"] == candidate.number and theirs["image"]:
+            return str(theirs["image"])
+    return None
+
+
+def _actor() -> str:
+    # Jenkins sets BUILD_USER_ID (build-user-vars plugin); elsewhere the login name.
+    user = os.environ.get("MODELYARD_ACTOR") or os.environ.get("BUILD_USER_ID") or getpass.getuser()
+    return f"{user}@{socket.gethostname()}"
+
+
+def _secrets(environment: Environment) -> list[str]:
+    """Every secret the process could leak into a record: the file's and the credentials'."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretValue):
+            found.append(value.ciphertext)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, BaseModel):
+            walk(dict(value))
+
+    walk(environment)
+    for name, value in os.environ.items():
+        if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", name) and len(value) >= 6:
+            found.append(value)
+    return found
+
+
+def _redact(record: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    text = json.dumps(record)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(json.dumps(secret)[1:-1], "[secret]")
+    redacted: dict[str, Any] = json.loads(text)
+    return redacted
+
+
+def _record(
+    target: _Target,
+    action: str,
+    candidate: Version,
+    from_version: int | None,
+    gates: list[rules.Gate],
+    approvers: Sequence[str],
+    reason: str | None,
+    image: str | None,
+    change: list[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    environment = target.environment
+    record = {
+        "action": action,
+        "model": candidate.model,
+        "env": target.env,
+        "from_version": from_version,
+        "to_version": candidate.number,
+        "at": now.isoformat(timespec="seconds"),
+        "actor": _actor(),
+        "approvers": list(dict.fromkeys(approvers)),
+        "reason": reason,
+        "source": environment.promotion.source,
+        "trained_for": candidate.tags.get(TAG_ENV),
+        "dataset_digest": candidate.tags.get(TAG_DATASET),
+        "git_commit": candidate.tags.get(TAG_COMMIT),
+        "pipeline_run_id": candidate.tags.get(TAG_PIPELINE_RUN),
+        "model_version_run_id": candidate.run_id,
+        "training_gate": {
+            "rule": candidate.tags.get(TAG_GATE_RULE),
+            "value": candidate.tags.get(TAG_GATE_VALUE),
+        },
+        "metrics": candidate.metrics,
+        "gates": [gate.as_dict() for gate in gates],
+        "gates_blocking": action == "promote",
+        "rollout": environment.promotion.rollout.model_dump(mode="json", by_alias=True),
+        "image": image,
+        "env_file_change": {"file": _shown(environment.path), "changes": change},
+        "tracking_uri": target.registry.shown_uri,
+    }
+    return _redact(record, _secrets(environment))
+
+
+def _shown(path: Path) -> str:
+    """The environment file as a reader of the repository names it."""
+    resolved = path.resolve()
+    with contextlib.suppress(ValueError):
+        return str(resolved.relative_to(resolved.parent.parent))
+    return str(resolved)
+
+
+@contextlib.contextmanager
+def _exclusive(target: _Target, model: str, action: str) -> Iterator[list[str]]:
+    """Hold the machine lock and the registry lease, then repair what an interrupted run left."""
+    with (
+        locking.machine_lock(state_dir(target.environment), target.env),
+        locking.registry_lease(target.registry, model, target.env, action) as held,
+    ):
+        yield held.notes + repair(target, model)
+
+
+def repair(target: _Target, model: str) -> list[str]:
+    """Bring record, alias and environment file back into agreement; say what was done."""
+    notes = [
+        f"removed {temp.name}, a half-written copy of {target.path.name} left by an "
+        "interrupted write (the file itself was never partly written)"
+        for temp in envfile.remove_stale_temps(target.path)
+    ]
+    store, registry, env = target.store, target.registry, target.env
+    for run in store.runs(model, env, PENDING):
+        record = store.record(run)
+        to, rid = record.get("to_version"), run.info.run_id
+        action = record.get("action", "promotion")
+        if registry.alias(model, env) == to:
+            change = envfile.set_desired(target.path, to, record.get("image"), _shown(target.path))
+            wrote = (
+                f"set {target.path.name} desiredVersion to {to}"
+                if change.changes
+                else f"{target.path.name} already had desiredVersion {to}"
+            )
+            note = (
+                f"repaired: the interrupted {action} of {model} v{to} to {env} (record {rid}) "
+                f"had moved the alias; completed it: {wrote}, record committed"
+            )
+            store.finish(rid, COMMITTED, note)
+        else:
+            note = (
+                f"repaired: the interrupted {action} of {model} v{to} to {env} (record {rid}) "
+                "stopped before the alias moved, so nothing had taken effect; record marked aborted"
+            )
+            store.finish(rid, ABORTED, note)
+        notes.append(note)
+    notes += _reconcile_file(target, model)
+    return notes
+
+
+def _reconcile_file(target: _Target, model: str) -> list[str]:
+    """The file follows the registry and the last committed record (e.g. after a repair that
+    another machine made); a disagreement is fixed and said, never silently kept."""
+    serving = target.registry.alias(model, target.env)
+    history = target.store.history(model, target.env)
+    if not history or history[-1].get("to_version") != serving:
+        return []
+    current = envfile.read_serving(target.path)
+    if current["desiredVersion"] == serving:
+        return []
+    image = history[-1].get("image")
+    envfile.set_desired(target.path, serving, image, _shown(target.path))
+    return [
+        f"repaired: {target.path.name} said desiredVersion {current['desiredVersion']} but "
+        f"{model}@{target.env} and record {history[-1]['id']} say v{serving}; file updated"
+    ]
+
+
+def _apply(target: _Target, record: dict[str, Any], image: str | None) -> str:
+    """Steps 2-5 of the transaction; returns the record id."""
+    model, env, to = record["model"], record["env"], record["to_version"]
+    store, registry = target.store, target.registry
+    record_id = store.begin(record)
+    faults.hit("after-record")
+    try:
+        registry.set_alias(model, env, to)
+    except PipelineError as exc:
+        with contextlib.suppress(PipelineError):
+            store.finish(record_id, ABORTED, f"the alias could not be moved: {exc}")
+        raise PipelineError(f"{exc}; the promotion was aborted and nothing changed") from None
+    faults.hit("after-alias")
+    try:
+        envfile.set_desired(target.path, to, image, _shown(target.path))
+    except OSError as exc:
+        # Undo the alias so registry and file agree; a crash here is repaired by `repair`.
+        registry.set_alias(model, env, record["from_version"])
+        store.finish(record_id, ABORTED, f"the environment file could not be written: {exc}")
+        raise PipelineError(
+            f"{target.path}: could not be written ({exc}); alias moved back, nothing changed"
+        ) from None
+    faults.hit("after-file")
+    store.finish(record_id, COMMITTED)
+    return record_id
+
+
+def promote(
+    model: str,
+    to_env: str,
+    version: str | None = None,
+    approvers: Sequence[str] = (),
+    dry_run: bool = False,
+    image: str | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Evaluate `to_env`'s rules for a version and, when all pass, make the environment serve it."""
+    target = _open(model, to_env)
+    lock = contextlib.nullcontext([]) if dry_run else _exclusive(target, model, "promote")
+    with lock as notes:
+        if dry_run and target.store.runs(model, to_env, PENDING):
+            notes.append(
+                f"an interrupted promotion to {to_env} is pending: the next promote or rollback "
+                "repairs it"
+            )
+        number = parse_version(model, version) if version else _default_candidate(target, model)
+        candidate = target.registry.version(model, number)
+        _check_eligible(target, candidate)
+        champion = target.registry.alias(model, to_env)
+        if champion == candidate.number:
+            raise PipelineError(f"{to_env} already serves {model} v{number}: nothing to promote.")
+        now = now or datetime.now(UTC)
+        gates = _evaluate(target, candidate, approvers, champion, now)
+        outcome = Outcome("promote", False, model, number, to_env, champion, gates, notes=notes)
+        outcome.dry_run = dry_run
+        if dry_run or not all(gate.passed for gate in gates):
+            return outcome
+        chosen = _image_for(target, candidate, image)
+        _, new_text, change = envfile.render(target.path, number, chosen)
+        envfile.validate_text(target.path, new_text)
+        record = _record(
+            target, "promote", candidate, champion, gates, approvers, None, chosen, change, now
+        )
+        outcome.record_id = _apply(target, record, chosen)
+        outcome.promoted = True
+        outcome.file_change = record["env_file_change"]
+        return outcome
+
+
+def _default_candidate(target: _Target, model: str) -> int:
+    """No --version: what the source environment serves, or the newest eligible registration."""
+    source = target.environment.promotion.source
+    if source != REGISTERED:
+        serves = target.registry.alias(model, source)
+        if serves is None:
+            raise PipelineError(
+                f"{source} serves no version of {model} yet, so there is nothing to promote to "
+                f"{target.env}: promote to {source} first."
+            )
+        return serves
+    chain = _chain(target.environment)
+    for number in reversed(target.registry.versions(model)):
+        found = target.registry.version(model, number)
+        if found.gate_passed and found.tags.get(TAG_ENV) in chain:
+            return number
+    raise PipelineError(
+        f"no version of {model} registered for {target.env} passed its training gate: run the "
+        "pipeline, or name one with --version."
+    )
+
+
+def rollback(
+    model: str,
+    env: str,
+    to_version: str | None = None,
+    reason: str = "",
+    approvers: Sequence[str] = (),
+    now: datetime | None = None,
+) -> Outcome:
+    """Serve an earlier version again; allowed in a freeze; gates reported, never blocking."""
+    if not reason.strip():
+        raise PipelineError("a rollback needs --reason TEXT: the record must say why.")
+    target = _open(model, env)
+    with _exclusive(target, model, "rollback") as notes:
+        current = target.registry.alias(model, env)
+        if current is None:
+            raise PipelineError(f"{env} serves no version of {model}: nothing to roll back.")
+        history = target.store.history(model, env)
+        served = [r.get("to_version") for r in history]
+        if to_version:
+            number = parse_version(model, to_version)
+            if number == current:
+                raise PipelineError(f"{env} already serves {model} v{number}.")
+            if number not in served:
+                raise PipelineError(
+                    f"{env} never served {model} v{number} (it served: "
+                    f"{', '.join(f'v{v}' for v in dict.fromkeys(served)) or 'nothing on record'}): "
+                    "a rollback returns to a known version; use `modelyard promote` for a new one."
+                )
+        else:
+            number = _previous(history, current, env, model)
+        candidate = target.registry.version(model, number)
+        if not candidate.gate_passed:
+            raise PipelineError(f"{model} v{number} never passed its training gate.")
+        now = now or datetime.now(UTC)
+        gates = _evaluate(target, candidate, approvers, current, now)
+        image = _last_image(history, number)
+        _, new_text, change = envfile.render(target.path, number, image)
+        envfile.validate_text(target.path, new_text)
+        record = _record(
+            target, "rollback", candidate, current, gates, approvers, reason, image, change, now
+        )
+        outcome = Outcome("rollback", True, model, number, env, current, gates, notes=notes)
+        outcome.record_id = _apply(target, record, image)
+        outcome.file_change = record["env_file_change"]
+        return outcome
+
+
+def _previous(history: list[dict[str, Any]], current: int, env: str, model: str) -> int:
+    """The last version served before the current one that was never rolled back from (a
+    version that was rolled back is known bad, so a second rollback goes further back)."""
+    bad = {r.get("from_version") for r in history if r.get("action") == "rollback"}
+    for record in reversed(history):
+        for version in (record.get("to_version"), record.get("from_version")):
+            if isinstance(version, int) and version != current and version not in bad:
+                return version
+    raise PipelineError(
+        f"{env} has no earlier good version of {model} on record to roll back to: "
+        "name one with --to-version."
+    )
+
+
+def _last_image(history: list[dict[str, Any]], version: int) -> str | None:
+    for record in reversed(history):
+        if record.get("to_version") == version:
+            image = record.get("image")
+            return str(image) if image else None
+    return None
+
+
+def history(model: str, env: str | None = None) -> list[dict[str, Any]]:
+    """Every promotion and rollback that took effect, oldest first (for `modelyard history`)."""
+    environment = load_environment(env) if env else _any_environment_of(model)
+    registry = Registry(tracking_uri_for(environment))
+    registry.check_reachable()
+    registry.require_model(model)
+    return RecordStore(registry).history(model, env)
+
+
+def _any_environment_of(model: str) -> Environment:
+    """The registry to read when no environment is named: any environment serving the model."""
+    for name in list_environments():
+        environment = load_environment(name)
+        if (environment.serving.model_name or environment.training.model) == model:
+            return environment
+    raise PipelineError(f"no environment file serves model {model!r}: name one with --env.")

@@ -1,0 +1,147 @@
+"""Sets `modelyard:serving.desiredVersion` and `.image` in an environment file, keeping the rest
+byte for byte (comments, order, quoting), so the git diff of a promotion is exactly those lines.
+
+The new text is validated by the typed model before it replaces the file, and the replace is
+atomic (write a sibling temp file, fsync, rename): a crash leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+
+from infra.config import ConfigError
+from infra.config.loader import parse_environment
+from pipelines.errors import PipelineError
+from pipelines.promotion import faults
+
+SERVING = "modelyard:serving"
+KEYS = ("desiredVersion", "image")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """What a promotion did to the environment file, as an auditor reads it."""
+
+    file: str
+    changes: list[dict[str, Any]]
+    sha256_before: str
+    sha256_after: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "changes": self.changes,
+            "sha256_before": self.sha256_before,
+            "sha256_after": self.sha256_after,
+        }
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip mode: comments and layout survive
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_serving(path: Path) -> dict[str, Any]:
+    """The current desiredVersion and image in the file (None when unset)."""
+    document = _yaml().load(path.read_text(encoding="utf-8")) or {}
+    serving = (document.get("config") or {}).get(SERVING) or {}
+    return {key: serving.get(key) for key in KEYS}
+
+
+def render(
+    path: Path, version: int | None, image: str | None
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """(old text, new text, changed keys) with desiredVersion/image set; nothing written yet."""
+    old = path.read_text(encoding="utf-8")
+    yaml = _yaml()
+    document = yaml.load(old)
+    config = document.get("config") if isinstance(document, CommentedMap) else None
+    serving = config.get(SERVING) if isinstance(config, CommentedMap) else None
+    if not isinstance(serving, CommentedMap):
+        raise ConfigError(f"{path}: no `{SERVING}:` mapping to record the promoted version in.")
+    wanted = {"desiredVersion": version, "image": image}
+    changes = []
+    for key, value in wanted.items():
+        before = serving.get(key)
+        if before == value:
+            continue
+        changes.append({"key": f"{SERVING}.{key}", "from": before, "to": value})
+        if value is None:
+            del serving[key]
+        elif key in serving:
+            serving[key] = value
+        else:
+            # New keys go first in the section, where a reader of the diff looks.
+            serving.insert(list(KEYS).index(key), key, value)
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return old, out.getvalue(), changes
+
+
+def validate_text(path: Path, text: str) -> None:
+    """Parse `text` as the environment file it will become; refuse before writing if it is bad."""
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / path.name
+        probe.write_text(text, encoding="utf-8")
+        try:
+            parse_environment(probe, path.name)
+        except ConfigError as exc:
+            raise PipelineError(
+                f"{path}: the promoted settings would make the file invalid, so it was not "
+                f"changed: {str(exc).replace(str(probe), path.name)}"
+            ) from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            half = len(text) // 2
+            handle.write(text[:half])
+            handle.flush()
+            faults.hit("during-file-write")  # a half-written temp file, the real file untouched
+            handle.write(text[half:])
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Temp files a killed writer left beside the environment file."""
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for temp in stale:
+        temp.unlink(missing_ok=True)
+    return stale
+
+
+def set_desired(path: Path, version: int | None, image: str | None, shown_as: str) -> FileChange:
+    """Write desiredVersion/image into the file (no-op when already so) and describe the change."""
+    old, new, changes = render(path, version, image)
+    if changes:
+        validate_text(path, new)
+        write_atomic(path, new)
+    return FileChange(shown_as, changes, sha256(old), sha256(new if changes else old))

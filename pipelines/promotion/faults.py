@@ -1,0 +1,22 @@
+"""Crash injection for the safety tests: `MODELYARD_FAULT_AT=<step>` makes the process SIGKILL
+itself when it reaches that step, exactly as `kill -9` would (no cleanup, no finally blocks).
+
+For tests only; unset in normal use. Steps, in the order a promotion reaches them:
+  after-record        the pending record is in MLflow, the alias has not moved
+  after-alias         the alias moved, the environment file is not written yet
+  during-file-write   half of the new environment file is in a temp file
+  after-file          the file is written, the record is still pending
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+FAULT_VAR = "MODELYARD_FAULT_AT"
+STEPS = ("after-record", "after-alias", "during-file-write", "after-file")
+
+
+def hit(step: str) -> None:
+    if os.environ.get(FAULT_VAR) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
