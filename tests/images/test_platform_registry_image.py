@@ -1,0 +1,192 @@
+"""The registry image, configured exactly as the Registry component configures it, with the real
+docker client: anonymous pushes refused, login with the generated credentials, push/pull with the
+same digest, deletes enabled, TLS served, non-root."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import secrets
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import bcrypt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from platform_docker import RUN_ID, copy_files, docker, docker_result, wait_for
+
+from infra.components import registry
+from infra.config import load_environment
+from pipelines.local_mlflow import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
+
+
+def _self_signed(address: str) -> tuple[str, str]:
+    """What the component's pulumi-tls resources generate: ECDSA P-256, loopback names."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+@pytest.fixture(scope="module")
+def running_registry(registry_image: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    platform = load_environment("local").platform
+    assert platform is not None
+    settings = platform.registry
+    password = secrets.token_urlsafe(24)
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    certificate, key = _self_signed("127.0.0.1")
+    name, volume = f"modelyard-test-registry-{RUN_ID}", f"modelyard-test-registry-{RUN_ID}"
+    port = free_port()
+    docker("volume", "create", volume)
+    try:
+        env = registry.container_environment(secrets.token_urlsafe(32))
+        docker(
+            "create", "--name", name, "--user", registry.RUN_AS,
+            "-p", f"127.0.0.1:{port}:{registry.CONTAINER_PORT}",
+            "-v", f"{volume}:{registry.DATA_DIR}",
+            *[arg for k, v in env.items() for arg in ("-e", f"{k}={v}")],
+            registry_image,
+        )  # fmt: skip
+        htpasswd = registry.htpasswd_line(settings.username, digest)
+        copy_files(name, registry.container_files(settings, htpasswd, certificate, key))
+        docker("start", name)
+        context = ssl.create_default_context(cadata=certificate)
+        wait_for(lambda: _status(port, context) == 401, 60, "registry", logs_of=name)
+        yield {
+            "name": name,
+            "address": f"127.0.0.1:{port}",
+            "port": port,
+            "username": settings.username,
+            "password": password,
+            "tls": context,
+        }
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def _status(port: int, context: ssl.SSLContext, auth: str | None = None) -> int:
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/v2/")
+    if auth:
+        request.add_header("Authorization", f"Basic {b64encode(auth.encode()).decode()}")
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=3) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+@pytest.fixture
+def docker_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private docker client config, so logins never touch the user's ~/.docker."""
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    return folder
+
+
+@pytest.fixture
+def small_image(tmp_path: Path, running_registry: dict, cleanup: list) -> str:  # type: ignore[type-arg]
+    context = tmp_path / "image"
+    context.mkdir()
+    (context / "hello.txt").write_text(f"modelyard {RUN_ID}\n")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
+    tag = f"{running_registry['address']}/modelyard/hello:{RUN_ID}"
+    docker("build", "-q", "-t", tag, str(context))
+    cleanup.append(("image", tag))
+    return tag
+
+
+def test_registry_serves_tls_and_requires_auth(running_registry: dict) -> None:  # type: ignore[type-arg]
+    port, context = running_registry["port"], running_registry["tls"]
+    assert _status(port, context) == 401
+    assert _status(port, context, f"{running_registry['username']}:wrong") == 401
+    good = f"{running_registry['username']}:{running_registry['password']}"
+    assert _status(port, context, good) == 200
+
+
+def test_anonymous_push_is_refused(docker_client: Path, small_image: str) -> None:
+    result = docker_result("push", small_image)
+    assert result.returncode != 0
+    assert "no basic auth credentials" in result.stderr.decode()
+
+
+def test_docker_client_logs_in_pushes_and_pulls_the_same_digest(
+    running_registry: dict,
+    docker_client: Path,
+    small_image: str,  # type: ignore[type-arg]
+) -> None:
+    address = running_registry["address"]
+    wrong = _login(address, running_registry["username"], "not-the-password")
+    assert wrong.returncode != 0
+    login = _login(address, running_registry["username"], running_registry["password"])
+    assert login.returncode == 0, login.stderr
+
+    pushed = docker("push", small_image)
+    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
+    assert digest, pushed
+    docker("rmi", small_image)
+    docker("pull", small_image)
+    repo_digests = docker("image", "inspect", "--format", "{{json .RepoDigests}}", small_image)
+    assert f"@{digest[1]}" in repo_digests
+
+    # deletes are enabled: the manifest can be removed by digest, then it is gone
+    repository = small_image.split("/", 1)[1].rsplit(":", 1)[0]
+    auth = b64encode(f"{running_registry['username']}:{running_registry['password']}".encode())
+    url = f"https://{address}/v2/{repository}/manifests/{digest[1]}"
+    request = urllib.request.Request(url, method="DELETE")
+    request.add_header("Authorization", f"Basic {auth.decode()}")
+    with urllib.request.urlopen(request, context=running_registry["tls"], timeout=5) as response:
+        assert response.status == 202
+    docker("rmi", small_image)
+    gone = docker_result("pull", small_image)
+    assert gone.returncode != 0 and "not found" in gone.stderr.decode().lower()
+
+
+def test_registry_runs_as_its_non_root_user(running_registry: dict) -> None:  # type: ignore[type-arg]
+    uid = docker("exec", running_registry["name"], "id", "-u")
+    assert uid == registry.RUN_AS != "0"
+    # the key and htpasswd are readable by that user only
+    modes = docker("exec", running_registry["name"], "stat", "-c", "%a %u", registry.KEY_PATH)
+    assert modes == f"400 {registry.RUN_AS}"
+
+
+def _login(address: str, username: str, password: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "login", address, "--username", username, "--password-stdin"],
+        input=password, capture_output=True, text=True, check=False,
+    )  # fmt: skip
