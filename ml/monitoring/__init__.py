@@ -1,0 +1,1 @@
+"""Monitoring: the training reference profile, live samples from the server, drift against it."""

@@ -1,0 +1,144 @@
+"""Prometheus metrics of the server, per model version; shared by all workers (multiprocess mode).
+
+The per-request series (requests, latency, batch rows) are updated inline; the per-row ones
+(prediction distribution, feature summaries) are summed in numpy and flushed once a second,
+so a 1,000-row batch costs a few vector operations instead of thousands of metric updates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+ROW_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+PREDICTION_BINS = 10
+
+REQUESTS = Counter(
+    "modelyard_requests_total",
+    "Scoring requests by answering version and HTTP status",
+    ["model_version", "status"],
+)
+LATENCY = Histogram(
+    "modelyard_request_latency_seconds",
+    "Time to score one request",
+    ["model_version"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_ROWS = Histogram(
+    "modelyard_batch_rows", "Rows per scoring request", ["model_version"], buckets=ROW_BUCKETS
+)
+PREDICTIONS = Counter(
+    "modelyard_predictions_total", "Predicted scores by tenth of [0, 1]", ["model_version", "bin"]
+)
+FEATURE_SUM = Counter(
+    "modelyard_feature_value_sum",
+    "Sum of the non-missing values of a feature",
+    ["model_version", "feature"],
+)
+FEATURE_COUNT = Counter(
+    "modelyard_feature_values_total",
+    "Non-missing values seen per feature",
+    ["model_version", "feature"],
+)
+FEATURE_MISSING = Counter(
+    "modelyard_feature_missing_total",
+    "Missing values seen per feature",
+    ["model_version", "feature"],
+)
+
+_BIN_LABELS = [f"{i / PREDICTION_BINS:.1f}" for i in range(PREDICTION_BINS)]
+
+
+class RowSummaries:
+    """Per-version numpy accumulators of predictions and feature values, flushed periodically.
+
+    `features` are (name, is numeric) pairs in matrix column order."""
+
+    def __init__(self) -> None:
+        self._acc: dict[
+            str, tuple[list[tuple[str, bool]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        ] = {}
+
+    def add(
+        self, version: str, features: list[tuple[str, bool]], matrix: np.ndarray, scores: np.ndarray
+    ) -> None:
+        acc = self._acc.get(version)
+        if acc is None:
+            width = len(features)
+            acc = (
+                features,
+                np.zeros(PREDICTION_BINS, np.int64),
+                np.zeros(width),
+                np.zeros(width, np.int64),
+                np.zeros(width, np.int64),
+            )
+            self._acc[version] = acc
+        _, bins, sums, counts, missing = acc
+        np.add.at(
+            bins, np.clip((scores * PREDICTION_BINS).astype(np.intp), 0, PREDICTION_BINS - 1), 1
+        )
+        present = ~np.isnan(matrix)
+        sums += np.where(present, matrix, 0.0).sum(axis=0)
+        seen = present.sum(axis=0)
+        counts += seen
+        missing += matrix.shape[0] - seen
+
+    def flush(self) -> None:
+        for version, (features, bins, sums, counts, missing) in self._acc.items():
+            for label, n in zip(_BIN_LABELS, bins.tolist(), strict=True):
+                if n:
+                    PREDICTIONS.labels(version, label).inc(n)
+            for i, (name, numeric) in enumerate(features):
+                if counts[i] and numeric:  # a sum of category codes would mean nothing
+                    FEATURE_SUM.labels(version, name).inc(float(sums[i]))
+                if counts[i]:
+                    FEATURE_COUNT.labels(version, name).inc(int(counts[i]))
+                if missing[i]:
+                    FEATURE_MISSING.labels(version, name).inc(int(missing[i]))
+        self._acc.clear()
+
+
+def render(multiproc_dir: str) -> bytes:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    return generate_latest(registry)
+
+
+def read_version_stats(multiproc_dir: str) -> dict[str, dict[str, object]]:
+    """Per version: requests by status, latency buckets, prediction bins (cumulative)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    stats: dict[str, dict[str, object]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            version = sample.labels.get("model_version")
+            if version is None:
+                continue
+            entry = stats.setdefault(version, {"status": {}, "buckets": {}, "bins": {}})
+            if sample.name == "modelyard_requests_total":
+                entry["status"][sample.labels["status"]] = sample.value  # type: ignore[index]
+            elif sample.name == "modelyard_request_latency_seconds_bucket":
+                entry["buckets"][float(sample.labels["le"])] = sample.value  # type: ignore[index]
+            elif sample.name == "modelyard_predictions_total":
+                entry["bins"][sample.labels["bin"]] = sample.value  # type: ignore[index]
+    return stats

@@ -1,0 +1,350 @@
+"""The server's main process: resolves the model, runs the workers, follows the alias, judges
+candidates. It never answers HTTP itself; it writes routing.json and status.json for the
+workers and for `modelyard deploy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import orjson
+
+from ml.serving import metrics
+from ml.serving.rollout import Limits, prediction_shift, verdict, window
+from ml.serving.routing import Routing, VersionRef, write_routing
+from ml.serving.source import NoModelYet, materialise, resolve
+from ml.serving.worker import WorkerConfig
+
+log = logging.getLogger("modelyard.serving")
+
+STRATEGIES = ("recreate", "rolling", "blue-green", "canary", "ab", "shadow")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model_uri: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    state_dir: Path = Path(".modelyard/serving/adhoc")
+    workers: int = 2
+    poll_seconds: float = 10.0
+    strategy: str = "blue-green"
+    canary_steps: tuple[int, ...] = (10, 50, 100)
+    ab_split: int = 50
+    limits: Limits = field(default_factory=lambda: Limits(0.01, 100.0))
+    canary_step_seconds: float = 60.0
+    sample_rate: float = 0.1
+    sample_max_rows: int = 50_000
+    max_rows: int = 100_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    image_digest: str = ""
+    environment: str = ""
+
+    @property
+    def follows(self) -> bool:
+        return self.model_uri.startswith("models:/") and "@" in self.model_uri
+
+
+@dataclass
+class RolloutState:
+    step: int = 0
+    step_started: float = 0.0
+    baseline: dict[str, object] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)
+    events: list[dict[str, object]] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir.resolve()
+        self.multiproc_dir = self.state_dir / "metrics"
+        self.routing = Routing()
+        self.rollout = RolloutState()
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+        self._last_poll = 0.0
+        self._resolved_once = False
+        self._target: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def run(self) -> None:
+        self._prepare()
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self._publish(
+            replace(self.routing, message="starting: resolving " + self.options.model_uri)
+        )
+        self.workers = [self._spawn() for _ in range(self.options.workers)]
+        try:
+            while not self.stopping:
+                self._tick()
+                time.sleep(0.2)
+        finally:
+            self._shutdown()
+
+    def _prepare(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.multiproc_dir, ignore_errors=True)
+        shutil.rmtree(self.state_dir / "acks", ignore_errors=True)
+        self.multiproc_dir.mkdir(parents=True)
+        config = WorkerConfig(
+            host=self.options.host,
+            port=self.options.port,
+            state_dir=str(self.state_dir),
+            max_rows=self.options.max_rows,
+            max_body_bytes=self.options.max_body_bytes,
+            sample_rate=self.options.sample_rate,
+            sample_max_rows=self.options.sample_max_rows,
+            image_digest=self.options.image_digest,
+        )
+        (self.state_dir / "worker.json").write_bytes(orjson.dumps(asdict(config)))
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir),
+            "OMP_NUM_THREADS": "1",
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "ml.serving.worker", str(self.state_dir / "worker.json")],
+            env=env,
+        )
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.terminate()
+        deadline = time.monotonic() + 15
+        for worker in self.workers:
+            try:
+                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        self._write_status(stopped=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        for i, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                # A crashed worker is replaced; its metrics stay counted (multiprocess mode).
+                log.warning(
+                    "worker %d exited with %s: starting another", worker.pid, worker.returncode
+                )
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(worker.pid, str(self.multiproc_dir))
+                (self.state_dir / "acks" / str(worker.pid)).unlink(missing_ok=True)
+                self.workers[i] = self._spawn()
+        now = time.monotonic()
+        due = now - self._last_poll >= self.options.poll_seconds
+        if due and (self.options.follows or not self._resolved_once):
+            self._last_poll = now
+            self._follow()
+        if self.routing.candidate is not None:
+            self._judge()
+        self._write_status()
+
+    def _follow(self) -> None:
+        try:
+            ref = resolve(self.options.model_uri)
+        except NoModelYet as exc:
+            if self.routing.stable is None:
+                self._publish(replace(self.routing, message=f"not ready: {exc}"))
+            return
+        except Exception as exc:  # registry down: keep serving what is loaded, say why
+            log.warning("cannot resolve %s: %s", self.options.model_uri, exc)
+            if self.routing.stable is None:
+                self._publish(replace(self.routing, message=f"not ready: {exc}"))
+            return
+        key = ref.version or ref.uri
+        if key == self._target:
+            return
+        try:
+            ref = materialise(ref, self.state_dir.parent / "models")
+        except Exception as exc:
+            log.warning("cannot download %s: %s", ref.uri, exc)
+            if self.routing.stable is None:
+                self._publish(replace(self.routing, message=f"not ready: {exc}"))
+            return
+        self._resolved_once = True
+        self._target = key
+        self._apply(ref)
+
+    def _apply(self, ref: VersionRef) -> None:
+        """The alias (or URI) now points at `ref`: roll it out the environment's way."""
+        current, candidate = self.routing.stable, self.routing.candidate
+        if current is None:
+            self._publish(Routing(stable=ref, message=f"serving {ref.name} version {ref.version}"))
+            self._event("serve", ref.version)
+            return
+        if ref.version == current.version:
+            if candidate is not None:  # the alias went back: drop the candidate
+                self._event(
+                    "abandon", candidate.version, "the alias moved back to the stable version"
+                )
+                self._publish(
+                    Routing(stable=current, message=f"serving {ref.name} version {ref.version}")
+                )
+            return
+        if ref.version in self.rollout.rejected:
+            return
+        strategy = self.options.strategy
+        if strategy in ("recreate", "rolling", "blue-green"):
+            self._publish(Routing(stable=ref, message=f"serving {ref.name} version {ref.version}"))
+            self._event("swap", ref.version, f"from version {current.version}")
+            return
+        weight = {"canary": self.options.canary_steps[0], "ab": self.options.ab_split}.get(
+            strategy, 0
+        )
+        self.rollout.step = 0
+        self.rollout.step_started = time.monotonic()
+        self.rollout.baseline = metrics.read_version_stats(str(self.multiproc_dir))
+        self._publish(
+            Routing(
+                stable=current,
+                candidate=ref,
+                mode=strategy,
+                weight=weight,  # type: ignore[arg-type]
+                message=f"{strategy}: version {ref.version} beside {current.version}",
+            )
+        )
+        self._event(strategy, ref.version, f"weight {weight}%")
+
+    def _judge(self) -> None:
+        routing = self.routing
+        candidate, stable = routing.candidate, routing.stable
+        assert candidate is not None and stable is not None
+        stats = metrics.read_version_stats(str(self.multiproc_dir))
+        base = self.rollout.baseline
+        cand = window(stats.get(candidate.version, {}), base.get(candidate.version))  # type: ignore[arg-type]
+        reason = verdict(cand, self.options.limits)
+        if reason is not None:
+            self.rollout.rejected.add(candidate.version)
+            self._event("rollback", candidate.version, reason)
+            self._publish(
+                Routing(
+                    stable=stable,
+                    message=(
+                        f"serving {stable.name} version {stable.version}; "
+                        f"candidate {candidate.version} "
+                        f"rolled back: {reason}"
+                    ),
+                )
+            )
+            self._tag(candidate, f"rolled back: {reason}")
+            return
+        if routing.mode != "canary":
+            return
+        elapsed = time.monotonic() - self.rollout.step_started
+        if (
+            elapsed < self.options.canary_step_seconds
+            or cand.requests < self.options.limits.min_requests
+        ):
+            return
+        steps = self.options.canary_steps
+        self.rollout.step += 1
+        self.rollout.step_started = time.monotonic()
+        self.rollout.baseline = stats
+        if self.rollout.step >= len(steps) or steps[self.rollout.step] >= 100:
+            self._event("promote", candidate.version, "canary passed every step")
+            self._publish(
+                Routing(
+                    stable=candidate,
+                    message=f"serving {candidate.name} version {candidate.version} (canary passed)",
+                )
+            )
+            return
+        weight = steps[self.rollout.step]
+        self._event("canary", candidate.version, f"weight {weight}%")
+        self._publish(
+            replace(
+                routing,
+                weight=weight,
+                message=f"canary: version {candidate.version} at {weight}% beside {stable.version}",
+            )
+        )
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _publish(self, routing: Routing) -> None:
+        self.routing = replace(routing, generation=self.routing.generation + 1)
+        write_routing(self.state_dir / "routing.json", self.routing)
+        log.info("routing generation %d: %s", self.routing.generation, self.routing.message)
+
+    def _event(self, kind: str, version: str, detail: str = "") -> None:
+        self.rollout.events.append(
+            {"time": time.time(), "event": kind, "version": version, "detail": detail}
+        )
+        log.info("%s version %s %s", kind, version, detail)
+
+    def _tag(self, ref: VersionRef, text: str) -> None:
+        """Leave the rollback on the model version in the registry, for the audit trail."""
+        if not ref.uri.startswith("models:/") or not self.options.environment:
+            return
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient().set_model_version_tag(
+                ref.name, ref.version, f"modelyard.rollout.{self.options.environment}", text
+            )
+        except Exception as exc:
+            log.warning("cannot tag %s version %s: %s", ref.name, ref.version, exc)
+
+    def _acked(self) -> bool:
+        acks = self.state_dir / "acks"
+        for worker in self.workers:
+            try:
+                ack = orjson.loads((acks / str(worker.pid)).read_bytes())
+            except (FileNotFoundError, orjson.JSONDecodeError):
+                return False
+            if ack["generation"] != self.routing.generation or not ack["ok"]:
+                return False
+        return True
+
+    def _write_status(self, stopped: bool = False) -> None:
+        routing = self.routing
+        stats = None
+        if routing.candidate is not None and routing.stable is not None:
+            all_stats = metrics.read_version_stats(str(self.multiproc_dir))
+            stats = prediction_shift(
+                window(all_stats.get(routing.candidate.version, {}), None),
+                window(all_stats.get(routing.stable.version, {}), None),
+            )
+        status = {
+            "pid": os.getpid(),
+            "url": f"http://{self.options.host}:{self.options.port}",
+            "model_uri": self.options.model_uri,
+            "generation": routing.generation,
+            "ready": routing.stable is not None and self._acked() and not stopped,
+            "stopped": stopped,
+            "stable": asdict(routing.stable) if routing.stable else None,
+            "candidate": asdict(routing.candidate) if routing.candidate else None,
+            "mode": routing.mode,
+            "weight": routing.weight,
+            "prediction_psi_candidate_vs_stable": stats,
+            "message": routing.message,
+            "workers": [w.pid for w in self.workers],
+            "events": self.rollout.events[-50:],
+        }
+        tmp = self.state_dir / ".status.tmp"
+        tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.state_dir / "status.json")
+
+
+def read_status(state_dir: Path) -> dict[str, object] | None:
+    try:
+        return orjson.loads((state_dir / "status.json").read_bytes())  # type: ignore[no-any-return]
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None

@@ -1,0 +1,161 @@
+"""One server worker process: follows routing.json, loads the versions it names, answers HTTP.
+
+Started by the supervisor (`python -m ml.serving.worker CONFIG.json`) with
+PROMETHEUS_MULTIPROC_DIR set, so all workers' metrics add up on /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from ml.monitoring.sampling import SampleWriter
+from ml.serving.app import ScoringApp, Snapshot
+from ml.serving.http import HttpServer
+from ml.serving.model import LoadedModel, ModelLoadError, load_model
+from ml.serving.routing import VersionRef, read_routing
+
+log = logging.getLogger("modelyard.serving")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    host: str
+    port: int
+    state_dir: str
+    max_rows: int = 100_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    sample_rate: float = 0.1
+    sample_max_rows: int = 50_000
+    image_digest: str = ""
+
+    @property
+    def routing_path(self) -> Path:
+        return Path(self.state_dir) / "routing.json"
+
+    @property
+    def acks_dir(self) -> Path:
+        return Path(self.state_dir) / "acks"
+
+
+class RoutingFollower:
+    """Polls routing.json; loads new versions beside the old ones, then swaps in one assignment."""
+
+    def __init__(self, app: ScoringApp, config: WorkerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._seen: tuple[int, int] | None = None
+
+    def poll(self) -> None:
+        path = self.config.routing_path
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return
+        if (stat.st_mtime_ns, stat.st_size) == self._seen:
+            return
+        self._seen = (stat.st_mtime_ns, stat.st_size)
+        routing = read_routing(path)
+        if routing.generation == self.app.snapshot.routing.generation and self.app.snapshot.stable:
+            return
+        stable = self._load(routing.stable)
+        candidate = self._load(routing.candidate)
+        if routing.stable is not None and stable is None:
+            # Keep answering with what we have rather than becoming unready.
+            self._ack(routing.generation, ok=False)
+            return
+        self.app.snapshot = Snapshot(routing, stable, candidate)
+        keep = {(m.path.as_posix(), m.version) for m in (stable, candidate) if m is not None}
+        self.loaded = {k: v for k, v in self.loaded.items() if k in keep}
+        gc.collect()
+        gc.freeze()  # the loaded models are long-lived: keep them out of every later collection
+        self._ack(routing.generation, ok=True)
+        log.info(
+            "worker %d serving generation %d: stable %s, candidate %s",
+            os.getpid(),
+            routing.generation,
+            stable and stable.version,
+            candidate and candidate.version,
+        )
+
+    def _load(self, ref: VersionRef | None) -> LoadedModel | None:
+        if ref is None:
+            return None
+        key = (Path(ref.path).as_posix(), ref.version)
+        if key not in self.loaded:
+            try:
+                self.loaded[key] = load_model(Path(ref.path), ref.name, ref.version, ref.run_id)
+            except ModelLoadError as exc:
+                log.error("cannot load %s version %s: %s", ref.name, ref.version, exc)
+                return None
+        return self.loaded[key]
+
+    def _ack(self, generation: int, ok: bool) -> None:
+        self.config.acks_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config.acks_dir / f".{os.getpid()}.tmp"
+        tmp.write_bytes(orjson.dumps({"generation": generation, "ok": ok}))
+        os.replace(tmp, self.config.acks_dir / str(os.getpid()))
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll()
+            except Exception:  # a half-written or broken routing file must not kill the follower
+                log.exception("cannot apply routing.json")
+            stop.wait(0.2)
+
+
+async def serve(config: WorkerConfig) -> None:
+    samples = None
+    if config.sample_rate > 0:
+        samples = SampleWriter(
+            Path(config.state_dir) / "samples", config.sample_rate, config.sample_max_rows
+        )
+    app = ScoringApp(
+        os.environ["PROMETHEUS_MULTIPROC_DIR"], samples, config.max_rows, config.image_digest
+    )
+    follower = RoutingFollower(app, config)
+    server = HttpServer(app.handle, config.max_body_bytes)
+    # Listen first: until the model is loaded the worker answers "not ready" with the reason.
+    await server.start(config.host, config.port)
+    stop = threading.Event()
+    threading.Thread(target=follower.run_forever, args=(stop,), daemon=True).start()
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, finished.set)
+
+    async def flush_periodically() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            app.flush()
+
+    flusher = asyncio.create_task(flush_periodically())
+    await finished.wait()
+    await server.drain()
+    flusher.cancel()
+    stop.set()
+    app.flush()
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
+    config = WorkerConfig(**orjson.loads(Path(argv[0]).read_bytes()))
+    # Fewer, later collections: the request path allocates little that survives.
+    gc.set_threshold(50_000, 50, 100)
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
