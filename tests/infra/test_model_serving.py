@@ -1,0 +1,230 @@
+"""ModelServing on Kubernetes: every rollout strategy, and serving before any model exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_render_support import container, deployments, edit_environment, env_vars, one, pinned
+
+from infra.components.model_serving import ModelServingArgs, Release
+from infra.config import ConfigError
+from infra.render import RenderedState, render
+
+
+def _promote(environments: Path, env: str, strategy: str, **serving: object) -> RenderedState:
+    edit_environment(
+        environments, env, promotion={"rollout": {"strategy": strategy}}, serving=serving
+    )
+    return render(env)
+
+
+def test_before_any_model_the_bootstrap_server_runs_and_the_update_does_not_wait(
+    environments: Path,
+) -> None:
+    state = render("staging")
+    (deployment,) = deployments(state).values()
+    assert container(deployment)["image"].startswith(
+        "registry.staging.example.internal/modelyard-serving:0.1.0@sha256:"
+    )
+    assert env_vars(deployment)["MODELYARD_MODEL_URI"] == ""
+    # Not-ready pods must not fail `pulumi up`: the provider's readiness wait is skipped.
+    assert deployment["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    assert (
+        deployment["spec"]["template"]["metadata"]["labels"]["modelyard.io/model-version"] == "none"
+    )
+
+
+def test_promoted_version_is_served_with_the_written_image(environments: Path) -> None:
+    image = pinned("staging", "v7")
+    state = _promote(environments, "staging", "rolling", desiredVersion=7, image=image)
+    (deployment,) = deployments(state).values()
+    assert container(deployment)["image"] == image
+    assert env_vars(deployment)["MODELYARD_MODEL_URI"] == "models:/churn/7"
+    assert env_vars(deployment)["MLFLOW_TRACKING_URI"] == "https://mlflow.staging.example.internal"
+    # With a model the update waits for readiness like any other rollout.
+    assert "pulumi.com/skipAwait" not in deployment["metadata"]["annotations"]
+
+
+def test_container_is_hardened_probed_and_sized_from_the_environment_file() -> None:
+    (deployment,) = deployments(render("production")).values()
+    pod = deployment["spec"]["template"]["spec"]
+    server = container(deployment)
+    assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert server["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert server["livenessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    assert server["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    ctx = server["securityContext"]
+    assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] == 10001
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "modelyard-serving"
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert "@sha256:" in server["image"]
+
+
+def test_recreate_stops_old_pods_first(environments: Path) -> None:
+    state = _promote(
+        environments, "staging", "recreate", desiredVersion=2, image=pinned("staging", "v2")
+    )
+    (deployment,) = deployments(state).values()
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_rolling_never_drops_capacity(environments: Path) -> None:
+    state = _promote(
+        environments, "staging", "rolling", desiredVersion=2, image=pinned("staging", "v2")
+    )
+    (deployment,) = deployments(state).values()
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    service = one(state, "core/v1:Service").inputs["spec"]
+    assert service["selector"]["modelyard.io/track"] == "server"
+
+
+def test_blue_green_keeps_the_stable_version_warm_and_switches_the_service(
+    environments: Path,
+) -> None:
+    state = _promote(
+        environments,
+        "staging",
+        "blue-green",
+        desiredVersion=5,
+        image=pinned("staging", "v5"),
+        stableVersion=4,
+        stableImage=pinned("staging", "v4"),
+    )
+    found = deployments(state)
+    assert set(found) == {"staging-serving-v5", "staging-serving-v4"}
+    assert env_vars(found["staging-serving-v5"])["MODELYARD_MODEL_URI"] == "models:/churn/5"
+    assert env_vars(found["staging-serving-v4"])["MODELYARD_MODEL_URI"] == "models:/churn/4"
+    service = one(state, "core/v1:Service").inputs["spec"]
+    assert service["selector"]["modelyard.io/track"] == "v5"
+    hpa = one(state, "HorizontalPodAutoscaler").inputs["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "staging-serving-v5"
+    # Rolling back is the same file with the versions swapped: only the selector moves.
+    rolled_back = _promote(
+        environments,
+        "staging",
+        "blue-green",
+        desiredVersion=4,
+        image=pinned("staging", "v4"),
+        stableVersion=5,
+        stableImage=pinned("staging", "v5"),
+    )
+    assert deployments(rolled_back) == found
+    assert (
+        one(rolled_back, "core/v1:Service").inputs["spec"]["selector"]["modelyard.io/track"] == "v4"
+    )
+
+
+def test_canary_splits_pods_by_weight_behind_one_service(environments: Path) -> None:
+    state = _promote(
+        environments,
+        "production",
+        "canary",
+        desiredVersion=9,
+        image=pinned("production", "v9"),
+        stableVersion=8,
+        stableImage=pinned("production", "v8"),
+        canaryWeight=10,
+        replicas=4,
+    )
+    found = deployments(state)
+    assert set(found) == {"production-serving-stable", "production-serving-canary"}
+    stable, canary = found["production-serving-stable"], found["production-serving-canary"]
+    assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (3, 1)
+    assert env_vars(canary)["MODELYARD_MODEL_URI"] == "models:/churn/9"
+    assert env_vars(stable)["MODELYARD_MODEL_URI"] == "models:/churn/8"
+    service = one(state, "core/v1:Service").inputs["spec"]
+    assert "modelyard.io/track" not in service["selector"]  # both tracks take traffic
+    pdb = one(state, "PodDisruptionBudget").inputs["spec"]
+    assert pdb["maxUnavailable"] == 1
+
+    halfway = _promote(environments, "production", "canary", canaryWeight=50)
+    found = deployments(halfway)
+    assert found["production-serving-canary"]["spec"]["replicas"] == 2
+    assert found["production-serving-stable"]["spec"]["replicas"] == 2
+
+    done = _promote(environments, "production", "canary", canaryWeight=100)
+    (only,) = deployments(done).values()
+    assert env_vars(only)["MODELYARD_MODEL_URI"] == "models:/churn/9"
+    assert only["spec"]["replicas"] == 4
+
+
+def test_canary_weight_must_be_one_of_the_configured_steps(environments: Path) -> None:
+    edit_environment(
+        environments,
+        "production",
+        serving={"canaryWeight": 30, "stableVersion": 1, "stableImage": pinned("production", "v1")},
+    )
+    with pytest.raises(ConfigError, match=r"canaryWeight: 30 is not one of .*\[10, 50, 100\]"):
+        render("production")
+
+
+def test_strategies_kubernetes_cannot_run_are_refused_with_the_key_to_fix(
+    environments: Path,
+) -> None:
+    edit_environment(environments, "staging", promotion={"rollout": {"strategy": "shadow"}})
+    with pytest.raises(
+        ConfigError, match=r"Pulumi.staging.yaml: modelyard:promotion.rollout.strategy"
+    ):
+        render("staging")
+
+
+def test_unpinned_images_are_refused_by_the_environment_model(environments: Path) -> None:
+    edit_environment(
+        environments,
+        "staging",
+        serving={
+            "desiredVersion": 3,
+            "image": "registry.staging.example.internal/modelyard-serving:v3",
+        },
+    )
+    with pytest.raises(ConfigError, match="must be pinned as REPO:TAG@sha256:DIGEST"):
+        render("staging")
+
+
+def test_args_are_validated_before_any_resource_exists() -> None:
+    args = ModelServingArgs(
+        namespace="ns",
+        service_account="sa",
+        strategy="rolling",
+        model_name="m",
+        desired=Release(None, "repo:tag"),
+        tracking_uri="http://mlflow",
+        requests={},
+        limits={},
+    )
+    with pytest.raises(ValueError, match="pinned by digest"):
+        args.validate()
+    with pytest.raises(ValueError, match="is not one ModelServing runs"):
+        ModelServingArgs(**{**args.__dict__, "strategy": "ab"}).validate()  # type: ignore[arg-type]
+
+
+def test_local_environment_serves_from_a_hardened_self_restarting_container() -> None:
+    state = render("local")
+    assert [r.type for r in state.resources] == [
+        "docker:index/container:Container",
+        "modelyard:serving:LocalModelServing",
+    ]
+    server = one(state, "container:Container")
+    inputs = server.inputs
+    assert server.parent == "local-serving"
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["ports"] == [{"internal": 8080, "external": 8180, "ip": "127.0.0.1"}]
+    assert inputs["user"] == "10001:10001"
+    assert inputs["readOnly"] is True
+    assert inputs["capabilities"] == {"drops": ["ALL"]}
+    assert "/health" in " ".join(inputs["healthcheck"]["tests"])
+    assert inputs["wait"] is False  # provisioning succeeds before a model is promoted
+    assert inputs["memory"] == 1024
+    assert "MODELYARD_MODEL_URI=" in inputs["envs"]

@@ -1,0 +1,59 @@
+"""Helpers the serving-infrastructure tests share (no tests here)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.render import RenderedResource, RenderedState
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def pinned(environment: str, tag: str) -> str:
+    """A pinned image reference from the environment's repository, as promotion writes it."""
+    repos = {
+        "staging": "registry.staging.example.internal/modelyard-serving",
+        "production": "registry.example.internal/modelyard-serving",
+    }
+    digest = hashlib.sha256(f"{environment}:{tag}".encode()).hexdigest()
+    return f"{repos[environment]}:{tag}@sha256:{digest}"
+
+
+def edit_environment(folder: Path, name: str, **sections: dict[str, Any]) -> None:
+    """Merge `{key: value}` into `modelyard:<section>` of a private copy's environment file;
+    a value of None removes the key."""
+    path = folder / f"Pulumi.{name}.yaml"
+    document = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        block = document["config"].setdefault(f"modelyard:{section}", {})
+        for key, value in values.items():
+            if value is None:
+                block.pop(key, None)
+            elif isinstance(value, dict) and isinstance(block.get(key), dict):
+                block[key].update(value)
+            else:
+                block[key] = value
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def deployments(state: RenderedState) -> dict[str, dict[str, Any]]:
+    """Deployment manifests by their Kubernetes name."""
+    return {r.inputs["metadata"]["name"]: r.inputs for r in state.of_type(DEPLOYMENT)}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def env_vars(deployment: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(deployment)["env"]}
+
+
+def one(state: RenderedState, type_suffix: str) -> RenderedResource:
+    (found,) = [r for r in state.resources if r.type.endswith(type_suffix)]
+    return found
