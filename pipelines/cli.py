@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -21,6 +22,9 @@ register_all(app)
 
 def main() -> None:
     """Console entry point: a mistake a user can make ends in one message and exit code 2."""
+    # Library hints (MLflow's schema advice, pandas deprecations) are not the user's business.
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(standalone_mode=True)
     except USER_ERRORS as exc:

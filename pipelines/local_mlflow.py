@@ -48,7 +48,9 @@ def is_up(url: str) -> bool:
         return False
 
 
-def start_mlflow_server(state_dir: Path, port: int | None = None, timeout: float = 90) -> MlflowServer:
+def start_mlflow_server(
+    state_dir: Path, port: int | None = None, timeout: float = 90
+) -> MlflowServer:
     """Start `mlflow server` with its database and artifacts under `state_dir`; reuse one already
     answering on `port` (a second `make demo` finds the first one's server still running)."""
     state_dir = state_dir.resolve()

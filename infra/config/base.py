@@ -69,7 +69,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "<": operator.lt,
 }
-_RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:[eE]-?\d+)?)\s*$")
+_RULE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:[eE]-?\d+)?)\s*$"
+)
 
 
 class MetricRule:
@@ -125,4 +127,3 @@ class MetricRule:
         return core_schema.no_info_plain_validator_function(
             parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
         )
-

@@ -51,4 +51,3 @@ class Environment(Section):
     def provider_config(self) -> dict[str, object]:
         """Config of other namespaces (e.g. `kubernetes:context`), passed through to providers."""
         return self._provider_config
-

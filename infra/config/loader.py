@@ -61,13 +61,17 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         if mark is not None:
             where = f" line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: not valid YAML ({problem}). Fix the syntax there.") from None
+        raise ConfigError(
+            f"{path}:{where}: not valid YAML ({problem}). Fix the syntax there."
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc}).") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise ConfigError(f"{path}: must be a mapping with a `config:` key, as Pulumi stack files are.")
+        raise ConfigError(
+            f"{path}: must be a mapping with a `config:` key, as Pulumi stack files are."
+        )
     unknown = sorted(set(document) - _STACK_FILE_KEYS)
     if unknown:
         raise ConfigError(
@@ -109,9 +113,11 @@ def _describe(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s) in the environment settings:"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
-        key = f"{NAMESPACE}:{loc[0]}" + "".join(
-            f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:]
-        ) if loc else f"{NAMESPACE}:"
+        key = (
+            f"{NAMESPACE}:{loc[0]}" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+            if loc
+            else f"{NAMESPACE}:"
+        )
         lines.append(f"  - {key}: {_fix_for(error, loc)}")
     return "\n".join(lines)
 
@@ -136,9 +142,7 @@ def _allowed_keys(loc: list[str]) -> list[str]:
     for part in loc:
         if model is None or part.isdigit():
             continue
-        field = next(
-            (f for n, f in model.model_fields.items() if part in (n, f.alias)), None
-        )
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
         if field is None:
             return []
         model = _model_in(field.annotation)

@@ -35,9 +35,10 @@ def generate_churn(n_rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFra
     monthly = np.round(base_charge + rng.normal(10 * drift, 12, size=n), 2).clip(15, 160)
     total = np.round(monthly * np.maximum(tenure, 1) * rng.uniform(0.9, 1.05, size=n), 2)
     payment = rng.choice(PAYMENTS, size=n, p=[0.3, 0.25, 0.3, 0.15])
-    region_p = np.array([0.25, 0.25, 0.25, 0.25, 0.0]) * (1 - drift) + np.array(
-        [0.15, 0.15, 0.15, 0.15, 0.4]
-    ) * drift
+    region_p = (
+        np.array([0.25, 0.25, 0.25, 0.25, 0.0]) * (1 - drift)
+        + np.array([0.15, 0.15, 0.15, 0.15, 0.4]) * drift
+    )
     region = rng.choice([*REGIONS, DRIFT_REGION], size=n, p=region_p / region_p.sum())
     support_calls = rng.poisson(1.2 + 1.5 * drift, size=n)
     late_payments = rng.poisson(0.4, size=n)

@@ -1,0 +1,86 @@
+"""`modelyard data validate|sample`: check a dataset before training, or write the sample one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.config import load_environment
+from ml.data.dataset import read_dataset
+from ml.data.sample import generate_churn
+from ml.data.validation import ValidationReport, validate_dataset
+from ml.spec import load_model_spec
+
+DataOption = Annotated[Path, typer.Option("--data", help="CSV or Parquet file.")]
+TargetOption = Annotated[
+    str | None, typer.Option("--target", help="Label column (default: the model's target).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Datasets: validate before training, write the sample data.")
+    group.command("validate")(validate)
+    group.command("sample")(sample)
+    app.add_typer(group, name="data")
+
+
+def validate(
+    env: str, data: DataOption, target: TargetOption = None, as_json: JsonOption = False
+) -> None:
+    """Check a dataset against the schema the environment's model declares."""
+    environment = load_environment(env)
+    spec = load_model_spec(environment.training.model)
+    target = target or spec.target
+    report = validate_dataset(
+        read_dataset(data), target, spec.data_schema if target == spec.target else None
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        print_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def print_report(report: ValidationReport, console: Console | None = None) -> None:
+    console = console or Console(stderr=True)
+    what = (
+        "schema and generic checks"
+        if report.schema_checked
+        else "generic checks (no schema declared)"
+    )
+    head = (
+        f"{report.path}: {report.rows} rows, {report.columns} columns, version {report.digest[:12]}"
+    )
+    if report.passed:
+        console.print(f"[green]valid[/green] {head} ({what})")
+        return
+    table = Table(title=f"{head}: {len(report.problems)} problem(s)", title_justify="left")
+    table.add_column("column")
+    table.add_column("problem")
+    for problem in report.problems:
+        table.add_row(problem.column, problem.problem)
+    console.print(table)
+    console.print("[red]rejected[/red]: nothing will be trained from this file.")
+
+
+def sample(
+    out: Annotated[Path, typer.Option("--out", help="Where to write (.csv or .parquet).")],
+    rows: Annotated[int, typer.Option(min=1)] = 20_000,
+    seed: int = 0,
+    drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = training population.")] = 0.0,
+) -> None:
+    """Write the deterministic churn sample data (nothing is downloaded)."""
+    frame = generate_churn(rows, seed=seed, drift=drift)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    typer.echo(f"wrote {len(frame)} rows to {out}")

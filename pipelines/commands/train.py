@@ -1,0 +1,78 @@
+"""`modelyard train ENV --data PATH`: validate, tune until the gate passes, register, notify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.config import load_environment, project_root
+from ml.data.dataset import read_dataset
+from ml.errors import DataValidationError, GateNotMet
+from ml.spec import load_model_spec
+from ml.tracking import connect
+from ml.training.run import TrainResult, train
+from pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
+from pipelines.notify import notify
+from pipelines.state import state_dir
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+
+
+def train_command(
+    env: str,
+    data: DataOption,
+    target: TargetOption = None,
+    as_json: JsonOption = False,
+    no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
+) -> None:
+    """Train the environment's model; tune until its gate passes; register it; notify."""
+    environment = load_environment(env)
+    spec = load_model_spec(environment.training.model)
+    target = target or spec.target
+    console = Console(stderr=True)
+
+    def send(event: str, subject: str, payload: dict[str, object]) -> None:
+        if no_notify:
+            return
+        for delivery in notify(environment, event, subject, payload):  # type: ignore[arg-type]
+            colour = "green" if delivery.ok else "yellow"
+            console.print(f"[{colour}]notify {delivery.channel}[/{colour}]: {delivery.detail}")
+
+    dataset = read_dataset(data)
+    uri = connect(environment.mlflow)
+    console.print(
+        f"training {spec.name} for {env} on {data} (version {dataset.short_digest}), tracking {uri}"
+    )
+    try:
+        result = train(
+            environment, spec, dataset, target, state_dir(), project_root(), say=console.print
+        )
+    except DataValidationError as exc:
+        if exc.report is not None:
+            print_report(exc.report, console)  # type: ignore[arg-type]
+        send("failure", f"training {spec.name} rejected its data", {"reason": str(exc)})
+        raise
+    except GateNotMet as exc:
+        send("failure", f"training {spec.name} did not pass its gate", {"reason": str(exc)})
+        if as_json and isinstance(exc.result, TrainResult):
+            typer.echo(json.dumps(exc.result.to_json()))
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+    gate = result.gate
+    subject = (
+        f"the best model is ready: {spec.name} version {result.model_version}, "
+        f"{gate['metric']} {gate['value']:.4f}"
+    )
+    send("success", subject, result.to_json())
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        console.print(f"[green]{subject}[/green] (gate `{gate['rule']}`, run {result.run_id})")
+    sys.stdout.flush()

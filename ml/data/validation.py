@@ -1,0 +1,182 @@
+"""Checks a dataset before any training: the declared schema, and what can always be checked."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.data.dataset import Dataset
+from ml.spec import ColumnSpec, DataSchema
+
+DEFAULT_MIN_ROWS = 100
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    column: str  # "(dataset)" for problems of the whole file
+    problem: str
+
+
+@dataclass
+class ValidationReport:
+    path: str
+    digest: str
+    rows: int
+    columns: int
+    target: str
+    schema_checked: bool
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def validate_dataset(dataset: Dataset, target: str, schema: DataSchema | None) -> ValidationReport:
+    frame = dataset.frame
+    report = ValidationReport(
+        path=str(dataset.path),
+        digest=dataset.digest,
+        rows=len(frame),
+        columns=len(dataset.header),
+        target=target,
+        schema_checked=schema is not None,
+    )
+    add = report.problems.append
+
+    duplicates = sorted(name for name, count in Counter(dataset.header).items() if count > 1)
+    for name in duplicates:
+        add(Problem(name, "the column name appears more than once: rename or drop the copies"))
+    min_rows = schema.min_rows if schema else DEFAULT_MIN_ROWS
+    if len(frame) < min_rows:
+        add(Problem("(dataset)", f"{len(frame)} rows, at least {min_rows} needed"))
+
+    _check_target(frame, target, add)
+    for name in frame.columns:
+        _check_generic(str(name), frame[name], add, is_target=name == target)
+    if schema is not None:
+        _check_schema(frame, schema, target, add)
+    return report
+
+
+def _check_target(frame: pd.DataFrame, target: str, add: Any) -> None:
+    if target not in frame.columns:
+        add(Problem(target, "the target column is missing: add it or name another with --target"))
+        return
+    labels = frame[target]
+    missing = int(labels.isna().sum())
+    if missing:
+        add(Problem(target, f"{missing} rows have no label: drop or label them"))
+    classes = labels.dropna().unique()
+    if len(classes) < 2:
+        add(Problem(target, f"the target has {len(classes)} class(es); a binary model needs 2"))
+    elif len(classes) > 2:
+        add(
+            Problem(
+                target, f"the target has {len(classes)} classes; a binary model needs exactly 2"
+            )
+        )
+
+
+def _check_generic(name: str, column: pd.Series, add: Any, is_target: bool) -> None:
+    present = column.dropna()
+    if present.empty:
+        add(Problem(name, "the column is empty (every value is missing): drop it"))
+        return
+    if not is_target and present.nunique() == 1:
+        add(
+            Problem(
+                name, f"the column is constant ({present.iloc[0]!r}): it carries no signal, drop it"
+            )
+        )
+    if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        as_numbers = pd.to_numeric(present, errors="coerce")
+        numeric, text = int(as_numbers.notna().sum()), int(as_numbers.isna().sum())
+        if numeric and text and numeric >= len(present) * 0.05:
+            sample = present[as_numbers.isna()].astype(str).unique()[:_EXAMPLES]
+            add(
+                Problem(
+                    name,
+                    f"mixed types: {numeric} numeric and {text} text values "
+                    f"(e.g. {', '.join(map(repr, sample))}): clean the column to one type",
+                )
+            )
+
+
+def _check_schema(frame: pd.DataFrame, schema: DataSchema, target: str, add: Any) -> None:
+    for name, spec in schema.columns.items():
+        if name not in frame.columns:
+            if spec.required and name != target:  # a missing target is reported already
+                add(Problem(name, "required by the schema but missing from the file"))
+            continue
+        _check_column(name, frame[name], spec, add)
+    if not schema.allow_extra_columns:
+        for name in frame.columns:
+            if name not in schema.columns and name != target:
+                add(
+                    Problem(
+                        str(name),
+                        "not in the schema (allowExtraColumns is false): drop it or declare it",
+                    )
+                )
+
+
+def _check_column(name: str, column: pd.Series, spec: ColumnSpec, add: Any) -> None:
+    null_rate = float(column.isna().mean())
+    if null_rate > spec.max_null_rate:
+        add(
+            Problem(
+                name, f"{null_rate:.1%} missing values, at most {spec.max_null_rate:.1%} allowed"
+            )
+        )
+    present = column.dropna()
+    if spec.type in ("integer", "float", "boolean"):
+        if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            bad = present[pd.to_numeric(present, errors="coerce").isna()].astype(str).unique()
+            add(
+                Problem(
+                    name,
+                    f"expected {spec.type} values, found text "
+                    f"(e.g. {', '.join(map(repr, bad[:_EXAMPLES]))})",
+                )
+            )
+            return
+        values = present.astype(float)
+        if spec.type == "integer" and not np.all(np.mod(values.to_numpy(), 1) == 0):
+            add(Problem(name, "expected whole numbers, found fractions"))
+        if spec.type == "boolean" and not values.isin([0.0, 1.0]).all():
+            add(Problem(name, "expected booleans (0/1, true/false)"))
+        _check_range(name, values, spec, add)
+    elif spec.allowed is not None:
+        outside = present.astype(str)
+        outside = outside[~outside.isin(spec.allowed)]
+        if len(outside):
+            sample = ", ".join(map(repr, outside.unique()[:_EXAMPLES]))
+            add(
+                Problem(
+                    name,
+                    f"{len(outside)} values outside the allowed categories (e.g. {sample}); "
+                    f"allowed: {', '.join(spec.allowed)}",
+                )
+            )
+
+
+def _check_range(name: str, values: pd.Series, spec: ColumnSpec, add: Any) -> None:
+    for bound, outside, word in (
+        (spec.min, values < (spec.min if spec.min is not None else 0), "below the minimum"),
+        (spec.max, values > (spec.max if spec.max is not None else 0), "above the maximum"),
+    ):
+        if bound is None:
+            continue
+        count = int(outside.sum())
+        if count:
+            worst = values[outside].min() if word.startswith("below") else values[outside].max()
+            add(Problem(name, f"{count} values {word} {bound:g} (worst {worst:g})"))

@@ -1,0 +1,71 @@
+"""A model's own declaration (ml/models/NAME/model.yaml): framework, requirements, data schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from ml.errors import ModelyardMlError
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ColumnSpec(_Strict):
+    type: Literal["integer", "float", "category", "boolean"]
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    max_null_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.allowed is not None and self.type != "category":
+            raise ValueError("`allowed` applies to category columns only")
+        return self
+
+
+class DataSchema(_Strict):
+    min_rows: int = Field(default=100, ge=1)
+    allow_extra_columns: bool = True
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    framework: Literal["lightgbm"]
+    task: Literal["binary"] = "binary"
+    target: str = Field(min_length=1)
+    requirements: list[str] = Field(default_factory=list)
+    data_schema: DataSchema = Field(default_factory=DataSchema, alias="schema")
+
+
+def load_model_spec(name: str, models_dir: Path = MODELS_DIR) -> ModelSpec:
+    path = models_dir / name / "model.yaml"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in models_dir.glob("*/model.yaml"))
+        raise ModelyardMlError(
+            f"{path}: no model named {name!r}. Known models: {', '.join(known) or 'none'}; "
+            f"fix `modelyard:training.model` in the environment file or add {path}."
+        )
+    try:
+        return ModelSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        raise ModelyardMlError(f"{path}: not valid YAML ({exc}). Fix the syntax.") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelyardMlError(f"{path}: {problems}. Fix these keys.") from None

@@ -1,0 +1,72 @@
+"""Connecting to the MLflow tracking server the MLflow way, with one clear error when it is down."""
+
+from __future__ import annotations
+
+import os
+
+import requests
+
+from infra.config.mlflow import MlflowSettings
+from ml.errors import ModelyardMlError
+
+# MLflow retries unreachable servers for minutes by default; a pipeline should fail fast.
+# MLflow's "View run at" lines go to stdout, where --json output must stay clean.
+_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+class TrackingUnavailable(ModelyardMlError):
+    """The tracking server cannot be reached or refuses the credentials."""
+
+
+def tracking_uri(settings: MlflowSettings) -> str:
+    """MLFLOW_TRACKING_URI wins over the environment file, as everywhere in MLflow."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+
+
+def connect(settings: MlflowSettings) -> str:
+    """Point MLflow at the environment's server and check it answers. Returns the URI."""
+    import mlflow
+
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    return uri
+
+
+def check_server(uri: str) -> None:
+    auth = None
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        auth = (
+            os.environ["MLFLOW_TRACKING_USERNAME"],
+            os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
+        )
+    try:
+        response = requests.get(
+            f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            auth=auth,
+            timeout=10,
+        )
+    except requests.RequestException as exc:
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} cannot be reached ({type(exc).__name__}). "
+            "Start it, or point MLFLOW_TRACKING_URI (or modelyard:mlflow.trackingUri) at one that runs."
+        ) from None
+    if response.status_code in (401, 403):
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} refused the credentials (HTTP {response.status_code}). "
+            "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
+        )
+    if response.status_code >= 400:
+        raise TrackingUnavailable(
+            f"the MLflow tracking server at {uri} answered HTTP {response.status_code}; "
+            "check its log and that the URI points at an MLflow server."
+        )

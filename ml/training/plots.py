@@ -1,0 +1,63 @@
+"""The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+
+def write_plots(
+    booster: lgb.Booster, labels: np.ndarray, scores: np.ndarray, folder: Path
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+    from sklearn import metrics as skm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig: plt.Figure, name: str) -> None:
+        path = folder / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+
+    gains = booster.feature_importance(importance_type="gain")
+    order = np.argsort(gains)[-20:]
+    names = np.array(booster.feature_name())[order]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.2))
+    ax.barh(names, gains[order], color="#3b7dd8")
+    ax.set_xlabel("total gain")
+    ax.set_title("Feature importance")
+    save(fig, "feature_importance.png")
+
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {skm.auc(fpr, tpr):.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
+    ax.legend(loc="lower right")
+    save(fig, "roc_curve.png")
+
+    precision, recall, _ = skm.precision_recall_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"AP {skm.average_precision_score(labels, scores):.3f}")
+    ax.axhline(labels.mean(), linestyle="--", color="grey", label="base rate")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (holdout)")
+    ax.legend(loc="upper right")
+    save(fig, "precision_recall_curve.png")
+
+    matrix = skm.confusion_matrix(labels, (scores >= 0.5).astype(int), labels=[0, 1])
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual",
+           title="Confusion matrix (threshold 0.5)")  # fmt: skip
+    save(fig, "confusion_matrix.png")
+    return written

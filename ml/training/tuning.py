@@ -1,0 +1,239 @@
+"""The gate loop: train with the environment's parameters; while the holdout metric misses the
+gate, search hyperparameters (Optuna) and retrain, until it passes or the budget runs out.
+
+Every trial is a nested MLflow run. The Optuna study lives in a journal file next to the
+checkpoints, so after a crash finished trials are not redone and the interrupted one resumes
+from its last boosting checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+
+from infra.config.base import MetricRule
+from infra.config.training import TrainingSettings
+from ml.training.booster import FitResult, MetricRows, fit
+from ml.training.evaluation import EARLY_STOPPING_METRIC, holdout_metrics
+from ml.training.features import PreparedData, Split
+
+STUDY = "gate-loop"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    number: int
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    rounds: int
+    passed: bool
+    checkpoint_dir: Path
+    resumed_from: int
+
+
+@dataclass(frozen=True)
+class GateLoopResult:
+    best: TrialOutcome
+    trials: list[TrialOutcome]
+    passed: bool
+    rule: MetricRule
+    stopped_by: str  # "gate passed" | "trial budget" | "time budget"
+
+    @property
+    def value(self) -> float:
+        return self.best.metrics[self.rule.metric]
+
+    @property
+    def gap(self) -> float:
+        return self.rule.gap(self.value)
+
+    def booster(self) -> lgb.Booster:
+        return lgb.Booster(model_file=str(self.best.checkpoint_dir / "final.txt"))
+
+
+class TrialHooks:
+    """What the loop tells the outside world: MLflow nested runs, progress on the terminal."""
+
+    def trial_started(self, number: int, params: dict[str, Any], resumed: bool) -> None: ...
+    def metrics_checkpointed(self, number: int, rows: MetricRows) -> None: ...
+    def trial_finished(self, outcome: TrialOutcome) -> None: ...
+
+
+def search_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "bagging_freq": 1,
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+    }
+
+
+def run_gate_loop(
+    data: PreparedData,
+    split: Split,
+    settings: TrainingSettings,
+    workdir: Path,
+    hooks: TrialHooks,
+    spent_seconds: float = 0.0,
+    on_time_spent: Callable[[float], None] | None = None,
+) -> GateLoopResult:
+    rule = settings.gate
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(workdir / "optuna-journal.log"))
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize" if rule.higher_is_better else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=3),
+    )
+    _requeue_interrupted(study)
+    if not study.trials:
+        study.enqueue_trial({}, user_attrs={"baseline": True})  # the environment's own params
+
+    budget_seconds = settings.budget.minutes * 60
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return spent_seconds + time.monotonic() - started
+
+    def objective(trial: optuna.Trial) -> float:
+        baseline = bool(trial.user_attrs.get("baseline"))
+        tuned = {} if baseline else search_space(trial)
+        params = {**_base_params(settings), **settings.params, **tuned}
+        checkpoint_dir = workdir / f"fit-{_params_key(params)}"
+        resumed = (checkpoint_dir / "model.txt").is_file()
+        hooks.trial_started(trial.number, params, resumed)
+        result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
+        scores = result.booster.predict(data.features.iloc[split.holdout], num_threads=0)
+        metrics = holdout_metrics(data.labels[split.holdout], scores)
+        outcome = TrialOutcome(
+            number=trial.number,
+            params=params,
+            metrics=metrics,
+            rounds=result.booster.current_iteration(),
+            passed=rule.passes(metrics[rule.metric]),
+            checkpoint_dir=checkpoint_dir,
+            resumed_from=result.resumed_from,
+        )
+        trial.set_user_attr("outcome", _outcome_attrs(outcome))
+        hooks.trial_finished(outcome)
+        if on_time_spent:
+            on_time_spent(elapsed())
+        if outcome.passed:
+            trial.study.stop()
+        return metrics[rule.metric]
+
+    stopped_by = _stop_reason(study, rule, settings, elapsed())
+    while stopped_by is None:
+        remaining = max(1.0, budget_seconds - elapsed())
+        study.optimize(objective, n_trials=1, timeout=remaining, catch=())
+        stopped_by = _stop_reason(study, rule, settings, elapsed())
+
+    outcomes = [
+        _outcome_from(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    pick = max if rule.higher_is_better else min
+    best = pick(outcomes, key=lambda o: o.metrics[rule.metric])
+    return GateLoopResult(best, outcomes, best.passed, rule, stopped_by)
+
+
+def _stop_reason(
+    study: optuna.Study, rule: MetricRule, settings: TrainingSettings, elapsed: float
+) -> str | None:
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if any(_outcome_from(t).passed for t in complete):
+        return "gate passed"
+    if len(complete) >= settings.budget.trials:
+        return "trial budget"
+    if complete and elapsed >= settings.budget.minutes * 60:
+        return "time budget"
+    return None
+
+
+def _requeue_interrupted(study: optuna.Study) -> None:
+    """A trial left RUNNING by a crash is marked failed and queued again with the same params:
+    its checkpoint folder is keyed by those params, so it resumes where it stopped."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={**trial.user_attrs, "resumes": trial.number})
+
+
+def _fit(
+    data: PreparedData,
+    split: Split,
+    settings: TrainingSettings,
+    params: dict[str, Any],
+    checkpoint_dir: Path,
+    number: int,
+    hooks: TrialHooks,
+) -> FitResult:
+    def dataset(rows: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        return lgb.Dataset(
+            data.features.iloc[rows],
+            label=data.labels[rows],
+            reference=reference,
+            free_raw_data=False,  # resuming from a checkpoint re-scores the training rows
+            params={"feature_pre_filter": False, "verbose": -1},
+        )
+
+    train = dataset(split.train)
+    metric = EARLY_STOPPING_METRIC.get(settings.gate.metric, "binary_logloss")
+    return fit(
+        params,
+        train,
+        dataset(split.valid, reference=train),
+        num_boost_round=settings.num_boost_round,
+        early_stopping_rounds=settings.early_stopping_rounds,
+        metric=metric,
+        higher_is_better=metric != "binary_logloss",
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=settings.checkpoint_every,
+        on_checkpoint=lambda rows: hooks.metrics_checkpointed(number, rows),
+    )
+
+
+def _base_params(settings: TrainingSettings) -> dict[str, Any]:
+    return {"objective": "binary", "verbose": -1, "seed": settings.seed, "deterministic": True}
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
+    return {
+        "params": outcome.params,
+        "metrics": outcome.metrics,
+        "rounds": outcome.rounds,
+        "passed": outcome.passed,
+        "checkpoint_dir": str(outcome.checkpoint_dir),
+        "resumed_from": outcome.resumed_from,
+    }
+
+
+def _outcome_from(trial: optuna.trial.FrozenTrial) -> TrialOutcome:
+    attrs = trial.user_attrs["outcome"]
+    return TrialOutcome(
+        number=trial.number,
+        params=attrs["params"],
+        metrics=attrs["metrics"],
+        rounds=attrs["rounds"],
+        passed=attrs["passed"],
+        checkpoint_dir=Path(attrs["checkpoint_dir"]),
+        resumed_from=attrs["resumed_from"],
+    )
