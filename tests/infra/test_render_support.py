@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,41 @@ def env_vars(deployment: dict[str, Any]) -> dict[str, str]:
 def one(state: RenderedState, type_suffix: str) -> RenderedResource:
     (found,) = [r for r in state.resources if r.type.endswith(type_suffix)]
     return found
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_repo(folder: Path) -> Path:
+    """A git repository holding this work tree's program and environment files, committed."""
+    shutil.copytree(REPO / "infra", folder / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "environments", folder / "environments")
+    shutil.copy(REPO / "Pulumi.yaml", folder / "Pulumi.yaml")
+    git(folder, "init", "-q", "-b", "main")
+    commit_all(folder, "base")
+    return folder
+
+
+def git(folder: Path, *args: str) -> str:
+    done = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(folder),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def commit_all(folder: Path, message: str) -> str:
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", message)
+    return git(folder, "rev-parse", "HEAD")
