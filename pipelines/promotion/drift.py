@@ -1,11 +1,27 @@
-"""Drift evidence for the `maxDrift` rule: the candidate's training profile against the live
-inputs its source environment saw. Without both, the rule has no evidence and fails closed."""
+"""Drift evidence for the `maxDrift` rule: the candidate's training profile (its run's
+`reference/profile.json`) against the live inputs its source environment's model servers
+sampled (`.modelyard/serving/SOURCE/**/samples-*.jsonl`, written by ml/serving). The score is
+the largest PSI over features and predictions (ml.monitoring.drift). Without a profile or live
+sample there is no evidence, and the rule fails closed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ml.monitoring.drift import compare
+from ml.monitoring.sampling import read_samples
 from pipelines.promotion.registry import Registry, Version
+from pipelines.state import state_dir
 
 PROFILE = "reference/profile.json"
+MIN_ROWS = 100  # fewer live rows than this say nothing about a distribution
+
+
+def samples_of(environment: str) -> list[dict[str, object]]:
+    """Every live sample the environment's local model servers kept, any slot, any version."""
+    root = state_dir() / "serving" / environment
+    folders = sorted({path.parent for path in root.glob("**/samples-*.jsonl")})
+    return [record for folder in folders for record in read_samples(Path(folder))]
 
 
 def evidence(registry: Registry, candidate: Version, source: str) -> tuple[float | None, str]:
@@ -13,6 +29,20 @@ def evidence(registry: Registry, candidate: Version, source: str) -> tuple[float
     if source == "registered":
         return None, "the source is the registry: no environment has served it live traffic yet"
     profile = registry.json_artifact(candidate.run_id, PROFILE) if candidate.run_id else None
-    if profile is None:
-        return None, f"run {candidate.run_id} of v{candidate.number} has no {PROFILE}"
-    return None, f"no live sample from {source} is available to compare with {PROFILE}"
+    if not isinstance(profile, dict) or "features" not in profile:
+        return None, f"run {candidate.run_id} of v{candidate.number} has no usable {PROFILE}"
+    live = samples_of(source)
+    if len(live) < MIN_ROWS:
+        return None, (
+            f"{len(live)} live rows sampled in {source} (at least {MIN_ROWS} needed to compare "
+            f"with the training profile)"
+        )
+    result = compare(profile, live)
+    worst = max(
+        [*result.features, *([result.prediction] if result.prediction else [])],
+        key=lambda feature: feature.psi,
+    )
+    return result.max_psi, (
+        f"max PSI of {len(live)} live rows in {source} vs v{candidate.number}'s training profile "
+        f"(worst: {worst.name})"
+    )

@@ -49,6 +49,7 @@ from pipelines.promotion.registry import (
     Version,
     tracking_uri_for,
 )
+from pipelines.state import state_dir
 
 REGISTERED = "registered"
 
@@ -98,11 +99,6 @@ class _Target:
     @property
     def path(self) -> Path:
         return self.environment.path
-
-
-def state_dir(environment: Environment) -> Path:
-    """Machine-local state (locks) beside the environments folder, in the git-ignored .modelyard."""
-    return environment.path.resolve().parent.parent / ".modelyard" / "promotion"
 
 
 def parse_version(model: str, text: str) -> int:
@@ -240,8 +236,20 @@ def _image_for(target: _Target, candidate: Version, image: str | None) -> str | 
     if source != REGISTERED:
         theirs = envfile.read_serving(load_environment(source).path)
         if theirs["desiredVersion"] == candidate.number and theirs["image"]:
-            return str(theirs["image"])
+            return rebase_image(str(theirs["image"]), target.environment.serving.image_repository)
     return None
+
+
+def rebase_image(reference: str, repository: str) -> str:
+    """The same image bytes (tag and digest) named in the target environment's repository:
+    production pulls from its own registry what staging tested, by digest."""
+    named, at, digest = reference.partition("@")
+    name, colon, tag = named.rpartition(":")
+    if not colon or "/" in tag:  # no tag: the colon was a registry port
+        name, tag = named, ""
+    if name == repository:
+        return reference
+    return f"{repository}{':' + tag if tag else ''}{at}{digest}"
 
 
 def _actor() -> str:
@@ -337,7 +345,7 @@ def _shown(path: Path) -> str:
 def _exclusive(target: _Target, model: str, action: str) -> Iterator[list[str]]:
     """Hold the machine lock and the registry lease, then repair what an interrupted run left."""
     with (
-        locking.machine_lock(state_dir(target.environment), target.env),
+        locking.machine_lock(state_dir() / "promotion", target.env),
         locking.registry_lease(target.registry, model, target.env, action) as held,
     ):
         yield held.notes + repair(target, model)

@@ -41,7 +41,15 @@ def logged_model(mlflow_server: MlflowServer) -> str:
 
 
 @pytest.fixture
-def model(environments: Path, tracking: str) -> str:
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private .modelyard state folder (promotion locks, live samples)."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("MODELYARD_STATE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def model(environments: Path, tracking: str, state: Path) -> str:
     """A fresh registered-model name, served by every environment file of this test."""
     name = f"churn-{uuid.uuid4().hex[:8]}"
     for path in environments.glob("Pulumi.*.yaml"):
