@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from ml.serving.rollout import Limits, prediction_shift, verdict, window
 from ml.serving.routing import Routing, VersionRef, write_routing
 from ml.serving.source import NoModelYet, materialise, resolve
 from ml.serving.worker import WorkerConfig
+from ml.serving.worker import command as worker_command
 
 log = logging.getLogger("modelyard.serving")
 
@@ -114,10 +114,7 @@ class Supervisor:
             "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir),
             "OMP_NUM_THREADS": "1",
         }
-        return subprocess.Popen(
-            [sys.executable, "-m", "ml.serving.worker", str(self.state_dir / "worker.json")],
-            env=env,
-        )
+        return subprocess.Popen(worker_command(self.state_dir / "worker.json"), env=env)
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
