@@ -8,6 +8,7 @@ already `[secret]` before any comparison happens.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -197,6 +198,13 @@ def render_at_revision(environment: str, revision: str, repo: Path) -> RenderedS
     commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     if commit is None:
         raise DiffError(f"{revision!r} is not a commit in {repo}: pass a branch, tag or sha")
+    return _render_commit(environment, commit, revision, repo.resolve())
+
+
+# A commit never changes, so neither does its rendering: CI diffing several environments or a
+# reviewer re-running the diff pays for each base render once per process.
+@functools.lru_cache(maxsize=32)
+def _render_commit(environment: str, commit: str, revision: str, repo: Path) -> RenderedState:
     env_file = f"environments/Pulumi.{environment}.yaml"
     if _git(repo, "cat-file", "-e", f"{commit}:{env_file}") is None:
         return RenderedState(environment)  # the environment is new: everything is added
