@@ -132,7 +132,9 @@ def _fix_for(error: Any, loc: list[str]) -> str:
         return f"unknown key: remove it or fix its spelling.{hint}"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    # Never echo what was written where a secret belongs: it may be the secret itself.
+    hide = isinstance(value, dict | list) or value is None or "secret" in message
+    shown = "" if hide else f" (got {value!r})"
     return f"{message}{shown}. Fix the value."
 
 

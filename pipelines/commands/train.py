@@ -10,11 +10,7 @@ import typer
 from rich.console import Console
 
 from infra.config import load_environment, project_root
-from ml.data.dataset import read_dataset
 from ml.errors import DataValidationError, GateNotMet
-from ml.spec import load_model_spec
-from ml.tracking import connect
-from ml.training.run import TrainResult, train
 from pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
 from pipelines.notify import notify
 from pipelines.state import state_dir
@@ -32,6 +28,11 @@ def train_command(
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
 ) -> None:
     """Train the environment's model; tune until its gate passes; register it; notify."""
+    from ml.data.dataset import read_dataset
+    from ml.spec import load_model_spec
+    from ml.tracking import connect
+    from ml.training.run import TrainResult, train
+
     environment = load_environment(env)
     spec = load_model_spec(environment.training.model)
     target = target or spec.target
