@@ -92,11 +92,13 @@ def server_arguments(settings: MlflowServer, hosts: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def server_environment(backend_uri: str, admin_password: str) -> dict[str, str]:
+def server_environment(backend_uri: str, admin_password: str, secret_key: str) -> dict[str, str]:
     """Secrets reach the server as environment variables, never as arguments."""
     return {
         "MLFLOW_BACKEND_STORE_URI": backend_uri,
         "MLFLOW_AUTH_ADMIN_PASSWORD": refuse_default_password(admin_password),
+        # Signs the auth app's CSRF tokens; stable across restarts and workers.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
     }
 
 
@@ -143,6 +145,9 @@ class TrackingServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         admin_password = pulumi.Output.secret(admin.result)
+        secret_key = random.RandomPassword(
+            f"{name}-secret-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
         db_password = (
             pulumi.Output.secret(args.postgres_password)
             if args.postgres_password is not None
@@ -151,8 +156,8 @@ class TrackingServer(pulumi.ComponentResource):
         auth_ini = db_password.apply(
             lambda pw: render_auth_ini(settings, auth_database_uri(settings, pw))
         )
-        env = pulumi.Output.all(db_password, admin_password).apply(
-            lambda v: server_environment(backend_store_uri(settings, v[0]), v[1])
+        env = pulumi.Output.all(db_password, admin_password, secret_key.result).apply(
+            lambda v: server_environment(backend_store_uri(settings, v[0]), v[1], v[2])
         )
 
         image = docker.Image(

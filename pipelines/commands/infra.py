@@ -20,6 +20,28 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="infra")
 
 
+# --- provisioning: the Automation API over the real Pulumi CLI ---
+
+
+@group.command("preview")
+def preview(env: Annotated[str, typer.Argument(help="Environment (stack) to preview.")]) -> None:
+    """What `up` would change in an environment (needs the Pulumi CLI)."""
+    from infra.automation import preview as run_preview
+
+    typer.echo(run_preview(env, on_output=typer.echo).summary)
+
+
+@group.command("up")
+def up(env: Annotated[str, typer.Argument(help="Environment (stack) to provision.")]) -> None:
+    """Provision an environment: its platform and serving, as its file says (needs the CLI)."""
+    from infra.automation import up as run_up
+
+    result = run_up(env, on_output=typer.echo)
+    for key, value in sorted(result.outputs.items()):
+        typer.echo(f"{key}: {value}")
+    typer.echo(result.summary)
+
+
 # --- offline auditors: render, diff, policy (mock runtime; no Pulumi state or credentials) ---
 
 
