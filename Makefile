@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup checkov demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,22 @@ $(STAMP): pyproject.toml
 ## setup: create .venv with the `modelyard` command and everything the kit needs
 setup: $(STAMP)
 
+# checkov pins versions the kit's own dependencies clash with: it gets a venv of its own.
+CHECKOV_STAMP := .venv-checkov/.installed-stamp
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet 'checkov==3.3.30'
+	touch $(CHECKOV_STAMP)
+
+## checkov: the Kubernetes manifest scanner the infra tests run (tests/infra/test_render.py)
+checkov: $(CHECKOV_STAMP)
+
 ## demo: the whole loop on this machine (the embedded default)
 demo: setup
 	$(BIN)/modelyard demo
 
 ## test: the whole suite, as CI runs it
-test: setup
+test: setup checkov
 	$(BIN)/pytest
 
 ## test-fast: the quick loop (no slow or Docker-backed tests)
