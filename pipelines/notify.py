@@ -9,6 +9,7 @@ import smtplib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from typing import Any, Literal
 
@@ -67,7 +68,8 @@ def notify(
                 if email.password
                 else None
             )
-            message = EmailMessage()
+            # Long subjects stay on one line (RFC 5322 allows 998) instead of folding oddly.
+            message = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
             message["Subject"] = f"[modelyard {environment.name}] {subject}"
             message["From"] = email.sender
             message["To"] = ", ".join(email.recipients)
