@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class ConfigureResult:
     hosts: list[HostSummary]
     artifacts: Path
     kubeconfig_dir: Path
+    detail: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -158,13 +160,24 @@ def configure(
         config.env = _job_environment(config.env, secret_env)
         runner = ansible_runner.Runner(config=config, event_handler=_progress(on_event))
         runner.run()
+    hosts = _summaries(runner.stats or {})
+    rc = int(runner.rc if runner.rc is not None else 1)
     return ConfigureResult(
         status=str(runner.status),
-        rc=int(runner.rc if runner.rc is not None else 1),
-        hosts=_summaries(runner.stats or {}),
+        rc=rc,
+        hosts=hosts,
         artifacts=Path(config.artifact_dir),
         kubeconfig_dir=kubeconfig_dir,
+        # Ansible's own words when it stopped before reaching any host (syntax, inventory).
+        detail=_tail(Path(config.artifact_dir) / "stdout") if rc and not hosts else "",
     )
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _job_environment(runner_env: dict[str, Any], secret_env: dict[str, str]) -> dict[str, Any]:
@@ -173,6 +186,8 @@ def _job_environment(runner_env: dict[str, Any], secret_env: dict[str, str]) -> 
         for key, value in runner_env.items()
         if key in _PASSED_ENV or key.startswith(_PASSED_PREFIXES)
     }
+    # ansible-playbook comes with the kit's Python, which need not be on PATH (.venv/bin/modelyard).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env["ANSIBLE_CONFIG"] = str(ansible_dir() / "ansible.cfg")
     env["ANSIBLE_ROLES_PATH"] = str(ansible_dir() / "roles")
     # ansible-runner turns host key checking off; the kit's ansible.cfg wants it on.

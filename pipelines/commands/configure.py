@@ -67,6 +67,8 @@ def _print_summary(console: Console, result: ConfigureResult, check: bool) -> No
             str(host.skipped),
             style=style,
         )
+    if result.detail:
+        console.print(escape(result.detail), highlight=False)
     console.print(table)
     console.print(f"ansible-runner artifacts: {result.artifacts}")
     if any(result.kubeconfig_dir.glob("*.yaml")):

@@ -1,0 +1,255 @@
+"""Systemd test hosts in Docker, reached over SSH, for the Ansible tests and `make bench`.
+
+Two hosts stand in for an environment: `platform` (Docker host + Jenkins agent) and `k3s`
+(k3s server); both get the base and node_exporter roles. The environment is a private copy of
+staging with a test registry CA, a Jenkins controller key and the k3s stand-in artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_DIR = Path(__file__).parent / "host"
+STAND_IN = Path(__file__).parent / "k3s_stand_in.py"
+SENTINEL = f"sentinel-k3s-token-{uuid.uuid4().hex}"
+ENV = "staging"
+# DESIGN.md's flags for systemd containers, plus CAP_NET_ADMIN: it acts only in the host's own
+# network namespace, and both nftables and dockerd's bridge need it (ansible/README.md).
+RUN_FLAGS = [
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--security-opt", "seccomp=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+]  # fmt: skip
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+def build_host_image() -> str:
+    """The test host image (needs debian:bookworm-slim); tagged by its Dockerfile's content."""
+    digest = hashlib.sha256((HOST_DIR / "Dockerfile").read_bytes()).hexdigest()[:12]
+    tag = f"modelyard-ansible-host:{digest}"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, str(HOST_DIR)],
+        check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    return tag
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str  # inventory name, also its name on the lab's Docker network
+    container: str
+    ssh_port: int
+
+    def sh(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a shell script on the host as root (docker exec: the verifier's own channel)."""
+        return docker("exec", self.container, "bash", "-c", script, check=check)
+
+
+@dataclass(frozen=True)
+class Run:
+    rc: int
+    output: str
+    changed_tasks: list[str]
+    hosts: dict[str, dict[str, int]]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Lab:
+    hosts: dict[str, LabHost]
+    work: Path
+    inventory: Path
+    environments: Path
+    key: Path
+    artifact: Path
+    registry_ca: str
+    agent_public_key: str
+
+    @property
+    def state(self) -> Path:
+        return self.work / "state"
+
+    @property
+    def artifact_sha256(self) -> str:
+        return hashlib.sha256(self.artifact.read_bytes()).hexdigest()
+
+    def env(self) -> dict[str, str]:
+        """The process environment `modelyard configure` runs with against the lab."""
+        return {
+            **os.environ,
+            "MODELYARD_ENVIRONMENTS_DIR": str(self.environments),
+            "MODELYARD_STATE_DIR": str(self.state),
+            "MODELYARD_K3S_TOKEN": SENTINEL,
+        }
+
+    def cli(self, *args: str) -> Run:
+        """`modelyard configure staging` against the lab, as a user runs it."""
+        started = time.monotonic()
+        run = subprocess.run(
+            [str(REPO / ".venv/bin/modelyard"), "configure", ENV, "--inventory",
+             str(self.inventory), *args],
+            capture_output=True, text=True, env=self.env(), cwd=REPO, timeout=1200, check=False,
+        )  # fmt: skip
+        output = run.stdout + run.stderr
+        changed = [line.strip() for line in output.splitlines() if line.startswith("  changed ")]
+        return Run(run.returncode, output, changed, {}, time.monotonic() - started)
+
+    def library(self) -> Run:
+        """The same through the library the CLI wraps, keeping the per-host counts."""
+        from pipelines.configure import configure
+
+        lines: list[str] = []
+        saved = dict(os.environ)
+        os.environ.update(self.env())
+        started = time.monotonic()
+        try:
+            result = configure(ENV, inventory=self.inventory, on_event=lines.append)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return Run(
+            rc=0 if result.succeeded else 1,
+            output="\n".join(lines),
+            changed_tasks=[line.strip() for line in lines if line.startswith("  changed ")],
+            hosts={
+                h.host: {"changed": h.changed, "failed": h.failed, "unreachable": h.unreachable}
+                for h in result.hosts
+            },
+            seconds=time.monotonic() - started,
+        )
+
+
+def ssh(
+    host: LabHost, key: Path, *args: str, user: str = "admin", options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-p", str(host.ssh_port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+         "-i", str(key), *options, f"{user}@127.0.0.1", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@contextmanager
+def open_lab(image: str, work: Path) -> Iterator[Lab]:
+    """Start the hosts and write the inventory and environment; remove everything afterwards."""
+    key, agent_key = work / "id_ed25519", work / "jenkins_controller"
+    for path in (key, agent_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    artifact = work / "k3s"
+    shutil.copy(STAND_IN, artifact)
+    network = f"myd-ansible-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", network)
+    hosts: dict[str, LabHost] = {}
+    try:
+        public = key.with_suffix(".pub").read_text().strip()
+        for name in ("platform", "k3s"):
+            hosts[name] = _start_host(image, network, name, public)
+        for host in hosts.values():
+            _wait_for_ssh(host, key)
+        inventory = work / "hosts.yml"
+        _write_inventory(inventory, hosts, key)
+        agent_public = agent_key.with_suffix(".pub").read_text().strip()
+        environments = work / "environments"
+        ca = _write_environment(environments, work, artifact, agent_public)
+        yield Lab(hosts, work, inventory, environments, key, artifact, ca, agent_public)
+    finally:
+        for host in hosts.values():
+            docker("rm", "-f", "-v", host.container, check=False)
+        docker("network", "rm", network, check=False)
+
+
+def _start_host(image: str, network: str, name: str, public_key: str) -> LabHost:
+    container = f"{network}-{name}"
+    docker(
+        "run", "-d", "--name", container, "--hostname", name, "--network", network,
+        "--network-alias", name, "-p", "127.0.0.1::22", *RUN_FLAGS, image,
+    )  # fmt: skip
+    # What cloud-init does on a fresh machine: install the admin's key.
+    docker(
+        "exec", container, "bash", "-c",
+        "install -d -m 0700 -o admin -g admin ~admin/.ssh && "
+        f"echo '{public_key}' > ~admin/.ssh/authorized_keys && "
+        "chown admin:admin ~admin/.ssh/authorized_keys && chmod 0600 ~admin/.ssh/authorized_keys",
+    )  # fmt: skip
+    mapping = docker("port", container, "22/tcp").stdout.split()[0]
+    return LabHost(name=name, container=container, ssh_port=int(mapping.rsplit(":", 1)[1]))
+
+
+def _wait_for_ssh(host: LabHost, key: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if ssh(host, key, "true").returncode == 0:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"{host.name}: sshd did not answer within 90 s")
+
+
+def _write_inventory(path: Path, hosts: dict[str, LabHost], key: Path) -> None:
+    def entry(host: LabHost) -> dict[str, object]:
+        # Other hosts reach this one by its name on the lab network.
+        return {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": host.ssh_port,
+            "k3s_node_kubeconfig_server": host.name,
+        }
+
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_user": "admin",
+                "ansible_ssh_private_key_file": str(key),
+                # Throwaway containers get new host keys every run.
+                "ansible_ssh_common_args": (
+                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+                ),
+            },
+            "children": {
+                "docker_hosts": {"hosts": {"platform": entry(hosts["platform"])}},
+                "jenkins_agents": {"hosts": {"platform": None}},
+                "k3s_servers": {"hosts": {"k3s": entry(hosts["k3s"])}},
+                "k3s_agents": {"hosts": {}},
+            },
+        }
+    }
+    path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
+
+
+def _write_environment(folder: Path, work: Path, artifact: Path, agent_key: str) -> str:
+    """Staging as committed, plus the lab's registry CA, agent key, extra port and k3s artifact."""
+    shutil.copytree(REPO / "environments", folder)
+    ca_key, ca_pem = work / "registry-ca.key", work / "registry-ca.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", "/CN=modelyard test registry CA", "-days", "1",
+         "-keyout", str(ca_key), "-out", str(ca_pem)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    path = folder / f"Pulumi.{ENV}.yaml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hosts = document["config"]["modelyard:hosts"]
+    hosts["registry"] = {"address": "registry.test.internal:5000", "caFile": str(ca_pem)}
+    hosts["agentAuthorizedKey"] = agent_key
+    hosts["firewall"] = {"extraTcpPorts": [8443]}
+    sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    hosts["k3s"] = {**hosts["k3s"], "artifact": str(artifact), "sha256": sha}
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return ca_pem.read_text(encoding="utf-8")
