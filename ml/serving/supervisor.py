@@ -312,6 +312,7 @@ class Supervisor:
 
     def _write_status(self, stopped: bool = False) -> None:
         routing = self.routing
+        applied = self._acked()
         stats = None
         if routing.candidate is not None and routing.stable is not None:
             all_stats = metrics.read_version_stats(str(self.multiproc_dir))
@@ -324,7 +325,8 @@ class Supervisor:
             "url": f"http://{self.options.host}:{self.options.port}",
             "model_uri": self.options.model_uri,
             "generation": routing.generation,
-            "ready": routing.stable is not None and self._acked() and not stopped,
+            "applied": applied,
+            "ready": routing.stable is not None and applied and not stopped,
             "stopped": stopped,
             "stable": asdict(routing.stable) if routing.stable else None,
             "candidate": asdict(routing.candidate) if routing.candidate else None,

@@ -1,0 +1,145 @@
+"""Following an environment's alias and the rollout strategies, against a real MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mlflow
+import pytest
+
+from ml.serving.rollout import Limits
+from tests.serving.conftest import Trained
+from tests.serving.helpers import Load, call, records, register, score
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_starts_not_ready_without_a_promoted_model_then_follows_the_alias(
+    tracking: str, server, model_name: str, model_a: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    handle = server(f"models:/{model_name}@staging")
+    handle.wait(lambda s: "not ready" in s.get("message", "") and s["applied"], what="not ready")
+    for path in ("/health", "/ping"):
+        status, _, body = call(handle.url, "GET", path)
+        assert status == 503
+        assert "alias 'staging'" in json.loads(body)["message"]
+    status, _, body = call(
+        handle.url, "POST", "/invocations", b"{}", {"Content-Type": "application/json"}
+    )
+    assert status == 503 and "promote" in json.loads(body)["message"]
+    assert json.loads(call(handle.url, "GET", "/version")[2])["ready"] is False
+
+    version = register(*model_a, model_name)
+    mlflow.MlflowClient().set_registered_model_alias(model_name, "staging", version)
+    handle.wait_ready(version)
+    status, body, headers = score(handle.url, {"dataframe_records": records(model_a[1].iloc[:3])})
+    assert status == 200 and body["model_version"] == headers["x-model-version"] == version
+
+
+def test_alias_move_swaps_versions_under_load_without_a_failed_request(
+    tracking: str, server, model_name: str, model_a: Trained, model_b: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    client = mlflow.MlflowClient()
+    v1 = register(*model_a, model_name)
+    v2 = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "production", v1)
+    handle = server(f"models:/{model_name}@production", strategy="blue-green")
+    handle.wait_ready(v1)
+    with Load(handle.url, records(model_a[1].iloc[:50]), threads=4) as load:
+        time.sleep(2)
+        client.set_registered_model_alias(model_name, "production", v2)
+        handle.wait_ready(v2)
+        time.sleep(2)
+        client.set_registered_model_alias(model_name, "production", v1)  # and a rollback
+        handle.wait_ready(v1)
+        time.sleep(1)
+    assert load.failures == []
+    assert load.versions[v1] > 0 and load.versions[v2] > 0, load.versions
+    events = [e["event"] for e in handle.status()["events"]]
+    assert events.count("swap") == 2
+
+
+def test_canary_that_errors_is_rolled_back_and_a_healthy_one_promoted(
+    tracking: str,
+    server,
+    model_name: str,
+    model_a: Trained,
+    model_b: Trained,
+    model_needs_new_column: Trained,
+) -> None:  # type: ignore[no-untyped-def]
+    client = mlflow.MlflowClient()
+    stable = register(*model_a, model_name)
+    broken = register(*model_needs_new_column, model_name)
+    healthy = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "production", stable)
+    handle = server(
+        f"models:/{model_name}@production", strategy="canary", canary_steps=(50, 100),
+        limits=Limits(max_error_rate=0.01, max_latency_p99_ms=1000.0, min_requests=10),
+        canary_step_seconds=1.0, environment="production",
+    )  # fmt: skip
+    handle.wait_ready(stable)
+    with Load(handle.url, records(model_a[1].iloc[:50]), threads=3) as load:
+        # The new version needs a column clients do not send yet: every request it gets fails.
+        client.set_registered_model_alias(model_name, "production", broken)
+        status = handle.wait(lambda s: any(e["event"] == "rollback" for e in s["events"]),
+                             what="canary rollback")  # fmt: skip
+        assert status["candidate"] is None and status["stable"]["version"] == stable
+        rollback = next(e for e in status["events"] if e["event"] == "rollback")
+        assert rollback["version"] == broken and "maxErrorRate" in rollback["detail"]
+        # A healthy candidate climbs the steps and becomes the stable version.
+        client.set_registered_model_alias(model_name, "production", healthy)
+        handle.wait(lambda s: any(e["event"] == "promote" for e in s["events"]), what="promotion")
+        handle.wait_ready(healthy)
+        time.sleep(1)
+    # Users never saw the broken canary: its failures were answered by the stable version.
+    assert load.failures == []
+    assert load.versions[broken] == 0 and load.versions[healthy] > 0
+    metrics = call(handle.url, "GET", "/metrics")[2].decode()
+    assert f'modelyard_requests_total{{model_version="{broken}",status="422"}}' in metrics
+    tags = client.get_model_version(model_name, broken).tags
+    assert tags["modelyard.rollout.production"].startswith("rolled back: error rate")
+
+
+def test_ab_split_is_sticky_per_request_key(
+    tracking: str, server, model_name: str, model_a: Trained, model_b: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    client = mlflow.MlflowClient()
+    a = register(*model_a, model_name)
+    b = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "staging", a)
+    handle = server(f"models:/{model_name}@staging", strategy="ab", ab_split=50)
+    handle.wait_ready(a)
+    client.set_registered_model_alias(model_name, "staging", b)
+    handle.wait(lambda s: (s.get("candidate") or {}).get("version") == b and s["applied"],
+                what="A/B split")  # fmt: skip
+    payload = {"dataframe_records": records(model_a[1].iloc[:1])}
+    assigned = {}
+    for key in (f"customer-{i}" for i in range(40)):
+        answers = {score(handle.url, payload, {"X-Request-Key": key})[2]["x-model-version"]
+                   for _ in range(3)}  # fmt: skip
+        assert len(answers) == 1, (key, answers)  # the same key always lands on the same version
+        assigned[key] = answers.pop()
+    assert set(assigned.values()) == {a, b}
+
+
+def test_shadow_scores_the_candidate_but_answers_with_the_stable_version(
+    tracking: str, server, model_name: str, model_a: Trained, model_b: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    client = mlflow.MlflowClient()
+    stable = register(*model_a, model_name)
+    shadow = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "staging", stable)
+    handle = server(f"models:/{model_name}@staging", strategy="shadow")
+    handle.wait_ready(stable)
+    client.set_registered_model_alias(model_name, "staging", shadow)
+    handle.wait(lambda s: s.get("mode") == "shadow" and s["applied"], what="shadow mode")
+    payload = {"dataframe_records": records(model_a[1].iloc[:5])}
+    for _ in range(20):
+        status, body, _ = score(handle.url, payload)
+        assert status == 200 and body["model_version"] == stable
+    needle = f'modelyard_requests_total{{model_version="{shadow}",status="200"}}'
+    deadline = time.monotonic() + 10
+    while needle not in call(handle.url, "GET", "/metrics")[2].decode():
+        assert time.monotonic() < deadline, "the shadow version's requests never showed up"
+        time.sleep(0.2)
