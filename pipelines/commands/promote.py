@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.promotion import Outcome, history, promote, rollback
+if TYPE_CHECKING:
+    from pipelines.promotion import Outcome
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 Approvers = Annotated[
@@ -38,6 +39,8 @@ def promote_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate ENV's rules for a model version and, if all pass, make ENV serve it."""
+    from pipelines.promotion import promote  # MLflow loads only for the commands that use it
+
     outcome = promote(model, to, version, approved_by or [], dry_run=dry_run, image=image)
     _report(outcome, as_json)
     if not outcome.promoted and not (dry_run and all(g.passed for g in outcome.gates)):
@@ -55,6 +58,8 @@ def rollback_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the previous (or named) version again; allowed in a freeze; recorded."""
+    from pipelines.promotion import rollback
+
     _report(rollback(model, env, to_version, reason, approved_by or []), as_json)
 
 
@@ -64,6 +69,8 @@ def history_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Every promotion and rollback that took effect, oldest first."""
+    from pipelines.promotion import history
+
     records = history(model, env)
     if as_json:
         typer.echo(json.dumps(records, indent=2))

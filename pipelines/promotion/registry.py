@@ -77,6 +77,9 @@ class Registry:
         # MLflow retries a dead server for minutes by default; a person is waiting here.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        # stdout carries the `--json` answer: no run links, no progress bars.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = uri
         self.shown_uri = redact_uri(uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -85,12 +88,14 @@ class Registry:
         """Fail fast, before anything is read or changed, when the server does not answer."""
         if not self.uri.startswith(("http://", "https://")):
             return
+        # /health needs no credentials; any answer short of a server error means it is up.
+        health = f"{self.shown_uri.rstrip('/')}/health"
         try:
-            with urllib.request.urlopen(f"{self.uri.rstrip('/')}/health", timeout=5) as reply:
-                if reply.status == 200:
-                    return
-                problem = f"HTTP {reply.status}"
+            with urllib.request.urlopen(health, timeout=5):
+                return
         except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
             problem = f"HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, OSError) as exc:
             problem = str(getattr(exc, "reason", exc))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
@@ -16,10 +15,9 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from promotion_helpers import Register
 
 from pipelines.local_mlflow import MlflowServer
-
-Register = Callable[..., int]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,237 @@
+"""Promote, roll back and read history against a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from promotion_helpers import Register, live_traffic, set_keys, training_profile
+
+from infra.config import load_environment
+from pipelines.errors import PipelineError
+from pipelines.promotion import history, promote, rollback
+from pipelines.promotion.records import EXPERIMENT
+
+pytestmark = pytest.mark.integration
+
+STAGING_IMAGE = "registry.staging.example.internal/modelyard-serving:1.0@sha256:" + "b" * 64
+MODELYARD = str(Path(os.sys.executable).with_name("modelyard"))
+
+
+def served(env: str) -> tuple[int | None, str | None]:
+    settings = load_environment(env).serving
+    return settings.desired_version, settings.image
+
+
+def alias(tracking: str, model: str, env: str) -> int | None:
+    found = MlflowClient(tracking).get_registered_model(model).aliases
+    return int(found[env]) if env in found else None
+
+
+def outside_freeze(start: datetime) -> datetime:
+    """A time the production file's Friday-evening freeze does not cover."""
+    while start.weekday() == 4 and start.hour >= 16:
+        start += timedelta(hours=8)
+    return start
+
+
+def test_staging_then_production_under_every_rule(
+    model: str, register: Register, environments: Path, state: Path, tracking: str
+) -> None:
+    v1 = register(0.91, profile=training_profile())
+    staged = promote(model, "staging", image=STAGING_IMAGE)
+    assert staged.promoted and staged.version == v1 and staged.from_version is None
+    assert alias(tracking, model, "staging") == v1
+    assert served("staging") == (v1, STAGING_IMAGE)
+    production_file = (environments / "Pulumi.production.yaml").read_text()
+
+    # Right after staging: no soak, no approvals, no live traffic -> refused, nothing changed.
+    early = promote(model, "production")
+    failed = {g.name for g in early.gates if not g.passed}
+    assert not early.promoted
+    assert failed == {"soak >= 60 min in staging", "2 approval(s) from ml-leads", "drift <= 0.2"}
+    drift_gate = next(g for g in early.gates if g.name == "drift <= 0.2")
+    assert "no evidence" in drift_gate.evidence and "live rows" in drift_gate.evidence
+    assert alias(tracking, model, "production") is None
+    assert (environments / "Pulumi.production.yaml").read_text() == production_file
+
+    # Two hours later, with staging traffic like the training data, and a stranger approving.
+    later = outside_freeze(datetime.now(UTC) + timedelta(hours=2))
+    live_traffic(state, "staging", rows=600, drift=0.0, seed=7)
+    stranger = promote(model, "production", approvers=["alice", "mallory"], now=later)
+    assert not stranger.promoted
+    verdicts = {g.name: g for g in stranger.gates}
+    assert verdicts["drift <= 0.2"].passed, verdicts["drift <= 0.2"].evidence
+    assert verdicts["soak >= 60 min in staging"].passed
+    assert "mallory" in verdicts["2 approval(s) from ml-leads"].evidence
+
+    done = promote(model, "production", approvers=["alice", "bob"], now=later)
+    assert done.promoted and all(g.passed for g in done.gates)
+    assert alias(tracking, model, "production") == v1
+    image = "registry.example.internal/modelyard-serving:1.0@sha256:" + "b" * 64
+    assert served("production") == (v1, image)  # staging's image, from production's registry
+
+    records = history(model)
+    assert [(r["env"], r["to_version"]) for r in records] == [("staging", v1), ("production", v1)]
+    last = records[-1]
+    assert last["approvers"] == ["alice", "bob"] and last["id"] == done.record_id
+    assert last["dataset_digest"] and last["metrics"]["roc_auc"] == pytest.approx(0.91)
+    assert last["env_file_change"]["changes"][0] == {
+        "key": "modelyard:serving.desiredVersion",
+        "from": None,
+        "to": v1,
+    }
+    # Drifted staging traffic would have stopped it.
+    live_traffic(state, "staging", rows=600, drift=1.0, seed=8)
+    v2 = register(0.95, profile=training_profile())
+    assert promote(model, "staging").promoted
+    drifted = promote(
+        model, "production", approvers=["alice", "bob"], now=later + timedelta(hours=2)
+    )
+    gate = next(g for g in drifted.gates if g.name == "drift <= 0.2")
+    assert not drifted.promoted and not gate.passed and ">" in gate.evidence
+    assert alias(tracking, model, "production") == v1 and v2 != v1
+
+
+def test_champion_freeze_and_rollback(
+    model: str, register: Register, environments: Path, tracking: str
+) -> None:
+    v1 = register(0.90)
+    assert promote(model, "staging").promoted
+    v2 = register(0.89)
+    worse = promote(model, "staging", version=str(v2))
+    assert not worse.promoted
+    champion = next(g for g in worse.gates if g.name.startswith("beats champion"))
+    assert not champion.passed and f"champion v{v1}" in champion.evidence
+    assert alias(tracking, model, "staging") == v1 and served("staging")[0] == v1
+    v3 = register(0.95)
+    assert promote(model, "staging", version=str(v3)).promoted
+
+    set_keys(environments, "staging", "promotion", {"freeze": {"enabled": True, "reason": "audit"}})
+    v4 = register(0.97)
+    frozen = promote(model, "staging", version=str(v4))
+    assert not frozen.promoted
+    assert [g.name for g in frozen.gates if not g.passed] == ["no freeze"]
+
+    back = rollback(model, "staging", reason="v3 answers slowly")
+    assert back.promoted and back.version == v1 and back.from_version == v3
+    assert not next(g for g in back.gates if g.name == "no freeze").passed  # reported only
+    assert alias(tracking, model, "staging") == v1 and served("staging")[0] == v1
+    with pytest.raises(PipelineError, match=f"never served {model} v{v2}"):
+        rollback(model, "staging", to_version=str(v2), reason="try")
+    records = history(model, "staging")
+    assert [(r["action"], r["from_version"], r["to_version"]) for r in records] == [
+        ("promote", None, v1),
+        ("promote", v1, v3),
+        ("rollback", v3, v1),
+    ]
+    assert records[-1]["reason"] == "v3 answers slowly"
+
+
+def test_clear_refusals_change_nothing(
+    model: str, register: Register, environments: Path, tracking: str
+) -> None:
+    before = {p.name: p.read_text() for p in environments.glob("*.yaml")}
+    failed_gate = register(0.7, passed=False)
+    for_production = register(0.9, env="production")
+    cases = [
+        (lambda: promote("no-such-model", "staging"), "serves model"),
+        (lambda: promote(model, "staging", version="99"), "has no version 99"),
+        (lambda: promote(model, "staging", version=str(failed_gate)), "never passed"),
+        (lambda: promote(model, "staging", version="models:/other/1"), "belongs to model 'other'"),
+        (lambda: promote(model, "staging", version=str(for_production)), "not downstream"),
+        (lambda: promote(model, "production"), "staging serves no version"),
+        (lambda: rollback(model, "staging", reason="x"), "nothing to roll back"),
+    ]
+    for call, message in cases:
+        with pytest.raises(PipelineError, match=message):
+            call()
+    set_keys(environments, "staging", "training", {"model": "unregistered"})
+    with pytest.raises(PipelineError, match="not registered in MLflow"):
+        promote("unregistered", "staging")
+    assert alias(tracking, model, "staging") is None
+    assert {p.name: p.read_text() for p in environments.glob("*.yaml")} != {} and all(
+        before[name] == text
+        for name, text in ((p.name, p.read_text()) for p in environments.glob("*.yaml"))
+        if name != "Pulumi.staging.yaml"
+    )
+    assert history(model) == []
+
+
+def test_cli_json_exit_codes_and_no_secret_in_records(
+    model: str,
+    register: Register,
+    environments: Path,
+    tracking: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2-very-secret")
+    # Credentials in the URI reach the server but never the record or the output.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.replace("http://", "http://ci:s3cr3t-pw@"))
+    register(0.9)
+    ok = subprocess.run(
+        [MODELYARD, "promote", model, "--to", "staging", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    body = json.loads(ok.stdout)
+    assert body["promoted"] is True and body["env"] == "staging" and body["version"] == 1
+    assert {"name", "passed", "evidence"} <= set(body["gates"][0]) and body["record_id"]
+
+    register(0.5)
+    refused = subprocess.run(
+        [MODELYARD, "promote", model, "--to", "staging", "--version", "2", "--json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["promoted"] is False
+
+    unknown = subprocess.run(
+        [MODELYARD, "promote", model, "--to", "staging", "--version", "42"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "has no version 42" in unknown.stderr
+
+    listed = subprocess.run(
+        [MODELYARD, "history", model, "--json"], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [r["to_version"] for r in records] == [1]
+    everything = json.dumps(records) + ok.stdout + ok.stderr
+    for secret in ("hunter2-very-secret", "s3cr3t-pw", *_ciphertexts(environments)):
+        assert secret not in everything
+    table = subprocess.run(
+        [MODELYARD, "history", model, "--env", "staging"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert table.returncode == 0 and "promote" in table.stdout and "staging" in table.stdout
+
+
+def _ciphertexts(environments: Path) -> list[str]:
+    return [
+        line.split("secure:", 1)[1].strip()
+        for path in environments.glob("*.yaml")
+        for line in path.read_text().splitlines()
+        if "secure:" in line
+    ]
+
+
+def test_records_live_in_their_own_mlflow_experiment(
+    model: str, register: Register, tracking: str
+) -> None:
+    register(0.9)
+    outcome = promote(model, "staging")
+    run = MlflowClient(tracking).get_run(outcome.record_id or "")
+    experiment = MlflowClient(tracking).get_experiment(run.info.experiment_id)
+    assert experiment.name == EXPERIMENT
+    assert run.data.tags["modelyard.promotion.status"] == "committed"
+    assert run.data.tags["modelyard.promotion.env"] == "staging"
