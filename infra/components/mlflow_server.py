@@ -67,6 +67,9 @@ def render_auth_ini(settings: MlflowServer, database_uri: str) -> str:
         "admin_username": settings.admin_username,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access": "false",
+        # Each check is a PBKDF2 hash; cache good credentials briefly (a password change
+        # reaches other workers within this many seconds).
+        "auth_cache_ttl_seconds": "30",
     }
     out = io.StringIO()
     parser.write(out)
@@ -144,7 +147,7 @@ class TrackingServer(pulumi.ComponentResource):
             special=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        admin_password = pulumi.Output.secret(admin.result)
+        admin_password: pulumi.Output[str] = pulumi.Output.secret(admin.result)
         secret_key = random.RandomPassword(
             f"{name}-secret-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -159,6 +162,8 @@ class TrackingServer(pulumi.ComponentResource):
         env = pulumi.Output.all(db_password, admin_password, secret_key.result).apply(
             lambda v: server_environment(backend_store_uri(settings, v[0]), v[1], v[2])
         )
+
+        envs: pulumi.Output[list[str]] = pulumi.Output.secret(env.apply(_envs))
 
         image = docker.Image(
             f"{name}-image",
@@ -179,7 +184,7 @@ class TrackingServer(pulumi.ComponentResource):
             command=server_arguments(
                 settings, allowed_hosts(settings, target.address, settings.port)
             ),
-            envs=pulumi.Output.secret(env.apply(_envs)),
+            envs=envs,
             ports=[
                 docker.ContainerPortArgs(
                     internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address

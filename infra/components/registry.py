@@ -157,9 +157,8 @@ class ImageRegistry(pulumi.ComponentResource):
             f"{name}-http-secret", length=48, special=False, opts=plain
         )
         certificate, key = self._certificate(name, args, plain)
-        htpasswd = pulumi.Output.secret(password.bcrypt_hash).apply(
-            lambda digest: htpasswd_line(settings.username, digest)
-        )
+        digest: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash)
+        htpasswd = digest.apply(lambda value: htpasswd_line(settings.username, value))
 
         image = docker.Image(
             f"{name}-image",
