@@ -6,6 +6,7 @@ import http.client
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -60,9 +61,11 @@ def register(booster: lgb.Booster, features: pd.DataFrame, name: str) -> str:
             booster, name="model", signature=infer_signature(features, predictions),
             input_example=features.head(3), registered_model_name=name,
         )  # fmt: skip
-        folder = Path(mlflow.get_artifact_uri().removeprefix("file://")).parent / "profile-tmp"
-        profile = save_profile(build_profile(features, predictions), folder / "profile.json")
-        mlflow.log_artifact(str(profile), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+        with tempfile.TemporaryDirectory() as folder:
+            profile = save_profile(
+                build_profile(features, predictions), Path(folder) / "profile.json"
+            )
+            mlflow.log_artifact(str(profile), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
     return str(versions[0].version)

@@ -1,0 +1,231 @@
+"""Local deploy (the embedded default): each environment served by a model-server process on
+127.0.0.1 at its `serving.localPort`, replaced blue/green: the new server binds the same port
+(SO_REUSEPORT), and only once it is loaded and answering does the old one drain and stop.
+
+State lives under `.modelyard/serving/ENV/` (deploy.json, one folder per slot, logs, samples).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from infra.config import Environment, load_environment
+from ml.serving.__main__ import options_to_json
+from ml.serving.rollout import Limits
+from ml.serving.source import NoModelYet, resolve
+from ml.serving.supervisor import ServeOptions, read_status
+from pipelines.errors import PipelineError
+from pipelines.state import state_dir
+
+
+@dataclass(frozen=True)
+class Deployment:
+    environment: str
+    url: str
+    version: str
+    pid: int
+    slot: str
+    changed: bool
+    message: str
+
+
+def alias_uri(env: Environment) -> str:
+    return f"models:/{env.training.model}@{env.name}"
+
+
+def use_tracking_of(env: Environment) -> None:
+    """MLflow's own variable wins (Jenkins, tests); otherwise the environment file's server."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = env.mlflow.tracking_uri
+
+
+def serving_dir(environment: str) -> Path:
+    return state_dir() / "serving" / environment
+
+
+def serve_options(
+    env: Environment,
+    model_uri: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    state: Path | None = None,
+    workers: int = 2,
+    poll_seconds: float = 10.0,
+) -> ServeOptions:
+    """Everything the server needs, read from the environment file."""
+    rollout, monitoring = env.promotion.rollout, env.monitoring
+    return ServeOptions(
+        model_uri=model_uri or alias_uri(env),
+        host=host,
+        port=port or env.serving.local_port,
+        state_dir=state or serving_dir(env.name) / "foreground",
+        workers=workers,
+        poll_seconds=poll_seconds,
+        strategy=rollout.strategy,
+        canary_steps=tuple(rollout.canary_steps),
+        ab_split=rollout.ab_split,
+        limits=Limits(
+            rollout.max_error_rate, rollout.max_latency_p99_ms, monitoring.canary_min_requests
+        ),
+        canary_step_seconds=monitoring.canary_step_seconds,
+        sample_rate=monitoring.sample_rate,
+        sample_max_rows=monitoring.sample_max_rows,
+        environment=env.name,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _record(environment: str) -> dict[str, object] | None:
+    try:
+        return orjson.loads((serving_dir(environment) / "deploy.json").read_bytes())  # type: ignore[no-any-return]
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def deploy(
+    environment: str, port: int | None = None, timeout: float = 120.0, poll_seconds: float = 5.0
+) -> Deployment:
+    """Bring the environment's local serving up to date with its alias, blue/green."""
+    env = load_environment(environment)
+    use_tracking_of(env)
+    uri = alias_uri(env)
+    try:
+        target = resolve(uri).version
+    except NoModelYet as exc:
+        raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
+    record = _record(environment)
+    if record and _alive(int(record["pid"])):  # type: ignore[arg-type]
+        status = read_status(serving_dir(environment) / str(record["slot"])) or {}
+        stable = status.get("stable") or {}
+        if status.get("ready") and stable.get("version") == target:  # type: ignore[union-attr]
+            return Deployment(
+                environment,
+                str(status["url"]),
+                target,
+                int(record["pid"]),  # type: ignore[arg-type]
+                str(record["slot"]),
+                False,
+                f"already serving version {target}",
+            )
+    slot = "green" if record and record.get("slot") == "blue" else "blue"
+    folder = serving_dir(environment) / slot
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status.json").unlink(missing_ok=True)
+    options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
+    (folder / "options.json").write_bytes(options_to_json(options))
+    log_path = folder / "server.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ml.serving", str(folder / "options.json")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://{options.host}:{options.port}"
+    try:
+        _wait_answering(folder, url, target, process, timeout)
+    except PipelineError:
+        _terminate(process.pid)
+        raise
+    if record and _alive(int(record["pid"])):  # type: ignore[arg-type]
+        _terminate(int(record["pid"]))  # type: ignore[arg-type]
+    (serving_dir(environment) / "deploy.json").write_bytes(
+        orjson.dumps({"pid": process.pid, "slot": slot, "version": target, "url": url,
+                      "time": time.time()})
+    )  # fmt: skip
+    previous = f" (replacing version {record.get('version')})" if record else ""
+    return Deployment(environment, url, target, process.pid, slot, True,
+                      f"serving version {target}{previous}")  # fmt: skip
+
+
+def _wait_answering(
+    folder: Path, url: str, version: str, process: subprocess.Popen[bytes], timeout: float
+) -> None:
+    """Ready means: every worker loaded `version`, and one of them answered on the port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = folder / "server.log"
+            raise PipelineError(
+                f"the new server exited ({process.returncode}); log: {log}\n{_tail(log)}"
+            )
+        status = read_status(folder) or {}
+        stable = status.get("stable") or {}
+        if status.get("ready") and stable.get("version") == version:  # type: ignore[union-attr]
+            workers = set(status.get("workers") or [])  # type: ignore[arg-type]
+            for _ in range(20):  # SO_REUSEPORT spreads connections: look for one of ours
+                info = _get_json(f"{url}/version")
+                if info and info.get("worker_pid") in workers:
+                    return
+        time.sleep(0.2)
+    raise PipelineError(f"the new server for {url} did not become ready in {timeout:.0f}s; log: "
+                        f"{folder / 'server.log'}\n{_tail(folder / 'server.log')}")  # fmt: skip
+
+
+def _get_json(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return orjson.loads(response.read())  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
+        return None
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-2000:]
+    except OSError:
+        return ""
+
+
+def _terminate(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM: the supervisor drains its workers (in-flight requests finish) and exits."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            waited = 0
+            if not _alive(pid):
+                return
+        if waited == pid:
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+
+
+def stop(environment: str) -> bool:
+    """Stop the environment's local server; False when none was running."""
+    record = _record(environment)
+    (serving_dir(environment) / "deploy.json").unlink(missing_ok=True)
+    if not record or not _alive(int(record["pid"])):  # type: ignore[arg-type]
+        return False
+    _terminate(int(record["pid"]))  # type: ignore[arg-type]
+    return True
+
+
+def status(environment: str) -> dict[str, object] | None:
+    record = _record(environment)
+    if not record or not _alive(int(record["pid"])):  # type: ignore[arg-type]
+        return None
+    return read_status(serving_dir(environment) / str(record["slot"]))
