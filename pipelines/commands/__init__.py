@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands import configure, data, deploy, env, infra, promote, serve, train
+from pipelines.commands import (
+    configure,
+    data,
+    deploy,
+    env,
+    infra,
+    monitor,
+    promote,
+    serve,
+    train,
+)
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (env, data, train, promote, infra, configure, serve, deploy):
+    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor):
         module.register(app)

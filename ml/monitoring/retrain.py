@@ -1,0 +1,52 @@
+"""Drift past the threshold starts retraining: a Jenkins build where Jenkins exists
+(JENKINS_URL, JENKINS_USER, JENKINS_API_TOKEN, optional JENKINS_JOB), else the local pipeline."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ml.errors import ModelyardMlError
+
+
+class RetrainError(ModelyardMlError):
+    """Retraining could not be started."""
+
+
+def trigger_retraining(environment: str, reason: str, log_dir: Path) -> str:
+    """Start retraining for `environment`; returns where it runs (never any credential)."""
+    jenkins = os.environ.get("JENKINS_URL")
+    if jenkins:
+        return _jenkins_build(jenkins.rstrip("/"), environment, reason)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"retrain-{environment}.log"
+    command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "run", environment]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return f"local pipeline started: {' '.join(command[1:])} (pid {process.pid}, log {log_path})"
+
+
+def _jenkins_build(base: str, environment: str, reason: str) -> str:
+    job = os.environ.get("JENKINS_JOB", "modelyard")
+    query = urllib.parse.urlencode({"ENVIRONMENT": environment, "REASON": reason})
+    url = f"{base}/job/{urllib.parse.quote(job)}/buildWithParameters?{query}"
+    request = urllib.request.Request(url, method="POST", data=b"")
+    user, token = os.environ.get("JENKINS_USER"), os.environ.get("JENKINS_API_TOKEN")
+    if not (user and token):
+        raise RetrainError("JENKINS_URL is set but JENKINS_USER / JENKINS_API_TOKEN are not")
+    credentials = base64.b64encode(f"{user}:{token}".encode()).decode()
+    request.add_header("Authorization", f"Basic {credentials}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            queued = response.headers.get("Location", "")
+    except (urllib.error.URLError, OSError) as exc:
+        raise RetrainError(f"Jenkins at {base} refused the build of job {job}: {exc}") from None
+    return f"Jenkins build of job {job} queued {queued}".strip()

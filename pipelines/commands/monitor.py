@@ -1,0 +1,61 @@
+"""`modelyard monitor drift ENV`: live traffic against the training profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infra.config import load_environment
+from ml.monitoring.check import check_drift, default_report_path
+from ml.monitoring.retrain import trigger_retraining
+from pipelines.deploy import serving_dir, use_tracking_of
+from pipelines.state import state_dir
+
+monitor = typer.Typer(help="Watch what an environment serves.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor, name="monitor")
+
+
+@monitor.command("drift")
+def drift_command(
+    environment: Annotated[str, typer.Argument(help="Environment whose live traffic is checked.")],
+    samples: Annotated[
+        Path | None, typer.Option(help="Live samples folder (default: the local deploy's).")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Reference profile (file or runs:/ID); default: the "
+            "profile of the version the environment's alias serves."
+        ),
+    ] = None,
+) -> None:
+    """Compare live inputs and predictions with the training profile; exit 1 on drift."""
+    env = load_environment(environment)
+    use_tracking_of(env)
+    check = check_drift(
+        env, samples or serving_dir(environment), report or default_report_path(state_dir(), environment),
+        profile,
+    )  # fmt: skip
+    result = check.result
+    for feature in sorted(result.features, key=lambda f: -f.psi)[:10]:
+        mark = "DRIFT" if feature.drifted else "ok   "
+        typer.echo(f"  {mark} {feature.name:<24} PSI {feature.psi:7.3f}  {feature.test} "
+                   f"p={feature.p_value:.2g}")  # fmt: skip
+    if result.prediction is not None:
+        typer.echo(f"  {'DRIFT' if result.prediction.drifted else 'ok   '} predictions{'':<13} "
+                   f"PSI {result.prediction.psi:7.3f}")  # fmt: skip
+    typer.echo(f"report: {check.report}")
+    if not result.drifted:
+        typer.echo(f"{environment}: no drift in {result.rows} live rows")
+        return
+    names = ", ".join(f.name for f in result.drifted_features) or "predictions"
+    typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
+    if env.monitoring.on_drift == "retrain":
+        typer.echo(trigger_retraining(environment, f"drift in {names}", state_dir() / "logs"))
+    raise typer.Exit(1)
