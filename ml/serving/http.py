@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -37,6 +38,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False
+        self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -45,12 +47,14 @@ class HttpProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
+        self.last_active = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         self.buffer += data
         self.busy = True
         try:
@@ -148,8 +152,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
             self.transport = None
 
-    def close_if_idle(self) -> None:
-        if not self.busy and not self.buffer:
+    def close_if_idle(self, idle_for: float) -> None:
+        if not self.busy and not self.buffer and time.monotonic() - self.last_active >= idle_for:
             self._close()
 
 
@@ -169,7 +173,8 @@ class HttpServer:
         )
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Stop accepting, answer what is in progress (with Connection: close), then close."""
+        """Stop accepting; answer each open connection's next request with Connection: close;
+        close connections idle for a while (closing a just-used one races its next request)."""
         self.draining = True
         if self._server is not None:
             self._server.close()
@@ -177,7 +182,7 @@ class HttpServer:
         deadline = loop.time() + timeout
         while self.connections and loop.time() < deadline:
             for connection in list(self.connections):
-                connection.close_if_idle()
+                connection.close_if_idle(idle_for=1.0)
             await asyncio.sleep(0.05)
 
 
