@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import ModelyardMlError
+from ml.monitoring.drift import bin_shares
 
 PROFILE_ARTIFACT = "reference/profile.json"
 FORMAT = 1
@@ -83,12 +84,6 @@ def numeric_summary(
         "std": float(present.std()) if present.size else None,
         "sample": [float(v) for v in np.round(sample, 6)],
     }
-
-
-def bin_shares(present: np.ndarray, edges: np.ndarray, total: int) -> np.ndarray:
-    """Share of all `total` rows falling in each bin (-inf, e0], (e0, e1], ..., (eN, inf)."""
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return counts / total if total else counts.astype(float)
 
 
 def save_profile(profile: dict[str, Any], path: Path) -> Path:

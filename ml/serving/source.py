@@ -28,6 +28,11 @@ class NoModelYet(ModelyardMlError):
 
 def resolve(uri: str) -> VersionRef:
     """The concrete version `uri` means right now (without downloading it)."""
+    if not uri:
+        raise ModelSourceError(
+            "no model to serve: set MODELYARD_MODEL_URI (e.g. models:/churn@production) or bake "
+            "a model into the image"
+        )
     local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     if ("://" not in uri and ":/" not in uri) or uri.startswith("file://"):
         if not (local / "MLmodel").is_file():

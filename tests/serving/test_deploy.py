@@ -1,0 +1,90 @@
+"""The embedded default end to end: `modelyard deploy` blue/green on 127.0.0.1 and
+`modelyard monitor drift` catching drifted traffic, through the real CLI and a real registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines.local_mlflow import free_port
+from tests.serving.conftest import Trained
+from tests.serving.helpers import Load, churn_frame, records, register, score
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def modelyard(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("modelyard")), *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def local_env(environments: Path, tracking: str, model_name: str, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> int:  # fmt: skip
+    """environments/ copy serving `model_name` on a free port; state under tmp_path."""
+    path = environments / "Pulumi.local.yaml"
+    port = free_port()
+    text = path.read_text().replace("    model: churn\n", f"    model: {model_name}\n", 1)
+    text = text.replace("    localPort: 8180\n", f"    localPort: {port}\n", 1)
+    text = text.replace("    sampleRate: 0.5\n", "    sampleRate: 1.0\n", 1)
+    path.write_text(text)
+    monkeypatch.setenv("MODELYARD_STATE_DIR", str(tmp_path / "state"))
+    return port
+
+
+def test_deploy_blue_green_then_drift_is_caught(
+    local_env: int, model_name: str, model_a: Trained, model_b: Trained, tmp_path: Path
+) -> None:
+    client = mlflow.MlflowClient()
+    result = modelyard("deploy", "local")
+    assert result.returncode == 2 and "nothing to deploy" in result.stderr  # no alias yet
+    v1 = register(*model_a, model_name)
+    v2 = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "local", v1)
+    try:
+        result = modelyard("deploy", "local")
+        assert result.returncode == 0, result.stderr
+        url = f"http://127.0.0.1:{local_env}"
+        assert f"serving version {v1}" in result.stdout and url in result.stdout
+        assert "already serving" in modelyard("deploy", "local").stdout
+
+        clean, _ = churn_frame(400, seed=11)
+        status, body, _ = score(url, {"dataframe_records": records(clean)})
+        assert status == 200 and body["model_version"] == v1
+
+        # Promotion moved the alias: the next deploy replaces the server without dropping traffic.
+        client.set_registered_model_alias(model_name, "local", v2)
+        with Load(url, records(clean.iloc[:40]), threads=3) as load:
+            result = modelyard("deploy", "local")
+        assert result.returncode == 0, result.stderr
+        assert f"serving version {v2} (replacing version {v1})" in result.stdout
+        assert load.failures == [] and load.versions[v2] > 0, (load.failures[:3], load.versions)
+
+        for seed in (12, 13):  # live traffic like training's: no drift
+            status, _, _ = score(
+                url, {"dataframe_records": records(churn_frame(300, seed=seed)[0])}
+            )
+        checked = modelyard("monitor", "drift", "local", "--report", str(tmp_path / "clean.html"))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "no drift" in checked.stdout
+
+        drifted, _ = churn_frame(1500, seed=14, drift=0.9)
+        for start in range(0, len(drifted), 100):
+            assert (
+                score(url, {"dataframe_records": records(drifted.iloc[start : start + 100])})[0]
+                == 200
+            )
+        report = tmp_path / "drift.html"
+        checked = modelyard("monitor", "drift", "local", "--report", str(report))
+        assert checked.returncode == 1, checked.stdout + checked.stderr
+        assert "DRIFT in" in checked.stdout and "contract" in checked.stdout
+        assert "<img" in report.read_text()
+    finally:
+        stopped = modelyard("deploy", "local", "--stop")
+    assert "stopped" in stopped.stdout
