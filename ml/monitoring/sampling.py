@@ -61,8 +61,14 @@ class SampleWriter:
             if self._rows_in_file >= self.rows_per_file:
                 self._file_index += 1
                 self._rows_in_file = 0
-                stale = self._path(self._file_index - self.max_files)
-                stale.unlink(missing_ok=True)
+                self._path(self._file_index - self.max_files).unlink(missing_ok=True)
+                self._prune()
+
+    def _prune(self) -> None:
+        """Files of earlier processes (restarted workers) count too: keep the newest few."""
+        files = sorted(self.folder.glob("samples-*.jsonl"), key=lambda p: p.stat().st_mtime)
+        for old in files[: max(0, len(files) - self.max_files * 4)]:
+            old.unlink(missing_ok=True)
 
     def _path(self, index: int) -> Path:
         return self.folder / f"{self._prefix}-{index:06d}.jsonl"
