@@ -54,5 +54,8 @@ def wait_for(
         if probe():
             return
         time.sleep(0.5)
-    logs = docker("logs", "--tail", "40", logs_of, check=False) if logs_of else ""
+    logs = ""
+    if logs_of:  # the server logs to stderr
+        result = docker_result("logs", "--tail", "40", logs_of)
+        logs = (result.stdout + result.stderr).decode(errors="replace")
     raise AssertionError(f"{what} not ready after {timeout:.0f}s\n{logs}")
