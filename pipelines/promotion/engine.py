@@ -575,8 +575,16 @@ def history(model: str, env: str | None = None) -> list[dict[str, Any]]:
 
 def _any_environment_of(model: str) -> Environment:
     """The registry to read when no environment is named: any environment serving the model."""
+    broken: list[str] = []
     for name in list_environments():
-        environment = load_environment(name)
+        try:
+            environment = load_environment(name)
+        except ConfigError as exc:
+            broken.append(str(exc).splitlines()[0])
+            continue
         if (environment.serving.model_name or environment.training.model) == model:
             return environment
-    raise PipelineError(f"no environment file serves model {model!r}: name one with --env.")
+    unreadable = f" (unreadable: {'; '.join(broken)})" if broken else ""
+    raise PipelineError(
+        f"no environment file serves model {model!r}{unreadable}: name one with --env."
+    )

@@ -10,6 +10,7 @@ interrupted promotion is found and repaired by the next command wherever it runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -77,10 +78,16 @@ class RecordStore:
         )
         run_id = run.info.run_id
         record["id"] = run_id
-        self.registry.call(
-            "write the promotion record",
-            lambda: client.log_text(run_id, json.dumps(record, indent=2), RECORD_FILE),
-        )
+        try:
+            self.registry.call(
+                "write the promotion record",
+                lambda: client.log_text(run_id, json.dumps(record, indent=2), RECORD_FILE),
+            )
+        except PipelineError:
+            # Nothing moved yet: close the attempt now rather than leave it for repair.
+            with contextlib.suppress(PipelineError):
+                self.finish(run_id, ABORTED, "the record could not be written")
+            raise
         return run_id
 
     def finish(self, run_id: str, status: str, note: str | None = None) -> None:
