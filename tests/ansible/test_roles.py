@@ -13,7 +13,13 @@ import yaml
 from tests.ansible.conftest import Configured
 from tests.ansible.lab import SENTINEL, LabHost, ssh
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
+# The session's first test waits for both runs of the lab (a few minutes; more on a busy machine).
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.timeout(1800),
+]
 
 
 def mode_owner(host: LabHost, path: str) -> str:
