@@ -92,6 +92,11 @@ def container_environment(http_secret: T) -> dict[str, T]:
     return {"REGISTRY_HTTP_SECRET": http_secret}
 
 
+def garbage_collect_arguments() -> list[str]:
+    """Arguments of the one-shot collector (the image's entrypoint is the registry binary)."""
+    return ["garbage-collect", "--delete-untagged", CONFIG_PATH]
+
+
 def registry_address(target: DockerTarget, settings: Registry) -> str:
     """What `docker login/push` names: host, plus the port unless it is 443."""
     return target.address if settings.port == 443 else f"{target.address}:{settings.port}"
@@ -200,14 +205,18 @@ class ImageRegistry(pulumi.ComponentResource):
                 name=f"modelyard-{args.environment}-registry-gc",
                 image=image.image_name,
                 user=RUN_AS,
-                command=["garbage-collect", "--delete-untagged", CONFIG_PATH],
+                command=garbage_collect_arguments(),
                 must_run=False,
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)
                 ],
                 uploads=[
                     docker.ContainerUploadArgs(
-                        file=path, content=f.content, permissions=f.mode, owner=f.owner
+                        file=path,
+                        content=f.content,
+                        permissions=f.mode,
+                        owner=f.owner,
+                        group=f.owner,
                     )
                     for path, f in files.items()
                 ],

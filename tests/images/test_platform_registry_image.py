@@ -17,6 +17,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,6 +92,9 @@ def running_registry(registry_image: str, tmp_path_factory: pytest.TempPathFacto
             "username": settings.username,
             "password": password,
             "tls": context,
+            "volume": volume,
+            "settings": settings,
+            "files": (htpasswd, certificate, key),
         }
     finally:
         docker("rm", "-f", "-v", name, check=False)
@@ -102,7 +106,7 @@ def _status(port: int, context: ssl.SSLContext, auth: str | None = None) -> int:
     if auth:
         request.add_header("Authorization", f"Basic {b64encode(auth.encode()).decode()}")
     try:
-        with urllib.request.urlopen(request, context=context, timeout=3) as response:
+        with urllib.request.urlopen(request, context=context, timeout=60) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -170,11 +174,38 @@ def test_docker_client_logs_in_pushes_and_pulls_the_same_digest(
     url = f"https://{address}/v2/{repository}/manifests/{digest[1]}"
     request = urllib.request.Request(url, method="DELETE")
     request.add_header("Authorization", f"Basic {auth.decode()}")
-    with urllib.request.urlopen(request, context=running_registry["tls"], timeout=5) as response:
+    with urllib.request.urlopen(request, context=running_registry["tls"], timeout=60) as response:
         assert response.status == 202
     docker("rmi", small_image)
     gone = docker_result("pull", small_image)
     assert gone.returncode != 0 and "not found" in gone.stderr.decode().lower()
+
+
+def test_garbage_collection_runs_against_the_read_only_store(
+    running_registry: dict,  # type: ignore[type-arg]
+    registry_image: str,
+    cleanup: list,  # type: ignore[type-arg]
+) -> None:
+    settings = running_registry["settings"].model_copy(
+        update={"read_only": True, "garbage_collect": True}
+    )
+    files = registry.container_files(settings, *running_registry["files"])
+    config = yaml.safe_load(files[registry.CONFIG_PATH].content)
+    assert config["storage"]["maintenance"]["readonly"]["enabled"] is True
+    name = f"modelyard-test-registry-gc-{RUN_ID}"
+    docker(
+        "create", "--name", name, "--user", registry.RUN_AS,
+        "-v", f"{running_registry['volume']}:{registry.DATA_DIR}",
+        registry_image, *registry.garbage_collect_arguments(),
+    )  # fmt: skip
+    cleanup.append(("container", name))
+    copy_files(name, files)
+    result = subprocess.run(
+        ["docker", "start", "--attach", name], capture_output=True, timeout=120, check=False
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output
+    assert "blobs marked" in output
 
 
 def test_registry_runs_as_its_non_root_user(running_registry: dict) -> None:  # type: ignore[type-arg]

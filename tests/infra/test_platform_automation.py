@@ -22,6 +22,7 @@ def _without_pulumi(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join(folders), "HOME": str(tmp_path)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["up", "preview"])
 def test_missing_cli_is_one_clear_message(tmp_path: Path, command: str) -> None:
     result = subprocess.run(
@@ -35,6 +36,7 @@ def test_missing_cli_is_one_clear_message(tmp_path: Path, command: str) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_unknown_environment_is_reported_before_the_cli(tmp_path: Path) -> None:
     result = subprocess.run(
         [MODELYARD, "infra", "up", "nosuch"],

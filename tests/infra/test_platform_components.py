@@ -322,6 +322,28 @@ def test_executors_on_a_remote_controller_are_refused(environments: Any) -> None
         load_environment("staging")
 
 
+def test_garbage_collection_runs_only_in_read_only_mode(environments: Any) -> None:
+    path = environments / "Pulumi.local.yaml"
+    text = path.read_text().replace(
+        "      tls:\n        source: generated\n",
+        "      readOnly: true\n      garbageCollect: true\n",
+        1,
+    )
+    path.write_text(text)
+    result = run_platform("local")
+    collector = _unwrap(
+        result.one("docker:index/container:Container", "registry-garbage-collect").inputs
+    )
+    assert collector["command"] == registry.garbage_collect_arguments()
+    uploads = {u["file"]: u for u in collector["uploads"]}
+    config = yaml.safe_load(uploads[registry.CONFIG_PATH]["content"])
+    assert config["storage"]["maintenance"]["readonly"]["enabled"] is True
+    served = _unwrap(result.one("docker:index/container:Container", "registry-container").inputs)
+    assert {v["volumeName"] for v in collector["volumes"]} == {
+        v["volumeName"] for v in served["volumes"]
+    }
+
+
 def test_garbage_collection_needs_read_only(environments: Any) -> None:
     path = environments / "Pulumi.local.yaml"
     text = path.read_text().replace(
