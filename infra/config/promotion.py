@@ -67,6 +67,9 @@ class Rollout(Section):
 class PromotionSettings(Section):
     # "registered": candidates the pipeline registered; otherwise the environment it takes from.
     source: str = Field(default="registered", min_length=1)
+    # With source `registered`: versions trained for these environments are candidates too
+    # (e.g. [local] lets the demo's locally trained model into staging); default: only its own.
+    trained_for: list[str] = Field(default_factory=list)
     gates: list[MetricRule] = Field(default_factory=list)
     champion: Champion | None = None
     max_drift: float | None = Field(default=None, gt=0)

@@ -115,6 +115,13 @@ def _versions(record: dict[str, Any]) -> str:
     return f"{'v' + str(before) if before else '-'} -> v{record.get('to_version')}"
 
 
+def _action(record: dict[str, Any]) -> str:
+    text = str(record.get("action"))
+    if record.get("reason"):
+        text += f": {record['reason']}"
+    return text + (" (repaired)" if record.get("repair") else "")
+
+
 def print_history(records: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="promotion history (oldest first)")
     for column in ("when (UTC)", "env", "action", "versions", "who", "approvers", "data", "gates"):
@@ -129,7 +136,7 @@ def print_history(records: list[dict[str, Any]], console: Console) -> None:
         table.add_row(
             str(record.get("at", "")).replace("+00:00", ""),
             str(record.get("env")),
-            str(record.get("action")) + ("" if not record.get("repair") else " (repaired)"),
+            _action(record),
             _versions(record),
             str(record.get("actor")),
             ", ".join(record.get("approvers") or []) or "-",

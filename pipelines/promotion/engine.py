@@ -129,18 +129,20 @@ def _open(model: str, env: str) -> _Target:
 
 
 def _chain(environment: Environment) -> list[str]:
-    """The environment and every environment upstream of it, nearest first."""
+    """The environments a version may have been trained for to be promoted here: this one,
+    every one upstream of it (nearest first), and the first one's `trainedFor` list."""
     chain = [environment.name]
-    source = environment.promotion.source
-    while source != REGISTERED:
+    current = environment
+    while current.promotion.source != REGISTERED:
+        source = current.promotion.source
         if source in chain:
             raise ConfigError(
                 f"{environment.path}: modelyard:promotion.source forms a cycle "
                 f"({' <- '.join([*chain, source])}): one environment must take `registered`."
             )
         chain.append(source)
-        source = load_environment(source).promotion.source
-    return chain
+        current = load_environment(source)
+    return chain + [name for name in current.promotion.trained_for if name not in chain]
 
 
 def _check_eligible(target: _Target, candidate: Version) -> None:
@@ -454,7 +456,9 @@ def promote(
         _check_eligible(target, candidate)
         champion = target.registry.alias(model, to_env)
         if champion == candidate.number:
-            raise PipelineError(f"{to_env} already serves {model} v{number}: nothing to promote.")
+            # Say what a repair just did too: re-running a killed promote lands here.
+            said = "".join(f"{note}\n" for note in notes)
+            raise PipelineError(f"{said}{to_env} already serves {model} v{number}: nothing to do.")
         now = now or datetime.now(UTC)
         gates = _evaluate(target, candidate, approvers, champion, now)
         outcome = Outcome("promote", False, model, number, to_env, champion, gates, notes=notes)

@@ -235,3 +235,14 @@ def test_records_live_in_their_own_mlflow_experiment(
     assert experiment.name == EXPERIMENT
     assert run.data.tags["modelyard.promotion.status"] == "committed"
     assert run.data.tags["modelyard.promotion.env"] == "staging"
+
+
+def test_trained_for_declares_which_registrations_an_environment_takes(
+    model: str, register: Register, environments: Path
+) -> None:
+    trained_locally = register(0.9, env="local")
+    with pytest.raises(PipelineError, match="not downstream"):
+        promote(model, "staging", version=str(trained_locally))
+    set_keys(environments, "staging", "promotion", {"trainedFor": ["local"]})
+    outcome = promote(model, "staging")  # found as the default candidate too
+    assert outcome.promoted and outcome.version == trained_locally
