@@ -97,9 +97,14 @@ def garbage_collect_arguments() -> list[str]:
     return ["garbage-collect", "--delete-untagged", CONFIG_PATH]
 
 
+def registry_host(target: DockerTarget, settings: Registry) -> str:
+    return settings.hostname or target.address
+
+
 def registry_address(target: DockerTarget, settings: Registry) -> str:
     """What `docker login/push` names: host, plus the port unless it is 443."""
-    return target.address if settings.port == 443 else f"{target.address}:{settings.port}"
+    host = registry_host(target, settings)
+    return host if settings.port == 443 else f"{host}:{settings.port}"
 
 
 @dataclass(frozen=True)
@@ -246,16 +251,18 @@ class ImageRegistry(pulumi.ComponentResource):
     ) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
         if args.certificate is not None and args.key is not None:
             return args.certificate, pulumi.Output.secret(args.key)
-        address = args.target.address
+        host = registry_host(args.target, args.settings)
         key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
-        names = {"localhost", address} - ({address} if _is_ip(address) else set())
-        ips = sorted({"127.0.0.1", address} if _is_ip(address) else {"127.0.0.1"})
+        # Valid for the registry's name, the platform host's, and loopback on that host.
+        known = {"localhost", "127.0.0.1", host, args.target.address}
+        names = {n for n in known if not _is_ip(n)}
+        ips = {n for n in known if _is_ip(n)}
         cert = tls.SelfSignedCert(
             f"{name}-tls-cert",
             private_key_pem=key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=address, organization="modelyard"),
+            subject=tls.SelfSignedCertSubjectArgs(common_name=host, organization="modelyard"),
             dns_names=sorted(names),
-            ip_addresses=ips,
+            ip_addresses=sorted(ips),
             validity_period_hours=args.settings.tls.validity_days * 24,
             early_renewal_hours=30 * 24,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],

@@ -46,6 +46,8 @@ class Tls(Section):
 
 class Registry(Section):
     port: int = Port
+    # The name `docker login/push` uses when it differs from the platform host (DNS alias).
+    hostname: str | None = Field(default=None, min_length=1)
     username: str = Field(default="modelyard", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     tls: Tls = Tls()
     # Maintenance mode: pushes and deletes refused. Garbage collection runs only then, because

@@ -16,6 +16,7 @@ import yaml
 from infra.components import jenkins
 from infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
 from infra.components.registry import IMAGE_CONTEXT as REGISTRY_CONTEXT
+from infra.components.registry import registry_address
 from infra.config import load_environment
 
 DOCKERFILES = [
@@ -92,7 +93,7 @@ def _casc(env: str) -> tuple[dict[str, Any], str]:
         platform.jenkins,
         environment=env,
         url=f"http://{platform.docker.address}:{platform.jenkins.port}",
-        registry_address=f"{platform.docker.address}:{platform.registry.port}",
+        registry_address=registry_address(platform.docker, platform.registry),
         mlflow_url=f"http://{platform.docker.address}:{platform.mlflow.port}",
     )
     base = jenkins.BASE_CASC.read_text()
