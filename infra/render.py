@@ -165,12 +165,16 @@ def render(environment_name: str) -> RenderedState:
     )
     set_all_config(config, secret_keys)
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        _sync_await(run_pulumi_func(_run_program))
     except ValueError as exc:
         # Component arguments are validated before anything is created; name the file.
         raise ConfigError(f"{environment_path(environment_name)}: {exc}") from None
     resources = sorted(monitor.recorded.values(), key=lambda r: (r.type, r.name))
     return RenderedState(environment_name, resources)
+
+
+def _run_program() -> None:
+    runpy.run_path(str(PROGRAM), run_name="__main__")
 
 
 def _stack_config(path: Path) -> tuple[dict[str, str], list[str]]:

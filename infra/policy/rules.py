@@ -142,17 +142,23 @@ def no_plain_secrets(type_: str, props: dict[str, Any]) -> list[str]:
     """Values under secret-sounding keys (and Secret objects' data) must be Pulumi secrets."""
     problems: list[str] = []
 
+    def flag(value: Any, path: str) -> None:
+        if value not in (None, "", False) and not is_masked(value):
+            problems.append(
+                f"{path.lstrip('.')} holds a plain-text secret: make it a Pulumi secret"
+            )
+
     def walk(value: Any, path: str) -> None:
         if isinstance(value, dict):
             # Kubernetes env vars and docker labels are {name, value} pairs.
             named = value.get("name")
             if isinstance(named, str) and _SECRET_NAME.search(named) and "value" in value:
-                check(value["value"], f"{path}[{named}]")
+                flag(value["value"], f"{path}[{named}]")
             for key, item in value.items():
                 # `secretName`, `tokenRef` and the like name a secret; they don't hold one.
                 holds = not key.endswith(("Name", "Ref")) and not isinstance(item, dict | list)
                 if _SECRET_NAME.search(key) and holds:
-                    check(item, f"{path}.{key}")
+                    flag(item, f"{path}.{key}")
                 else:
                     walk(item, f"{path}.{key}")
         elif isinstance(value, list):
@@ -162,21 +168,15 @@ def no_plain_secrets(type_: str, props: dict[str, Any]) -> list[str]:
                     and "=" in item
                     and _SECRET_NAME.search(item.split("=")[0])
                 ):
-                    check(item.split("=", 1)[1], f"{path}[{item.split('=')[0]}]")
+                    flag(item.split("=", 1)[1], f"{path}[{item.split('=')[0]}]")
                 else:
                     walk(item, f"{path}[{i}]")
-
-    def check(value: Any, path: str) -> None:
-        if value not in (None, "", False) and not is_masked(value):
-            problems.append(
-                f"{path.lstrip('.')} holds a plain-text secret: make it a Pulumi secret"
-            )
 
     if type_ == "kubernetes:core/v1:Secret":
         for key in ("data", "stringData"):
             if props.get(key) and not is_masked(props[key]):
                 for item, value in (props[key] or {}).items():
-                    check(value, f"{key}.{item}")
+                    flag(value, f"{key}.{item}")
         return problems
     walk(props, "")
     return problems
