@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
+import pulumi
 import pytest
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
@@ -381,3 +382,68 @@ def test_generated_certificates_name_the_registry(env: str) -> None:
     host = registry.registry_host(platform.docker, platform.registry)
     names = _unwrap(cert.inputs).get("dnsNames", []) + _unwrap(cert.inputs).get("ipAddresses", [])
     assert host in names and "127.0.0.1" in names
+
+
+def _attempt(create: Any) -> tuple[list[Registered], Exception | None]:
+    """Run `create` under the mock runtime: what it registered, and what it raised."""
+    mocks = _Mocks()
+    monitor = _Monitor(mocks)
+    pulumi_mocks.set_mocks(
+        mocks, project="modelyard", stack="local", preview=False, monitor=monitor
+    )
+    error: Exception | None = None
+    try:
+        _sync_await(run_pulumi_func(create))
+    except Exception as exc:
+        error = exc
+    return list(monitor.recorded.values()), error
+
+
+def _local_platform() -> Any:
+    platform = load_environment("local").platform
+    assert platform is not None
+    return platform
+
+
+def test_components_refuse_bad_arguments_before_creating_anything() -> None:
+    platform = _local_platform()
+    secret = pulumi.Output.secret("s3cret")
+    provided = platform.registry.model_copy(
+        update={"tls": platform.registry.tls.model_copy(update={"source": "provided"})}
+    )
+    postgres = platform.mlflow.model_copy(update={"backend": "postgresql"})
+    with_kube = platform.jenkins.model_copy(update={"kubeconfigs": {"staging": "x"}})
+    jenkins_args = {
+        "environment": "local", "target": platform.docker, "registry_address": "r:5443",
+        "registry_username": "u", "registry_password": secret, "mlflow_url": "http://m",
+        "mlflow_username": "admin", "mlflow_password": secret,
+    }  # fmt: skip
+    cases = [
+        lambda: registry.ImageRegistry(
+            "local-registry", registry.RegistryArgs("local", provided, platform.docker)
+        ),
+        lambda: mlflow_server.TrackingServer(
+            "local-mlflow", mlflow_server.MlflowServerArgs("local", postgres, platform.docker)
+        ),
+        lambda: jenkins.JenkinsController(
+            "local-jenkins", jenkins.JenkinsArgs(settings=with_kube, **jenkins_args)
+        ),
+        lambda: jenkins.JenkinsController(
+            "local-jenkins",
+            jenkins.JenkinsArgs(
+                settings=platform.jenkins, **{**jenkins_args, "registry_password": "plain"}
+            ),
+        ),
+    ]
+    for create in cases:
+        registered, error = _attempt(create)
+        assert isinstance(error, ConfigError), error
+        assert registered == []
+    # the same harness does see what a valid component registers
+    registered, error = _attempt(
+        lambda: mlflow_server.TrackingServer(
+            "local-mlflow",
+            mlflow_server.MlflowServerArgs("local", platform.mlflow, platform.docker),
+        )
+    )
+    assert error is None and len(registered) > 3
