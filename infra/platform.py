@@ -102,7 +102,8 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             registry_address=registry.address,
             registry_username=registry.username,
             registry_password=registry.password,
-            mlflow_url=mlflow.url,
+            # What the pipeline is told to use: the environment's URI (a proxy may front it).
+            mlflow_url=environment.mlflow.tracking_uri,
             mlflow_username=mlflow.admin_username,
             mlflow_password=mlflow.admin_password,
             kubeconfigs={

@@ -214,7 +214,7 @@ class JenkinsController(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=f"modelyard/jenkins:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
             skip_push=True,
             opts=child,
         )

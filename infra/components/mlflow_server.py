@@ -111,9 +111,8 @@ class MlflowServerArgs:
     settings: MlflowServer
     target: DockerTarget
     provider: pulumi.ProviderResource | None = None
-    postgres_password: pulumi.Input[str] | None = (
-        None  # a Pulumi secret, for the postgresql backend
-    )
+    # A Pulumi secret, for the postgresql backend.
+    postgres_password: pulumi.Input[str] | None = None
 
 
 def _validate(args: MlflowServerArgs) -> None:
@@ -168,7 +167,7 @@ class TrackingServer(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=f"modelyard/mlflow:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
             skip_push=True,
             opts=child,
         )

@@ -173,7 +173,7 @@ class ImageRegistry(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=f"modelyard/registry:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT), platform="linux/amd64"),
+            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
             skip_push=True,
             opts=child,
         )

@@ -306,6 +306,12 @@ def test_jenkins_casc_and_environment_match(run: tuple[str, Run]) -> None:
     assert jenkins.referenced_variables(casc) | jenkins.referenced_variables(base) <= provided
     document = yaml.safe_load(casc)
     assert document["jenkins"]["numExecutors"] == (1 if env == "local" else 0)
+    [node_env] = document["jenkins"]["globalNodeProperties"]
+    pipeline_env = {e["key"]: e["value"] for e in node_env["envVars"]["env"]}
+    assert pipeline_env["MLFLOW_TRACKING_URI"] == load_environment(env).mlflow.tracking_uri
+    assert pipeline_env["MODELYARD_REGISTRY"] == registry.registry_address(
+        settings.docker, settings.registry
+    )
     ids = {
         next(iter(c.values()))["id"]
         for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
