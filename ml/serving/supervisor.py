@@ -77,6 +77,10 @@ class Supervisor:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> None:
+        # The alias is polled again in a few seconds: a registry that is down should not hold
+        # the loop (canary judging, worker restarts) through MLflow's minutes of retries.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self._prepare()
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)

@@ -96,8 +96,7 @@ class RoutingFollower:
         gc.freeze()  # the loaded models are long-lived: keep them out of every later collection
         self._ack(routing.generation, ok=True)
         log.info(
-            "worker %d serving generation %d: stable %s, candidate %s",
-            os.getpid(),
+            "serving generation %d: stable %s, candidate %s",
             routing.generation,
             stable and stable.version,
             candidate and candidate.version,

@@ -98,8 +98,11 @@ def test_image_without_a_model_answers_not_ready_instead_of_crash_looping(
     name, url = _run(serving_image, "MODELYARD_MODEL_URI=models:/churn@production",
                      "MLFLOW_TRACKING_URI=http://127.0.0.1:9", "MODELYARD_POLL_SECONDS=2")  # fmt: skip
     try:
-        body = json.loads(_wait(url, "/health", 503))
-        assert body["ready"] is False and "not ready" in body["message"]
+        deadline = time.monotonic() + 120
+        while "not ready" not in (body := json.loads(_wait(url, "/health", 503)))["message"]:
+            assert time.monotonic() < deadline, body
+            time.sleep(1)
+        assert body["ready"] is False and "models:/churn@production" in body["message"]
         time.sleep(3)
         assert docker("inspect", "-f", "{{.State.Running}} {{.RestartCount}}", name) == "true 0"
     finally:
