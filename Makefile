@@ -28,7 +28,7 @@ checkov: $(CHECKOV_STAMP)
 
 ## demo: the whole loop on this machine (the embedded default)
 demo: setup
-	$(BIN)/modelyard demo
+	$(BIN)/modelyard demo $(if $(KEEP),--keep-serving)
 
 ## test: the whole suite, as CI runs it
 test: setup checkov

@@ -49,7 +49,7 @@ def is_up(url: str) -> bool:
 
 
 def start_mlflow_server(
-    state_dir: Path, port: int | None = None, timeout: float = 90
+    state_dir: Path, port: int | None = None, timeout: float = 240
 ) -> MlflowServer:
     """Start `mlflow server` with its database and artifacts under `state_dir`; reuse one already
     answering on `port` (a second `make demo` finds the first one's server still running)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.local_mlflow import MlflowServer, start_mlflow_server
+from pipelines.notification_sink import NotificationSink
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,38 +72,9 @@ def base_image(docker_engine: None) -> str:
     return "debian:bookworm-slim"
 
 
-class Receiver:
-    """A real local HTTP endpoint that records the JSON bodies posted to it."""
-
-    def __init__(self) -> None:
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/modelyard"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def webhook() -> Iterator[Receiver]:
-    receiver = Receiver()
+def webhook() -> Iterator[NotificationSink]:
+    """A real local HTTP endpoint recording the notifications posted to it."""
+    receiver = NotificationSink()
     yield receiver
     receiver.close()

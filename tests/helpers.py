@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 MODELYARD = str(Path(sys.executable).with_name("modelyard"))
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """The installed console script, as a user runs it, in the current process environment."""
     return subprocess.run(
         [MODELYARD, *args],
@@ -27,8 +29,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     )
 
 
+DELETE = object()  # as a value in edit_environment: remove the key
+
+
 def edit_environment(folder: Path, name: str, changes: dict[str, Any]) -> Path:
-    """Set `modelyard:<key>` entries (dotted paths) in folder/Pulumi.<name>.yaml; None deletes."""
+    """Set `modelyard:<key>` entries (dotted paths) in folder/Pulumi.<name>.yaml."""
     path = folder / f"Pulumi.{name}.yaml"
     document = yaml.safe_load(path.read_text()) if path.exists() else {"config": {}}
     config = document["config"]
@@ -36,7 +41,7 @@ def edit_environment(folder: Path, name: str, changes: dict[str, Any]) -> Path:
         section, *rest = dotted.split(".")
         key = f"modelyard:{section}"
         if not rest:
-            if value is None:
+            if value is DELETE:
                 config.pop(key, None)
             else:
                 config[key] = value
@@ -44,7 +49,7 @@ def edit_environment(folder: Path, name: str, changes: dict[str, Any]) -> Path:
         node = config.setdefault(key, {})
         for part in rest[:-1]:
             node = node.setdefault(part, {})
-        if value is None:
+        if value is DELETE:
             node.pop(rest[-1], None)
         else:
             node[rest[-1]] = value

@@ -3,6 +3,7 @@
 from infra.config.base import MetricRule, SecretValue
 from infra.config.environment import Environment
 from infra.config.loader import (
+    ENVIRONMENTS_DIR_VAR,
     ConfigError,
     environment_path,
     environments_dir,
@@ -12,6 +13,7 @@ from infra.config.loader import (
 )
 
 __all__ = [
+    "ENVIRONMENTS_DIR_VAR",
     "ConfigError",
     "Environment",
     "MetricRule",

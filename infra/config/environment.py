@@ -11,6 +11,7 @@ from infra.config.hosts import HostsSettings
 from infra.config.mlflow import MlflowSettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.notify import NotifySettings
+from infra.config.pipeline import PipelineSettings
 from infra.config.platform import PlatformSettings
 from infra.config.promotion import PromotionSettings
 from infra.config.serving import ServingSettings
@@ -29,6 +30,7 @@ class Environment(Section):
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings
     monitoring: MonitoringSettings = MonitoringSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     # Jenkins, registry and MLflow server as Pulumi provisions them (None: not provisioned).
     platform: PlatformSettings | None = None
     # What `modelyard configure` passes to Ansible about the machines (ansible/README.md).

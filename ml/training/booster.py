@@ -64,31 +64,48 @@ def fit(
     final_file = checkpoint_dir / "final.txt"
 
     history = FitHistory(metric, higher_is_better)
-    if final_file.is_file() and history_file.is_file():  # this fit finished before the crash
-        history.scores = json.loads(history_file.read_text())["scores"]
-        return FitResult(lgb.Booster(model_file=str(final_file)), history, len(history.scores))
-
     init_model: lgb.Booster | None = None
-    if model_file.is_file() and history_file.is_file():
-        init_model = lgb.Booster(model_file=str(model_file))
-        history.scores = json.loads(history_file.read_text())["scores"][
-            : init_model.current_iteration()
-        ]
+    rows: MetricRows = []  # every validation metric of every round so far
+    logged_through = 0  # rounds whose metrics the caller has received
+    finished = final_file.is_file()  # the fit ended before the crash; only hand-over was left
+    if history_file.is_file() and (finished or model_file.is_file()):
+        saved = json.loads(history_file.read_text())
+        if not finished:
+            init_model = lgb.Booster(model_file=str(model_file))
+        kept = len(saved["scores"]) if finished else init_model.current_iteration()  # type: ignore[union-attr]
+        history.scores = saved["scores"][:kept]
+        rows = [(int(i), str(n), float(v)) for i, n, v in saved["rows"] if i <= kept]
+        logged_through = min(saved["logged_through"], kept)
     done = len(history.scores)
-    pending: MetricRows = []
+
+    def save_history() -> None:
+        state = {"scores": history.scores, "rows": rows, "logged_through": logged_through}
+        _atomic_write(history_file, json.dumps(state))
+
+    def hand_over() -> None:
+        """Give the caller the rounds it has not seen, then remember that it has."""
+        nonlocal logged_through
+        fresh = [row for row in rows if row[0] > logged_through]
+        if on_checkpoint and fresh:
+            on_checkpoint(fresh)
+        logged_through = rows[-1][0] if rows else 0
+        save_history()
+
+    hand_over()  # rounds checkpointed before a crash but not yet handed over
+    if finished:
+        return FitResult(lgb.Booster(model_file=str(final_file)), history, done)
 
     def record(env: lgb.callback.CallbackEnv) -> None:
         for _data, name, value, _higher in env.evaluation_result_list:
-            pending.append((env.iteration + 1, name, float(value)))
+            rows.append((env.iteration + 1, name, float(value)))
             if name == metric:
                 history.scores.append(float(value))
         rounds = env.iteration + 1
         if rounds % checkpoint_every == 0:
+            # Checkpoint first: metrics are handed over only for rounds that survive a crash.
             _atomic_write(model_file, env.model.model_to_string())
-            _atomic_write(history_file, json.dumps({"scores": history.scores}))
-            if on_checkpoint:
-                on_checkpoint(list(pending))
-            pending.clear()
+            save_history()
+            hand_over()
         if early_stopping_rounds and rounds - history.best_iteration >= early_stopping_rounds:
             raise lgb.callback.EarlyStopException(history.best_iteration - 1, [])
 
@@ -108,11 +125,9 @@ def fit(
     else:
         assert init_model is not None
         booster = init_model
-    if on_checkpoint and pending:
-        on_checkpoint(list(pending))
     best = lgb.Booster(model_str=booster.model_to_string(num_iteration=history.best_iteration))
-    _atomic_write(history_file, json.dumps({"scores": history.scores}))
     _atomic_write(final_file, best.model_to_string())
+    hand_over()
     return FitResult(best, history, done)
 
 

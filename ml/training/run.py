@@ -31,6 +31,7 @@ from ml.training.features import PreparedData, prepare, stratified_split
 from ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
 
 Say = Callable[[str], None]
+PROFILE_ROWS = 50_000  # enough for stable bins, cheap on a million-row dataset
 
 
 @dataclass
@@ -86,7 +87,10 @@ def train(
     state_root: Path,
     project_root: Path,
     say: Say = lambda _: None,
+    register: bool = True,
 ) -> TrainResult:
+    """Validate, run the gate loop, log the best model; register it unless `register` is False
+    (the pipeline registers in its own stage, after evaluation)."""
     import mlflow
 
     started = time.monotonic()
@@ -162,37 +166,61 @@ def train(
         )
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
-    version = _log_and_register(
-        client, run_id, spec.name, loop, data, split.holdout, lineage, gate, target
-    )
+    if "modelyard.model_id" not in client.get_run(run_id).data.tags:  # not logged before a crash
+        _log_model(client, run_id, loop, data, split.holdout, gate, target)
     client.set_terminated(run_id, status="FINISHED")
     shutil.rmtree(workdir, ignore_errors=True)
-    result.model_version = version
+    if register:
+        result.model_version = register_run(client, spec.name, run_id)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _log_and_register(
+def register_run(client: Any, model_name: str, run_id: str) -> int:
+    """Register the model a finished training run logged, tagged with the run's lineage and
+    gate result. Refuses a run whose gate did not pass; reuses the version if already done."""
+    from ml.registry import register_version
+
+    tags = client.get_run(run_id).data.tags
+    if tags.get("modelyard.gate.passed") != "true" or "modelyard.model_id" not in tags:
+        raise GateNotMet(f"run {run_id} has no model that passed its gate: nothing to register")
+    version_tags = {
+        k: v for k, v in tags.items() if k.startswith("modelyard.") and k not in _RUN_ONLY_TAGS
+    }
+    return register_version(
+        client,
+        model_name,
+        tags["modelyard.model_uri"],
+        tags["modelyard.model_id"],
+        run_id,
+        version_tags,
+    )
+
+
+_RUN_ONLY_TAGS = {
+    "modelyard.model_uri",
+    "modelyard.model_id",
+    "modelyard.trials",
+    "modelyard.resumes",
+}
+
+
+def _log_model(
     client: Any,
     run_id: str,
-    model_name: str,
     loop: GateLoopResult,
     data: PreparedData,
     holdout_rows: np.ndarray,
-    lineage: dict[str, str],
     gate: dict[str, Any],
     target: str,
-) -> int:
+) -> None:
     import lightgbm as lgb
     import mlflow
     from mlflow.models import infer_signature
 
-    from ml.registry import find_version_of_run, register_version
+    from ml.monitoring.profile import PROFILE_ARTIFACT, build_profile
     from ml.training.plots import write_plots
 
-    existing = find_version_of_run(client, model_name, run_id)
-    if existing is not None:  # registered just before a crash: nothing left to do
-        return existing
     booster = loop.booster()
     holdout = data.features.iloc[holdout_rows]
     scores = booster.predict(holdout)
@@ -200,6 +228,15 @@ def _log_and_register(
         plots = Path(tmp) / "plots"
         write_plots(booster, data.labels[holdout_rows], scores, plots)
         client.log_artifacts(run_id, str(plots), "plots")
+    # What live traffic is compared against for drift: (a sample of) the rows trained on.
+    train_rows = np.setdiff1d(np.arange(len(data.labels)), holdout_rows)
+    if len(train_rows) > PROFILE_ROWS:
+        train_rows = np.sort(
+            np.random.default_rng(0).choice(train_rows, PROFILE_ROWS, replace=False)
+        )
+    reference = data.features.iloc[train_rows]
+    profile = build_profile(reference, booster.predict(reference), seed=0)
+    client.log_dict(run_id, profile, PROFILE_ARTIFACT)
 
     sample = _as_request_frame(holdout.head(200))
     with mlflow.start_run(run_id=run_id):
@@ -219,18 +256,18 @@ def _log_and_register(
                 f"numpy=={np.__version__}",
             ],
         )
+    from mlflow.entities import RunTag
+
+    # The model's identity is written last: its presence means the run is complete.
     tags = {
-        **lineage,
-        "modelyard.gate.rule": gate["rule"],
         "modelyard.gate.value": f"{gate['value']:.6f}",
         "modelyard.gate.passed": "true",
         "modelyard.classes": json.dumps(data.classes),
         "modelyard.target": target,
+        "modelyard.model_uri": info.model_uri,
+        "modelyard.model_id": info.model_id,
     }
-    version = register_version(client, model_name, info.model_uri, info.model_id, run_id, tags)
-    client.set_tag(run_id, "modelyard.gate.passed", "true")
-    client.set_tag(run_id, "modelyard.model_version", str(version))
-    return version
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def _as_request_frame(features: pd.DataFrame) -> pd.DataFrame:

@@ -7,10 +7,12 @@ import typer
 from pipelines.commands import (
     configure,
     data,
+    demo,
     deploy,
     env,
     infra,
     monitor,
+    pipeline,
     promote,
     serve,
     train,
@@ -18,5 +20,5 @@ from pipelines.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor):
+    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor, pipeline, demo):
         module.register(app)

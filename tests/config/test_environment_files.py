@@ -8,7 +8,7 @@ import pytest
 
 from infra.config import ConfigError, load_environment
 from ml.tracking import tracking_uri
-from tests.helpers import edit_environment, run_cli
+from tests.helpers import DELETE, edit_environment, run_cli
 
 
 def test_every_shipped_environment_validates() -> None:
@@ -43,14 +43,16 @@ def test_unknown_key_is_named_with_the_allowed_ones(environments: Path) -> None:
 
 
 def test_wrong_type_and_out_of_range_values_are_named(environments: Path) -> None:
-    edit_environment(environments, "local", {"training.budget.trials": 0, "serving.localPort": "eighty"})
+    edit_environment(
+        environments, "local", {"training.budget.trials": 0, "serving.localPort": "eighty"}
+    )
     message = _refused(environments, "local")
     assert "modelyard:training.budget.trials" in message and "greater than or equal to 1" in message
     assert "modelyard:serving.localPort" in message and "'eighty'" in message
 
 
 def test_missing_required_setting_says_add_it(environments: Path) -> None:
-    edit_environment(environments, "staging", {"training": None})
+    edit_environment(environments, "staging", {"training": DELETE})
     message = _refused(environments, "staging")
     assert "modelyard:training: required but missing: add it." in message
 

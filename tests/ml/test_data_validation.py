@@ -18,7 +18,9 @@ def good() -> pd.DataFrame:
     return generate_churn(2000, seed=3)
 
 
-def _validate(frame: pd.DataFrame, tmp_path: Path, *extra: str, suffix: str = ".csv") -> tuple[int, dict]:
+def _validate(
+    frame: pd.DataFrame, tmp_path: Path, *extra: str, suffix: str = ".csv"
+) -> tuple[int, dict]:
     path = tmp_path / f"data{suffix}"
     if suffix == ".csv":
         frame.to_csv(path, index=False)
@@ -36,7 +38,9 @@ def _problems(report: dict) -> dict[str, str]:
     return found
 
 
-def test_sample_data_passes_the_schema_and_has_a_content_version(good: pd.DataFrame, tmp_path: Path) -> None:
+def test_sample_data_passes_the_schema_and_has_a_content_version(
+    good: pd.DataFrame, tmp_path: Path
+) -> None:
     code, report = _validate(good, tmp_path)
     assert code == 0 and report["passed"] and report["schema_checked"]
     assert report["rows"] == 2000 and len(report["digest"]) == 64
@@ -66,7 +70,9 @@ def test_schema_violations_name_each_column_and_why(good: pd.DataFrame, tmp_path
     problems = _problems(report)
     assert "missing from the file" in problems["age"]
     assert "10 values below the minimum 0" in problems["tenure_months"]
-    assert "'lifetime'" in problems["contract"] and "allowed: month-to-month" in problems["contract"]
+    assert (
+        "'lifetime'" in problems["contract"] and "allowed: month-to-month" in problems["contract"]
+    )
     assert "missing values, at most 5.0% allowed" in problems["total_charges"]
     assert "expected float values, found text" in problems["monthly_charges"]
     assert "not in the schema" in problems["coupon"] or "constant" in problems["coupon"]
@@ -105,7 +111,9 @@ def test_missing_target_and_duplicate_columns(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     rows = "\n".join(f"{i},{i * 2},{i % 2}" for i in range(200))
     path.write_text("a,a,label\n" + rows + "\n")
-    result = run_cli("data", "validate", "local", "--data", str(path), "--target", "churn", "--json")
+    result = run_cli(
+        "data", "validate", "local", "--data", str(path), "--target", "churn", "--json"
+    )
     problems = _problems(json.loads(result.stdout))
     assert result.returncode == 1
     assert "more than once" in problems["a"]

@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 
 from infra.config import load_environment
 from pipelines.local_mlflow import free_port
+from pipelines.notification_sink import NotificationSink
 from pipelines.notify import notify, secret_env_var
-from tests.conftest import Receiver
 from tests.helpers import edit_environment
 
 
@@ -38,17 +38,21 @@ def smtp() -> Iterator[tuple[int, _Inbox]]:
 
 
 def test_success_and_failure_reach_webhook_and_email(
-    environments: Path, webhook: Receiver, smtp: tuple[int, _Inbox]
+    environments: Path, webhook: NotificationSink, smtp: tuple[int, _Inbox]
 ) -> None:
     port, inbox = smtp
     email = {"smtpHost": "127.0.0.1", "smtpPort": port, "sender": "ci@example.test",
              "recipients": ["team@example.test"]}  # fmt: skip
-    edit_environment(environments, "local", {"notify.webhooks": [{"url": webhook.url}], "notify.email": email})
+    edit_environment(
+        environments, "local", {"notify.webhooks": [{"url": webhook.url}], "notify.email": email}
+    )
     environment = load_environment("local")
 
     ready = notify(environment, "success", "the best model is ready: churn version 3, roc_auc 0.8100",
                    {"model_version": 3})  # fmt: skip
-    failed = notify(environment, "failure", "training churn did not pass its gate", {"reason": "0.01 short"})
+    failed = notify(
+        environment, "failure", "training churn did not pass its gate", {"reason": "0.01 short"}
+    )
 
     assert all(d.ok for d in ready + failed), ready + failed
     assert [b["event"] for b in webhook.bodies] == ["success", "failure"]
@@ -61,15 +65,17 @@ def test_success_and_failure_reach_webhook_and_email(
     assert "0.01 short" in inbox.messages[1].get_content()
 
 
-def test_channels_listen_only_to_their_events(environments: Path, webhook: Receiver) -> None:
-    edit_environment(environments, "local", {"notify.webhooks": [{"url": webhook.url, "on": ["failure"]}]})
+def test_channels_listen_only_to_their_events(environments: Path, webhook: NotificationSink) -> None:
+    edit_environment(
+        environments, "local", {"notify.webhooks": [{"url": webhook.url, "on": ["failure"]}]}
+    )
     environment = load_environment("local")
     assert notify(environment, "success", "ready", {}) == []
     assert webhook.bodies == []
 
 
 def test_secret_webhook_url_comes_from_its_variable_and_is_never_reported(
-    environments: Path, webhook: Receiver, monkeypatch: pytest.MonkeyPatch
+    environments: Path, webhook: NotificationSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     environment = load_environment("staging")  # its webhook URL is a Pulumi secret
     variable = secret_env_var("notify.webhooks[0].url")
@@ -84,10 +90,12 @@ def test_secret_webhook_url_comes_from_its_variable_and_is_never_reported(
 
 
 def test_an_unreachable_channel_does_not_stop_the_others(
-    environments: Path, webhook: Receiver
+    environments: Path, webhook: NotificationSink
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/nobody"
-    edit_environment(environments, "local", {"notify.webhooks": [{"url": dead}, {"url": webhook.url}]})
+    edit_environment(
+        environments, "local", {"notify.webhooks": [{"url": dead}, {"url": webhook.url}]}
+    )
     first, second = notify(load_environment("local"), "failure", "pipeline failed", {})
     assert not first.ok and "unreachable" in first.detail and dead not in first.detail
     assert second.ok and len(webhook.bodies) == 1

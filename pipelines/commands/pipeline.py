@@ -1,0 +1,127 @@
+"""`modelyard pipeline run|stage|stages`: the Jenkinsfile's stages, locally or one at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+group = typer.Typer(help="The pipeline: every stage locally, or one stage (as Jenkins calls it).")
+DataOption = Annotated[Path, typer.Option("--data", help="Training data (CSV or Parquet).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="pipeline")
+
+
+@group.command("stages")
+def stages_command() -> None:
+    """List the stages in the order Jenkins and the local runner run them."""
+    from pipelines.pipeline.stages import STAGES
+
+    for number, stage in enumerate(STAGES, 1):
+        typer.echo(f"{number:2}. {stage.name:<20} {stage.summary}")
+
+
+@group.command("stage")
+def stage_command(
+    name: Annotated[str, typer.Argument(help="Stage name (see `modelyard pipeline stages`).")],
+    env: Annotated[str, typer.Argument(help="Environment whose settings the pipeline runs with.")],
+    data: DataOption,
+    run_id: Annotated[str | None, typer.Option(help="Pipeline run (Jenkins: BUILD_TAG).")] = None,
+    approved_by: Annotated[
+        list[str] | None,
+        typer.Option("--approved-by", help="Approver (Jenkins' input step); repeatable."),
+    ] = None,
+) -> None:
+    """Run one stage; the run's context is kept between stages under the state folder."""
+    from pipelines.errors import PipelineError
+    from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext, current_run_id
+    from pipelines.pipeline.runner import run_stage
+
+    run_id = run_id or current_run_id()
+    if not run_id:
+        raise PipelineError(
+            f"no pipeline run: pass --run-id or set {RUN_ID_VAR} (Jenkins sets BUILD_TAG)"
+        )
+    os.environ[RUN_ID_VAR] = run_id
+    ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    if approved_by:
+        ctx.approvers = list(approved_by)
+    run_stage(name, ctx, lambda line: typer.echo(line))
+
+
+@group.command("failed")
+def failed_command(
+    env: Annotated[str, typer.Argument(help="Environment the pipeline runs with.")],
+    data: DataOption,
+    stage: Annotated[str, typer.Option(help="The stage that failed (Jenkins: STAGE_NAME).")],
+    run_id: Annotated[str | None, typer.Option(help="Pipeline run (Jenkins: BUILD_TAG).")] = None,
+) -> None:
+    """After a failed stage: roll back a failed deploy and notify the team (Jenkins' post step)."""
+    from infra.config import load_environment
+    from pipelines.pipeline.context import PipelineContext, current_run_id
+    from pipelines.pipeline.runner import after_failure
+    from pipelines.pipeline.stages import stage_named
+
+    ctx = PipelineContext.load_or_start(
+        run_id or current_run_id() or "manual", env, str(data.resolve())
+    )
+    after_failure(
+        ctx, load_environment(env), stage_named(stage), f"stage {stage} failed", typer.echo
+    )
+
+
+@group.command("run")
+def run_command(
+    env: Annotated[str, typer.Argument(help="Environment whose settings the pipeline runs with.")],
+    data: DataOption,
+    run_id: Annotated[str | None, typer.Option(help="Resume this pipeline run.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run's context as JSON.")
+    ] = False,
+) -> None:
+    """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
+    from pipelines.pipeline.runner import run_pipeline
+
+    console = Console(stderr=as_json)
+    timings: list[tuple[str, str, float]] = []
+
+    def on_stage(name: str, status: str, seconds: float) -> None:
+        if status == "running":
+            console.rule(f"[bold]{name}")
+            return
+        timings.append((name, status, seconds))
+        colour = "green" if status == "passed" else "red"
+        console.print(f"[{colour}]{status}[/{colour}] {name} in {seconds:.1f} s")
+
+    try:
+        ctx = run_pipeline(
+            env, data, lambda line: console.print(f"  {line}", highlight=False), on_stage, run_id
+        )
+    finally:
+        print_summary(console, timings)
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(ctx)))
+    for note in ctx.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+
+
+def print_summary(console: Console, timings: list[tuple[str, str, float]]) -> None:
+    if not timings:
+        return
+    table = Table(title="pipeline summary", title_justify="left")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    for name, status, seconds in timings:
+        table.add_row(name, status, f"{seconds:.1f}")
+    table.add_row("total", "", f"{sum(t[2] for t in timings):.1f}")
+    console.print(table)

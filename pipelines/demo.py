@@ -1,0 +1,199 @@
+"""`make demo`: the whole loop on this machine (the embedded default).
+
+A real `mlflow server` on SQLite, the sample data, the pipeline's stages in the Jenkinsfile's
+order (gate loop, registration, staging, smoke test, production), drifted traffic caught by the
+monitor, the promotion history. Everything it creates lives in .modelyard/demo (ignored by git):
+the repository's tracked files are left as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from infra.config import ENVIRONMENTS_DIR_VAR, load_environment, project_root
+from pipelines.errors import PipelineError
+from pipelines.state import STATE_DIR_VAR
+
+DEMO_ROWS = 20_000
+DRIFT_ROWS = 1_500
+
+
+@dataclass
+class DemoOutcome:
+    mlflow_url: str = ""
+    serving: dict[str, str] = field(default_factory=dict)
+    drift_report: str = ""
+    notifications: str = ""
+    production_refusal: str = ""
+
+
+def prepare_workspace(folder: Path, console: Console) -> Path:
+    """A private copy of environments/ the demo may write to (promotions record the desired
+    version there), adjusted where a one-machine demo cannot wait as a real team would."""
+    environments = folder / "environments"
+    if not environments.is_dir():
+        shutil.copytree(project_root() / "environments", environments)
+        _adjust(environments / "Pulumi.staging.yaml", {
+            "promotion": {"trainedFor": ["local"]},
+            "monitoring": {"sampleRate": 1.0},
+        })  # fmt: skip
+        _adjust(environments / "Pulumi.production.yaml", {
+            "promotion": {"soakMinutes": 0},
+            "monitoring": {"sampleRate": 1.0, "onDrift": "report"},
+        })  # fmt: skip
+        console.print(
+            f"demo copy of the environment files in {environments}: staging takes models trained "
+            "on this machine, production's 60-minute soak is waived, staging and production "
+            "sample every request, drift is reported (not retrained on)"
+        )
+    return environments
+
+
+def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:
+    document = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        document["config"].setdefault(f"modelyard:{section}", {}).update(values)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
+    from pipelines.local_mlflow import start_mlflow_server
+    from pipelines.notification_sink import NotificationSink
+
+    folder = project_root() / ".modelyard" / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[STATE_DIR_VAR] = str(folder)
+    os.environ[ENVIRONMENTS_DIR_VAR] = str(prepare_workspace(folder, console))
+    local = load_environment("local")
+    outcome = DemoOutcome(notifications=str(folder / "notifications.jsonl"))
+
+    port = int(local.mlflow.tracking_uri.rsplit(":", 1)[1].split("/")[0])
+    console.rule("[bold]MLflow tracking server")
+    server = start_mlflow_server(folder / "mlflow", port=port)
+    os.environ["MLFLOW_TRACKING_URI"] = outcome.mlflow_url = server.url
+    console.print(f"mlflow server on SQLite at {server.url} (log {server.log_path})")
+    sink_url = str(local.notify.webhooks[0].url) if local.notify.webhooks else ""
+    sink_port = int(sink_url.split(":")[2].split("/")[0]) if sink_url else 0
+    sink = NotificationSink(port=sink_port, journal=Path(outcome.notifications))
+    try:
+        data = _sample_data(folder, console)
+        _pipeline(data, outcome, console)
+        _drift(folder, outcome, console)
+        _history(console)
+    finally:
+        sink.close()
+        if not keep_serving:
+            _stop_everything(server, console)
+    return outcome
+
+
+def _sample_data(folder: Path, console: Console) -> Path:
+    from ml.data.sample import generate_churn
+
+    console.rule("[bold]sample data")
+    path = folder / "data" / "churn.csv"
+    path.parent.mkdir(exist_ok=True)
+    generate_churn(DEMO_ROWS, seed=0).to_csv(path, index=False)
+    console.print(f"{DEMO_ROWS} customers written to {path} (deterministic, nothing downloaded)")
+    return path
+
+
+def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
+    from pipelines.commands.pipeline import print_summary
+    from pipelines.pipeline.runner import run_pipeline
+
+    timings: list[tuple[str, str, float]] = []
+
+    def on_stage(name: str, status: str, seconds: float) -> None:
+        if status == "running":
+            console.rule(f"[bold]stage {name}")
+        else:
+            timings.append((name, status, seconds))
+
+    try:
+        ctx = run_pipeline(
+            "local", data, lambda line: console.print(f"  {line}", highlight=False), on_stage
+        )
+        outcome.serving = dict(ctx.serving)
+    except PipelineError as exc:
+        if not timings or timings[-1][0] != "promote-production":
+            raise
+        # A second run trains the same data again: production rightly keeps its champion.
+        outcome.production_refusal = str(exc)
+        console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
+    finally:
+        print_summary(console, timings)
+    from pipelines.deploy import status
+
+    for env in ("staging", "production"):
+        current = status(env)
+        if current and env not in outcome.serving:
+            outcome.serving[env] = str(current.get("url"))
+
+
+def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
+    import requests
+
+    from ml.data.sample import generate_churn
+    from ml.monitoring.check import check_drift
+    from pipelines.deploy import serving_dir
+
+    console.rule("[bold]drifted traffic to production")
+    url = outcome.serving.get("production")
+    if not url:
+        console.print("production is not serving: no drift check")
+        return
+    frame = generate_churn(DRIFT_ROWS, seed=99, drift=0.8).drop(columns=["churned"])
+    session = requests.Session()
+    for start in range(0, DRIFT_ROWS, 100):
+        batch = json.loads(frame.iloc[start : start + 100].to_json(orient="split", index=False))
+        session.post(
+            f"{url}/invocations", json={"dataframe_split": batch}, timeout=30
+        ).raise_for_status()
+    console.print(
+        f"{DRIFT_ROWS} live rows sent to {url} from a drifted population (drift knob 0.8)"
+    )
+    report = folder / "reports" / "drift-production.html"
+    check = check_drift(load_environment("production"), serving_dir("production"), report)
+    outcome.drift_report = str(check.report)
+    drifted = [f.name for f in check.result.drifted_features]
+    verdict = f"DRIFT caught in {', '.join(drifted)}" if check.result.drifted else "no drift found"
+    console.print(f"{verdict}; report {check.report}")
+
+
+def _history(console: Console) -> None:
+    from pipelines.commands.promote import print_history
+    from pipelines.promotion import history
+
+    console.rule("[bold]promotion history")
+    print_history(history("churn"), console)
+
+
+def _stop_everything(server: Any, console: Console) -> None:
+    from pipelines.deploy import stop
+
+    for env in ("staging", "production"):
+        stop(env)
+    server.stop()
+    console.print(
+        "stopped the model servers and the mlflow server (pass --keep-serving to keep them)"
+    )
+
+
+def print_addresses(outcome: DemoOutcome, keep_serving: bool, console: Console) -> None:
+    console.rule("[bold]where to look")
+    state = "" if keep_serving else " (stopped; `make demo KEEP=1` keeps them running)"
+    console.print(f"MLflow UI:          {outcome.mlflow_url}{state}")
+    for env, url in sorted(outcome.serving.items()):
+        console.print(f"{env + ' serving:':<20}{url}/invocations{state}")
+    if outcome.drift_report:
+        console.print(f"drift report:       {outcome.drift_report}")
+    console.print(f"notifications:      {outcome.notifications}")

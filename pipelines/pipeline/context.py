@@ -1,0 +1,57 @@
+"""What one pipeline run knows, kept in a file so each stage can be its own process (as in Jenkins)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.state import state_dir
+
+RUN_ID_VAR = "MODELYARD_PIPELINE_RUN_ID"
+
+
+@dataclass
+class PipelineContext:
+    run_id: str
+    env: str
+    data: str
+    model: str = ""
+    git_commit: str = ""
+    training_run_id: str | None = None
+    version: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    package: dict[str, str] = field(default_factory=dict)
+    serving: dict[str, str] = field(default_factory=dict)  # environment -> URL
+    promoted: dict[str, bool] = field(default_factory=dict)  # environment -> promoted this run
+    restarts: dict[str, int] = field(
+        default_factory=dict
+    )  # stage -> times the monitor restarted it
+    approvers: list[str] = field(default_factory=list)  # given by Jenkins' input step
+    notes: list[str] = field(default_factory=list)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, seconds
+
+    @property
+    def folder(self) -> Path:
+        return state_dir() / "pipeline" / self.run_id
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / "context.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(self.folder / "context.json")
+
+    @classmethod
+    def load_or_start(cls, run_id: str, env: str, data: str) -> PipelineContext:
+        path = state_dir() / "pipeline" / run_id / "context.json"
+        if path.is_file():
+            return cls(**json.loads(path.read_text()))
+        context = cls(run_id=run_id, env=env, data=data)
+        context.save()
+        return context
+
+
+def current_run_id() -> str | None:
+    return os.environ.get(RUN_ID_VAR) or os.environ.get("BUILD_TAG")

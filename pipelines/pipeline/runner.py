@@ -1,0 +1,162 @@
+"""`modelyard pipeline run`: every stage in the Jenkinsfile's order on this machine, with the
+monitor the source documents ask for: a training or serving process that dies is started again
+and training resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.config import ConfigError, load_environment
+from ml.errors import ModelyardMlError
+from pipelines.errors import PipelineError
+from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from pipelines.pipeline.stages import (
+    PRODUCTION,
+    STAGES,
+    STAGING,
+    Stage,
+    rollback_after_failed_deploy,
+)
+
+Say = Callable[[str], None]
+StageHook = Callable[[str, str, float], None]  # stage name, status, seconds
+FAILURES = (PipelineError, ConfigError, ModelyardMlError)
+
+
+def run_stage(name: str, ctx: PipelineContext, say: Say) -> None:
+    """One stage in this process (what `modelyard pipeline stage NAME` and Jenkins run)."""
+    from pipelines.pipeline.stages import stage_named
+
+    stage = stage_named(name)
+    environment = load_environment(ctx.env)
+    try:
+        stage.run(ctx, environment, say)
+    finally:
+        ctx.save()
+
+
+def run_pipeline(
+    env: str, data: Path, say: Say, on_stage: StageHook, run_id: str | None = None
+) -> PipelineContext:
+    environment = load_environment(env)
+    run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.environ[RUN_ID_VAR] = run_id  # tags every MLflow run this pipeline makes
+    ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    for stage in STAGES:
+        if ctx.stages.get(stage.name, {}).get("status") == "passed":
+            continue  # a re-run of the same pipeline run picks up where it stopped
+        on_stage(stage.name, "running", 0.0)
+        started = time.monotonic()
+        try:
+            if stage.supervised:
+                _supervised(stage, ctx, environment.pipeline.max_restarts, say)
+            else:
+                _ensure_serving(ctx, stage, environment.pipeline.max_restarts, say)
+                run_stage(stage.name, ctx, say)
+        except FAILURES as exc:
+            seconds = time.monotonic() - started
+            ctx.stages[stage.name] = {"status": "failed", "seconds": round(seconds, 1)}
+            ctx.save()
+            on_stage(stage.name, "failed", seconds)
+            after_failure(ctx, environment, stage, str(exc), say)
+            raise PipelineError(f"stage {stage.name} failed: {exc}") from None
+        seconds = time.monotonic() - started
+        ctx.stages[stage.name] = {"status": "passed", "seconds": round(seconds, 1)}
+        ctx.save()
+        on_stage(stage.name, "passed", seconds)
+    return ctx
+
+
+def _supervised(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say) -> None:
+    """Run the stage as a child process; if a signal kills it, start it again (it resumes)."""
+    command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "stage", stage.name,
+               ctx.env, "--data", ctx.data, "--run-id", ctx.run_id]  # fmt: skip
+    restarts = ctx.restarts.get(stage.name, 0)
+    while True:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        (ctx.folder / f"{stage.name}.pid").write_text(str(process.pid))
+        assert process.stdout is not None
+        for line in process.stdout:
+            say(line.rstrip())
+        code = process.wait()
+        if code == 0:
+            break
+        if code >= 0:  # the stage itself failed: its own message says why
+            raise PipelineError(f"{stage.name} exited with code {code}")
+        if restarts >= max_restarts:
+            raise PipelineError(
+                f"{stage.name} was killed ({signal.Signals(-code).name}) {restarts + 1} times; giving up"
+            )
+        restarts += 1
+        ctx.restarts[stage.name] = restarts
+        ctx.notes.append(
+            f"{stage.name} killed by {signal.Signals(-code).name}; restarted (resumed from checkpoint)"
+        )
+        ctx.save()
+        say(
+            f"monitor: {stage.name} died ({signal.Signals(-code).name}); restart {restarts}/{max_restarts}, resuming from its last checkpoint"
+        )
+    loaded = PipelineContext.load_or_start(ctx.run_id, ctx.env, ctx.data)  # the child's results
+    for name in ("training_run_id", "metrics", "version"):
+        setattr(ctx, name, getattr(loaded, name))
+    if restarts and ctx.training_run_id:
+        _tag_restarts(ctx, restarts)
+
+
+def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
+    import mlflow
+
+    from ml.tracking import connect
+
+    connect(load_environment(ctx.env).mlflow)
+    mlflow.MlflowClient().set_tag(ctx.training_run_id, "modelyard.monitor.restarts", str(restarts))
+
+
+def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: Say) -> None:
+    """Before a stage that talks to a server, make sure the server deployed earlier still runs."""
+    from pipelines.deploy import deploy, status
+
+    needs = {"smoke-test": STAGING, "promote-production": STAGING, "notify": PRODUCTION}.get(
+        stage.name
+    )
+    if needs is None or needs not in ctx.serving:
+        return
+    if status(needs) is not None:
+        return
+    key = f"serving-{needs}"
+    restarts = ctx.restarts.get(key, 0)
+    if restarts >= max_restarts:
+        raise PipelineError(f"{needs} serving died {restarts + 1} times; giving up")
+    ctx.restarts[key] = restarts + 1
+    ctx.notes.append(f"{needs} serving process died; restarted")
+    say(f"monitor: the {needs} serving process is gone; starting it again")
+    ctx.serving[needs] = deploy(needs).url
+    ctx.save()
+
+
+def after_failure(
+    ctx: PipelineContext, environment: object, stage: Stage, reason: str, say: Say
+) -> None:
+    """Roll back a deploy that failed after its promotion took effect; tell the team."""
+    from pipelines.notify import notify
+
+    if stage.name in ("deploy-staging", "smoke-test"):
+        rollback_after_failed_deploy(
+            ctx, STAGING, f"pipeline {ctx.run_id}: {stage.name} failed", say
+        )
+    if stage.name == "deploy-production":
+        rollback_after_failed_deploy(
+            ctx, PRODUCTION, f"pipeline {ctx.run_id}: {stage.name} failed", say
+        )
+    ctx.save()
+    for delivery in notify(environment, "failure", f"pipeline {ctx.run_id} failed at {stage.name}",  # type: ignore[arg-type]
+                           {"stage": stage.name, "reason": reason, "version": ctx.version}):  # fmt: skip
+        say(f"notify {delivery.channel}: {'sent' if delivery.ok else 'FAILED'}")

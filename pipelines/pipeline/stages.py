@@ -1,0 +1,281 @@
+"""The pipeline's stages, in the order the Jenkinsfile runs them. Each is one function over the
+run's context; `modelyard pipeline stage NAME` runs one, `modelyard pipeline run` runs them all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.config import Environment, project_root
+from pipelines.errors import PipelineError
+from pipelines.pipeline.context import PipelineContext
+
+Say = Callable[[str], None]
+STAGING, PRODUCTION = "staging", "production"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[PipelineContext, Environment, Say], None]
+    summary: str
+    supervised: bool = False  # run as a child process the monitor restarts if it dies
+
+
+def checkout(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from ml.lineage import git_commit
+
+    # Jenkins checks the commit out before this stage; locally the work tree is the checkout.
+    ctx.git_commit = git_commit(project_root())
+    ctx.model = environment.training.model
+    say(f"commit {ctx.git_commit[:12]}, model {ctx.model}")
+
+
+def unit_tests(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    junit = ctx.folder / "junit.xml"
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "not slow and not docker",
+               f"--junitxml={junit}", *environment.pipeline.test_paths]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=project_root(), capture_output=True, text=True, check=False
+    )
+    last = (result.stdout.strip().splitlines() or ["no output"])[-1]
+    if result.returncode != 0:
+        raise PipelineError(f"unit tests failed ({last}); JUnit report {junit}")
+    say(f"{last}; JUnit report {junit}")
+
+
+def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from ml.data.dataset import read_dataset
+    from ml.spec import load_model_spec
+    from ml.training.run import check_dataset
+
+    spec = load_model_spec(environment.training.model)
+    report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
+    say(f"{report.rows} rows, {report.columns} columns valid; dataset version {report.digest[:12]}")
+
+
+def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from ml.data.dataset import read_dataset
+    from ml.spec import load_model_spec
+    from ml.tracking import connect
+    from ml.training.run import train as train_model
+    from pipelines.state import state_dir
+
+    connect(environment.mlflow)
+    spec = load_model_spec(environment.training.model)
+    result = train_model(
+        environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(), project_root(),
+        say=say, register=False,
+    )  # fmt: skip
+    ctx.training_run_id, ctx.metrics = result.run_id, result.metrics
+    gate = result.gate
+    say(f"gate `{gate['rule']}` passed with {gate['value']:.4f} after {result.trials} trial(s)")
+
+
+def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    """The evidence report: the candidate's holdout metrics beside what staging serves now."""
+    import mlflow
+
+    from ml.tracking import connect
+
+    connect(environment.mlflow)
+    client = mlflow.MlflowClient()
+    champion = _served_version(client, ctx.model, STAGING)
+    champion_metrics = client.get_run(champion.run_id).data.metrics if champion else {}
+    lines = [f"# Evaluation of run {ctx.training_run_id}", "",
+             "| metric | candidate | staging champion |", "|---|---|---|"]  # fmt: skip
+    for name, value in sorted(ctx.metrics.items()):
+        other = champion_metrics.get(name)
+        lines.append(f"| {name} | {value:.4f} | {'-' if other is None else f'{other:.4f}'} |")
+    who = f"version {champion.version}" if champion else "nothing yet (first promotion)"
+    lines += ["", f"Staging serves {who}. Promotion rules decide; this is the evidence."]
+    client.log_text(ctx.training_run_id, "\n".join(lines) + "\n", "evaluation/report.md")
+    say(f"candidate roc_auc {ctx.metrics.get('roc_auc', float('nan')):.4f}; staging serves {who}")
+
+
+def register(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    import mlflow
+
+    from ml.tracking import connect
+    from ml.training.run import register_run
+
+    connect(environment.mlflow)
+    if ctx.training_run_id is None:
+        raise PipelineError("nothing to register: the train stage has not produced a model")
+    ctx.version = register_run(mlflow.MlflowClient(), ctx.model, ctx.training_run_id)
+    say(f"registered {ctx.model} version {ctx.version}")
+
+
+def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    """Locally the package is the model artifact, identified by its digest (Jenkins builds the
+    serving image from it and pushes it to the registry)."""
+    import mlflow
+
+    from ml.tracking import connect
+
+    connect(environment.mlflow)
+    target = ctx.folder / "package"
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{ctx.model}/{ctx.version}", dst_path=str(target)
+        )
+    )
+    digest = _tree_digest(local)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(ctx.model, str(ctx.version), "modelyard.package.digest", digest)
+    ctx.package = {"path": str(local), "digest": digest}
+    say(f"model artifact {local} (sha256:{digest[:12]}) recorded on version {ctx.version}")
+
+
+def deploy_staging(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    _promote_and_deploy(ctx, STAGING, [], say)
+
+
+def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    import numpy as np
+    import requests
+
+    from ml.data.dataset import read_dataset
+    from ml.spec import load_model_spec
+
+    url = ctx.serving.get(STAGING)
+    if not url:
+        raise PipelineError("staging is not serving: run the deploy-staging stage first")
+    spec = load_model_spec(ctx.model)
+    rows = (
+        read_dataset(Path(ctx.data))
+        .frame.drop(columns=[spec.target])
+        .head(environment.pipeline.smoke_requests)
+    )
+    latencies, failures = [], 0
+    session = requests.Session()
+    for record in json.loads(rows.to_json(orient="records")):
+        started = time.perf_counter()
+        response = session.post(
+            f"{url}/invocations", json={"dataframe_records": [record]}, timeout=10
+        )
+        latencies.append((time.perf_counter() - started) * 1000)
+        body = response.json() if response.ok else {}
+        predictions = body.get("predictions") if isinstance(body, dict) else None
+        if not response.ok or not predictions or not 0.0 <= float(np.ravel(predictions)[0]) <= 1.0:
+            failures += 1
+    answered = session.get(f"{url}/version", timeout=5).json()
+    p99 = float(np.percentile(latencies, 99))
+    if failures or str(answered.get("version")) != str(ctx.version):
+        raise PipelineError(
+            f"smoke test against {url} failed: {failures}/{len(latencies)} bad answers, "
+            f"serving version {answered.get('version')} (expected {ctx.version})"
+        )
+    say(
+        f"{len(latencies)} requests to {url}: all answered by version {ctx.version}, p99 {p99:.1f} ms"
+    )
+
+
+def promote_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from pipelines.promotion import promote
+
+    approvers = ctx.approvers or environment.pipeline.approvers
+    outcome = promote(ctx.model, PRODUCTION, str(ctx.version), approvers)
+    _report_gates(outcome, say)
+    ctx.promoted[PRODUCTION] = outcome.promoted
+    if not outcome.promoted:
+        failed = "; ".join(f"{g.name}: {g.evidence}" for g in outcome.gates if not g.passed)
+        raise PipelineError(f"production refused version {ctx.version}: {failed}")
+
+
+def deploy_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    _deploy(ctx, PRODUCTION, say)
+
+
+def notify_team(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from pipelines.notify import notify
+
+    subject = (f"{ctx.model} version {ctx.version} is serving in production"
+               if ctx.promoted.get(PRODUCTION) else f"{ctx.model} version {ctx.version} is ready")  # fmt: skip
+    payload = {"pipeline_run": ctx.run_id, "model": ctx.model, "version": ctx.version,
+               "metrics": ctx.metrics, "serving": ctx.serving}  # fmt: skip
+    for delivery in notify(environment, "success", subject, payload):
+        say(f"{delivery.channel}: {'sent' if delivery.ok else 'FAILED'} ({delivery.detail})")
+
+
+STAGES: list[Stage] = [
+    Stage("checkout", checkout, "record the commit being built"),
+    Stage("unit-tests", unit_tests, "fast tests, JUnit report"),
+    Stage("validate-data", validate_data, "schema, ranges, nulls, target"),
+    Stage("train", train, "LightGBM, tuned until the gate passes (checkpointed)", supervised=True),
+    Stage("evaluate", evaluate, "holdout metrics beside the staging champion"),
+    Stage("register", register, "new model version with lineage tags"),
+    Stage("package", package, "model artifact (serving image in Jenkins), digest recorded"),
+    Stage("deploy-staging", deploy_staging, "promote to staging under its rules, deploy"),
+    Stage("smoke-test", smoke_test, "real requests against staging"),
+    Stage("promote-production", promote_production, "production's rules and approvals"),
+    Stage("deploy-production", deploy_production, "roll production to the new version"),
+    Stage("notify", notify_team, "tell the team"),
+]
+
+
+def stage_named(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise PipelineError(f"no stage named {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
+def rollback_after_failed_deploy(ctx: PipelineContext, target: str, reason: str, say: Say) -> None:
+    """A deploy that failed after its promotion took effect goes back to what served before."""
+    from pipelines.promotion import rollback
+
+    if not ctx.promoted.get(target):
+        return
+    outcome = rollback(ctx.model, target, None, reason, [])
+    say(f"rolled {target} back to version {outcome.version} ({reason})")
+    ctx.promoted[target] = False
+
+
+def _promote_and_deploy(ctx: PipelineContext, target: str, approvers: list[str], say: Say) -> None:
+    from pipelines.promotion import promote
+
+    outcome = promote(ctx.model, target, str(ctx.version), approvers)
+    _report_gates(outcome, say)
+    ctx.promoted[target] = outcome.promoted
+    if not outcome.promoted:
+        failed = "; ".join(f"{g.name}: {g.evidence}" for g in outcome.gates if not g.passed)
+        raise PipelineError(f"{target} refused version {ctx.version}: {failed}")
+    _deploy(ctx, target, say)
+
+
+def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
+    from pipelines.deploy import deploy
+
+    deployment = deploy(target)
+    ctx.serving[target] = deployment.url
+    say(f"{target}: {deployment.message} at {deployment.url}")
+
+
+def _report_gates(outcome: Any, say: Say) -> None:
+    for gate in outcome.gates:
+        say(f"  {'pass' if gate.passed else 'FAIL'}  {gate.name}: {gate.evidence}")
+
+
+def _served_version(client: Any, model: str, env: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model, env)
+    except MlflowException:
+        return None
+
+
+def _tree_digest(folder: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(folder)).encode() + b"\0")
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
