@@ -80,6 +80,7 @@ def test_a_promotion_shows_as_the_serving_version_changing(repo: Path) -> None:
     assert text.endswith("0 to add, 1 to change, 0 to delete, 17 unchanged")
 
 
+@pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_base_is_rendered_with_its_own_revision_of_the_file(own_repo: Path) -> None:
     repo = own_repo
     edit_environment(repo / "environments", "staging", serving={"replicas": 2})
@@ -129,6 +130,7 @@ def test_a_revision_before_render_existed_is_named(own_repo: Path) -> None:
         diff_environment("staging", "HEAD", repo)
 
 
+@pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_cli_diff_for_ci_json_and_exit_code(repo: Path) -> None:
     edit_environment(
         repo / "environments",

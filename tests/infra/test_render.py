@@ -144,6 +144,7 @@ def test_checkov_finds_no_failed_check_in_any_manifest(corpus: Path, checkov: Pa
     assert done.returncode == 0
 
 
+@pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_cli_render_prints_state_and_writes_manifests(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     done = subprocess.run(
@@ -164,6 +165,7 @@ def test_cli_render_prints_state_and_writes_manifests(tmp_path: Path) -> None:
     assert "15 Kubernetes manifest(s)" in done.stderr
 
 
+@pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_cli_render_of_a_broken_environment_is_one_message_and_exit_2(
     environments: Path,
 ) -> None:

@@ -57,6 +57,7 @@ def test_render_manifests_and_logs_never_hold_the_secret(
     _clean(caplog.text)
 
 
+@pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_cli_render_output_and_files_never_hold_the_secret(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     env = {**os.environ, "MODELYARD_ENVIRONMENTS_DIR": str(repo / "environments")}
