@@ -1,4 +1,4 @@
-"""The one place the Pulumi program reads secret stack configuration.
+"""Where the platform program reads secret stack configuration (once per section).
 
 Environment files hold secrets as `{secure: ...}` (typed as SecretValue, ciphertext only). At
 `pulumi up` the engine decrypts them; this module hands them to components as secret Outputs,
