@@ -57,6 +57,7 @@ class LocalModelServing(pulumi.ComponentResource):
         env = {
             "MODELYARD_MODEL_URI": model_uri,
             "MLFLOW_TRACKING_URI": args.tracking_uri,
+            "MODELYARD_IMAGE_DIGEST": args.desired.digest,
             **args.env,
         }
         container = docker.Container(

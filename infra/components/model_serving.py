@@ -44,6 +44,11 @@ class Release:
     def label(self) -> str:
         return f"v{self.version}" if self.version is not None else "none"
 
+    @property
+    def digest(self) -> str:
+        """`sha256:...` of a pinned image; the server reports it on /version and /metrics."""
+        return self.image.partition("@")[2]
+
 
 @dataclass(frozen=True)
 class ModelServingArgs:
@@ -185,6 +190,7 @@ class ModelServing(pulumi.ComponentResource):
         env = {
             "MODELYARD_MODEL_URI": model_uri,
             "MLFLOW_TRACKING_URI": args.tracking_uri,
+            "MODELYARD_IMAGE_DIGEST": release.digest,
             **args.env,
         }
         security = {

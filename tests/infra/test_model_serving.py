@@ -42,6 +42,7 @@ def test_promoted_version_is_served_with_the_written_image(environments: Path) -
     assert container(deployment)["image"] == image
     assert env_vars(deployment)["MODELYARD_MODEL_URI"] == "models:/churn/7"
     assert env_vars(deployment)["MLFLOW_TRACKING_URI"] == "https://mlflow.staging.example.internal"
+    assert env_vars(deployment)["MODELYARD_IMAGE_DIGEST"] == "sha256:" + image.split(":")[-1]
     # With a model the update waits for readiness like any other rollout.
     assert "pulumi.com/skipAwait" not in deployment["metadata"]["annotations"]
 
