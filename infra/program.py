@@ -40,11 +40,23 @@ _MEMORY_UNITS = {
 }
 
 
+# (username, password) of the environment's MLflow server, the password a secret Output.
+Credentials = tuple[pulumi.Input[str], pulumi.Input[str]]
+
+
 def build(environment: Environment) -> None:
+    build_serving(environment)
+
+
+def build_serving(environment: Environment, mlflow_credentials: Credentials | None = None) -> None:
+    """Where the model is served: Kubernetes (namespace + rollout) or the local Docker engine.
+
+    `mlflow_credentials` lets the server download models from an MLflow server that requires
+    authentication (the platform's, e.g. `build_platform(...).mlflow_username/_password`)."""
     if environment.serving.platform == "docker":
-        _build_local_serving(environment)
+        _build_local_serving(environment, mlflow_credentials)
     else:
-        _build_kubernetes_serving(environment)
+        _build_kubernetes_serving(environment, mlflow_credentials)
 
 
 def stack_secret(section: str, key: str) -> pulumi.Output[str]:
@@ -65,7 +77,9 @@ def _model_name(environment: Environment) -> str:
     return environment.serving.model_name or environment.training.model
 
 
-def _build_kubernetes_serving(environment: Environment) -> None:
+def _build_kubernetes_serving(
+    environment: Environment, mlflow_credentials: Credentials | None
+) -> None:
     serving = environment.serving
     rollout = environment.promotion.rollout
     where = f"{environment.path}: modelyard:promotion.rollout"
@@ -125,6 +139,7 @@ def _build_kubernetes_serving(environment: Environment) -> None:
             target_cpu_percent=serving.autoscaling.target_cpu_percent,
             max_unavailable=serving.max_unavailable,
             env={"MODELYARD_ENVIRONMENT": environment.name},
+            mlflow_credentials=mlflow_credentials,
         ),
         opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
     )
@@ -146,7 +161,7 @@ def _kubernetes_provider(environment: Environment) -> k8s.Provider:
     )
 
 
-def _build_local_serving(environment: Environment) -> None:
+def _build_local_serving(environment: Environment, mlflow_credentials: Credentials | None) -> None:
     serving = environment.serving
     desired, _ = _releases(environment)
     local = LocalModelServing(
@@ -160,6 +175,7 @@ def _build_local_serving(environment: Environment) -> None:
             memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
             cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
             env={"MODELYARD_ENVIRONMENT": environment.name},
+            mlflow_credentials=mlflow_credentials,
         ),
     )
     pulumi.export("servingUrl", local.url)

@@ -16,6 +16,7 @@ import json
 import re
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,10 @@ class RenderedState:
 def mask(value: Any) -> Any:
     """Inputs as the mock monitor sees them, with every secret replaced by `[secret]`."""
     if is_rpc_secret(value):
-        return SECRET
+        # A secret map keeps its shape (a Secret's stringData stays a valid manifest): key
+        # names show, every value is masked.
+        inner = value.get("value")
+        return _mask_leaves(inner) if isinstance(inner, dict) else SECRET
     if value is UNKNOWN or value == UNKNOWN:
         return "[unknown]"
     if isinstance(value, dict):
@@ -122,6 +126,12 @@ def mask(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire format carries every number as a double
     return value
+
+
+def _mask_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_leaves(v) for k, v in value.items()}
+    return SECRET
 
 
 class _Mocks(pulumi_mocks.Mocks):
@@ -159,18 +169,26 @@ def render(environment_name: str) -> RenderedState:
     """The desired state of one environment, as `pulumi up --stack ENV` would register it."""
     load_environment(environment_name)  # every mistake in the file, as one message, first
     config, secret_keys = _stack_config(environment_path(environment_name))
-    monitor = _RecordingMonitor()
-    pulumi_mocks.set_mocks(
-        _Mocks(), project=PROJECT, stack=environment_name, preview=False, monitor=monitor
-    )
-    set_all_config(config, secret_keys)
     try:
-        _sync_await(run_pulumi_func(_run_program))
+        return render_program(environment_name, _run_program, config, secret_keys)
     except ValueError as exc:
         # Component arguments are validated before anything is created; name the file.
         raise ConfigError(f"{environment_path(environment_name)}: {exc}") from None
+
+
+def render_program(
+    stack: str,
+    program: Callable[[], None],
+    config: dict[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+) -> RenderedState:
+    """Any Pulumi program function under the mock runtime (tests render single components)."""
+    monitor = _RecordingMonitor()
+    pulumi_mocks.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    set_all_config(config or {}, secret_keys or [])
+    _sync_await(run_pulumi_func(program))
     resources = sorted(monitor.recorded.values(), key=lambda r: (r.type, r.name))
-    return RenderedState(environment_name, resources)
+    return RenderedState(stack, resources)
 
 
 def _run_program() -> None:

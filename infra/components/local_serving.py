@@ -35,12 +35,24 @@ class LocalModelServingArgs:
     cpus: str
     networks: Sequence[pulumi.Input[str]] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # (username, password) for an MLflow server with authentication; the password a secret.
+    mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
     def validate(self) -> None:
         if not 1024 <= self.host_port <= 65535:
             raise ValueError(f"host port {self.host_port} must be within 1024..65535")
         if self.memory_mb < 64:
             raise ValueError(f"memory {self.memory_mb} MB is too little for the model server")
+
+
+def _credential_envs(args: LocalModelServingArgs) -> list[pulumi.Input[str]]:
+    if args.mlflow_credentials is None:
+        return []
+    username, password = args.mlflow_credentials
+    return [
+        pulumi.Output.concat("MLFLOW_TRACKING_USERNAME=", username),
+        pulumi.Output.secret(pulumi.Output.concat("MLFLOW_TRACKING_PASSWORD=", password)),
+    ]
 
 
 class LocalModelServing(pulumi.ComponentResource):
@@ -64,7 +76,7 @@ class LocalModelServing(pulumi.ComponentResource):
             f"{name}-server",
             name=f"modelyard-{args.environment}-serving",
             image=args.desired.image,
-            envs=[f"{k}={v}" for k, v in env.items()],
+            envs=[f"{k}={v}" for k, v in env.items()] + _credential_envs(args),
             ports=[{"internal": SERVING_PORT, "external": args.host_port, "ip": "127.0.0.1"}],
             user=f"{SERVING_UID}:{SERVING_UID}",
             read_only=True,

@@ -30,6 +30,9 @@ APP_LABELS = {
 VERSION_LABEL = "modelyard.io/model-version"
 TRACK_LABEL = "modelyard.io/track"
 STRATEGIES = ("recreate", "rolling", "blue-green", "canary")
+# MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
+# credentials Secret is mounted read-only over its .mlflow folder (files, not env vars).
+SERVING_HOME = "/tmp/home"
 Strategy = Literal["recreate", "rolling", "blue-green", "canary"]
 
 
@@ -68,6 +71,8 @@ class ModelServingArgs:
     stable: Release | None = None
     canary_weight: int = 100
     env: Mapping[str, str] = field(default_factory=dict)
+    # (username, password) for an MLflow server with authentication; the password a secret.
+    mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -100,7 +105,10 @@ class ModelServing(pulumi.ComponentResource):
         args.validate()
         super().__init__("modelyard:serving:ModelServing", name, None, opts)
         tracks, primary, selector = _plan(args)
-        deployments = {track.role: self._deployment(name, args, track) for track in tracks}
+        credentials = self._credentials(name, args) if args.mlflow_credentials else None
+        deployments = {
+            track.role: self._deployment(name, args, track, credentials) for track in tracks
+        }
         self.deployments = [f"{name}-{t.role}" for t in tracks]
         primary_deployment = deployments[primary.role]
 
@@ -168,8 +176,29 @@ class ModelServing(pulumi.ComponentResource):
             "labels": dict(APP_LABELS),
         }
 
+    def _credentials(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
+        assert args.mlflow_credentials is not None
+        username, password = args.mlflow_credentials
+        ini = pulumi.Output.all(username, password).apply(
+            lambda pair: (
+                f"[mlflow]\nmlflow_tracking_username = {pair[0]}\n"
+                f"mlflow_tracking_password = {pair[1]}\n"
+            )
+        )
+        return k8s.core.v1.Secret(
+            f"{name}-mlflow-credentials",
+            metadata=self._meta(name, args, "-mlflow-credentials"),
+            type="Opaque",
+            string_data={"credentials": pulumi.Output.secret(ini)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _deployment(
-        self, name: str, args: ModelServingArgs, track: _Track
+        self,
+        name: str,
+        args: ModelServingArgs,
+        track: _Track,
+        credentials: k8s.core.v1.Secret | None,
     ) -> k8s.apps.v1.Deployment:
         release = track.release
         pod_labels = {**APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
@@ -228,6 +257,18 @@ class ModelServing(pulumi.ComponentResource):
             # The root filesystem is read-only: models download into this scratch volume.
             "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
         }
+        volumes: list[dict[str, Any]] = [{"name": "tmp", "empty_dir": {"size_limit": "1Gi"}}]
+        if credentials is not None:
+            container["env"].append({"name": "HOME", "value": SERVING_HOME})
+            container["volume_mounts"].append(
+                {"name": "mlflow", "mount_path": f"{SERVING_HOME}/.mlflow", "read_only": True}
+            )
+            volumes.append(
+                {
+                    "name": "mlflow",
+                    "secret": {"secret_name": credentials.metadata.name, "default_mode": 0o440},
+                }
+            )
         return k8s.apps.v1.Deployment(
             f"{name}-{track.role}",
             metadata={
@@ -246,7 +287,7 @@ class ModelServing(pulumi.ComponentResource):
                         "automount_service_account_token": False,
                         "security_context": {**security, "fs_group": SERVING_UID},
                         "containers": [container],
-                        "volumes": [{"name": "tmp", "empty_dir": {"size_limit": "1Gi"}}],
+                        "volumes": volumes,
                     },
                 },
             },

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_render_support import container, deployments, edit_environment, env_vars, one, pinned
+from test_render_support import (
+    PASSWORD,
+    container,
+    deployments,
+    edit_environment,
+    env_vars,
+    one,
+    pinned,
+    render_with_mlflow_credentials,
+)
 
 from infra.components.model_serving import ModelServingArgs, Release
 from infra.config import ConfigError
@@ -229,3 +238,24 @@ def test_local_environment_serves_from_a_hardened_self_restarting_container() ->
     assert inputs["wait"] is False  # provisioning succeeds before a model is promoted
     assert inputs["memory"] == 1024
     assert "MODELYARD_MODEL_URI=" in inputs["envs"]
+
+
+def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_text() -> None:
+    state = render_with_mlflow_credentials()
+    assert PASSWORD not in state.to_text("json")
+    secret = one(state, "core/v1:Secret").inputs
+    assert secret["stringData"] == {"credentials": "[secret]"}
+    deployment = deployments(state)["auth-server"]
+    assert env_vars(deployment)["HOME"] == "/tmp/home"
+    assert not [name for name in env_vars(deployment) if "PASSWORD" in name]
+    assert {"name": "mlflow", "mountPath": "/tmp/home/.mlflow", "readOnly": True} in container(
+        deployment
+    )["volumeMounts"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "mlflow",
+        "secret": {"secretName": "auth-mlflow-credentials", "defaultMode": 0o440},
+    } in volumes
+    local = one(state, "container:Container").inputs
+    # Docker takes credentials only as env vars; Pulumi then keeps the whole list secret.
+    assert local["envs"] == "[secret]"

@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from test_render_support import REPO, edit_environment, pinned
+from test_render_support import REPO, edit_environment, pinned, render_with_mlflow_credentials
 
 from infra.render import render
 
@@ -75,6 +75,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
             render(env).write_manifests(root / variant)
+    render_with_mlflow_credentials().write_manifests(root / "mlflow-credentials")
     return root
 
 
@@ -105,7 +106,13 @@ def test_every_manifest_passes_kubernetes_validate_strict(corpus: Path) -> None:
         manifest = yaml.safe_load(path.read_text())
         kinds.add(manifest["kind"])
         kubernetes_validate.validate(manifest, version, strict=True)
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Secret",
+    } <= kinds
 
 
 def test_strict_validation_would_catch_a_bad_field(corpus: Path) -> None:

@@ -97,3 +97,48 @@ def commit_all(folder: Path, message: str) -> str:
     git(folder, "add", "-A")
     git(folder, "commit", "-q", "-m", message)
     return git(folder, "rev-parse", "HEAD")
+
+
+PASSWORD = "mlflow-pass-0b5e-never-print-me"
+
+
+def render_with_mlflow_credentials() -> RenderedState:
+    """ModelServing (rolling, v3) and LocalModelServing given an authenticated MLflow server."""
+    import pulumi
+
+    from infra.components.local_serving import LocalModelServing, LocalModelServingArgs
+    from infra.components.model_serving import ModelServing, ModelServingArgs, Release
+    from infra.render import render_program
+
+    def program() -> None:
+        credentials = ("modelyard", pulumi.Output.secret(PASSWORD))
+        release = Release(3, pinned("staging", "v3"))
+        ModelServing(
+            "auth",
+            ModelServingArgs(
+                namespace="modelyard-staging",
+                service_account="modelyard-serving",
+                strategy="rolling",
+                model_name="churn",
+                desired=release,
+                tracking_uri="https://mlflow.staging.example.internal",
+                requests={"cpu": "100m", "memory": "256Mi"},
+                limits={"cpu": "1", "memory": "1Gi"},
+                mlflow_credentials=credentials,
+            ),
+        )
+        LocalModelServing(
+            "local-auth",
+            LocalModelServingArgs(
+                environment="local",
+                model_name="churn",
+                desired=release,
+                tracking_uri="http://mlflow:5000",
+                host_port=8180,
+                memory_mb=512,
+                cpus="1",
+                mlflow_credentials=credentials,
+            ),
+        )
+
+    return render_program("staging", program)
