@@ -123,7 +123,7 @@ def _action(record: dict[str, Any]) -> str:
 
 
 def print_history(records: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="promotion history (oldest first)")
+    table = Table(title="promotion history (oldest first; `--json` for every field)")
     for column in ("when (UTC)", "env", "action", "versions", "who", "approvers", "data", "gates"):
         table.add_column(column, overflow="fold")
     for record in records:
@@ -131,16 +131,15 @@ def print_history(records: list[dict[str, Any]], console: Console) -> None:
         failed = [g["name"] for g in gates if not g.get("passed")]
         summary = f"{len(gates) - len(failed)}/{len(gates)} passed"
         if failed:
-            summary += f" (failed: {', '.join(failed)})"
-        digest = str(record.get("dataset_digest") or "?")[:12]
+            summary += f"; failed: {', '.join(failed)}"
         table.add_row(
-            str(record.get("at", "")).replace("+00:00", ""),
+            str(record.get("at", ""))[:16].replace("T", " "),
             str(record.get("env")),
             _action(record),
             _versions(record),
             str(record.get("actor")),
             ", ".join(record.get("approvers") or []) or "-",
-            digest,
+            str(record.get("dataset_digest") or "?")[:8],
             summary,
         )
     console.print(table)

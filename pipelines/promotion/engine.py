@@ -444,7 +444,9 @@ def promote(
 ) -> Outcome:
     """Evaluate `to_env`'s rules for a version and, when all pass, make the environment serve it."""
     target = _open(model, to_env)
-    lock = contextlib.nullcontext([]) if dry_run else _exclusive(target, model, "promote")
+    lock: contextlib.AbstractContextManager[list[str]] = (
+        contextlib.nullcontext([]) if dry_run else _exclusive(target, model, "promote")
+    )
     with lock as notes:
         if dry_run and target.store.runs(model, to_env, PENDING):
             notes.append(

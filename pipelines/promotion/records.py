@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from functools import partial
 from typing import Any
 
 from mlflow.entities import Run, RunStatus
@@ -111,12 +112,10 @@ class RecordStore:
         runs: list[Run] = []
         token: str | None = None
         while True:
-            page = self.registry.call(
-                "read the promotion history",
-                lambda after=token: client.search_runs(
-                    [experiment], query, order_by=["attributes.start_time ASC"], page_token=after
-                ),
-            )
+            page = self.registry.call("read the promotion history", partial(
+                client.search_runs, [experiment], query,
+                order_by=["attributes.start_time ASC"], page_token=token,
+            ))  # fmt: skip
             runs.extend(page)
             token = page.token
             if not token:

@@ -144,14 +144,15 @@ class Registry:
                 f"MLflow at {self.shown_uri} failed to read {model} v{number}: "
                 f"{_first_line(exc.message)}"
             ) from None
+        run_id = found.run_id or ""
         run_metrics: dict[str, float] = {}
-        if found.run_id:
-            run = self.call(f"read run {found.run_id}", lambda: self.client.get_run(found.run_id))
+        if run_id:
+            run = self.call(f"read run {run_id}", lambda: self.client.get_run(run_id))
             run_metrics = dict(run.data.metrics)
         return Version(
             model=model,
             number=int(found.version),
-            run_id=found.run_id or "",
+            run_id=run_id,
             created_ms=int(found.creation_timestamp or 0),
             tags=dict(found.tags),
             metrics=run_metrics,
