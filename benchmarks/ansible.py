@@ -36,7 +36,9 @@ def main() -> None:
                     return
                 second = lab.library()
             print(f"{'run':<8} {'seconds':>8} {'changed tasks':>14}  result")
-            print(f"{'first':<8} {first.seconds:>8.1f} {len(first.changed_tasks):>14}  rc={first.rc}")
+            print(
+                f"{'first':<8} {first.seconds:>8.1f} {len(first.changed_tasks):>14}  rc={first.rc}"
+            )
             print(
                 f"{'second':<8} {second.seconds:>8.1f} {len(second.changed_tasks):>14}  "
                 f"rc={second.rc} ({'idempotent' if not second.changed_tasks else 'NOT idempotent'})"

@@ -45,7 +45,7 @@ def configure_command(
         tags=tags,
         inventory=inventory,
         playbook=playbook,
-        on_event=lambda line: console.print(escape(line), highlight=False),
+        on_event=lambda line: console.print(escape(line), highlight=False, soft_wrap=True),
     )
     _print_summary(console, result, check)
     if not result.succeeded:

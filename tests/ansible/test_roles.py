@@ -253,10 +253,12 @@ def test_a_wrong_k3s_checksum_fails_closed(configured: Configured, tmp_path: Pat
         run = lab.cli("--limit", "k3s", "--tags", "k3s_node")
     finally:
         env_file.write_text(original)
-    output = run.stdout + run.stderr
-    assert run.returncode == 1, output
+    output = run.output
+    assert run.rc == 1, output
     tampered_sha = hashlib.sha256(tampered.read_bytes()).hexdigest()
-    assert f"sha256 {tampered_sha}" in output and "Nothing was installed" in output
+    message = " ".join(output.split())
+    assert f"sha256 {tampered_sha} is not the pinned {lab.artifact_sha256}" in message
+    assert "Nothing was installed" in message
     assert re.search(r"│ k3s\s+│\s+\d+ │\s+0 │\s+1 │", output)  # failed, nothing changed
     host = lab.hosts["k3s"]
     assert host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0] == lab.artifact_sha256
