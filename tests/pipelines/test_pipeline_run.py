@@ -1,0 +1,126 @@
+"""`modelyard pipeline run` end to end, for real: a real mlflow server, real training, real
+promotion and local model servers; the monitor restarting a killed training process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from ml.data.sample import generate_churn
+from pipelines.local_mlflow import free_port
+from pipelines.notification_sink import NotificationSink
+from tests.helpers import MODELYARD, REPO, edit_environment, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture
+def pipeline_env(
+    tracking: str, environments: Path, tmp_path: Path, webhook: NotificationSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:  # fmt: skip
+    """Environment copies wired to this test: its own experiment, free ports, its webhook."""
+    monkeypatch.setenv("MODELYARD_STATE_DIR", str(tmp_path / "state"))
+    experiment = f"pipeline-{tmp_path.name}"
+    for name in ("local", "staging", "production"):
+        edit_environment(environments, name, {
+            "mlflow.trackingUri": tracking, "mlflow.experiment": experiment,
+            "serving.localPort": free_port(), "notify.webhooks": [{"url": webhook.url}],
+        })  # fmt: skip
+    edit_environment(environments, "local", {"training.numBoostRound": 120, "training.checkpointEvery": 5,
+                                             "training.gate": "roc_auc >= 0.6",
+                                             "pipeline.smokeRequests": 150})  # fmt: skip
+    edit_environment(
+        environments, "staging", {"promotion.trainedFor": ["local"], "monitoring.sampleRate": 1.0}
+    )
+    edit_environment(environments, "production", {"promotion.soakMinutes": 0, "notify.email": None})
+    data = tmp_path / "churn.csv"
+    generate_churn(4000, seed=5).to_csv(data, index=False)
+    yield data
+    for env in ("staging", "production"):
+        run_cli("deploy", env, "--stop")
+
+
+def _stage_pid(state: Path) -> int | None:
+    for path in state.glob("pipeline/*/train.pid"):
+        return int(path.read_text())
+    return None
+
+
+def test_pipeline_survives_a_killed_training_and_ends_serving_in_production(
+    pipeline_env: Path, tmp_path: Path, webhook: NotificationSink
+) -> None:
+    state = tmp_path / "state"
+    log = tmp_path / "pipeline.log"
+    process = subprocess.Popen(
+        [MODELYARD, "pipeline", "run", "local", "--data", str(pipeline_env), "--json"],
+        stdout=subprocess.PIPE, stderr=log.open("wb"), cwd=REPO, env=dict(os.environ),
+    )  # fmt: skip
+    deadline = time.monotonic() + 400
+    killed = False
+    while time.monotonic() < deadline and not killed:
+        checkpoints = list(state.glob("training/*/fit-*/model.txt"))
+        pid = _stage_pid(state)
+        if pid and checkpoints and checkpoints[0].read_text().count("Tree=") >= 20:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.05)
+    assert killed, "training never reached its kill point"
+    stdout, _ = process.communicate(timeout=600)
+    output = log.read_text()
+    assert process.returncode == 0, output[-4000:]
+
+    ctx = json.loads(stdout)
+    assert [s for s, v in ctx["stages"].items() if v["status"] == "passed"] == [
+        "checkout", "unit-tests", "validate-data", "train", "evaluate", "register", "package",
+        "deploy-staging", "smoke-test", "promote-production", "deploy-production", "notify",
+    ]  # fmt: skip
+    assert ctx["restarts"] == {"train": 1}
+    assert "monitor: train died (SIGKILL)" in output and "resuming from its checkpoint" in output
+    assert "pipeline summary" in output and "train killed by SIGKILL; restarted" in output
+
+    client = MlflowClient()
+    run = client.get_run(ctx["training_run_id"])
+    assert (
+        run.data.tags["modelyard.monitor.restarts"] == "1"
+        and run.data.tags["modelyard.resumes"] == "1"
+    )
+    for env in ("staging", "production"):
+        assert int(client.get_model_version_by_alias("churn", env).version) == ctx["version"]
+        answer = json.loads(subprocess.run(["curl", "-s", f"{ctx['serving'][env]}/version"],
+                                           capture_output=True, text=True).stdout)  # fmt: skip
+        assert str(answer["version"]) == str(ctx["version"])
+    version = client.get_model_version("churn", str(ctx["version"]))
+    assert version.tags["modelyard.pipeline.run_id"] == ctx["run_id"]
+    assert version.tags["modelyard.package.digest"] == ctx["package"]["digest"]
+    assert webhook.bodies[-1]["event"] == "success"
+    assert (
+        webhook.bodies[-1]["subject"] == f"churn version {ctx['version']} is serving in production"
+    )
+
+
+def test_a_failing_gate_stops_the_pipeline_before_registration_and_notifies(
+    pipeline_env: Path, environments: Path, webhook: NotificationSink
+) -> None:
+    edit_environment(environments, "local", {"training.gate": "roc_auc >= 0.99", "training.budget.trials": 2,
+                                             "training.numBoostRound": 30})  # fmt: skip
+    result = run_cli("pipeline", "run", "local", "--data", str(pipeline_env))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "stage train failed" in result.stderr
+    assert "gate `roc_auc >= 0.99` not met" in " ".join(result.stdout.split())
+    assert "register" not in result.stdout.split("pipeline summary")[1]
+    [failure] = [
+        b for b in webhook.bodies if b["event"] == "failure" and "pipeline" in b["subject"]
+    ]
+    assert failure["stage"] == "train" and failure["version"] is None
+    versions = MlflowClient().search_model_versions("name='churn'")
+    assert not [v for v in versions if v.tags.get("modelyard.gate.rule") == "roc_auc >= 0.99"]
