@@ -116,6 +116,8 @@ def role_variables(environment: Environment, kubeconfig_dir: Path) -> dict[str, 
         "k3s_node_registry_ca": registry_ca,
         "k3s_node_kubeconfig_dir": str(kubeconfig_dir),
     }
+    if k3s.release_url:
+        variables["k3s_node_release_base_url"] = k3s.release_url
     if k3s.server_address:
         variables["k3s_node_server_address"] = k3s.server_address
     return variables

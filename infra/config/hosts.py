@@ -26,6 +26,8 @@ class K3sSettings(Section):
     version: str = Field(default="v1.31.4+k3s1", pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
     # Pinned sha256 of the k3s binary; without it the release's published sums file is used.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # A mirror laid out like GitHub's release downloads (VERSION/k3s, VERSION/sha256sum-amd64.txt).
+    release_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/]$")
     # Air-gapped sites: a k3s binary already on the machine running `modelyard configure`.
     artifact: str | None = None
     # The cluster join token; its plain value comes from MODELYARD_K3S_TOKEN at run time.

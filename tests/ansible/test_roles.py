@@ -263,3 +263,37 @@ def test_a_wrong_k3s_checksum_fails_closed(configured: Configured, tmp_path: Pat
     host = lab.hosts["k3s"]
     assert host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0] == lab.artifact_sha256
     assert host.sh("systemctl is-active k3s").stdout.strip() == "active"
+
+
+def test_a_download_not_matching_the_release_sums_fails_closed(configured: Configured) -> None:
+    """The download path: a mirror whose binary does not match its sha256sum file is refused."""
+    lab = configured.lab
+    host = lab.hosts["k3s"]
+    version = "v1.31.4+k3s1"
+    release = f"/srv/mirror/{version}"
+    # A release mirror on the host's loopback: sums of one build, binary of another.
+    host.sh(
+        f"mkdir -p '{release}' && cd '{release}' && printf 'other build\\n' > k3s && "
+        "sha256sum k3s > sha256sum-amd64.txt && printf 'tampered\\n' >> k3s && "
+        "systemd-run --unit k3s-mirror python3 -m http.server 8099 --bind 127.0.0.1 "
+        "--directory /srv/mirror && "
+        "for i in $(seq 50); do ss -Hltn | grep -q ':8099 ' && exit 0; sleep 0.1; done; exit 1"
+    )
+    env_file = lab.environments / "Pulumi.staging.yaml"
+    original = env_file.read_text()
+    document = yaml.safe_load(original)
+    k3s = document["config"]["modelyard:hosts"]["k3s"]
+    del k3s["artifact"], k3s["sha256"]  # download, checked against the release's sums file
+    k3s["releaseUrl"] = "http://127.0.0.1:8099"
+    env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        run = lab.cli("--limit", "k3s", "--tags", "k3s_node")
+    finally:
+        env_file.write_text(original)
+        host.sh("systemctl stop k3s-mirror", check=False)
+    message = " ".join(run.output.split())
+    assert run.rc == 1, run.output
+    assert "Download the pinned k3s release and verify its checksum" in message
+    assert "did not match" in message  # get_url's checksum verdict
+    assert host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0] == lab.artifact_sha256
+    assert host.sh("systemctl is-active k3s").stdout.strip() == "active"
