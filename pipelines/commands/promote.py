@@ -119,7 +119,8 @@ def _action(record: dict[str, Any]) -> str:
     text = str(record.get("action"))
     if record.get("reason"):
         text += f": {record['reason']}"
-    return text + (" (repaired)" if record.get("repair") else "")
+    text += " (repaired)" if record.get("repair") else ""
+    return text + (" (run deleted in MLflow)" if record.get("deleted_in_mlflow") else "")
 
 
 def print_history(records: list[dict[str, Any]], console: Console) -> None:

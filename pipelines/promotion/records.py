@@ -15,7 +15,7 @@ import json
 from functools import partial
 from typing import Any
 
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run, RunStatus, ViewType
 
 from pipelines.errors import PipelineError
 from pipelines.promotion.registry import Registry
@@ -113,7 +113,7 @@ class RecordStore:
         token: str | None = None
         while True:
             page = self.registry.call("read the promotion history", partial(
-                client.search_runs, [experiment], query,
+                client.search_runs, [experiment], query, run_view_type=ViewType.ALL,
                 order_by=["attributes.start_time ASC"], page_token=token,
             ))  # fmt: skip
             runs.extend(page)
@@ -138,6 +138,9 @@ class RecordStore:
         note = run.data.tags.get(_tag("repair"))
         if note:
             record["repair"] = note
+        # Deleting the run in MLflow does not erase the history: it shows, flagged.
+        if run.info.lifecycle_stage == "deleted":
+            record["deleted_in_mlflow"] = True
         return record
 
     def history(self, model: str, env: str | None = None) -> list[dict[str, Any]]:

@@ -234,6 +234,9 @@ def test_records_live_in_their_own_mlflow_experiment(
     assert experiment.name == EXPERIMENT
     assert run.data.tags["modelyard.promotion.status"] == "committed"
     assert run.data.tags["modelyard.promotion.env"] == "staging"
+    MlflowClient(tracking).delete_run(run.info.run_id)  # someone tidies the experiment up
+    kept = history(model)
+    assert [r["id"] for r in kept] == [run.info.run_id] and kept[0]["deleted_in_mlflow"]
 
 
 def test_trained_for_declares_which_registrations_an_environment_takes(
