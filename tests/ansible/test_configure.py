@@ -29,6 +29,7 @@ def test_environment_settings_become_role_variables(environments: Path, tmp_path
         "production",
         registry={"address": "registry.example.internal:5000", "caFile": str(ca)},
         firewall={"extraTcpPorts": [8443], "extraUdpPorts": [51820]},
+        k3s={"version": "v1.31.4+k3s1", "releaseUrl": "https://mirror.example.internal/k3s"},
     )
     variables = role_variables(load_environment("production"), tmp_path / "kube")
     assert variables["docker_host_registry"] == "registry.example.internal:5000"
@@ -39,6 +40,7 @@ def test_environment_settings_become_role_variables(environments: Path, tmp_path
     assert variables["base_firewall_udp_ports"] == [51820]
     assert variables["base_time_servers"][0] == "0.debian.pool.ntp.org"
     assert variables["k3s_node_version"] == "v1.31.4+k3s1"
+    assert variables["k3s_node_release_base_url"] == "https://mirror.example.internal/k3s"
     assert variables["k3s_node_kubeconfig_dir"] == str(tmp_path / "kube")
     # Every variable belongs to a role: its name starts with the role's.
     roles = [p.name for p in (REPO / "ansible" / "roles").iterdir()]
