@@ -222,11 +222,13 @@ def test_args_are_validated_before_any_resource_exists() -> None:
 
 def test_local_environment_serves_from_a_hardened_self_restarting_container() -> None:
     state = render("local")
-    assert [r.type for r in state.resources] == [
+    serving = [r for r in state.resources if r.name.startswith("local-serving")]
+    assert [r.type for r in serving] == [
         "docker:index/container:Container",
         "modelyard:serving:LocalModelServing",
     ]
-    server = one(state, "container:Container")
+    assert not state.of_type("kubernetes:apps/v1:Deployment")
+    server = state.by_name()["local-serving-server"]
     inputs = server.inputs
     assert server.parent == "local-serving"
     assert inputs["restart"] == "unless-stopped"

@@ -33,8 +33,7 @@ def production() -> list[Resource]:
 
 @pytest.fixture(scope="module")
 def local_container() -> dict[str, Any]:
-    (container,) = render("local").of_type(DOCKER_CONTAINER)
-    return container.inputs
+    return render("local").by_name()["local-serving-server"].inputs
 
 
 def _deployment(resources: list[Resource]) -> dict[str, Any]:
