@@ -10,6 +10,7 @@ from pipelines.commands import (
     demo,
     deploy,
     env,
+    hooks,
     infra,
     monitor,
     pipeline,
@@ -20,5 +21,5 @@ from pipelines.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor, pipeline, demo):
+    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor, pipeline, demo, hooks):
         module.register(app)

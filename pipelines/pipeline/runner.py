@@ -148,14 +148,12 @@ def after_failure(
     """Roll back a deploy that failed after its promotion took effect; tell the team."""
     from pipelines.notify import notify
 
-    if stage.name in ("deploy-staging", "smoke-test"):
-        rollback_after_failed_deploy(
-            ctx, STAGING, f"pipeline {ctx.run_id}: {stage.name} failed", say
-        )
-    if stage.name == "deploy-production":
-        rollback_after_failed_deploy(
-            ctx, PRODUCTION, f"pipeline {ctx.run_id}: {stage.name} failed", say
-        )
+    target = {"deploy-staging": STAGING, "smoke-test": STAGING, "deploy-production": PRODUCTION}.get(stage.name)
+    if target is not None:
+        try:
+            rollback_after_failed_deploy(ctx, target, f"pipeline {ctx.run_id}: {stage.name} failed", say)
+        except FAILURES as exc:  # the original failure stays the one reported
+            say(f"could not roll {target} back: {exc}")
     ctx.save()
     for delivery in notify(environment, "failure", f"pipeline {ctx.run_id} failed at {stage.name}",  # type: ignore[arg-type]
                            {"stage": stage.name, "reason": reason, "version": ctx.version}):  # fmt: skip

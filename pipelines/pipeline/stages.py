@@ -168,10 +168,10 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
             failures += 1
     answered = session.get(f"{url}/version", timeout=5).json()
     p99 = float(np.percentile(latencies, 99))
-    if failures or str(answered.get("version")) != str(ctx.version):
+    if failures or str(answered.get("model_version")) != str(ctx.version):
         raise PipelineError(
             f"smoke test against {url} failed: {failures}/{len(latencies)} bad answers, "
-            f"serving version {answered.get('version')} (expected {ctx.version})"
+            f"serving version {answered.get('model_version')} (expected {ctx.version})"
         )
     say(
         f"{len(latencies)} requests to {url}: all answered by version {ctx.version}, p99 {p99:.1f} ms"

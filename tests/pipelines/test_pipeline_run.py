@@ -98,7 +98,7 @@ def test_pipeline_survives_a_killed_training_and_ends_serving_in_production(
         assert int(client.get_model_version_by_alias("churn", env).version) == ctx["version"]
         answer = json.loads(subprocess.run(["curl", "-s", f"{ctx['serving'][env]}/version"],
                                            capture_output=True, text=True).stdout)  # fmt: skip
-        assert str(answer["version"]) == str(ctx["version"])
+        assert str(answer["model_version"]) == str(ctx["version"])
     version = client.get_model_version("churn", str(ctx["version"]))
     assert version.tags["modelyard.pipeline.run_id"] == ctx["run_id"]
     assert version.tags["modelyard.package.digest"] == ctx["package"]["digest"]

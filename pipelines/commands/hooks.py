@@ -1,0 +1,37 @@
+"""`modelyard hooks install`: run the local pipeline after every commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+group = typer.Typer(help="Git hooks that start the pipeline.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(group, name="hooks")
+
+
+@group.command("install")
+def install_command(
+    data: Annotated[Path, typer.Option("--data", help="Training data the pipeline runs on.")],
+    env: Annotated[
+        str, typer.Option("--env", help="Environment the pipeline runs with.")
+    ] = "local",
+    repo: Annotated[Path, typer.Option("--repo", help="Repository to install into.")] = Path("."),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a hook modelyard did not write.")
+    ] = False,
+) -> None:
+    """Add a post-commit hook that starts `modelyard pipeline run` in the background."""
+    from infra.config import load_environment
+    from pipelines.hooks import install_post_commit
+    from pipelines.state import state_dir
+
+    load_environment(env)  # refuse an environment that does not exist or does not validate
+    hook = install_post_commit(repo.resolve(), env, data, state_dir() / "logs", force)
+    typer.echo(
+        f"installed {hook}: each commit starts `modelyard pipeline run {env}` in the background"
+    )
