@@ -36,14 +36,6 @@ class FileChange:
     sha256_before: str
     sha256_after: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "changes": self.changes,
-            "sha256_before": self.sha256_before,
-            "sha256_after": self.sha256_after,
-        }
-
 
 def _yaml() -> YAML:
     yaml = YAML()  # round-trip mode: comments and layout survive

@@ -12,8 +12,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -219,12 +218,3 @@ def _quote(text: str) -> str:
 
 def _first_line(message: str) -> str:
     return (message or "").strip().splitlines()[0][:300] if message else "unknown error"
-
-
-@contextmanager
-def no_change_on_error(what: str) -> Iterator[None]:
-    """Label a read-only phase: any failure in it leaves every store untouched."""
-    try:
-        yield
-    except PipelineError as exc:
-        raise PipelineError(f"{exc} ({what}; nothing was changed)") from None

@@ -140,6 +140,7 @@ def test_kill_9_at_each_step_is_detected_and_repaired(
     outcome = promote(model, "staging", version=str(v3))
     assert outcome.promoted
     said = " ".join(outcome.notes)
+    assert "took over a stale promotion lease on staging" in said  # the killed one's lease
     if moved:
         assert f"v{v2}" in said and "completed it" in said
     else:
