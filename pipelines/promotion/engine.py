@@ -366,10 +366,10 @@ def repair(target: _Target, model: str) -> list[str]:
         to, rid = record.get("to_version"), run.info.run_id
         action = record.get("action", "promotion")
         if registry.alias(model, env) == to:
-            change = envfile.set_desired(target.path, to, record.get("image"), _shown(target.path))
+            changed = envfile.set_desired(target.path, to, record.get("image"))
             wrote = (
                 f"set {target.path.name} desiredVersion to {to}"
-                if change.changes
+                if changed
                 else f"{target.path.name} already had desiredVersion {to}"
             )
             note = (
@@ -399,7 +399,7 @@ def _reconcile_file(target: _Target, model: str) -> list[str]:
     if current["desiredVersion"] == serving:
         return []
     image = history[-1].get("image")
-    envfile.set_desired(target.path, serving, image, _shown(target.path))
+    envfile.set_desired(target.path, serving, image)
     return [
         f"repaired: {target.path.name} said desiredVersion {current['desiredVersion']} but "
         f"{model}@{target.env} and record {history[-1]['id']} say v{serving}; file updated"
@@ -420,7 +420,7 @@ def _apply(target: _Target, record: dict[str, Any], image: str | None) -> str:
         raise PipelineError(f"{exc}; the promotion was aborted and nothing changed") from None
     faults.hit("after-alias")
     try:
-        envfile.set_desired(target.path, to, image, _shown(target.path))
+        envfile.set_desired(target.path, to, image)
     except OSError as exc:
         # Undo the alias so registry and file agree; a crash here is repaired by `repair`.
         registry.set_alias(model, env, record["from_version"])

@@ -7,11 +7,9 @@ atomic (write a sibling temp file, fsync, rename): a crash leaves the old file o
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +25,12 @@ SERVING = "modelyard:serving"
 KEYS = ("desiredVersion", "image")
 
 
-@dataclass(frozen=True)
-class FileChange:
-    """What a promotion did to the environment file, as an auditor reads it."""
-
-    file: str
-    changes: list[dict[str, Any]]
-    sha256_before: str
-    sha256_after: str
-
-
 def _yaml() -> YAML:
     yaml = YAML()  # round-trip mode: comments and layout survive
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
     return yaml
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_serving(path: Path) -> dict[str, Any]:
@@ -130,10 +114,10 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return stale
 
 
-def set_desired(path: Path, version: int | None, image: str | None, shown_as: str) -> FileChange:
-    """Write desiredVersion/image into the file (no-op when already so) and describe the change."""
-    old, new, changes = render(path, version, image)
+def set_desired(path: Path, version: int | None, image: str | None) -> list[dict[str, Any]]:
+    """Write desiredVersion/image into the file (no-op when already so); the keys changed."""
+    _, new, changes = render(path, version, image)
     if changes:
         validate_text(path, new)
         write_atomic(path, new)
-    return FileChange(shown_as, changes, sha256(old), sha256(new if changes else old))
+    return changes

@@ -19,28 +19,27 @@ PINNED = "registry.example.internal/modelyard-serving:1.4@sha256:" + "a" * 64
 def test_round_trip_changes_only_the_promoted_lines(environments: Path) -> None:
     path = environments / "Pulumi.production.yaml"
     before = path.read_text(encoding="utf-8")
-    change = envfile.set_desired(path, 7, PINNED, "environments/Pulumi.production.yaml")
+    changes = envfile.set_desired(path, 7, PINNED)
     after = path.read_text(encoding="utf-8")
     removed = [line for line in before.splitlines() if line not in after.splitlines()]
     added = [line for line in after.splitlines() if line not in before.splitlines()]
     assert removed == []
     assert added == ["    desiredVersion: 7", f"    image: {PINNED}"]
     assert "# Production: takes only what staging serves" in after  # comments survive
-    assert [c["key"] for c in change.changes] == [
+    assert [c["key"] for c in changes] == [
         "modelyard:serving.desiredVersion",
         "modelyard:serving.image",
     ]
     served = load_environment("production").serving
     assert (served.desired_version, served.image) == (7, PINNED)
-    again = envfile.set_desired(path, 7, PINNED, "x")
-    assert again.changes == [] and path.read_text(encoding="utf-8") == after
+    assert envfile.set_desired(path, 7, PINNED) == [] and path.read_text(encoding="utf-8") == after
 
 
 def test_an_invalid_result_is_refused_and_the_file_untouched(environments: Path) -> None:
     path = environments / "Pulumi.production.yaml"
     before = path.read_text(encoding="utf-8")
     with pytest.raises(PipelineError, match="must be pinned"):
-        envfile.set_desired(path, 2, "modelyard-serving:latest", "x")
+        envfile.set_desired(path, 2, "modelyard-serving:latest")
     assert path.read_text(encoding="utf-8") == before
 
 
@@ -51,7 +50,7 @@ def test_a_killed_write_leaves_the_old_file_and_a_temp_that_is_cleaned(
     before = path.read_text(encoding="utf-8")
     code = (
         "import sys; from pathlib import Path; from pipelines.promotion import envfile; "
-        "envfile.set_desired(Path(sys.argv[1]), 3, None, 'x')"
+        "envfile.set_desired(Path(sys.argv[1]), 3, None)"
     )
     env = {"MODELYARD_FAULT_AT": "during-file-write", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, env=env, check=False)
