@@ -19,7 +19,7 @@ from pipelines.errors import PipelineError
 from pipelines.promotion import history, promote, rollback
 from pipelines.promotion.records import EXPERIMENT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STAGING_IMAGE = "registry.staging.example.internal/modelyard-serving:1.0@sha256:" + "b" * 64
 MODELYARD = str(Path(os.sys.executable).with_name("modelyard"))
