@@ -7,6 +7,7 @@ State lives under `.modelyard/serving/ENV/` (deploy.json, one folder per slot, l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -102,38 +103,42 @@ def _record(environment: str) -> dict[str, object] | None:
 
 
 def deploy(
-    environment: str, port: int | None = None, timeout: float = 120.0, poll_seconds: float = 5.0
+    environment: str,
+    port: int | None = None,
+    timeout: float = 120.0,
+    poll_seconds: float = 5.0,
+    replace: bool = False,
 ) -> Deployment:
-    """Bring the environment's local serving up to date with its alias, blue/green."""
+    """Bring the environment's local serving up to date, blue/green.
+
+    A running server already follows the alias by itself; it is replaced when it is not
+    serving the alias's version, when the environment's serving settings changed since it
+    started, or when `replace` asks for it (e.g. after upgrading the kit)."""
     env = load_environment(environment)
     use_tracking_of(env)
-    uri = alias_uri(env)
     try:
-        target = resolve(uri).version
+        target = resolve(alias_uri(env)).version
     except NoModelYet as exc:
         raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
     record = _record(environment)
-    if record and _alive(int(record["pid"])):  # type: ignore[arg-type]
-        status = read_status(serving_dir(environment) / str(record["slot"])) or {}
-        stable = status.get("stable") or {}
-        if status.get("ready") and stable.get("version") == target:  # type: ignore[union-attr]
-            return Deployment(
-                environment,
-                str(status["url"]),
-                target,
-                int(record["pid"]),  # type: ignore[arg-type]
-                str(record["slot"]),
-                False,
-                f"already serving version {target}",
-            )
+    running = bool(record) and _alive(int(record["pid"]))  # type: ignore[index,arg-type]
     slot = "green" if record and record.get("slot") == "blue" else "blue"
     folder = serving_dir(environment) / slot
+    options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
+    old_version = None
+    if running:
+        assert record is not None
+        old_folder = serving_dir(environment) / str(record["slot"])
+        status = read_status(old_folder) or {}
+        old_version = (status.get("stable") or {}).get("version")  # type: ignore[union-attr]
+        same = _same_settings(old_folder / "options.json", replace_state(options, old_folder))
+        if status.get("ready") and old_version == target and same and not replace:
+            return Deployment(environment, str(status["url"]), target, int(record["pid"]),  # type: ignore[arg-type]
+                              str(record["slot"]), False, f"already serving version {target}")  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "status.json").unlink(missing_ok=True)
-    options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
     (folder / "options.json").write_bytes(options_to_json(options))
-    log_path = folder / "server.log"
-    with log_path.open("ab") as log:
+    with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ml.serving", str(folder / "options.json")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -144,15 +149,26 @@ def deploy(
     except PipelineError:
         _terminate(process.pid)
         raise
-    if record and _alive(int(record["pid"])):  # type: ignore[arg-type]
+    if running and record is not None:
         _terminate(int(record["pid"]))  # type: ignore[arg-type]
     (serving_dir(environment) / "deploy.json").write_bytes(
         orjson.dumps({"pid": process.pid, "slot": slot, "version": target, "url": url,
                       "time": time.time()})
     )  # fmt: skip
-    previous = f" (replacing version {record.get('version')})" if record else ""
+    replaced = f" (replacing the server of version {old_version})" if running else ""
     return Deployment(environment, url, target, process.pid, slot, True,
-                      f"serving version {target}{previous}")  # fmt: skip
+                      f"serving version {target}{replaced}")  # fmt: skip
+
+
+def replace_state(options: ServeOptions, folder: Path) -> ServeOptions:
+    return dataclasses.replace(options, state_dir=folder)
+
+
+def _same_settings(path: Path, options: ServeOptions) -> bool:
+    try:
+        return bool(orjson.loads(path.read_bytes()) == orjson.loads(options_to_json(options)))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return False
 
 
 def _wait_answering(

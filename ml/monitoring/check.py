@@ -3,7 +3,6 @@ the version its alias serves, a report, and (when the environment asks) retraini
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,17 +30,20 @@ class DriftCheck:
 def live_samples(folder: Path, version: str | None, limit: int) -> list[dict[str, object]]:
     """The newest `limit` samples under `folder` (every slot), of `version` when it has any."""
     folders = sorted({p.parent for p in folder.glob("**/samples-*.jsonl")})
-    newest: deque[dict[str, object]] = deque(maxlen=limit)
-    for sub in folders:
-        newest.extend(read_samples(sub))
-    rows = list(newest)
-    of_version = [r for r in rows if r.get("v") == version]
-    return of_version or rows
+    rows = [row for sub in folders for row in read_samples(sub)]
+    of_version = [r for r in rows if r.get("v") == version] or rows
+    of_version.sort(key=lambda r: float(r.get("t") or 0.0))  # type: ignore[arg-type]
+    return of_version[-limit:]
 
 
 def check_drift(
-    env: Environment, samples_dir: Path, report_path: Path, profile_uri: str | None = None
+    env: Environment,
+    samples_dir: Path,
+    report_path: Path,
+    profile_uri: str | None = None,
+    rows: int | None = None,
 ) -> DriftCheck:
+    """`rows`: how many of the newest live rows to judge (default monitoring.sampleMaxRows)."""
     from mlflow.tracking import MlflowClient
 
     settings = env.monitoring
@@ -57,13 +59,13 @@ def check_drift(
         version = str(served.version)
         profile_uri = f"runs:/{served.run_id}"
     profile = load_profile(profile_uri)
-    rows = live_samples(samples_dir, version or None, settings.sample_max_rows)
-    if len(rows) < settings.min_rows:
+    live = live_samples(samples_dir, version or None, rows or settings.sample_max_rows)
+    if len(live) < settings.min_rows:
         raise NotEnoughTraffic(
-            f"only {len(rows)} live rows sampled under {samples_dir} (modelyard:monitoring.minRows "
+            f"only {len(live)} live rows sampled under {samples_dir} (modelyard:monitoring.minRows "
             f"is {settings.min_rows}): let the server answer more traffic, or raise sampleRate"
         )
-    result = compare(profile, rows, settings.drift_threshold, settings.p_value)
+    result = compare(profile, live, settings.drift_threshold, settings.p_value)
     title = f"Drift of {name} v{version or '?'} in {env.name}"
     from ml.monitoring.report import write_report
 

@@ -27,6 +27,9 @@ def drift_command(
         Path | None, typer.Option(help="Live samples folder (default: the local deploy's).")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+    rows: Annotated[
+        int | None, typer.Option(min=10, help="Judge only the newest N live rows.")
+    ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
@@ -38,10 +41,9 @@ def drift_command(
     """Compare live inputs and predictions with the training profile; exit 1 on drift."""
     env = load_environment(environment)
     use_tracking_of(env)
-    check = check_drift(
-        env, samples or serving_dir(environment), report or default_report_path(state_dir(), environment),
-        profile,
-    )  # fmt: skip
+    samples_dir = samples or serving_dir(environment)
+    report_path = report or default_report_path(state_dir(), environment)
+    check = check_drift(env, samples_dir, report_path, profile, rows)
     result = check.result
     for feature in sorted(result.features, key=lambda f: -f.psi)[:10]:
         mark = "DRIFT" if feature.drifted else "ok   "

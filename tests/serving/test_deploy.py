@@ -60,12 +60,13 @@ def test_deploy_blue_green_then_drift_is_caught(
         status, body, _ = score(url, {"dataframe_records": records(clean)})
         assert status == 200 and body["model_version"] == v1
 
-        # Promotion moved the alias: the next deploy replaces the server without dropping traffic.
-        client.set_registered_model_alias(model_name, "local", v2)
+        # Promotion moved the alias: the running server follows it by itself, and a deploy
+        # with --replace swaps in a fresh server (blue/green); no request fails either way.
         with Load(url, records(clean), threads=3) as load:
-            result = modelyard("deploy", "local")
+            client.set_registered_model_alias(model_name, "local", v2)
+            result = modelyard("deploy", "local", "--replace")
         assert result.returncode == 0, result.stderr
-        assert f"serving version {v2} (replacing version {v1})" in result.stdout
+        assert f"serving version {v2} (replacing the server of version " in result.stdout
         assert load.failures == [] and load.versions[v2] > 0, (load.failures[:3], load.versions)
 
         for seed in (12, 13):  # live traffic like training's: no drift
@@ -82,7 +83,7 @@ def test_deploy_blue_green_then_drift_is_caught(
         assert len(predictions) == len(drifted) and version == v2
         time.sleep(1.5)
         report = tmp_path / "drift.html"
-        checked = modelyard("monitor", "drift", "local", "--report", str(report))
+        checked = modelyard("monitor", "drift", "local", "--report", str(report), "--rows", "1500")
         assert checked.returncode == 1, checked.stdout + checked.stderr
         assert "DRIFT in" in checked.stdout and "contract" in checked.stdout
         assert "<img" in report.read_text()
