@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -66,16 +67,49 @@ def rollback_command(
 def history_command(
     model: Annotated[str, typer.Argument(help="Registered model name, e.g. churn.")],
     env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    at: Annotated[
+        datetime | None,
+        typer.Option("--at", help="With --env: what served at this UTC time, and why."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Every promotion and rollback that took effect, oldest first."""
-    from pipelines.promotion import history
+    from pipelines.promotion import history, served_at
 
+    if at is not None:
+        if env is None:
+            raise typer.BadParameter("--at needs --env: name the environment to look at.")
+        _report_served_at(model, env, at, served_at(model, env, at), as_json)
+        return
     records = history(model, env)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
     print_history(records, Console())
+
+
+def _report_served_at(
+    model: str, env: str, at: datetime, record: dict[str, Any] | None, as_json: bool
+) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    console = Console()
+    if record is None:
+        console.print(f"{env} served no version of {model} at {at:%Y-%m-%d %H:%M} UTC.")
+        return
+    console.print(
+        f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} v{record['to_version']}, since "
+        f"{record['at']} by {record['action']} (record {record['id']}, by {record['actor']}, "
+        f"approved by {', '.join(record.get('approvers') or []) or 'nobody'})"
+        + (f"; reason: {record['reason']}" if record.get("reason") else "")
+    )
+    table = Table(title="why: the rules and their evidence at that promotion")
+    for column in ("gate", "result", "evidence"):
+        table.add_column(column, overflow="fold")
+    for gate in record.get("gates") or []:
+        table.add_row(gate["name"], "pass" if gate["passed"] else "FAIL", gate["evidence"])
+    console.print(table)
 
 
 def _report(outcome: Outcome, as_json: bool) -> None:

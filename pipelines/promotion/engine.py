@@ -579,6 +579,18 @@ def history(model: str, env: str | None = None) -> list[dict[str, Any]]:
     return RecordStore(registry).history(model, env)
 
 
+def served_at(model: str, env: str, when: datetime) -> dict[str, Any] | None:
+    """The record in effect in `env` at `when`: what served then, and why (None: nothing yet)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # times in records and on the command line are UTC
+    current = None
+    for record in history(model, env):
+        started = _record_time(record)
+        if started is not None and started <= when:
+            current = record
+    return current
+
+
 def _any_environment_of(model: str) -> Environment:
     """The registry to read when no environment is named: any environment serving the model."""
     broken: list[str] = []

@@ -16,7 +16,7 @@ from rich.console import Console
 from infra.config import load_environment
 from pipelines.commands.promote import print_history
 from pipelines.errors import PipelineError
-from pipelines.promotion import history, promote, rollback
+from pipelines.promotion import history, promote, rollback, served_at
 from pipelines.promotion.records import EXPERIMENT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -133,6 +133,12 @@ def test_champion_freeze_and_rollback(
         ("rollback", v3, v1),
     ]
     assert records[-1]["reason"] == "v3 answers slowly"
+    # "What served in staging at time X, and why" has an answer for every X.
+    first = datetime.fromisoformat(records[0]["at"])
+    assert served_at(model, "staging", first - timedelta(seconds=1)) is None
+    assert served_at(model, "staging", first)["to_version"] == v1  # type: ignore[index]
+    latest = served_at(model, "staging", datetime.now(UTC) + timedelta(minutes=1))
+    assert latest is not None and latest["id"] == records[-1]["id"]
 
 
 def test_clear_refusals_change_nothing(
