@@ -99,7 +99,7 @@ def _report_served_at(
         console.print(f"{env} served no version of {model} at {at:%Y-%m-%d %H:%M} UTC.")
         return
     console.print(
-        f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} v{record['to_version']}, since "
+        f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} {_shown(record['to_version'])}, since "
         f"{record['at']} by {record['action']} (record {record['id']}, by {record['actor']}, "
         f"approved by {', '.join(record.get('approvers') or []) or 'nobody'})"
         + (f"; reason: {record['reason']}" if record.get("reason") else "")
@@ -120,7 +120,7 @@ def _report(outcome: Outcome, as_json: bool) -> None:
     for note in outcome.notes:
         console.print(f"[yellow]{note}[/yellow]")
     blocking = outcome.action == "promote"
-    title = f"{outcome.action} {outcome.model} v{outcome.version} to {outcome.env}"
+    title = f"{outcome.action} {outcome.model} {_shown(outcome.version)} in {outcome.env}"
     table = Table(title=title + ("" if blocking else " (gates reported, not blocking)"))
     table.add_column("gate")
     table.add_column("result")
@@ -133,10 +133,9 @@ def _report(outcome: Outcome, as_json: bool) -> None:
         verdict = "would pass" if all(g.passed for g in outcome.gates) else "would be refused"
         console.print(f"dry run: v{outcome.version} {verdict}; nothing was changed.")
     elif outcome.promoted:
-        was = f"v{outcome.from_version}" if outcome.from_version else "nothing"
         console.print(
-            f"[green]{outcome.env} now serves {outcome.model} v{outcome.version}[/green] "
-            f"(was {was}); record {outcome.record_id}."
+            f"[green]{outcome.env} now serves {outcome.model} {_shown(outcome.version)}[/green] "
+            f"(was {_shown(outcome.from_version)}); record {outcome.record_id}."
         )
         for change in (outcome.file_change or {}).get("changes", []):
             console.print(f"  {change['key']}: {change['from']} -> {change['to']}")
@@ -144,9 +143,12 @@ def _report(outcome: Outcome, as_json: bool) -> None:
         console.print(f"[red]refused[/red]: a gate failed; {outcome.env} was not changed.")
 
 
+def _shown(version: object) -> str:
+    return f"v{version}" if version else "nothing"
+
+
 def _versions(record: dict[str, Any]) -> str:
-    before = record.get("from_version")
-    return f"{'v' + str(before) if before else '-'} -> v{record.get('to_version')}"
+    return f"{_shown(record.get('from_version'))} -> {_shown(record.get('to_version'))}"
 
 
 def _action(record: dict[str, Any]) -> str:

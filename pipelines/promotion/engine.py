@@ -61,7 +61,7 @@ class Outcome:
     action: str
     promoted: bool
     model: str
-    version: int
+    version: int | None  # None: a rollback to serving nothing
     env: str
     from_version: int | None
     gates: list[rules.Gate]
@@ -294,7 +294,8 @@ def _redact(record: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
 def _record(
     target: _Target,
     action: str,
-    candidate: Version,
+    model: str,
+    candidate: Version | None,
     from_version: int | None,
     gates: list[rules.Gate],
     approvers: Sequence[str],
@@ -304,27 +305,25 @@ def _record(
     now: datetime,
 ) -> dict[str, Any]:
     environment = target.environment
+    tags = candidate.tags if candidate else {}
     record = {
         "action": action,
-        "model": candidate.model,
+        "model": model,
         "env": target.env,
         "from_version": from_version,
-        "to_version": candidate.number,
+        "to_version": candidate.number if candidate else None,
         "at": now.isoformat(timespec="seconds"),
         "actor": _actor(),
         "approvers": list(dict.fromkeys(approvers)),
         "reason": reason,
         "source": environment.promotion.source,
-        "trained_for": candidate.tags.get(TAG_ENV),
-        "dataset_digest": candidate.tags.get(TAG_DATASET),
-        "git_commit": candidate.tags.get(TAG_COMMIT),
-        "pipeline_run_id": candidate.tags.get(TAG_PIPELINE_RUN),
-        "model_version_run_id": candidate.run_id,
-        "training_gate": {
-            "rule": candidate.tags.get(TAG_GATE_RULE),
-            "value": candidate.tags.get(TAG_GATE_VALUE),
-        },
-        "metrics": candidate.metrics,
+        "trained_for": tags.get(TAG_ENV),
+        "dataset_digest": tags.get(TAG_DATASET),
+        "git_commit": tags.get(TAG_COMMIT),
+        "pipeline_run_id": tags.get(TAG_PIPELINE_RUN),
+        "model_version_run_id": candidate.run_id if candidate else None,
+        "training_gate": {"rule": tags.get(TAG_GATE_RULE), "value": tags.get(TAG_GATE_VALUE)},
+        "metrics": candidate.metrics if candidate else {},
         "gates": [gate.as_dict() for gate in gates],
         "gates_blocking": action == "promote",
         "rollout": environment.promotion.rollout.model_dump(mode="json", by_alias=True),
@@ -471,7 +470,17 @@ def promote(
         _, new_text, change = envfile.render(target.path, number, chosen)
         envfile.validate_text(target.path, new_text)
         record = _record(
-            target, "promote", candidate, champion, gates, approvers, None, chosen, change, now
+            target,
+            "promote",
+            model,
+            candidate,
+            champion,
+            gates,
+            approvers,
+            None,
+            chosen,
+            change,
+            now,
         )
         outcome.record_id = _apply(target, record, chosen)
         outcome.promoted = True
@@ -519,6 +528,7 @@ def rollback(
             raise PipelineError(f"{env} serves no version of {model}: nothing to roll back.")
         history = target.store.history(model, env)
         served = [r.get("to_version") for r in history]
+        number: int | None
         if to_version:
             number = parse_version(model, to_version)
             if number == current:
@@ -531,16 +541,31 @@ def rollback(
                 )
         else:
             number = _previous(history, current, env, model)
-        candidate = target.registry.version(model, number)
-        if not candidate.gate_passed:
-            raise PipelineError(f"{model} v{number} never passed its training gate.")
         now = now or datetime.now(UTC)
-        gates = _evaluate(target, candidate, approvers, current, now)
-        image = _last_image(history, number)
+        # Back to serving nothing: no rule applies.
+        candidate: Version | None = None
+        gates: list[rules.Gate] = []
+        image: str | None = None
+        if number is not None:
+            candidate = target.registry.version(model, number)
+            if not candidate.gate_passed:
+                raise PipelineError(f"{model} v{number} never passed its training gate.")
+            gates = _evaluate(target, candidate, approvers, current, now)
+            image = _last_image(history, number)
         _, new_text, change = envfile.render(target.path, number, image)
         envfile.validate_text(target.path, new_text)
         record = _record(
-            target, "rollback", candidate, current, gates, approvers, reason, image, change, now
+            target,
+            "rollback",
+            model,
+            candidate,
+            current,
+            gates,
+            approvers,
+            reason,
+            image,
+            change,
+            now,
         )
         outcome = Outcome("rollback", True, model, number, env, current, gates, notes=notes)
         outcome.record_id = _apply(target, record, image)
@@ -548,14 +573,18 @@ def rollback(
         return outcome
 
 
-def _previous(history: list[dict[str, Any]], current: int, env: str, model: str) -> int:
+def _previous(history: list[dict[str, Any]], current: int, env: str, model: str) -> int | None:
     """The last version served before the current one that was never rolled back from (a
-    version that was rolled back is known bad, so a second rollback goes further back)."""
+    version that was rolled back is known bad, so a second rollback goes further back); None
+    when the environment served nothing before its first promotion on record (a failed first
+    deploy rolls back to not serving, which the model server reports as not ready)."""
     bad = {r.get("from_version") for r in history if r.get("action") == "rollback"}
     for record in reversed(history):
         for version in (record.get("to_version"), record.get("from_version")):
             if isinstance(version, int) and version != current and version not in bad:
                 return version
+    if history and history[0].get("from_version") is None:
+        return None
     raise PipelineError(
         f"{env} has no earlier good version of {model} on record to roll back to: "
         "name one with --to-version."

@@ -254,3 +254,21 @@ def test_trained_for_declares_which_registrations_an_environment_takes(
     set_keys(environments, "staging", "promotion", {"trainedFor": ["local"]})
     outcome = promote(model, "staging")  # found as the default candidate too
     assert outcome.promoted and outcome.version == trained_locally
+
+
+def test_a_failed_first_deploy_rolls_back_to_serving_nothing(
+    model: str, register: Register, environments: Path, tracking: str
+) -> None:
+    before = (environments / "Pulumi.staging.yaml").read_text()
+    v1 = register(0.9)
+    assert promote(model, "staging").promoted
+    back = rollback(model, "staging", reason="first deploy failed its health check")
+    assert back.promoted and back.version is None and back.from_version == v1
+    assert alias(tracking, model, "staging") is None
+    assert (environments / "Pulumi.staging.yaml").read_text() == before
+    records = history(model, "staging")
+    assert [(r["action"], r["to_version"]) for r in records] == [
+        ("promote", v1),
+        ("rollback", None),
+    ]
+    assert promote(model, "staging").promoted  # and it can be promoted again
