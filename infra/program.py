@@ -24,6 +24,7 @@ from infra.components.model_serving import (
 )
 from infra.config import ConfigError, Environment
 from infra.config.environment import NAMESPACE
+from infra.platform import build_platform
 
 # Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
 _QUOTA_HEADROOM = 2
@@ -45,7 +46,12 @@ Credentials = tuple[pulumi.Input[str], pulumi.Input[str]]
 
 
 def build(environment: Environment) -> None:
-    build_serving(environment)
+    credentials: Credentials | None = None
+    if environment.platform is not None:
+        platform = build_platform(environment)
+        platform.export()
+        credentials = (platform.mlflow_username, platform.mlflow_password)
+    build_serving(environment, credentials)
 
 
 def build_serving(environment: Environment, mlflow_credentials: Credentials | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
     import requests
 
     from ml.data.sample import generate_churn
-    from ml.monitoring.check import check_drift
+    from ml.monitoring.check import check_drift, live_samples
     from pipelines.deploy import serving_dir
 
     console.rule("[bold]drifted traffic to production")
@@ -161,8 +162,18 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
     console.print(
         f"{DRIFT_ROWS} live rows sent to {url} from a drifted population (drift knob 0.8)"
     )
+    production = load_environment("production")
+    # The servers write their samples in the background: give them a moment to land.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (
+            len(live_samples(serving_dir("production"), None, 10**6))
+            >= production.monitoring.min_rows
+        ):
+            break
+        time.sleep(1)
     report = folder / "reports" / "drift-production.html"
-    check = check_drift(load_environment("production"), serving_dir("production"), report)
+    check = check_drift(production, serving_dir("production"), report)
     outcome.drift_report = str(check.report)
     drifted = [f.name for f in check.result.drifted_features]
     verdict = f"DRIFT caught in {', '.join(drifted)}" if check.result.drifted else "no drift found"

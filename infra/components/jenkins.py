@@ -13,6 +13,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 import yaml
 
+from infra.components.container_health import port_open
 from infra.config import ConfigError
 from infra.config.platform import DockerTarget, Jenkins
 
@@ -226,6 +227,8 @@ class JenkinsController(pulumi.ComponentResource):
             name=f"modelyard-{args.environment}-jenkins",
             image=image.image_name,
             restart="unless-stopped",
+            memory=4096,  # MB: a runaway process is stopped, not the host
+            healthcheck=port_open(HTTP_PORT, start_period="180s"),
             user="1000",
             envs=pulumi.Output.all(*[pulumi.Output.concat(k, "=", v) for k, v in env.items()]),
             ports=[

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from infra.components.container_health import port_open
 from infra.config import ConfigError
 from infra.config.platform import DockerTarget, MlflowServer, Postgres
 
@@ -179,6 +180,8 @@ class TrackingServer(pulumi.ComponentResource):
             name=f"modelyard-{args.environment}-mlflow",
             image=image.image_name,
             restart="unless-stopped",
+            memory=2048,  # MB: a runaway process is stopped, not the host
+            healthcheck=port_open(CONTAINER_PORT, start_period="60s"),
             user=RUN_AS,
             command=server_arguments(
                 settings, allowed_hosts(settings, target.address, settings.port)

@@ -14,6 +14,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 import yaml
 
+from infra.components.container_health import port_open
 from infra.config import ConfigError
 from infra.config.platform import DockerTarget, Registry
 
@@ -186,6 +187,8 @@ class ImageRegistry(pulumi.ComponentResource):
             name=f"modelyard-{args.environment}-registry",
             image=image.image_name,
             restart="unless-stopped",
+            memory=512,  # MB: a runaway process is stopped, not the host
+            healthcheck=port_open(CONTAINER_PORT, start_period="10s"),
             user=RUN_AS,
             envs=_envs(container_environment(pulumi.Output.secret(http_secret.result))),
             ports=[
