@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-MetricRows = list[tuple[int, str, float]]  # (iteration, metric name, value)
+# (round, metric name, value, time in ms). The time is taken once, when the round ends: handing
+# the same row over again after a crash repeats it exactly, and MLflow stores it once.
+MetricRows = list[tuple[int, str, float, int]]
 
 
 @dataclass
@@ -74,7 +77,7 @@ def fit(
             init_model = lgb.Booster(model_file=str(model_file))
         kept = len(saved["scores"]) if finished else init_model.current_iteration()  # type: ignore[union-attr]
         history.scores = saved["scores"][:kept]
-        rows = [(int(i), str(n), float(v)) for i, n, v in saved["rows"] if i <= kept]
+        rows = [(int(i), str(n), float(v), int(t)) for i, n, v, t in saved["rows"] if i <= kept]
         logged_through = min(saved["logged_through"], kept)
     done = len(history.scores)
 
@@ -96,8 +99,9 @@ def fit(
         return FitResult(lgb.Booster(model_file=str(final_file)), history, done)
 
     def record(env: lgb.callback.CallbackEnv) -> None:
+        now = int(time.time() * 1000)
         for _data, name, value, _higher in env.evaluation_result_list:
-            rows.append((env.iteration + 1, name, float(value)))
+            rows.append((env.iteration + 1, name, float(value), now))
             if name == metric:
                 history.scores.append(float(value))
         rounds = env.iteration + 1

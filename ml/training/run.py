@@ -385,8 +385,7 @@ class _MlflowTrialHooks(TrialHooks):
     def metrics_checkpointed(self, number: int, rows: MetricRows) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"valid_{name}", value, now, step) for step, name, value in rows]
+        metrics = [Metric(f"valid_{name}", value, at, step) for step, name, value, at in rows]
         for start in range(0, len(metrics), 1000):  # the REST API takes 1000 per batch
             self.client.log_batch(self.runs[number], metrics=metrics[start : start + 1000])
 

@@ -94,12 +94,14 @@ def run_gate_loop(
         optuna.storages.journal.JournalFileBackend(str(workdir / "optuna-journal.log"))
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A resumed study must draw new candidates, not replay the ones the first process drew.
+    done = sum(s.n_trials for s in optuna.get_all_study_summaries(storage) if s.study_name == STUDY)
     study = optuna.create_study(
         study_name=STUDY,
         storage=storage,
         load_if_exists=True,
         direction="maximize" if rule.higher_is_better else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=3),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed + done, n_startup_trials=3),
     )
     _requeue_interrupted(study)
     if not study.trials:

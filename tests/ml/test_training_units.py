@@ -72,9 +72,9 @@ def _datasets() -> tuple[lgb.Dataset, lgb.Dataset]:
 
 def test_a_fit_killed_mid_way_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     params = {"objective": "binary", "verbose": -1, "learning_rate": 0.02, "deterministic": True}
-    handed: list[tuple[int, str, float]] = []
+    handed: list[tuple[int, str, float, int]] = []
 
-    def crash_after_40(rows: list[tuple[int, str, float]]) -> None:
+    def crash_after_40(rows: list[tuple[int, str, float, int]]) -> None:
         if rows[-1][0] > 40:
             raise _Killed
         handed.extend(rows)
@@ -85,7 +85,7 @@ def test_a_fit_killed_mid_way_resumes_from_its_checkpoint(tmp_path: Path) -> Non
         params, *_datasets(), 120, None, "auc", True, tmp_path / "ckpt", 10, handed.extend
     )
     assert resumed.resumed_from == 50  # the checkpoint written just before the crash
-    auc_steps = [step for step, name, _ in handed if name == "auc"]
+    auc_steps = [step for step, name, _, _ in handed if name == "auc"]
     assert auc_steps == list(range(1, 121))  # every round handed over exactly once
 
     reference = fit(params, *_datasets(), 120, None, "auc", True, tmp_path / "ref", 10)
