@@ -218,7 +218,7 @@ def test_cli_json_exit_codes_and_no_secret_in_records(
     console = Console(record=True, width=160)
     print_history(history(model, "staging"), console)
     shown = console.export_text()
-    assert "staging" in shown and "- -> v1" in shown and "4/4 passed" in shown
+    assert "staging" in shown and "nothing -> v1" in shown and "4/4 passed" in shown
 
 
 def _ciphertexts(environments: Path) -> list[str]:
