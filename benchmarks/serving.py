@@ -113,8 +113,10 @@ def start_mlflow(model: Path, log_path: Path) -> tuple[str, subprocess.Popen[byt
     command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", str(model),
                "--env-manager", "local", "-w", "1", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     log = log_path.open("ab")
+    # MLflow execs `uvicorn` by name: the venv's bin must be on PATH even when not activated.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url, process)

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -57,6 +58,7 @@ class ScoringApp:
         self.image_digest = image_digest
         self.summaries = metrics.RowSummaries()
         self._random = random.Random()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     # -- routes -------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
@@ -162,7 +164,7 @@ class ScoringApp:
                 model_version=model.version,
             )
         self.summaries.add(model.version, model.summary_columns, matrix, scores)
-        metrics.BATCH_ROWS.labels(model.version).observe(len(scores))
+        self._child(metrics.BATCH_ROWS, model.version).observe(len(scores))
         if self.samples is not None and self.samples.wants():
             for i in self.samples.pick(len(scores)):
                 self.samples.add(model.version, decode_row(model, matrix[i]), float(scores[i]))
@@ -177,9 +179,17 @@ class ScoringApp:
         return Response(200, body_out, [*JSON, (b"X-Model-Version", version)])
 
     def _count(self, model: LoadedModel, status: int, started: float) -> None:
-        metrics.REQUESTS.labels(model.version, str(status)).inc()
+        self._child(metrics.REQUESTS, model.version, str(status)).inc()
         if status < 400:
-            metrics.LATENCY.labels(model.version).observe(time.perf_counter() - started)
+            self._child(metrics.LATENCY, model.version).observe(time.perf_counter() - started)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """prometheus-client's labels() costs more than the update itself: keep the children."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _shadow(self, candidate: LoadedModel, content_type: str, body: bytes) -> None:
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from ml.serving.model import LoadedModel
 
 _NUMBER_TYPES = (int, float, type(None))
 NAN = float("nan")
+SMALL_BATCH = 16
 
 
 class RequestError(Exception):
@@ -135,13 +136,15 @@ def _from_split(columns: Any, data: Any, model: LoadedModel, max_rows: int) -> n
         bad = next(i for i, r in enumerate(data) if not isinstance(r, list) or len(r) != width)
         raise RequestError(400, f"row {bad} does not have one value per column ({width} columns)")
     n = len(data)
+    positions = [model.index[c] for c in columns]
+    if n <= SMALL_BATCH:
+        return _small_batch(positions, data, model)
     block = np.empty((n, width), dtype=object)
     try:
         block[:] = data
     except ValueError:
         raise RequestError(400, "every value must be a number, a string or null") from None
     matrix = np.full((n, model.n_features), NAN)
-    positions = [model.index[c] for c in columns]
     numeric = [j for j, p in enumerate(positions) if not model.columns[p].categorical]
     if numeric:
         part = block[:, numeric]
@@ -161,6 +164,37 @@ def _from_split(columns: Any, data: Any, model: LoadedModel, max_rows: int) -> n
                 )
             matrix[:, p] = [codes.get(v, NAN) for v in values]  # type: ignore[arg-type]
     return matrix
+
+
+def _small_batch(positions: list[int], data: list[list[Any]], model: LoadedModel) -> np.ndarray:
+    """A few rows: plain loops beat numpy's object-array set-up by an order of magnitude."""
+    kinds = model.kinds
+    plan = [(p, kinds[p]) for p in positions]
+    out = []
+    for row in data:
+        values = [NAN] * model.n_features
+        for (p, codes), value in zip(plan, row, strict=True):
+            if value is None:
+                continue
+            kind = type(value)
+            if codes is None:
+                if kind is not float and kind is not int:
+                    raise RequestError(
+                        400, f"column {model.columns[p].name!r} is numeric; got {value!r}"
+                    )
+                values[p] = value
+            elif kind is str:
+                values[p] = codes.get(value, NAN)
+            else:
+                raise RequestError(
+                    400,
+                    f"column {model.columns[p].name!r} holds categories (strings); got {value!r}",
+                )
+        out.append(values)
+    try:
+        return np.array(out, dtype=np.float64)
+    except OverflowError:
+        raise RequestError(400, "a number is too large for a float") from None
 
 
 def _raise_mistyped(part: np.ndarray, names: list[str]) -> None:

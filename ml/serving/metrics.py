@@ -70,52 +70,53 @@ _BIN_LABELS = [f"{i / PREDICTION_BINS:.1f}" for i in range(PREDICTION_BINS)]
 
 
 class RowSummaries:
-    """Per-version numpy accumulators of predictions and feature values, flushed periodically.
+    """Predictions and feature values of answered requests, summed into the metrics once a
+    second: the request path only keeps a reference to arrays it already has.
 
     `features` are (name, is numeric) pairs in matrix column order."""
 
+    FLUSH_ROWS = 200_000  # bound the memory held between flushes
+
     def __init__(self) -> None:
-        self._acc: dict[
-            str, tuple[list[tuple[str, bool]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-        ] = {}
+        self._pending: list[tuple[str, list[tuple[str, bool]], np.ndarray, np.ndarray]] = []
+        self._rows = 0
 
     def add(
         self, version: str, features: list[tuple[str, bool]], matrix: np.ndarray, scores: np.ndarray
     ) -> None:
-        acc = self._acc.get(version)
-        if acc is None:
-            width = len(features)
-            acc = (
-                features,
-                np.zeros(PREDICTION_BINS, np.int64),
-                np.zeros(width),
-                np.zeros(width, np.int64),
-                np.zeros(width, np.int64),
-            )
-            self._acc[version] = acc
-        _, bins, sums, counts, missing = acc
-        np.add.at(
-            bins, np.clip((scores * PREDICTION_BINS).astype(np.intp), 0, PREDICTION_BINS - 1), 1
-        )
-        present = ~np.isnan(matrix)
-        sums += np.where(present, matrix, 0.0).sum(axis=0)
-        seen = present.sum(axis=0)
-        counts += seen
-        missing += matrix.shape[0] - seen
+        self._pending.append((version, features, matrix, scores))
+        self._rows += len(scores)
+        if self._rows >= self.FLUSH_ROWS:
+            self.flush()
 
     def flush(self) -> None:
-        for version, (features, bins, sums, counts, missing) in self._acc.items():
+        pending, self._pending, self._rows = self._pending, [], 0
+        by_version: dict[
+            str, tuple[list[tuple[str, bool]], list[np.ndarray], list[np.ndarray]]
+        ] = {}
+        for version, features, matrix, scores in pending:
+            entry = by_version.setdefault(version, (features, [], []))
+            entry[1].append(matrix)
+            entry[2].append(scores.ravel())
+        for version, (features, matrices, score_lists) in by_version.items():
+            matrix, scores = np.vstack(matrices), np.concatenate(score_lists)
+            bins = np.bincount(
+                np.clip((scores * PREDICTION_BINS).astype(np.intp), 0, PREDICTION_BINS - 1),
+                minlength=PREDICTION_BINS,
+            )
             for label, n in zip(_BIN_LABELS, bins.tolist(), strict=True):
                 if n:
                     PREDICTIONS.labels(version, label).inc(n)
+            present = ~np.isnan(matrix)
+            sums = np.where(present, matrix, 0.0).sum(axis=0)
+            counts = present.sum(axis=0)
             for i, (name, numeric) in enumerate(features):
                 if counts[i] and numeric:  # a sum of category codes would mean nothing
                     FEATURE_SUM.labels(version, name).inc(float(sums[i]))
                 if counts[i]:
                     FEATURE_COUNT.labels(version, name).inc(int(counts[i]))
-                if missing[i]:
-                    FEATURE_MISSING.labels(version, name).inc(int(missing[i]))
-        self._acc.clear()
+                if len(matrix) - counts[i]:
+                    FEATURE_MISSING.labels(version, name).inc(int(len(matrix) - counts[i]))
 
 
 def render(multiproc_dir: str) -> bytes:

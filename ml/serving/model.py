@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from ml.errors import ModelyardMlError
+from ml.serving.predictor import FastPredictor
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
 
@@ -54,9 +55,18 @@ class LoadedModel:
     def n_features(self) -> int:
         return len(self.columns)
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    @cached_property
+    def predictor(self) -> FastPredictor:
         # One thread per worker: on small requests OpenMP's fan-out costs more than it saves.
-        return np.asarray(self.booster.predict(matrix, num_threads=1))
+        return FastPredictor(self.booster, num_threads=1)
+
+    @cached_property
+    def kinds(self) -> list[dict[str, float] | None]:
+        """Per column: its category codes, or None for a numeric column (small-batch parsing)."""
+        return [c.codes if c.categorical else None for c in self.columns]
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        return self.predictor.predict(matrix)
 
     def describe(self) -> dict[str, object]:
         return {
