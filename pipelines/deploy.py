@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -95,9 +96,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _record(environment: str) -> dict[str, object] | None:
+def _record(environment: str) -> dict[str, Any] | None:
     try:
-        return orjson.loads((serving_dir(environment) / "deploy.json").read_bytes())  # type: ignore[no-any-return]
+        return orjson.loads((serving_dir(environment) / "deploy.json").read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
 
@@ -121,7 +122,7 @@ def deploy(
     except NoModelYet as exc:
         raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
     record = _record(environment)
-    running = bool(record) and _alive(int(record["pid"]))  # type: ignore[index,arg-type]
+    running = record is not None and _alive(int(record["pid"]))
     slot = "green" if record and record.get("slot") == "blue" else "blue"
     folder = serving_dir(environment) / slot
     options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
@@ -130,10 +131,10 @@ def deploy(
         assert record is not None
         old_folder = serving_dir(environment) / str(record["slot"])
         status = read_status(old_folder) or {}
-        old_version = (status.get("stable") or {}).get("version")  # type: ignore[union-attr]
+        old_version = (status.get("stable") or {}).get("version")
         same = _same_settings(old_folder / "options.json", replace_state(options, old_folder))
         if status.get("ready") and old_version == target and same and not replace:
-            return Deployment(environment, str(status["url"]), target, int(record["pid"]),  # type: ignore[arg-type]
+            return Deployment(environment, str(status["url"]), target, int(record["pid"]),
                               str(record["slot"]), False, f"already serving version {target}")  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "status.json").unlink(missing_ok=True)
@@ -150,7 +151,7 @@ def deploy(
         _terminate(process.pid)
         raise
     if running and record is not None:
-        _terminate(int(record["pid"]))  # type: ignore[arg-type]
+        _terminate(int(record["pid"]))
     (serving_dir(environment) / "deploy.json").write_bytes(
         orjson.dumps({"pid": process.pid, "slot": slot, "version": target, "url": url,
                       "time": time.time()})
@@ -184,8 +185,8 @@ def _wait_answering(
             )
         status = read_status(folder) or {}
         stable = status.get("stable") or {}
-        if status.get("ready") and stable.get("version") == version:  # type: ignore[union-attr]
-            workers = set(status.get("workers") or [])  # type: ignore[arg-type]
+        if status.get("ready") and stable.get("version") == version:
+            workers = set(status.get("workers") or [])
             for _ in range(20):  # SO_REUSEPORT spreads connections: look for one of ours
                 info = _get_json(f"{url}/version")
                 if info and info.get("worker_pid") in workers:
@@ -195,10 +196,10 @@ def _wait_answering(
                         f"{folder / 'server.log'}\n{_tail(folder / 'server.log')}")  # fmt: skip
 
 
-def _get_json(url: str) -> dict[str, object] | None:
+def _get_json(url: str) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return orjson.loads(response.read())  # type: ignore[no-any-return]
+            return orjson.loads(response.read())
     except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
         return None
 
@@ -234,14 +235,14 @@ def stop(environment: str) -> bool:
     """Stop the environment's local server; False when none was running."""
     record = _record(environment)
     (serving_dir(environment) / "deploy.json").unlink(missing_ok=True)
-    if not record or not _alive(int(record["pid"])):  # type: ignore[arg-type]
+    if not record or not _alive(int(record["pid"])):
         return False
-    _terminate(int(record["pid"]))  # type: ignore[arg-type]
+    _terminate(int(record["pid"]))
     return True
 
 
-def status(environment: str) -> dict[str, object] | None:
+def status(environment: str) -> dict[str, Any] | None:
     record = _record(environment)
-    if not record or not _alive(int(record["pid"])):  # type: ignore[arg-type]
+    if not record or not _alive(int(record["pid"])):
         return None
     return read_status(serving_dir(environment) / str(record["slot"]))

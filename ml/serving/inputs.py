@@ -162,7 +162,7 @@ def _from_split(columns: Any, data: Any, model: LoadedModel, max_rows: int) -> n
                 raise RequestError(
                     400, f"column {column.name!r} holds categories (strings); got {bad!r}"
                 )
-            matrix[:, p] = [codes.get(v, NAN) for v in values]  # type: ignore[arg-type]
+            matrix[:, p] = [codes.get(v, NAN) for v in values]
     return matrix
 
 

@@ -7,6 +7,8 @@ so a 1,000-row batch costs a few vector operations instead of thousands of metri
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -125,11 +127,11 @@ def render(multiproc_dir: str) -> bytes:
     return generate_latest(registry)
 
 
-def read_version_stats(multiproc_dir: str) -> dict[str, dict[str, object]]:
+def read_version_stats(multiproc_dir: str) -> dict[str, dict[str, Any]]:
     """Per version: requests by status, latency buckets, prediction bins (cumulative)."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=multiproc_dir)
-    stats: dict[str, dict[str, object]] = {}
+    stats: dict[str, dict[str, Any]] = {}
     for family in registry.collect():
         for sample in family.samples:
             version = sample.labels.get("model_version")
@@ -137,9 +139,9 @@ def read_version_stats(multiproc_dir: str) -> dict[str, dict[str, object]]:
                 continue
             entry = stats.setdefault(version, {"status": {}, "buckets": {}, "bins": {}})
             if sample.name == "modelyard_requests_total":
-                entry["status"][sample.labels["status"]] = sample.value  # type: ignore[index]
+                entry["status"][sample.labels["status"]] = sample.value
             elif sample.name == "modelyard_request_latency_seconds_bucket":
-                entry["buckets"][float(sample.labels["le"])] = sample.value  # type: ignore[index]
+                entry["buckets"][float(sample.labels["le"])] = sample.value
             elif sample.name == "modelyard_predictions_total":
-                entry["bins"][sample.labels["bin"]] = sample.value  # type: ignore[index]
+                entry["bins"][sample.labels["bin"]] = sample.value
     return stats

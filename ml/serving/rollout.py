@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ml.serving.app import CANDIDATE_FAILED
 
@@ -43,13 +44,13 @@ class VersionWindow:
         return math.inf
 
 
-def window(stats: dict[str, object], baseline: dict[str, object] | None) -> VersionWindow:
+def window(stats: dict[str, Any], baseline: dict[str, Any] | None) -> VersionWindow:
     """Turn one version's cumulative stats (metrics.read_version_stats) into a window."""
     base = baseline or {"status": {}, "buckets": {}, "bins": {}}
 
-    def delta(kind: str) -> dict:  # type: ignore[type-arg]
-        now: dict = stats.get(kind, {})  # type: ignore[assignment]
-        then: dict = base.get(kind, {})  # type: ignore[attr-defined]
+    def delta(kind: str) -> dict[Any, float]:
+        now: dict[Any, float] = stats.get(kind, {})
+        then: dict[Any, float] = base.get(kind, {})
         return {k: v - then.get(k, 0.0) for k, v in now.items()}
 
     status = delta("status")

@@ -13,12 +13,13 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 
 from ml.serving import metrics
 from ml.serving.rollout import Limits, prediction_shift, verdict, window
-from ml.serving.routing import Routing, VersionRef, write_routing
+from ml.serving.routing import Mode, Routing, VersionRef, write_routing
 from ml.serving.source import NoModelYet, materialise, resolve
 from ml.serving.worker import WorkerConfig
 from ml.serving.worker import command as worker_command
@@ -57,7 +58,7 @@ class ServeOptions:
 class RolloutState:
     step: int = 0
     step_started: float = 0.0
-    baseline: dict[str, object] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
     rejected: set[str] = field(default_factory=set)
     events: list[dict[str, object]] = field(default_factory=list)
 
@@ -217,8 +218,8 @@ class Supervisor:
             Routing(
                 stable=current,
                 candidate=ref,
-                mode=strategy,
-                weight=weight,  # type: ignore[arg-type]
+                mode=cast(Mode, strategy),
+                weight=weight,
                 message=f"{strategy}: version {ref.version} beside {current.version}",
             )
         )
@@ -230,7 +231,7 @@ class Supervisor:
         assert candidate is not None and stable is not None
         stats = metrics.read_version_stats(str(self.multiproc_dir))
         base = self.rollout.baseline
-        cand = window(stats.get(candidate.version, {}), base.get(candidate.version))  # type: ignore[arg-type]
+        cand = window(stats.get(candidate.version, {}), base.get(candidate.version))
         reason = verdict(cand, self.options.limits)
         if reason is not None:
             self.rollout.rejected.add(candidate.version)
@@ -346,8 +347,8 @@ class Supervisor:
         os.replace(tmp, self.state_dir / "status.json")
 
 
-def read_status(state_dir: Path) -> dict[str, object] | None:
+def read_status(state_dir: Path) -> dict[str, Any] | None:
     try:
-        return orjson.loads((state_dir / "status.json").read_bytes())  # type: ignore[no-any-return]
+        return orjson.loads((state_dir / "status.json").read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
