@@ -11,9 +11,13 @@ from infra.config.base import SecretValue, Section
 Event = Literal["success", "failure"]
 
 
+def _every_event() -> list[Event]:
+    return ["success", "failure"]
+
+
 class Webhook(Section):
     url: str | SecretValue  # a secret when the URL carries a token (Slack, Teams)
-    on: list[Event] = Field(default_factory=lambda: ["success", "failure"])
+    on: list[Event] = Field(default_factory=_every_event)
 
 
 class Email(Section):
@@ -24,7 +28,7 @@ class Email(Section):
     password: SecretValue | None = None
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     recipients: list[str] = Field(min_length=1)
-    on: list[Event] = Field(default_factory=lambda: ["success", "failure"])
+    on: list[Event] = Field(default_factory=_every_event)
 
 
 class NotifySettings(Section):

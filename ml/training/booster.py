@@ -100,10 +100,11 @@ def fit(
 
     def record(env: lgb.callback.CallbackEnv) -> None:
         now = int(time.time() * 1000)
-        for _data, name, value, _higher in env.evaluation_result_list:
-            rows.append((env.iteration + 1, name, float(value), now))
+        for result in env.evaluation_result_list or []:
+            name, value = result[1], float(result[2])
+            rows.append((env.iteration + 1, name, value, now))
             if name == metric:
-                history.scores.append(float(value))
+                history.scores.append(value)
         rounds = env.iteration + 1
         if rounds % checkpoint_every == 0:
             # Checkpoint first: metrics are handed over only for rounds that survive a crash.

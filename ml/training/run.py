@@ -223,7 +223,7 @@ def _log_model(
 
     booster = loop.booster()
     holdout = data.features.iloc[holdout_rows]
-    scores = booster.predict(holdout)
+    scores = np.asarray(booster.predict(holdout))
     with tempfile.TemporaryDirectory() as tmp:
         plots = Path(tmp) / "plots"
         write_plots(booster, data.labels[holdout_rows], scores, plots)
@@ -235,7 +235,7 @@ def _log_model(
             np.random.default_rng(0).choice(train_rows, PROFILE_ROWS, replace=False)
         )
     reference = data.features.iloc[train_rows]
-    profile = build_profile(reference, booster.predict(reference), seed=0)
+    profile = build_profile(reference, np.asarray(booster.predict(reference)), seed=0)
     client.log_dict(run_id, profile, PROFILE_ARTIFACT)
 
     sample = _as_request_frame(holdout.head(200))
@@ -291,7 +291,7 @@ def _experiment_id(client: Any, name: str) -> str:
 def _log_dataset(run_id: str, dataset: Dataset, target: str) -> None:
     import mlflow
 
-    logged = mlflow.data.from_pandas(
+    logged = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         dataset.frame, source=str(dataset.path.resolve()), targets=target,
         name=dataset.path.name, digest=dataset.digest[:32],
     )  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 from infra.config.base import MetricRule
 from infra.config.training import TrainingSettings
@@ -91,7 +92,7 @@ def run_gate_loop(
 ) -> GateLoopResult:
     rule = settings.gate
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(workdir / "optuna-journal.log"))
+        JournalFileBackend(str(workdir / "optuna-journal.log"))
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # A resumed study must draw new candidates, not replay the ones the first process drew.
@@ -121,7 +122,7 @@ def run_gate_loop(
         resumed = (checkpoint_dir / "model.txt").is_file()
         hooks.trial_started(trial.number, params, resumed)
         result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
-        scores = result.booster.predict(data.features.iloc[split.holdout], num_threads=0)
+        scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         metrics = holdout_metrics(data.labels[split.holdout], scores)
         outcome = TrialOutcome(
             number=trial.number,

@@ -114,6 +114,7 @@ def _supervised(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say)
 def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
     import mlflow
 
+    assert ctx.training_run_id is not None
     from ml.tracking import connect
 
     connect(load_environment(ctx.env).mlflow)
@@ -148,10 +149,16 @@ def after_failure(
     """Roll back a deploy that failed after its promotion took effect; tell the team."""
     from pipelines.notify import notify
 
-    target = {"deploy-staging": STAGING, "smoke-test": STAGING, "deploy-production": PRODUCTION}.get(stage.name)
+    target = {
+        "deploy-staging": STAGING,
+        "smoke-test": STAGING,
+        "deploy-production": PRODUCTION,
+    }.get(stage.name)
     if target is not None:
         try:
-            rollback_after_failed_deploy(ctx, target, f"pipeline {ctx.run_id}: {stage.name} failed", say)
+            rollback_after_failed_deploy(
+                ctx, target, f"pipeline {ctx.run_id}: {stage.name} failed", say
+            )
         except FAILURES as exc:  # the original failure stays the one reported
             say(f"could not roll {target} back: {exc}")
     ctx.save()

@@ -86,6 +86,8 @@ def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     from ml.tracking import connect
 
     connect(environment.mlflow)
+    if ctx.training_run_id is None:
+        raise PipelineError("nothing to evaluate: the train stage has not produced a model")
     client = mlflow.MlflowClient()
     champion = _served_version(client, ctx.model, STAGING)
     champion_metrics = client.get_run(champion.run_id).data.metrics if champion else {}
