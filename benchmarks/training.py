@@ -45,7 +45,12 @@ def bare_seconds(frame: pd.DataFrame) -> float:
     split = stratified_split(data.labels, 0.2, 0.2, 42)
     train = lgb.Dataset(data.features.iloc[split.train], data.labels[split.train])
     valid = lgb.Dataset(data.features.iloc[split.valid], data.labels[split.valid], reference=train)
-    params = {"objective": "binary", "num_leaves": LEAVES, "verbose": -1, "metric": ["auc", "binary_logloss"]}
+    params = {
+        "objective": "binary",
+        "num_leaves": LEAVES,
+        "verbose": -1,
+        "metric": ["auc", "binary_logloss"],
+    }
     started = time.perf_counter()
     lgb.train(params, train, num_boost_round=ROUNDS, valid_sets=[valid])
     return time.perf_counter() - started
@@ -94,10 +99,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "bench.parquet"
-        print(f"dataset: {ROWS:,} rows x {FEATURES} features; {ROUNDS} rounds, {LEAVES} leaves", flush=True)
+        print(
+            f"dataset: {ROWS:,} rows x {FEATURES} features; {ROUNDS} rounds, {LEAVES} leaves",
+            flush=True,
+        )
         frame = make_data(data)
         bare = bare_seconds(frame)
-        print(f"LightGBM bare training (same split, validation each round): {bare:6.1f} s", flush=True)
+        print(
+            f"LightGBM bare training (same split, validation each round): {bare:6.1f} s", flush=True
+        )
         del frame
         total, out = modelyard_seconds(data, work)
         print(f"modelyard train, whole command (tracking, plots, registration): {total:6.1f} s")
