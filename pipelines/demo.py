@@ -25,6 +25,7 @@ from pipelines.state import STATE_DIR_VAR
 
 DEMO_ROWS = 20_000
 DRIFT_ROWS = 1_500
+DRIFT_BATCH = 50  # the server samples up to 50 rows of each request
 
 
 @dataclass
@@ -154,8 +155,10 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
         return
     frame = generate_churn(DRIFT_ROWS, seed=99, drift=0.8).drop(columns=["churned"])
     session = requests.Session()
-    for start in range(0, DRIFT_ROWS, 100):
-        batch = json.loads(frame.iloc[start : start + 100].to_json(orient="split", index=False))
+    for start in range(0, DRIFT_ROWS, DRIFT_BATCH):
+        batch = json.loads(
+            frame.iloc[start : start + DRIFT_BATCH].to_json(orient="split", index=False)
+        )
         session.post(
             f"{url}/invocations", json={"dataframe_split": batch}, timeout=30
         ).raise_for_status()
