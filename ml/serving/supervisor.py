@@ -75,6 +75,7 @@ class Supervisor:
         self._last_poll = 0.0
         self._resolved_once = False
         self._target: str | None = None
+        self._previous: VersionRef | None = None  # the stable version before the last swap
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -155,7 +156,9 @@ class Supervisor:
         if due and (self.options.follows or not self._resolved_once):
             self._last_poll = now
             self._follow()
-        if self.routing.candidate is not None:
+        if self._load_failed():
+            self._keep_previous()
+        elif self.routing.candidate is not None:
             self._judge()
         self._write_status()
 
@@ -205,6 +208,7 @@ class Supervisor:
             return
         strategy = self.options.strategy
         if strategy in ("recreate", "rolling", "blue-green"):
+            self._previous = current
             self._publish(Routing(stable=ref, message=f"serving {ref.name} version {ref.version}"))
             self._event("swap", ref.version, f"from version {current.version}")
             return
@@ -303,6 +307,34 @@ class Supervisor:
             )
         except Exception as exc:
             log.warning("cannot tag %s version %s: %s", ref.name, ref.version, exc)
+
+    def _load_failed(self) -> bool:
+        """Did a worker report that it cannot load the versions of the current routing?"""
+        for worker in self.workers:
+            try:
+                ack = orjson.loads((self.state_dir / "acks" / str(worker.pid)).read_bytes())
+            except (FileNotFoundError, orjson.JSONDecodeError):
+                continue
+            if ack["generation"] == self.routing.generation and not ack["ok"]:
+                return True
+        return False
+
+    def _keep_previous(self) -> None:
+        """A version the workers cannot load is rolled back: they kept answering with the old
+        one, and the routing says so again."""
+        routing = self.routing
+        broken, keep = routing.candidate, routing.stable
+        if broken is None:
+            broken, keep = routing.stable, self._previous
+        if broken is None or keep is None:
+            return  # nothing loaded before either: stay not ready, the log says why
+        reason = f"version {broken.version} could not be loaded (see the server log)"
+        self.rollout.rejected.add(broken.version)
+        self._event("rollback", broken.version, reason)
+        self._previous = None
+        self._publish(Routing(stable=keep, message=f"serving {keep.name} version {keep.version}; "
+                              f"{reason}"))  # fmt: skip
+        self._tag(broken, f"rolled back: {reason}")
 
     def _acked(self) -> bool:
         acks = self.state_dir / "acks"

@@ -85,8 +85,10 @@ class RoutingFollower:
             return
         stable = self._load(routing.stable)
         candidate = self._load(routing.candidate)
-        if routing.stable is not None and stable is None:
-            # Keep answering with what we have rather than becoming unready.
+        if (routing.stable is not None and stable is None) or (
+            routing.candidate is not None and candidate is None
+        ):
+            # Keep answering with what we have; the supervisor rolls the broken version back.
             self._ack(routing.generation, ok=False)
             return
         self.app.snapshot = Snapshot(routing, stable, candidate)

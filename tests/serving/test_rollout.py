@@ -143,3 +143,29 @@ def test_shadow_scores_the_candidate_but_answers_with_the_stable_version(
     while needle not in call(handle.url, "GET", "/metrics")[2].decode():
         assert time.monotonic() < deadline, "the shadow version's requests never showed up"
         time.sleep(0.2)
+
+
+def test_a_version_that_cannot_be_loaded_is_rolled_back_and_the_old_one_keeps_serving(
+    tracking: str, server, model_name: str, model_a: Trained, model_b: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    client = mlflow.MlflowClient()
+    good = register(*model_a, model_name)
+    corrupt = register(*model_b, model_name)
+    client.set_registered_model_alias(model_name, "production", good)
+    handle = server(f"models:/{model_name}@production", strategy="blue-green")
+    handle.wait_ready(good)
+    # The artifact of the new version arrives damaged (the server's download cache is where
+    # it would land): the workers cannot load it.
+    cached = handle.options.state_dir.parent / "models" / model_name / corrupt
+    cached.mkdir(parents=True)
+    (cached / "MLmodel").write_text("flavors: {lightgbm: {data: model.lgb}}\n")
+    (cached / "model.lgb").write_text("not a model\n")
+    (cached / ".complete").touch()
+    with Load(handle.url, records(model_a[1].iloc[:50]), threads=2) as load:
+        client.set_registered_model_alias(model_name, "production", corrupt)
+        status = handle.wait(lambda s: any(e["event"] == "rollback" for e in s["events"]),
+                             what="rollback of the broken version")  # fmt: skip
+        handle.wait_ready(good)
+        time.sleep(1)
+    assert status["stable"]["version"] == good and "could not be loaded" in status["message"]
+    assert load.failures == [] and set(load.versions) == {good}
