@@ -19,14 +19,23 @@ class RetrainError(ModelyardMlError):
     """Retraining could not be started."""
 
 
-def trigger_retraining(environment: str, reason: str, log_dir: Path) -> str:
-    """Start retraining for `environment`; returns where it runs (never any credential)."""
+def trigger_retraining(
+    environment: str, reason: str, log_dir: Path, data: Path | None = None
+) -> str:
+    """Start retraining for `environment`; returns where it runs (never any credential).
+    The local pipeline needs the training data; a Jenkins build knows its own."""
     jenkins = os.environ.get("JENKINS_URL")
     if jenkins:
         return _jenkins_build(jenkins.rstrip("/"), environment, reason)
+    if data is None:
+        raise RetrainError(
+            f"drift in {environment} calls for retraining (monitoring.onDrift: retrain) but the "
+            "local pipeline needs its training data: pass --retrain-data PATH (or set JENKINS_URL)"
+        )
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"retrain-{environment}.log"
-    command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "run", environment]
+    command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "run", environment,
+               "--data", str(data.resolve())]  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -27,6 +27,9 @@ def drift_command(
         Path | None, typer.Option(help="Live samples folder (default: the local deploy's).")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+    retrain_data: Annotated[
+        Path | None, typer.Option(help="Training data for a local retraining on drift.")
+    ] = None,
     rows: Annotated[
         int | None, typer.Option(min=10, help="Judge only the newest N live rows.")
     ] = None,
@@ -59,5 +62,7 @@ def drift_command(
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
     if env.monitoring.on_drift == "retrain":
-        typer.echo(trigger_retraining(environment, f"drift in {names}", state_dir() / "logs"))
+        typer.echo(
+            trigger_retraining(environment, f"drift in {names}", state_dir() / "logs", retrain_data)
+        )
     raise typer.Exit(1)
