@@ -133,12 +133,12 @@ def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
         console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
     finally:
         print_summary(console, timings)
-    from pipelines.deploy import status
+    from pipelines.deploy import deploy
 
+    # Production keeps serving its champion when it refused the new version (a second run).
     for env in ("staging", "production"):
-        current = status(env)
-        if current and env not in outcome.serving:
-            outcome.serving[env] = str(current.get("url"))
+        if env not in outcome.serving:
+            outcome.serving[env] = deploy(env).url
 
 
 def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
