@@ -234,14 +234,16 @@ class ModelServing(pulumi.ComponentResource):
             "image_pull_policy": "Always",
             "ports": [{"name": "http", "container_port": SERVING_PORT, "protocol": "TCP"}],
             "env": [{"name": k, "value": v} for k, v in env.items()],
-            # /health says "a model is loaded and can answer"; /ping only "the process is alive".
+            # /health (readiness) says "a model is loaded and can answer". /ping and /health
+            # answer 503 until a model is promoted, so liveness asks /version, which answers
+            # whenever the process does: no restart loop before the first model exists.
             "readiness_probe": {
                 "http_get": {"path": "/health", "port": "http"},
                 "period_seconds": 5,
                 "failure_threshold": 3,
             },
             "liveness_probe": {
-                "http_get": {"path": "/ping", "port": "http"},
+                "http_get": {"path": "/version", "port": "http"},
                 "initial_delay_seconds": 10,
                 "period_seconds": 10,
                 "failure_threshold": 3,

@@ -21,5 +21,18 @@ from pipelines.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (env, data, train, promote, infra, configure, serve, deploy, monitor, pipeline, demo, hooks):
+    for module in (
+        env,
+        data,
+        train,
+        promote,
+        infra,
+        configure,
+        serve,
+        deploy,
+        monitor,
+        pipeline,
+        demo,
+        hooks,
+    ):
         module.register(app)

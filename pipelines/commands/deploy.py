@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from pipelines import deploy as local_deploy
-
 
 def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy_command)
@@ -23,6 +21,8 @@ def deploy_command(
     ] = False,
 ) -> None:
     """Serve the version the environment's alias points to on 127.0.0.1, blue/green."""
+    from pipelines import deploy as local_deploy
+
     if stop:
         stopped = local_deploy.stop(environment)
         typer.echo(f"{environment}: {'stopped' if stopped else 'no local server was running'}")

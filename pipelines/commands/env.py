@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(
-    env: Annotated[str | None, typer.Argument(help="Environment to check; all when omitted.")] = None,
+    env: Annotated[
+        str | None, typer.Argument(help="Environment to check; all when omitted.")
+    ] = None,
 ) -> None:
     """Check one environment file, or all of them."""
     names = [env] if env else list_environments()

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from infra.config import load_environment
-from ml.serving.supervisor import ServeOptions, Supervisor
-from pipelines.deploy import serve_options, use_tracking_of
 from pipelines.errors import PipelineError
 
 EnvArg = Annotated[
@@ -39,6 +37,9 @@ def serve_command(
     poll_seconds: Annotated[float, typer.Option(help="How often to check the alias.")] = 10.0,
 ) -> None:
     """Serve a LightGBM model over MLflow's scoring protocol (+ /health, /version, /metrics)."""
+    from ml.serving.supervisor import ServeOptions, Supervisor
+    from pipelines.deploy import serve_options, use_tracking_of
+
     if (environment is None) == (model_uri is None):
         raise PipelineError(
             "give either an environment (modelyard serve staging) or --model-uri URI, not both"

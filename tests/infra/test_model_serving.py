@@ -62,7 +62,8 @@ def test_container_is_hardened_probed_and_sized_from_the_environment_file() -> N
     server = container(deployment)
     assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert server["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
-    assert server["livenessProbe"]["httpGet"] == {"path": "/ping", "port": "http"}
+    # Liveness must not fail before a model exists: /version answers 200 from the start.
+    assert server["livenessProbe"]["httpGet"] == {"path": "/version", "port": "http"}
     assert server["resources"] == {
         "requests": {"cpu": "500m", "memory": "1Gi"},
         "limits": {"cpu": "2", "memory": "2Gi"},
