@@ -27,6 +27,7 @@ from ml.serving.rollout import Limits
 from ml.serving.source import NoModelYet, resolve
 from ml.serving.supervisor import ServeOptions, read_status
 from pipelines.errors import PipelineError
+from pipelines.processes import is_alive
 from pipelines.state import state_dir
 
 
@@ -86,16 +87,6 @@ def serve_options(
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _record(environment: str) -> dict[str, Any] | None:
     try:
         return orjson.loads((serving_dir(environment) / "deploy.json").read_bytes())
@@ -122,7 +113,7 @@ def deploy(
     except NoModelYet as exc:
         raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
     record = _record(environment)
-    running = record is not None and _alive(int(record["pid"]))
+    running = record is not None and is_alive(int(record["pid"]))
     slot = "green" if record and record.get("slot") == "blue" else "blue"
     folder = serving_dir(environment) / slot
     options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
@@ -223,7 +214,7 @@ def _terminate(pid: int, timeout: float = 20.0) -> None:
             waited, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             waited = 0
-            if not _alive(pid):
+            if not is_alive(pid):
                 return
         if waited == pid:
             return
@@ -235,7 +226,7 @@ def stop(environment: str) -> bool:
     """Stop the environment's local server; False when none was running."""
     record = _record(environment)
     (serving_dir(environment) / "deploy.json").unlink(missing_ok=True)
-    if not record or not _alive(int(record["pid"])):
+    if not record or not is_alive(int(record["pid"])):
         return False
     _terminate(int(record["pid"]))
     return True
@@ -243,6 +234,6 @@ def stop(environment: str) -> bool:
 
 def status(environment: str) -> dict[str, Any] | None:
     record = _record(environment)
-    if not record or not _alive(int(record["pid"])):
+    if not record or not is_alive(int(record["pid"])):
         return None
     return read_status(serving_dir(environment) / str(record["slot"]))

@@ -26,6 +26,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from pipelines.errors import PipelineError
+from pipelines.processes import is_alive
 from pipelines.promotion.registry import Registry
 
 LEASE_TTL_SECONDS = 15 * 60
@@ -68,16 +69,6 @@ def machine_lock(state_dir: Path, env: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_lease(registry: Registry, model: str, env: str) -> dict[str, object] | None:
     tags = registry.require_model(model)
     raw = tags.get(lease_tag(env))
@@ -93,7 +84,7 @@ def _read_lease(registry: Registry, model: str, env: str) -> dict[str, object] |
 def _stale(lease: dict[str, object]) -> str | None:
     """Why a lease no longer protects anything, or None when its holder may still be working."""
     host, pid = lease.get("host"), lease.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+    if host == socket.gethostname() and isinstance(pid, int) and not is_alive(pid):
         return f"its holder (pid {pid} on this host) is no longer running"
     expires = lease.get("expires")
     if isinstance(expires, int | float) and expires < time.time():
