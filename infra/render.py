@@ -33,6 +33,7 @@ from infra.config.loader import read_stack_file
 
 SECRET = "[secret]"
 PROGRAM = Path(__file__).resolve().parent / "__main__.py"
+_CHECKOUT = f"{PROGRAM.parents[1]}/"  # where this copy of the program lives
 PROJECT = "modelyard"
 
 
@@ -128,6 +129,18 @@ def mask(value: Any) -> Any:
     return value
 
 
+def _portable(value: Any) -> Any:
+    """Paths inside the checkout (image build contexts) as `./relative`: the same program
+    renders the same state wherever it is checked out, so diffs show only real changes."""
+    if isinstance(value, str) and value.startswith(_CHECKOUT):
+        return "./" + value[len(_CHECKOUT) :]
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return value
+
+
 def _mask_leaves(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _mask_leaves(v) for k, v in value.items()}
@@ -168,7 +181,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 parent=parent.name if parent else None,
                 custom=bool(request.custom),
-                inputs=mask(pulumi_mocks.rpc.deserialize_properties(request.object)),
+                inputs=_portable(mask(pulumi_mocks.rpc.deserialize_properties(request.object))),
             )
         return response
 
