@@ -39,9 +39,19 @@ def pipeline_env(
                                              "training.gate": "roc_auc >= 0.6",
                                              "pipeline.smokeRequests": 150})  # fmt: skip
     edit_environment(
-        environments, "staging", {"promotion.trainedFor": ["local"], "monitoring.sampleRate": 1.0}
+        environments,
+        "staging",
+        {
+            "promotion.trainedFor": ["local"],
+            "monitoring.sampleRate": 1.0,
+            "promotion.gates": ["roc_auc >= 0.6"],
+        },  # small data, low bar
     )
-    edit_environment(environments, "production", {"promotion.soakMinutes": 0, "notify.email": None})
+    edit_environment(
+        environments,
+        "production",
+        {"promotion.soakMinutes": 0, "notify.email": None, "promotion.gates": ["roc_auc >= 0.6"]},
+    )
     data = tmp_path / "churn.csv"
     generate_churn(4000, seed=5).to_csv(data, index=False)
     yield data
