@@ -46,8 +46,6 @@ class TrainResult:
     trials: int
     stopped_by: str
     resumes: int
-    seconds: float
-    validation: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         keys = ("run_id", "model_name", "model_version", "metrics", "gate", "dataset_digest")
@@ -94,7 +92,6 @@ def train(
     (the pipeline registers in its own stage, after evaluation)."""
     import mlflow
 
-    started = time.monotonic()
     report = check_dataset(dataset, spec, target)
     settings = environment.training
     data = prepare(dataset.frame, target)
@@ -151,8 +148,6 @@ def train(
         trials=len(loop.trials),
         stopped_by=loop.stopped_by,
         resumes=state.resumes,
-        seconds=0.0,
-        validation=report.to_dict(),
     )
     if not loop.passed:
         client.set_tag(run_id, "modelyard.gate.passed", "false")
@@ -173,7 +168,6 @@ def train(
     shutil.rmtree(workdir, ignore_errors=True)
     if register:
         result.model_version = register_run(client, spec.name, run_id)
-    result.seconds = time.monotonic() - started
     return result
 
 

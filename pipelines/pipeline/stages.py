@@ -137,7 +137,8 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
 
 def deploy_staging(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    _promote_and_deploy(ctx, STAGING, [], say)
+    _promote(ctx, STAGING, [], say)
+    _deploy(ctx, STAGING, say)
 
 
 def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -181,15 +182,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
 
 
 def promote_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    from pipelines.promotion import promote
-
-    approvers = ctx.approvers or environment.pipeline.approvers
-    outcome = promote(ctx.model, PRODUCTION, str(ctx.version), approvers)
-    _report_gates(outcome, say)
-    ctx.promoted[PRODUCTION] = outcome.promoted
-    if not outcome.promoted:
-        failed = "; ".join(f"{g.name}: {g.evidence}" for g in outcome.gates if not g.passed)
-        raise PipelineError(f"production refused version {ctx.version}: {failed}")
+    _promote(ctx, PRODUCTION, ctx.approvers or environment.pipeline.approvers, say)
 
 
 def deploy_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -241,16 +234,17 @@ def rollback_after_failed_deploy(ctx: PipelineContext, target: str, reason: str,
     ctx.promoted[target] = False
 
 
-def _promote_and_deploy(ctx: PipelineContext, target: str, approvers: list[str], say: Say) -> None:
+def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) -> None:
+    """Promote the run's version to `target` under its rules; every gate is printed."""
     from pipelines.promotion import promote
 
     outcome = promote(ctx.model, target, str(ctx.version), approvers)
-    _report_gates(outcome, say)
+    for gate in outcome.gates:
+        say(f"  {'pass' if gate.passed else 'FAIL'}  {gate.name}: {gate.evidence}")
     ctx.promoted[target] = outcome.promoted
     if not outcome.promoted:
         failed = "; ".join(f"{g.name}: {g.evidence}" for g in outcome.gates if not g.passed)
         raise PipelineError(f"{target} refused version {ctx.version}: {failed}")
-    _deploy(ctx, target, say)
 
 
 def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
@@ -259,11 +253,6 @@ def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
     deployment = deploy(target)
     ctx.serving[target] = deployment.url
     say(f"{target}: {deployment.message} at {deployment.url}")
-
-
-def _report_gates(outcome: Any, say: Say) -> None:
-    for gate in outcome.gates:
-        say(f"  {'pass' if gate.passed else 'FAIL'}  {gate.name}: {gate.evidence}")
 
 
 def _served_version(client: Any, model: str, env: str) -> Any:
