@@ -87,25 +87,25 @@ def _check_target(frame: pd.DataFrame, target: str, add: Any) -> None:
 
 
 def _check_generic(name: str, column: pd.Series, add: Any, is_target: bool) -> None:
-    present = column.dropna()
-    if present.empty:
+    if not column.count():
         add(Problem(name, "the column is empty (every value is missing): drop it"))
         return
-    if not is_target and present.nunique() == 1:
-        add(
-            Problem(
-                name, f"the column is constant ({present.iloc[0]!r}): it carries no signal, drop it"
-            )
-        )
-    if not pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    numeric = pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+    # min == max is one vectorised pass; counting distinct values hashes every row.
+    constant = column.min() == column.max() if numeric else column.nunique() == 1
+    if not is_target and constant:
+        first = column.loc[column.first_valid_index()]
+        add(Problem(name, f"the column is constant ({first!r}): it carries no signal, drop it"))
+    if not numeric:
+        present = column.dropna()
         as_numbers = pd.to_numeric(present, errors="coerce")
-        numeric, text = int(as_numbers.notna().sum()), int(as_numbers.isna().sum())
-        if numeric and text and numeric >= len(present) * 0.05:
+        numbers, text = int(as_numbers.notna().sum()), int(as_numbers.isna().sum())
+        if numbers and text and numbers >= len(present) * 0.05:
             sample = present[as_numbers.isna()].astype(str).unique()[:_EXAMPLES]
             add(
                 Problem(
                     name,
-                    f"mixed types: {numeric} numeric and {text} text values "
+                    f"mixed types: {numbers} numeric and {text} text values "
                     f"(e.g. {', '.join(map(repr, sample))}): clean the column to one type",
                 )
             )

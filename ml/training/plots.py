@@ -1,19 +1,77 @@
-"""The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix."""
+"""The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix.
+
+They are drawn in a worker process started when training starts: importing matplotlib and
+scikit-learn and drawing take seconds of one core, which then overlap the single-threaded
+data checks before boosting and the model logging after it, instead of adding to them.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from types import TracebackType
 
-import lightgbm as lgb
 import numpy as np
 
 
-def write_plots(
-    booster: lgb.Booster, labels: np.ndarray, scores: np.ndarray, folder: Path
-) -> list[Path]:
+class PlotWorker:
+    """One spawned process (fork is unsafe after LightGBM's OpenMP threads exist) that imports
+    the plotting libraries at once and draws when asked."""
+
+    def __enter__(self) -> PlotWorker:
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+        )
+        self._pool.submit(int)  # the pool starts its process on the first task: start it now
+        return self
+
+    def draw(
+        self,
+        importances: dict[str, float],
+        labels: np.ndarray,
+        scores: np.ndarray,
+        folder: Path,
+    ) -> Future[list[Path]]:
+        return self._pool.submit(write_plots, importances, labels, scores, folder)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._pool.shutdown(wait=kind is None, cancel_futures=True)
+
+
+def _start_worker(parent: int) -> None:
+    # A training killed with SIGKILL can't shut the pool down: the worker leaves on its own.
+    def leave_when_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=leave_when_orphaned, daemon=True).start()
+    _import_libraries()
+
+
+def _import_libraries() -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot
+    import sklearn.metrics  # noqa: F401
+
+
+def write_plots(
+    importances: dict[str, float], labels: np.ndarray, scores: np.ndarray, folder: Path
+) -> list[Path]:
+    """`importances`: total gain per feature name."""
+    _import_libraries()
     import matplotlib.pyplot as plt
     from sklearn import metrics as skm
 
@@ -27,9 +85,9 @@ def write_plots(
         plt.close(fig)
         written.append(path)
 
-    gains = booster.feature_importance(importance_type="gain")
+    gains = np.array(list(importances.values()), dtype=float)
     order = np.argsort(gains)[-20:]
-    names = np.array(booster.feature_name())[order]
+    names = np.array(list(importances))[order]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.2))
     ax.barh(names, gains[order], color="#3b7dd8")
     ax.set_xlabel("total gain")

@@ -28,6 +28,7 @@ from ml.lineage import git_commit, pipeline_run_id
 from ml.spec import ModelSpec
 from ml.training.booster import MetricRows
 from ml.training.features import PreparedData, prepare, stratified_split
+from ml.training.plots import PlotWorker
 from ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
 
 Say = Callable[[str], None]
@@ -90,6 +91,22 @@ def train(
 ) -> TrainResult:
     """Validate, run the gate loop, log the best model; register it unless `register` is False
     (the pipeline registers in its own stage, after evaluation)."""
+    with PlotWorker() as plot_worker:
+        return _train(environment, spec, dataset, target, state_root, project_root, say, register,
+                      plot_worker)  # fmt: skip
+
+
+def _train(
+    environment: Environment,
+    spec: ModelSpec,
+    dataset: Dataset,
+    target: str,
+    state_root: Path,
+    project_root: Path,
+    say: Say,
+    register: bool,
+    plot_worker: PlotWorker,
+) -> TrainResult:
     import mlflow
 
     report = check_dataset(dataset, spec, target)
@@ -163,7 +180,7 @@ def train(
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
     if "modelyard.model_id" not in client.get_run(run_id).data.tags:  # not logged before a crash
-        _log_model(client, run_id, loop, data, split.holdout, gate, target)
+        _log_model(client, run_id, loop, data, split.holdout, gate, target, plot_worker)
     client.set_terminated(run_id, status="FINISHED")
     shutil.rmtree(workdir, ignore_errors=True)
     if register:
@@ -208,21 +225,23 @@ def _log_model(
     holdout_rows: np.ndarray,
     gate: dict[str, Any],
     target: str,
+    plot_worker: PlotWorker,
 ) -> None:
     import lightgbm as lgb
     import mlflow
     from mlflow.models import infer_signature
 
     from ml.monitoring.profile import PROFILE_ARTIFACT, build_profile
-    from ml.training.plots import write_plots
 
     booster = loop.booster()
     holdout = data.features.iloc[holdout_rows]
-    scores = np.asarray(booster.predict(holdout))
-    with tempfile.TemporaryDirectory() as tmp:
-        plots = Path(tmp) / "plots"
-        write_plots(booster, data.labels[holdout_rows], scores, plots)
-        client.log_artifacts(run_id, str(plots), "plots")
+    scores = loop.holdout_scores
+    if scores is None:
+        scores = np.asarray(booster.predict(holdout))
+    importances = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
+    plots_dir = Path(tempfile.mkdtemp(prefix="modelyard-plots-"))
+    # Drawn in the worker while the profile and the model are logged here.
+    plots = plot_worker.draw(importances, data.labels[holdout_rows], scores, plots_dir)
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
     train_rows = np.setdiff1d(np.arange(len(data.labels)), holdout_rows)
     if len(train_rows) > PROFILE_ROWS:
@@ -251,6 +270,11 @@ def _log_model(
                 f"numpy=={np.__version__}",
             ],
         )
+    try:
+        plots.result()
+        client.log_artifacts(run_id, str(plots_dir), "plots")
+    finally:
+        shutil.rmtree(plots_dir, ignore_errors=True)
     from mlflow.entities import RunTag
 
     # The model's identity is written last: its presence means the run is complete.

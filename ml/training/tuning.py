@@ -48,6 +48,9 @@ class GateLoopResult:
     passed: bool
     rule: MetricRule
     stopped_by: str  # "gate passed" | "trial budget" | "time budget"
+    # The best trial's holdout predictions when this process trained it (None after a resume):
+    # predicting a large holdout again costs seconds.
+    holdout_scores: np.ndarray | None = None
 
     @property
     def value(self) -> float:
@@ -110,6 +113,7 @@ def run_gate_loop(
 
     budget_seconds = settings.budget.minutes * 60
     started = time.monotonic()
+    scores_by_trial: dict[int, np.ndarray] = {}
 
     def elapsed() -> float:
         return spent_seconds + time.monotonic() - started
@@ -123,6 +127,7 @@ def run_gate_loop(
         hooks.trial_started(trial.number, params, resumed)
         result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
+        scores_by_trial[trial.number] = scores
         metrics = holdout_metrics(data.labels[split.holdout], scores)
         outcome = TrialOutcome(
             number=trial.number,
@@ -152,7 +157,9 @@ def run_gate_loop(
     ]
     pick = max if rule.higher_is_better else min
     best = pick(outcomes, key=lambda o: o.metrics[rule.metric])
-    return GateLoopResult(best, outcomes, best.passed, rule, stopped_by)
+    return GateLoopResult(
+        best, outcomes, best.passed, rule, stopped_by, scores_by_trial.get(best.number)
+    )
 
 
 def _stop_reason(
