@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -122,8 +124,15 @@ class RoutingFollower:
         tmp.write_bytes(orjson.dumps({"generation": generation, "ok": ok}))
         os.replace(tmp, self.config.acks_dir / str(os.getpid()))
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, orphaned: Callable[[], None]) -> None:
+        supervisor = os.getppid()
         while not stop.is_set():
+            if os.getppid() != supervisor:
+                # The supervisor was killed: a worker left behind would keep answering on the
+                # shared port with a routing nobody updates, beside its replacement's workers.
+                log.error("supervisor %d is gone: draining and exiting", supervisor)
+                orphaned()
+                return
             try:
                 self.poll()
             except Exception:  # a half-written or broken routing file must not kill the follower
@@ -145,9 +154,10 @@ async def serve(config: WorkerConfig) -> None:
     # Listen first: until the model is loaded the worker answers "not ready" with the reason.
     await server.start(config.host, config.port)
     stop = threading.Event()
-    threading.Thread(target=follower.run_forever, args=(stop,), daemon=True).start()
     loop = asyncio.get_running_loop()
     finished = asyncio.Event()
+    orphaned = partial(loop.call_soon_threadsafe, finished.set)
+    threading.Thread(target=follower.run_forever, args=(stop, orphaned), daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, finished.set)
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -13,6 +17,7 @@ import pytest
 
 from ml.serving.client import score_frame
 from pipelines.local_mlflow import free_port
+from pipelines.processes import is_alive
 from tests.serving.conftest import Trained
 from tests.serving.helpers import Load, churn_frame, records, register, score
 
@@ -90,3 +95,36 @@ def test_deploy_blue_green_then_drift_is_caught(
     finally:
         stopped = modelyard("deploy", "local", "--stop")
     assert "stopped" in stopped.stdout
+
+
+def test_a_killed_server_takes_its_workers_along_and_deploy_starts_a_new_one(
+    local_env: int, model_name: str, model_a: Trained, tmp_path: Path
+) -> None:
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(model_name, "local", register(*model_a, model_name))
+    url = f"http://127.0.0.1:{local_env}"
+    try:
+        assert modelyard("deploy", "local").returncode == 0
+        record = json.loads((tmp_path / "state/serving/local/deploy.json").read_text())
+        status = json.loads(
+            (tmp_path / f"state/serving/local/{record['slot']}/status.json").read_text()
+        )
+        workers = status["workers"]
+        assert len(workers) == 2
+
+        os.kill(record["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(is_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(is_alive(pid) for pid in workers), "workers outlived their supervisor"
+        with pytest.raises(OSError):  # nothing is left answering on the port
+            urllib.request.urlopen(f"{url}/ping", timeout=2)
+
+        result = modelyard("deploy", "local")
+        assert result.returncode == 0 and "serving version" in result.stdout, result.stderr
+        assert "already serving" not in result.stdout
+        clean, _ = churn_frame(50, seed=3)
+        status_code, body, _ = score(url, {"dataframe_records": records(clean)})
+        assert status_code == 200 and len(body["predictions"]) == 50
+    finally:
+        modelyard("deploy", "local", "--stop")
