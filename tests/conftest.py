@@ -1,4 +1,4 @@
-"""Fixtures every test folder shares: a real `mlflow server`, the Docker engine, the CLI."""
+"""Fixtures every test folder shares: a real `mlflow server`, the Docker engine and registry."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,27 @@ def base_image(docker_engine: None) -> str:
     """debian:bookworm-slim, built from Debian's packages once (no registry can be pulled)."""
     subprocess.run([str(REPO / "infra/images/base/build-base-image.sh")], check=True)
     return "debian:bookworm-slim"
+
+
+@pytest.fixture(scope="session")
+def registry_image(base_image: str) -> Iterator[str]:
+    """The platform's registry image (infra/images/registry), built once per run."""
+    from infra.components.registry import IMAGE_CONTEXT
+    from tests.docker_helpers import RUN_ID, build_image, docker
+
+    tag = f"modelyard-test/registry:{RUN_ID}"
+    build_image(tag, IMAGE_CONTEXT)
+    yield tag
+    docker("rmi", "-f", tag, check=False)
+
+
+@pytest.fixture(scope="session")
+def running_registry(registry_image: str) -> Iterator[dict[str, Any]]:
+    """One registry per run, with auth and TLS as the Registry component sets them up."""
+    from tests.registry import running_registry as start
+
+    with start(registry_image) as handle:
+        yield handle
 
 
 @pytest.fixture

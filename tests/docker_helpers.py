@@ -1,4 +1,4 @@
-"""Helpers the platform image tests share: the docker CLI, files written as Pulumi uploads them."""
+"""Helpers the Docker-backed tests share: the docker CLI, files written as Pulumi uploads them."""
 
 from __future__ import annotations
 
@@ -59,3 +59,9 @@ def wait_for(
         result = docker_result("logs", "--tail", "40", logs_of)
         logs = (result.stdout + result.stderr).decode(errors="replace")
     raise AssertionError(f"{what} not ready after {timeout:.0f}s\n{logs}")
+
+
+def build_image(tag: str, context: Path) -> None:
+    started = time.monotonic()
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True)
+    print(f"built {tag} in {time.monotonic() - started:.0f}s")

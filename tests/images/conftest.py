@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from platform_docker import RUN_ID, docker
 
 from infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
-from infra.components.registry import IMAGE_CONTEXT as REGISTRY_CONTEXT
-
-
-def _build(tag: str, context: Path) -> None:
-    started = time.monotonic()
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True)
-    print(f"built {tag} in {time.monotonic() - started:.0f}s")
+from tests.docker_helpers import RUN_ID, build_image, docker
 
 
 def _host_ca_bundle() -> Path | None:
@@ -32,14 +23,6 @@ def _host_ca_bundle() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def registry_image(base_image: str) -> Iterator[str]:
-    tag = f"modelyard-test/registry:{RUN_ID}"
-    _build(tag, REGISTRY_CONTEXT)
-    yield tag
-    docker("rmi", "-f", tag, check=False)
-
-
-@pytest.fixture(scope="session")
 def mlflow_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tag = f"modelyard-test/mlflow:{RUN_ID}"
     context = tmp_path_factory.mktemp("mlflow-image") / "context"
@@ -47,7 +30,7 @@ def mlflow_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> I
     bundle = _host_ca_bundle()
     if bundle is not None:  # see infra/images/mlflow/build-ca/README.md
         shutil.copy(bundle, context / "build-ca" / "host.crt")
-    _build(tag, context)
+    build_image(tag, context)
     yield tag
     docker("rmi", "-f", tag, check=False)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from platform_docker import RUN_ID, copy_files, docker, docker_result, wait_for
 
 from infra.components import mlflow_server as component
 from infra.components.registry import ContainerFile
 from infra.config import ConfigError, load_environment
 from pipelines.local_mlflow import free_port
+from tests.docker_helpers import RUN_ID, copy_files, docker, docker_result, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 

@@ -4,114 +4,20 @@ same digest, deletes enabled, TLS served, non-root."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import re
-import secrets
-import ssl
 import subprocess
-import urllib.error
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
 
-import bcrypt
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from platform_docker import RUN_ID, copy_files, docker, docker_result, wait_for
 
 from infra.components import registry
-from infra.config import load_environment
-from pipelines.local_mlflow import free_port
+from tests.docker_helpers import RUN_ID, copy_files, docker, docker_result
+from tests.registry import registry_status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
-
-
-def _self_signed(address: str) -> tuple[str, str]:
-    """What the component's pulumi-tls resources generate: ECDSA P-256, loopback names."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
-@pytest.fixture(scope="module")
-def running_registry(registry_image: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    platform = load_environment("local").platform
-    assert platform is not None
-    settings = platform.registry
-    password = secrets.token_urlsafe(24)
-    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
-    certificate, key = _self_signed("127.0.0.1")
-    name, volume = f"modelyard-test-registry-{RUN_ID}", f"modelyard-test-registry-{RUN_ID}"
-    port = free_port()
-    docker("volume", "create", volume)
-    try:
-        env = registry.container_environment(secrets.token_urlsafe(32))
-        docker(
-            "create", "--name", name, "--user", registry.RUN_AS,
-            "-p", f"127.0.0.1:{port}:{registry.CONTAINER_PORT}",
-            "-v", f"{volume}:{registry.DATA_DIR}",
-            *[arg for k, v in env.items() for arg in ("-e", f"{k}={v}")],
-            registry_image,
-        )  # fmt: skip
-        htpasswd = registry.htpasswd_line(settings.username, digest)
-        copy_files(name, registry.container_files(settings, htpasswd, certificate, key))
-        docker("start", name)
-        context = ssl.create_default_context(cadata=certificate)
-        wait_for(lambda: _status(port, context) == 401, 60, "registry", logs_of=name)
-        yield {
-            "name": name,
-            "address": f"127.0.0.1:{port}",
-            "port": port,
-            "username": settings.username,
-            "password": password,
-            "tls": context,
-            "volume": volume,
-            "settings": settings,
-            "files": (htpasswd, certificate, key),
-        }
-    finally:
-        docker("rm", "-f", "-v", name, check=False)
-        docker("volume", "rm", "-f", volume, check=False)
-
-
-def _status(port: int, context: ssl.SSLContext, auth: str | None = None) -> int:
-    request = urllib.request.Request(f"https://127.0.0.1:{port}/v2/")
-    if auth:
-        request.add_header("Authorization", f"Basic {b64encode(auth.encode()).decode()}")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=60) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return 0
 
 
 @pytest.fixture
@@ -137,10 +43,10 @@ def small_image(tmp_path: Path, running_registry: dict, cleanup: list) -> str:  
 
 def test_registry_serves_tls_and_requires_auth(running_registry: dict) -> None:  # type: ignore[type-arg]
     port, context = running_registry["port"], running_registry["tls"]
-    assert _status(port, context) == 401
-    assert _status(port, context, f"{running_registry['username']}:wrong") == 401
+    assert registry_status(port, context) == 401
+    assert registry_status(port, context, f"{running_registry['username']}:wrong") == 401
     good = f"{running_registry['username']}:{running_registry['password']}"
-    assert _status(port, context, good) == 200
+    assert registry_status(port, context, good) == 200
 
 
 def test_anonymous_push_is_refused(docker_client: Path, small_image: str) -> None:
