@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
 
-from infra.config.base import Section
+from pydantic import Field, model_validator
+
+from infra.config.base import SecretValue, Section
+
+
+class PackageSettings(Section):
+    # The registry the package stage pushes the serving image to, as `docker login` names it
+    # (host[:port]). Unset: the package is the model artifact alone (the embedded default).
+    registry: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+    username: str = Field(default="modelyard", min_length=1)
+    # A Pulumi secret; at run time its value comes from MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD
+    # (Jenkins binds it from the registry credential with withCredentials).
+    password: SecretValue | None = None
+    # With a registry set but no Docker engine answering: fail (true), or package the artifact
+    # alone and say so (false, for machines that may lack Docker).
+    require_docker: bool = True
+
+    @model_validator(mode="after")
+    def _registry_needs_password(self) -> PackageSettings:
+        if self.registry is not None and self.password is None:
+            raise ValueError(
+                "registry is set: add password as a Pulumi secret "
+                "(`pulumi config set --secret --path modelyard:pipeline.package.password ...`)"
+            )
+        return self
 
 
 class PipelineSettings(Section):
@@ -15,3 +39,5 @@ class PipelineSettings(Section):
     # The monitor: how often a killed training or serving process is started again.
     max_restarts: int = Field(default=2, ge=0, le=10)
     smoke_requests: int = Field(default=50, ge=1, le=10_000)
+    # The package stage: the model artifact, and the serving image pushed to a registry.
+    package: PackageSettings = PackageSettings()

@@ -116,11 +116,12 @@ def register(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
 
 def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    """Locally the package is the model artifact, identified by its digest (Jenkins builds the
-    serving image from it and pushes it to the registry)."""
+    """The model artifact, identified by its digest, and where the environment has a registry,
+    the serving image built from it and pushed there (pipeline.package)."""
     import mlflow
 
     from ml.tracking import connect
+    from pipelines.pipeline.packaging import package_image
 
     connect(environment.mlflow)
     target = ctx.folder / "package"
@@ -131,9 +132,18 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     )
     digest = _tree_digest(local)
     client = mlflow.MlflowClient()
-    client.set_model_version_tag(ctx.model, str(ctx.version), "modelyard.package.digest", digest)
+    version = str(ctx.version)
+    client.set_model_version_tag(ctx.model, version, "modelyard.package.digest", digest)
     ctx.package = {"path": str(local), "digest": digest}
-    say(f"model artifact {local} (sha256:{digest[:12]}) recorded on version {ctx.version}")
+    say(f"model artifact {local} (sha256:{digest[:12]}) recorded on version {version}")
+    run_id = client.get_model_version(ctx.model, version).run_id or ""
+    image = package_image(environment, local, {"name": ctx.model, "version": version,
+                                               "run_id": run_id}, say)  # fmt: skip
+    if image is not None:
+        client.set_model_version_tag(ctx.model, version, "modelyard.image.ref", image.ref)
+        client.set_model_version_tag(ctx.model, version, "modelyard.image.digest", image.digest)
+        ctx.package.update(image=image.ref, image_digest=image.digest)
+        say(f"serving image {image.ref} recorded on version {version}")
 
 
 def deploy_staging(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -207,7 +217,7 @@ STAGES: list[Stage] = [
     Stage("train", train, "LightGBM, tuned until the gate passes (checkpointed)", supervised=True),
     Stage("evaluate", evaluate, "holdout metrics beside the staging champion"),
     Stage("register", register, "new model version with lineage tags"),
-    Stage("package", package, "model artifact (serving image in Jenkins), digest recorded"),
+    Stage("package", package, "artifact digest; serving image pushed to the registry"),
     Stage("deploy-staging", deploy_staging, "promote to staging under its rules, deploy"),
     Stage("smoke-test", smoke_test, "real requests against staging"),
     Stage("promote-production", promote_production, "production's rules and approvals"),
