@@ -17,6 +17,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     rows_per_request: int = 1
+    error_samples: dict[int, bytes] = field(default_factory=dict)  # status -> one answer body
 
     @property
     def requests(self) -> int:
@@ -57,12 +58,13 @@ async def _connection(host: str, port: int, bodies: list[bytes], start: float, s
             lower = head.lower()
             at = lower.index(b"content-length:") + 15
             length = int(lower[at : lower.index(b"\r\n", at)])
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
             if sent >= start:  # requests sent during warm-up are not counted
                 if status == 200:
                     result.latencies.append(time.perf_counter() - sent)
                 else:
                     result.errors += 1
+                    result.error_samples.setdefault(status, body[:300])
     finally:
         writer.close()
 

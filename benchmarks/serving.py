@@ -137,7 +137,10 @@ def in_process(booster: lgb.Booster, frame: pd.DataFrame, rows: int, seconds: fl
 def line(name: str, result: LoadResult) -> str:
     return (f"  {name:<34} {result.rps:9.0f} req/s {result.rows_per_second:11.0f} rows/s  "
             f"p50 {result.percentile_ms(50):7.2f} ms  p99 {result.percentile_ms(99):7.2f} ms  "
-            f"errors {result.errors}")  # fmt: skip
+            f"errors {result.errors}") + "".join(
+        f"\n    {status}: {body.decode(errors='replace')}"
+        for status, body in result.error_samples.items()
+    )  # fmt: skip
 
 
 def main() -> None:

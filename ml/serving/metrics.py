@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
@@ -52,10 +52,12 @@ BATCH_ROWS = Histogram(
 PREDICTIONS = Counter(
     "modelyard_predictions_total", "Predicted scores by tenth of [0, 1]", ["model_version", "bin"]
 )
-FEATURE_SUM = Counter(
+# A gauge, not a counter: feature values can be negative. "sum" adds up every worker's total.
+FEATURE_SUM = Gauge(
     "modelyard_feature_value_sum",
     "Sum of the non-missing values of a feature",
     ["model_version", "feature"],
+    multiprocess_mode="sum",
 )
 FEATURE_COUNT = Counter(
     "modelyard_feature_values_total",

@@ -164,7 +164,10 @@ async def serve(config: WorkerConfig) -> None:
     async def flush_periodically() -> None:
         while True:
             await asyncio.sleep(1.0)
-            app.flush()
+            try:
+                app.flush()
+            except Exception:  # a failed flush loses a second of summaries, not the flusher
+                log.exception("cannot flush metrics and samples")
 
     flusher = asyncio.create_task(flush_periodically())
     await finished.wait()

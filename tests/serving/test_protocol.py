@@ -80,6 +80,8 @@ def test_health_version_and_metrics(running, model_a: Trained) -> None:  # type:
     assert status == 200 and info["model_name"] == "churn-a"
     assert info["model_digest"].startswith("sha256:")
     assert score(running.url, {"dataframe_records": records(features.iloc[:7])})[0] == 200
+    negative = features.iloc[:3].assign(monthly_charges=-1e6)  # refunds: a negative sum
+    assert score(running.url, {"dataframe_records": records(negative)})[0] == 200
     version = info["model_version"]
     text = ""
     for _ in range(50):  # row summaries are flushed once a second, by whichever worker scored
@@ -92,6 +94,9 @@ def test_health_version_and_metrics(running, model_a: Trained) -> None:  # type:
     assert "modelyard_batch_rows_bucket" in text
     assert "modelyard_predictions_total" in text
     assert 'modelyard_feature_missing_total{feature="satisfaction_score"' in text
+    [charges] = [line for line in text.splitlines()
+                 if line.startswith('modelyard_feature_value_sum{feature="monthly_charges"')]  # fmt: skip
+    assert float(charges.split()[-1]) < -2e6  # negative values are summed, not refused
 
 
 def _bad(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, str]:
