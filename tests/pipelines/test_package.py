@@ -1,11 +1,13 @@
 """The package stage with a registry: the serving image built with the model baked in, pushed
 with the environment's credentials to the platform's registry (auth and TLS as provisioned), and
-the digest the registry serves recorded on the model version."""
+the digest the registry serves recorded on the model version. Without Docker: the artifact alone,
+or one clear failure when the environment requires the image."""
 
 from __future__ import annotations
 
 import json
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,35 +26,46 @@ from tests.docker_helpers import docker, docker_result
 from tests.helpers import edit_environment, run_cli
 from tests.serving.helpers import register, train_booster
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PASSWORD_VAR = "MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @pytest.fixture
-def packaging(
-    tracking: str, environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    running_registry: dict[str, Any],
-) -> Iterator[dict[str, str]]:  # fmt: skip
+def pipeline_run(
+    tracking: str, environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """A freshly registered model and a pipeline run that has reached the package stage."""
     monkeypatch.setenv("MODELYARD_STATE_DIR", str(tmp_path / "state"))
-    edit_environment(environments, "local", {
-        "mlflow.trackingUri": tracking,
-        "pipeline.package": {"registry": running_registry["address"],
-                             "username": running_registry["username"],
-                             "password": {"secure": "v1:ciphertext-held-by-pulumi"}},
-    })  # fmt: skip
+    edit_environment(environments, "local", {"mlflow.trackingUri": tracking})
     model = f"package-{uuid.uuid4().hex[:8]}"
     version = register(*train_booster(rounds=20), model)
     run_id = f"package-{model}"
     PipelineContext(run_id, "local", str(tmp_path / "unused.csv"), model=model,
                     version=int(version)).save()  # fmt: skip
-    yield {"model": model, "version": version, "run_id": run_id}
-    docker_result("rmi", f"{running_registry['address']}/modelyard-serving:{model}-v{version}")
+    return {"model": model, "version": version, "run_id": run_id}
 
 
-def _package(run_id: str, password: str | None) -> Any:
-    env = {PASSWORD_VAR: password} if password is not None else {}
+def _push_to(environments: Path, registry: str, username: str = "modelyard", **more: Any) -> None:
+    package = {"registry": registry, "username": username,
+               "password": {"secure": "v1:ciphertext-held-by-pulumi"}, **more}  # fmt: skip
+    edit_environment(environments, "local", {"pipeline.package": package})
+
+
+@pytest.fixture
+def packaging(
+    pipeline_run: dict[str, str], environments: Path, running_registry: dict[str, Any]
+) -> Iterator[dict[str, str]]:
+    """The run's environment pushes to the test registry."""
+    _push_to(environments, running_registry["address"], running_registry["username"])
+    yield pipeline_run
+    docker_result("rmi", f"{running_registry['address']}/modelyard-serving:"
+                         f"{pipeline_run['model']}-v{pipeline_run['version']}")  # fmt: skip
+
+
+def _package(run_id: str, password: str | None, **env: str) -> Any:
+    if password is not None:
+        env[PASSWORD_VAR] = password
     return run_cli("pipeline", "stage", "package", "local", "--data", "unused.csv",
                    "--run-id", run_id, env=env)  # fmt: skip
 
@@ -74,6 +87,7 @@ def _manifest(registry: dict[str, Any], repository: str, tag: str, auth: bool) -
         return exc.code, ""
 
 
+@pytest.mark.docker
 def test_package_pushes_the_serving_image_and_records_the_digest_the_registry_serves(
     packaging: dict[str, str], running_registry: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -114,6 +128,7 @@ def test_package_pushes_the_serving_image_and_records_the_digest_the_registry_se
         docker_result("rmi", image)
 
 
+@pytest.mark.docker
 def test_a_wrong_registry_password_fails_the_stage_with_one_message_and_records_no_image(
     packaging: dict[str, str], running_registry: dict[str, Any]
 ) -> None:
@@ -130,6 +145,7 @@ def test_a_wrong_registry_password_fails_the_stage_with_one_message_and_records_
     assert _manifest(running_registry, "modelyard-serving", tag, auth=True)[0] == 404
 
 
+@pytest.mark.docker
 def test_a_missing_registry_password_names_the_variable_to_set(
     packaging: dict[str, str], environments: Path
 ) -> None:
@@ -137,6 +153,42 @@ def test_a_missing_registry_password_names_the_variable_to_set(
     assert result.returncode == 2
     assert f"modelyard:pipeline.package.password is a secret; set {PASSWORD_VAR}" in result.stderr
     assert str(environments / "Pulumi.local.yaml") in result.stderr
+
+
+NO_DOCKER = {"PATH": str(Path(sys.executable).parent)}  # the kit's own commands, no docker client
+
+
+def test_without_docker_a_registry_environment_fails_with_the_fix(
+    pipeline_run: dict[str, str], environments: Path
+) -> None:
+    _push_to(environments, "127.0.0.1:5443")
+    result = _package(pipeline_run["run_id"], "unused", **NO_DOCKER)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [message] = result.stderr.strip().splitlines()
+    assert (
+        "modelyard:pipeline.package pushes the serving image to 127.0.0.1:5443, but the " in message
+    )
+    assert (
+        "docker client is not installed. Start Docker, or set modelyard:pipeline.package.requireDocker to false"
+        in message
+    )
+    tags = MlflowClient().get_model_version(pipeline_run["model"], pipeline_run["version"]).tags
+    assert "modelyard.image.digest" not in tags
+
+
+def test_without_docker_the_artifact_is_the_package_and_the_stage_says_so(
+    pipeline_run: dict[str, str], environments: Path
+) -> None:
+    _push_to(environments, "127.0.0.1:5443", requireDocker=False)
+    result = _package(pipeline_run["run_id"], "unused", **NO_DOCKER)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = " ".join(result.stdout.split())
+    assert (
+        "serving image: not built (the docker client is not installed); the artifact is the package"
+        in output
+    )
+    tags = MlflowClient().get_model_version(pipeline_run["model"], pipeline_run["version"]).tags
+    assert len(tags["modelyard.package.digest"]) == 64 and "modelyard.image.digest" not in tags
 
 
 def _wait_for_version(url: str, timeout: float = 120.0) -> dict[str, Any]:
