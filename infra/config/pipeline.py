@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infra.config.base import SecretValue, Section
+
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 class PackageSettings(Section):
     # The registry the package stage pushes the serving image to, as `docker login` names it
     # (host[:port]). Unset: the package is the model artifact alone (the embedded default).
-    registry: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+    registry: str | None = None
     username: str = Field(default="modelyard", min_length=1)
     # A Pulumi secret; at run time its value comes from MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD
     # (Jenkins binds it from the registry credential with withCredentials).
@@ -20,6 +23,16 @@ class PackageSettings(Section):
     # With a registry set but no Docker engine answering: fail (true), or package the artifact
     # alone and say so (false, for machines that may lack Docker).
     require_docker: bool = True
+
+    @field_validator("registry")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None and not _REGISTRY.match(value):
+            raise ValueError(
+                "write the registry as `docker login` names it: host[:port], no scheme or path "
+                "(e.g. 127.0.0.1:5443 or registry.example.internal)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _registry_needs_password(self) -> PackageSettings:
@@ -39,5 +52,8 @@ class PipelineSettings(Section):
     # The monitor: how often a killed training or serving process is started again.
     max_restarts: int = Field(default=2, ge=0, le=10)
     smoke_requests: int = Field(default=50, ge=1, le=10_000)
+    # Where the train stage runs: a local process, or a container of the model's training image
+    # (infra/images/train, built from ml/models/NAME/model.yaml; needs Docker).
+    train_in: Literal["process", "container"] = "process"
     # The package stage: the model artifact, and the serving image pushed to a registry.
     package: PackageSettings = PackageSettings()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipelines.configure import ConfigureResult, configure
+if TYPE_CHECKING:
+    from pipelines.configure import ConfigureResult
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +38,9 @@ def configure_command(
     ] = None,
 ) -> None:
     """Run the Ansible playbooks against ENV's hosts; exit 1 if any host failed."""
+    # Ansible loads when the command runs: the training image runs the CLI without it.
+    from pipelines.configure import configure
+
     console = Console()
     result = configure(
         env,

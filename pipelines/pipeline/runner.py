@@ -55,7 +55,7 @@ def run_pipeline(
         started = time.monotonic()
         try:
             if stage.supervised:
-                _supervised(stage, ctx, environment.pipeline.max_restarts, say)
+                supervise(stage, ctx, environment.pipeline.max_restarts, say)
             else:
                 _ensure_serving(ctx, stage, environment.pipeline.max_restarts, say)
                 run_stage(stage.name, ctx, say)
@@ -73,7 +73,7 @@ def run_pipeline(
     return ctx
 
 
-def _supervised(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say) -> None:
+def supervise(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say) -> None:
     """Run the stage as a child process; if a signal kills it, start it again (it resumes)."""
     command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "stage", stage.name,
                ctx.env, "--data", ctx.data, "--run-id", ctx.run_id]  # fmt: skip
@@ -89,26 +89,31 @@ def _supervised(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say)
         code = process.wait()
         if code == 0:
             break
-        if code >= 0:  # the stage itself failed: its own message says why
+        killer = _killed_by(code)
+        if killer is None:  # the stage itself failed: its own message says why
             raise PipelineError(f"{stage.name} exited with code {code}")
         if restarts >= max_restarts:
             raise PipelineError(
-                f"{stage.name} was killed ({signal.Signals(-code).name}) {restarts + 1} times; giving up"
+                f"{stage.name} was killed ({killer}) {restarts + 1} times; giving up"
             )
         restarts += 1
         ctx.restarts[stage.name] = restarts
-        ctx.notes.append(
-            f"{stage.name} killed by {signal.Signals(-code).name}; restarted (resumed from checkpoint)"
-        )
+        ctx.notes.append(f"{stage.name} killed by {killer}; restarted (resumed from checkpoint)")
         ctx.save()
         say(
-            f"monitor: {stage.name} died ({signal.Signals(-code).name}); restart {restarts}/{max_restarts}, resuming from its last checkpoint"
+            f"monitor: {stage.name} died ({killer}); restart {restarts}/{max_restarts}, resuming from its last checkpoint"
         )
     loaded = PipelineContext.load_or_start(ctx.run_id, ctx.env, ctx.data)  # the child's results
     for name in ("training_run_id", "metrics", "version"):
         setattr(ctx, name, getattr(loaded, name))
     if restarts and ctx.training_run_id:
         _tag_restarts(ctx, restarts)
+
+
+def _killed_by(code: int) -> str | None:
+    """The signal that ended a stage: the process's own, or its container's (exit 128 + N)."""
+    number = -code if code < 0 else code - 128
+    return signal.Signals(number).name if number in signal.valid_signals() else None
 
 
 def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:

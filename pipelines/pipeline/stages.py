@@ -62,6 +62,11 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
 
 
 def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    from pipelines.pipeline import training_container
+
+    if environment.pipeline.train_in == "container" and not training_container.inside():
+        training_container.train_in_container(ctx, environment, say)
+        return
     from ml.data.dataset import read_dataset
     from ml.spec import load_model_spec
     from ml.tracking import connect

@@ -1,0 +1,75 @@
+"""The train stage inside the model's training image. The checkout and data are mounted
+read-only, the state folder read-write at the same paths (checkpoints outlive the container,
+so a restarted one resumes), MLflow is reached over the host's network. The container runs in
+the foreground, so whoever supervises the stage (the local monitor, Jenkins' retry) sees it end."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.config import Environment, environments_dir, project_root
+from infra.config.loader import ENVIRONMENTS_DIR_VAR
+from ml.spec import load_model_spec
+from pipelines.docker_cli import docker, engine_problem, stream
+from pipelines.errors import PipelineError
+from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from pipelines.pipeline.training_image import ensure_image
+from pipelines.state import STATE_DIR_VAR, state_dir
+
+INSIDE_VAR = "MODELYARD_TRAINING_CONTAINER"  # set by infra/images/train/Dockerfile
+# Passed by name only: docker copies each value from this process, so none is on a command line.
+PASSED_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
+               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", RUN_ID_VAR)  # fmt: skip
+
+
+def inside() -> bool:
+    return os.environ.get(INSIDE_VAR) == "1"
+
+
+def container_name(run_id: str) -> str:
+    return "modelyard-train-" + re.sub(r"[^A-Za-z0-9_.-]", "-", run_id)
+
+
+def run_arguments(ctx: PipelineContext, image: str) -> list[str]:
+    root, state, data, envs = project_root(), state_dir(), Path(ctx.data), environments_dir()
+    return [
+        "run", "--rm", "--name", container_name(ctx.run_id), "--network", "host",
+        # The caller's uid: checkpoints in the state folder stay the caller's files.
+        "--user", f"{os.getuid()}:{os.getgid()}", "--read-only", "--tmpfs", "/tmp",
+        "-v", f"{root}:{root}:ro", "-w", str(root),
+        "-v", f"{state}:{state}", "-e", f"{STATE_DIR_VAR}={state}",
+        "-v", f"{data}:{data}:ro",
+        "-v", f"{envs}:{envs}:ro", "-e", f"{ENVIRONMENTS_DIR_VAR}={envs}",
+        *[arg for name in PASSED_VARS for arg in ("-e", name)],
+        image, "pipeline", "stage", "train", ctx.env, "--data", str(data), "--run-id", ctx.run_id,
+    ]  # fmt: skip
+
+
+def train_in_container(
+    ctx: PipelineContext, environment: Environment, say: Callable[[str], None]
+) -> None:
+    """Run the train stage in its container; its results land in the run's context file."""
+    problem = engine_problem()
+    if problem:
+        raise PipelineError(
+            f"{environment.path}: modelyard:pipeline.trainIn is `container` but {problem}. "
+            "Start Docker, or set modelyard:pipeline.trainIn to `process`."
+        )
+    image = ensure_image(load_model_spec(environment.training.model), say)
+    name = container_name(ctx.run_id)
+    docker("rm", "-f", name)  # left running by a supervisor that died: it would hold the name
+    (ctx.folder / "train.container").write_text(name)
+    say(f"training in container {name} (image {image})")
+    code, _ = stream(run_arguments(ctx, image), say)
+    if code > 128 and code - 128 in signal.valid_signals():
+        say(f"training container {name} was killed ({signal.Signals(code - 128).name})")
+        # Exit as the container did (128 + signal): a supervisor restarts a killed stage.
+        raise SystemExit(code)
+    if code != 0:
+        raise PipelineError(f"training container {name} exited with code {code} (see above)")
+    done = PipelineContext.load_or_start(ctx.run_id, ctx.env, ctx.data)
+    ctx.training_run_id, ctx.metrics = done.training_run_id, done.metrics

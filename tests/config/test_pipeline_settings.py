@@ -1,0 +1,45 @@
+"""The pipeline's Docker settings (pipeline.trainIn, pipeline.package): mistakes are refused
+with the key and the fix, and the registry password is only ever a Pulumi secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import edit_environment, run_cli
+
+
+def _refused(environments: Path) -> str:
+    result = run_cli("env", "validate", "local")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(environments / "Pulumi.local.yaml") in result.stderr
+    return " ".join(result.stderr.split())
+
+
+def test_a_registry_needs_its_password_as_a_pulumi_secret(environments: Path) -> None:
+    edit_environment(environments, "local", {"pipeline.package": {"registry": "127.0.0.1:5443"}})
+    message = _refused(environments)
+    assert "modelyard:pipeline.package" in message
+    assert "pulumi config set --secret --path modelyard:pipeline.package.password" in message
+
+
+def test_a_plain_text_registry_password_is_refused_and_not_echoed(environments: Path) -> None:
+    edit_environment(environments, "local", {
+        "pipeline.package": {"registry": "127.0.0.1:5443", "password": "hunter2"},
+    })  # fmt: skip
+    message = _refused(environments)
+    assert "modelyard:pipeline.package.password" in message and "never plain text" in message
+    assert "hunter2" not in message
+
+
+def test_train_in_names_its_choices(environments: Path) -> None:
+    edit_environment(environments, "local", {"pipeline.trainIn": "kubernetes"})
+    message = _refused(environments)
+    assert "modelyard:pipeline.trainIn" in message and "'process' or 'container'" in message
+
+
+def test_a_registry_address_with_a_scheme_is_refused(environments: Path) -> None:
+    edit_environment(environments, "local", {
+        "pipeline.package": {"registry": "https://127.0.0.1:5443", "password": {"secure": "v1:x"}},
+    })  # fmt: skip
+    message = _refused(environments)
+    assert "modelyard:pipeline.package.registry" in message and "host[:port], no scheme" in message
