@@ -80,7 +80,8 @@ def _build_and_push(
         try:
             push = _login_and_push(environment, registry, password, tag, Path(folder))
         finally:
-            docker("rmi", tag)  # pushed or not, the build machine need not keep it
+            # The registry holds the image; its layers stay here as build cache.
+            docker("rmi", "--no-prune", tag)
     digest = _PUSHED.search(push.stdout)
     if push.returncode != 0 or digest is None:
         reason = (push.stderr.strip().splitlines() or ["no digest in its output"])[-1]
