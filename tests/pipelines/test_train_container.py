@@ -1,9 +1,11 @@
 """The train stage in the model's training image (pipeline.trainIn: container), under the local
 runner's monitor: the container is killed mid-training, started again, and training resumes from
-its checkpoint in the mounted state folder instead of starting over."""
+its checkpoint in the mounted state folder instead of starting over. The image installs what the
+model's model.yaml declares; without Docker the stage says how to fix the setting."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -17,9 +19,9 @@ from ml.spec import load_model_spec
 from pipelines.pipeline.context import PipelineContext
 from pipelines.pipeline.runner import supervise
 from pipelines.pipeline.stages import stage_named
-from pipelines.pipeline.training_image import ensure_image
+from pipelines.pipeline.training_image import build_context, ensure_image, image_tag
 from tests.docker_helpers import docker
-from tests.helpers import edit_environment, run_cli
+from tests.helpers import REPO, edit_environment, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +89,25 @@ def test_training_in_a_container_without_docker_fails_with_the_fix(
         "but the docker client is not installed. Start Docker, or set "
         "modelyard:pipeline.trainIn to `process`."
     )
+
+
+def test_the_training_image_installs_what_the_model_declares_and_is_rebuilt_when_that_changes(
+    tmp_path: Path,
+) -> None:
+    spec = load_model_spec("churn")
+    context = build_context(tmp_path / "a", spec)
+    assert "lightgbm==4.7.0" in (context / "model-requirements.txt").read_text().splitlines()
+    assert image_tag(context, spec) == image_tag(build_context(tmp_path / "b", spec), spec)
+    changed = spec.model_copy(update={"requirements": [*spec.requirements, "shap==0.48.0"]})
+    assert image_tag(build_context(tmp_path / "c", changed), changed) != image_tag(context, spec)
+
+
+def test_the_training_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("hadolint")), "--failure-threshold", "info",
+         str(REPO / "infra/images/train/Dockerfile")], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _kill_mid_training(state: Path, ctx: PipelineContext, runner: threading.Thread) -> str:
