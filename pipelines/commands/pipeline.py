@@ -82,12 +82,17 @@ def run_command(
     env: Annotated[str, typer.Argument(help="Environment whose settings the pipeline runs with.")],
     data: DataOption,
     run_id: Annotated[str | None, typer.Option(help="Resume this pipeline run.")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Stop after this stage; the same --run-id continues from there."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run's context as JSON.")
     ] = False,
 ) -> None:
     """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
     from pipelines.pipeline.runner import run_pipeline
+    from pipelines.pipeline.stages import STAGES
 
     console = Console(stderr=as_json)
     timings: list[tuple[str, str, float]] = []
@@ -101,11 +106,13 @@ def run_command(
         console.print(f"[{colour}]{status}[/{colour}] {name} in {seconds:.1f} s")
 
     try:
-        ctx = run_pipeline(
-            env, data, lambda line: console.print(f"  {line}", highlight=False), on_stage, run_id
-        )
+        ctx = run_pipeline(env, data, lambda line: console.print(f"  {line}", highlight=False),
+                           on_stage, run_id, until)  # fmt: skip
     finally:
         print_summary(console, timings)
+    if until is not None and until != STAGES[-1].name:
+        console.print(f"stopped after {until}; continue with: modelyard pipeline run {env} "
+                      f"--data {data} --run-id {ctx.run_id}")  # fmt: skip
     if as_json:
         from dataclasses import asdict
 

@@ -42,8 +42,18 @@ def run_stage(name: str, ctx: PipelineContext, say: Say) -> None:
 
 
 def run_pipeline(
-    env: str, data: Path, say: Say, on_stage: StageHook, run_id: str | None = None
+    env: str,
+    data: Path,
+    say: Say,
+    on_stage: StageHook,
+    run_id: str | None = None,
+    until: str | None = None,
 ) -> PipelineContext:
+    """Every stage in order, or up to and including `until` (the same run id continues it)."""
+    from pipelines.pipeline.stages import stage_named
+
+    if until is not None:
+        stage_named(until)  # an unknown name fails before anything runs
     environment = load_environment(env)
     run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
     os.environ[RUN_ID_VAR] = run_id  # tags every MLflow run this pipeline makes
@@ -70,6 +80,8 @@ def run_pipeline(
         ctx.stages[stage.name] = {"status": "passed", "seconds": round(seconds, 1)}
         ctx.save()
         on_stage(stage.name, "passed", seconds)
+        if stage.name == until:
+            break
     return ctx
 
 

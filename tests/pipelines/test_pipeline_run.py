@@ -65,13 +65,15 @@ def _stage_pid(state: Path) -> int | None:
     return None
 
 
-def test_pipeline_survives_a_killed_training_and_ends_serving_in_production(
+def test_pipeline_survives_a_killed_training_and_a_killed_server_and_ends_in_production(
     pipeline_env: Path, tmp_path: Path, webhook: NotificationSink
 ) -> None:
     state = tmp_path / "state"
     log = tmp_path / "pipeline.log"
+    # First half: up to staging, with the training process killed mid-boosting.
     process = subprocess.Popen(
-        [MODELYARD, "pipeline", "run", "local", "--data", str(pipeline_env), "--json"],
+        [MODELYARD, "pipeline", "run", "local", "--data", str(pipeline_env), "--run-id", "e2e",
+         "--until", "deploy-staging"],
         stdout=subprocess.PIPE, stderr=log.open("wb"), cwd=REPO, env=dict(os.environ),
     )  # fmt: skip
     deadline = time.monotonic() + 400
@@ -86,17 +88,31 @@ def test_pipeline_survives_a_killed_training_and_ends_serving_in_production(
         time.sleep(0.05)
     assert killed, "training never reached its kill point"
     stdout, _ = process.communicate(timeout=600)
-    output = log.read_text()
-    assert process.returncode == 0, output[-4000:]
+    first_half = stdout.decode() + log.read_text()
+    assert process.returncode == 0, first_half[-4000:]
+    assert "monitor: train died (SIGKILL)" in first_half
+    assert "resuming from its checkpoint" in first_half
+    assert "stopped after deploy-staging; continue with" in first_half
 
-    ctx = json.loads(stdout)
+    # Between the halves the staging server dies; the monitor starts it again before the
+    # smoke test needs it.
+    staging = json.loads((state / "serving/staging/deploy.json").read_text())
+    os.kill(staging["pid"], signal.SIGKILL)
+    result = run_cli("pipeline", "run", "local", "--data", str(pipeline_env), "--run-id", "e2e",
+                     "--json")  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+
+    ctx = json.loads(result.stdout)
     assert [s for s, v in ctx["stages"].items() if v["status"] == "passed"] == [
         "checkout", "unit-tests", "validate-data", "train", "evaluate", "register", "package",
         "deploy-staging", "smoke-test", "promote-production", "deploy-production", "notify",
     ]  # fmt: skip
-    assert ctx["restarts"] == {"train": 1}
-    assert "monitor: train died (SIGKILL)" in output and "resuming from its checkpoint" in output
+    assert ctx["restarts"] == {"train": 1, "serving-staging": 1}
+    assert "monitor: the staging serving process is gone; starting it again" in output
     assert "pipeline summary" in output and "train killed by SIGKILL; restarted" in output
+    assert "staging serving process died; restarted" in output
+    assert json.loads((state / "serving/staging/deploy.json").read_text())["pid"] != staging["pid"]
 
     client = MlflowClient()
     run = client.get_run(ctx["training_run_id"])
