@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 # escalate/bind/impersonate, so a leaked deployer token cannot widen its own rights.
 _WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 _READ = ["get", "list", "watch"]
-DEPLOYER_RULES: list[dict[str, Any]] = [
+DEPLOYER_RULES: list[Any] = [  # PolicyRuleArgsDict-shaped
     {"api_groups": ["apps"], "resources": ["deployments"], "verbs": _WRITE},
     {"api_groups": ["apps"], "resources": ["replicasets"], "verbs": _READ},
     {
@@ -87,7 +87,7 @@ class Cluster(pulumi.ComponentResource):
             **args.extra_labels,
         }
 
-        def meta(object_name: str) -> dict[str, Any]:
+        def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgsDict:
             return {"name": object_name, "namespace": ns, "labels": labels}
 
         namespace = k8s.core.v1.Namespace(
@@ -113,9 +113,11 @@ class Cluster(pulumi.ComponentResource):
             spec={"pod_selector": {}, "policy_types": ["Ingress", "Egress"]},
             opts=inside,
         )
-        serving_pods = {"match_labels": dict(args.serving_selector)}
+        serving_pods: k8s.meta.v1.LabelSelectorArgsDict = {
+            "match_labels": dict(args.serving_selector)
+        }
         if args.ingress_namespaces:
-            sources = [
+            sources: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [
                 {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": source}}}
                 for source in args.ingress_namespaces
             ]
@@ -135,29 +137,30 @@ class Cluster(pulumi.ComponentResource):
                 opts=inside,
             )
         # Name resolution through the cluster DNS only.
+        dns_spec: k8s.networking.v1.NetworkPolicySpecArgsDict = {
+            "pod_selector": serving_pods,
+            "policy_types": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespace_selector": {
+                                "match_labels": {"kubernetes.io/metadata.name": "kube-system"}
+                            },
+                            "pod_selector": {"match_labels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [
+                        {"protocol": "UDP", "port": 53},
+                        {"protocol": "TCP", "port": 53},
+                    ],
+                }
+            ],
+        }
         k8s.networking.v1.NetworkPolicy(
             f"{name}-allow-dns-egress",
             metadata=meta("allow-dns-egress"),
-            spec={
-                "pod_selector": serving_pods,
-                "policy_types": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespace_selector": {
-                                    "match_labels": {"kubernetes.io/metadata.name": "kube-system"}
-                                },
-                                "pod_selector": {"match_labels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [
-                            {"protocol": "UDP", "port": 53},
-                            {"protocol": "TCP", "port": 53},
-                        ],
-                    }
-                ],
-            },
+            spec=dns_spec,
             opts=inside,
         )
         if args.egress_cidrs:

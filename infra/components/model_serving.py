@@ -169,7 +169,9 @@ class ModelServing(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _meta(name: str, args: ModelServingArgs, suffix: str = "") -> dict[str, Any]:
+    def _meta(
+        name: str, args: ModelServingArgs, suffix: str = ""
+    ) -> k8s.meta.v1.ObjectMetaArgsDict:
         return {
             "name": f"{name}{suffix}",
             "namespace": args.namespace,
@@ -179,7 +181,7 @@ class ModelServing(pulumi.ComponentResource):
     def _credentials(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
         assert args.mlflow_credentials is not None
         username, password = args.mlflow_credentials
-        ini = pulumi.Output.all(username, password).apply(
+        ini: pulumi.Output[Any] = pulumi.Output.all(username, password).apply(
             lambda pair: (
                 f"[mlflow]\nmlflow_tracking_username = {pair[0]}\n"
                 f"mlflow_tracking_password = {pair[1]}\n"
@@ -207,7 +209,7 @@ class ModelServing(pulumi.ComponentResource):
             # No model yet: pods are deliberately not-ready; don't fail the update waiting.
             annotations["pulumi.com/skipAwait"] = "true"
         if args.strategy == "recreate":
-            strategy: dict[str, Any] = {"type": "Recreate"}
+            strategy: k8s.apps.v1.DeploymentStrategyArgsDict = {"type": "Recreate"}
         else:
             strategy = {
                 "type": "RollingUpdate",
@@ -222,13 +224,13 @@ class ModelServing(pulumi.ComponentResource):
             "MODELYARD_IMAGE_DIGEST": release.digest,
             **args.env,
         }
-        security = {
+        security: dict[str, Any] = {
             "run_as_non_root": True,
             "run_as_user": SERVING_UID,
             "run_as_group": SERVING_UID,
             "seccomp_profile": {"type": "RuntimeDefault"},
         }
-        container = {
+        container: dict[str, Any] = {
             "name": "server",
             "image": release.image,
             "image_pull_policy": "Always",
@@ -271,28 +273,31 @@ class ModelServing(pulumi.ComponentResource):
                     "secret": {"secret_name": credentials.metadata.name, "default_mode": 0o440},
                 }
             )
+        metadata = self._meta(name, args, f"-{track.role}")
+        metadata["annotations"] = annotations
+        # The pod is built up as plain dicts (the container gains env and mounts conditionally);
+        # tests/infra validates the rendered manifests against the Kubernetes schema instead.
+        template: Any = {
+            "metadata": {"labels": pod_labels, "annotations": annotations},
+            "spec": {
+                "service_account_name": args.service_account,
+                "automount_service_account_token": False,
+                "security_context": {**security, "fs_group": SERVING_UID},
+                "containers": [container],
+                "volumes": volumes,
+            },
+        }
+        spec: k8s.apps.v1.DeploymentSpecArgsDict = {
+            "replicas": track.replicas,
+            "revision_history_limit": 5,
+            "selector": {"match_labels": {**APP_LABELS, TRACK_LABEL: track.role}},
+            "strategy": strategy,
+            "template": template,
+        }
         return k8s.apps.v1.Deployment(
             f"{name}-{track.role}",
-            metadata={
-                **self._meta(name, args, f"-{track.role}"),
-                "annotations": annotations,
-            },
-            spec={
-                "replicas": track.replicas,
-                "revision_history_limit": 5,
-                "selector": {"match_labels": {**APP_LABELS, TRACK_LABEL: track.role}},
-                "strategy": strategy,
-                "template": {
-                    "metadata": {"labels": pod_labels, "annotations": annotations},
-                    "spec": {
-                        "service_account_name": args.service_account,
-                        "automount_service_account_token": False,
-                        "security_context": {**security, "fs_group": SERVING_UID},
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
-            },
+            metadata=metadata,
+            spec=spec,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -169,7 +169,10 @@ def test_cli_render_prints_state_and_writes_manifests(tmp_path: Path) -> None:
     written = sorted(p.name for p in out.iterdir())
     assert "namespace-modelyard-staging.yaml" in written
     # 15 for serving, and the Secret carrying the platform MLflow's credentials to the pods.
-    assert len(written) == 16 and "secret-modelyard-staging-staging-serving-mlflow-credentials.yaml" in written
+    assert (
+        len(written) == 16
+        and "secret-modelyard-staging-staging-serving-mlflow-credentials.yaml" in written
+    )
     assert "16 Kubernetes manifest(s)" in done.stderr
 
 

@@ -65,7 +65,9 @@ def test_success_and_failure_reach_webhook_and_email(
     assert "0.01 short" in inbox.messages[1].get_content()
 
 
-def test_channels_listen_only_to_their_events(environments: Path, webhook: NotificationSink) -> None:
+def test_channels_listen_only_to_their_events(
+    environments: Path, webhook: NotificationSink
+) -> None:
     edit_environment(
         environments, "local", {"notify.webhooks": [{"url": webhook.url, "on": ["failure"]}]}
     )
