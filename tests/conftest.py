@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipelines.docker_cli import engine_problem
 from pipelines.local_mlflow import MlflowServer, start_mlflow_server
 from pipelines.notification_sink import NotificationSink
 
@@ -46,19 +47,10 @@ def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _docker_available() -> str | None:
-    if shutil.which("docker") is None:
-        return "the docker client is not installed"
-    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return "no Docker engine answers (start dockerd)"
-    return None
-
-
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """Docker-backed tests skip with a reason on a machine without Docker, and fail in CI."""
-    problem = _docker_available()
+    problem = engine_problem()
     if problem is None:
         return
     if os.environ.get("MODELYARD_REQUIRE_DOCKER") == "1":
