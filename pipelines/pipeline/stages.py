@@ -3,7 +3,6 @@ run's context; `modelyard pipeline stage NAME` runs one, `modelyard pipeline run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 from infra.config import Environment, project_root
 from pipelines.errors import PipelineError
+from pipelines.files import tree_digest
 from pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]
@@ -135,7 +135,7 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
             f"models:/{ctx.model}/{ctx.version}", dst_path=str(target)
         )
     )
-    digest = _tree_digest(local)
+    digest = tree_digest(local)
     client = mlflow.MlflowClient()
     version = str(ctx.version)
     client.set_model_version_tag(ctx.model, version, "modelyard.package.digest", digest)
@@ -277,11 +277,3 @@ def _served_version(client: Any, model: str, env: str) -> Any:
         return client.get_model_version_by_alias(model, env)
     except MlflowException:
         return None
-
-
-def _tree_digest(folder: Path) -> str:
-    sha = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        sha.update(str(path.relative_to(folder)).encode() + b"\0")
-        sha.update(path.read_bytes())
-    return sha.hexdigest()

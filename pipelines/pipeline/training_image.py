@@ -3,7 +3,6 @@ tagged by the context's content so the pipeline builds it once per requirements 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from infra.config import project_root
 from ml.spec import ModelSpec
 from pipelines.docker_cli import docker, stream
 from pipelines.errors import PipelineError
+from pipelines.files import tree_digest
 
 IMAGE_DIR = Path("infra/images/train")
 HOST_CA = Path("build-ca/host.crt")  # trusted while building only; not part of the tag
@@ -35,11 +35,7 @@ def build_context(dest: Path, spec: ModelSpec) -> Path:
 
 
 def image_tag(context: Path, spec: ModelSpec) -> str:
-    sha = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        if path.relative_to(context) != HOST_CA:
-            sha.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
-    return f"modelyard-train-{spec.name.lower()}:{sha.hexdigest()[:12]}"
+    return f"modelyard-train-{spec.name.lower()}:{tree_digest(context, exclude={HOST_CA})[:12]}"
 
 
 def ensure_image(spec: ModelSpec, say: Callable[[str], None]) -> str:

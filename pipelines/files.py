@@ -1,0 +1,18 @@
+"""Facts about local files the kit packages or builds from."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from pathlib import Path
+
+
+def tree_digest(folder: Path, exclude: Collection[Path] = ()) -> str:
+    """sha256 over every file below `folder` (relative path and bytes, in path order), so the
+    same tree gives the same digest on any machine; `exclude`: relative paths left out."""
+    sha = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder)
+        if relative not in exclude:
+            sha.update(str(relative).encode() + b"\0" + path.read_bytes())
+    return sha.hexdigest()
