@@ -91,101 +91,88 @@ def train(
 ) -> TrainResult:
     """Validate, run the gate loop, log the best model; register it unless `register` is False
     (the pipeline registers in its own stage, after evaluation)."""
-    with PlotWorker() as plot_worker:
-        return _train(environment, spec, dataset, target, state_root, project_root, say, register,
-                      plot_worker)  # fmt: skip
-
-
-def _train(
-    environment: Environment,
-    spec: ModelSpec,
-    dataset: Dataset,
-    target: str,
-    state_root: Path,
-    project_root: Path,
-    say: Say,
-    register: bool,
-    plot_worker: PlotWorker,
-) -> TrainResult:
     import mlflow
 
-    report = check_dataset(dataset, spec, target)
-    settings = environment.training
-    data = prepare(dataset.frame, target)
-    split = stratified_split(
-        data.labels, settings.validation_fraction, settings.holdout_fraction, settings.seed
-    )
-
-    workdir = state_root / "training" / job_key(environment, spec, dataset, target)
-    workdir.mkdir(parents=True, exist_ok=True)
-    state = _JobState.load(workdir)
-    client = mlflow.MlflowClient()
-    experiment_id = _experiment_id(client, environment.mlflow.experiment)
-    lineage = {
-        "modelyard.environment": environment.name,
-        "modelyard.git.commit": git_commit(project_root),
-        "modelyard.pipeline.run_id": pipeline_run_id(),
-        "modelyard.dataset.digest": dataset.digest,
-        "modelyard.dataset.path": str(dataset.path),
-    }
-    if state.parent_run_id is None:
-        run = client.create_run(experiment_id, run_name=f"train-{spec.name}", tags=lineage)
-        state.parent_run_id = run.info.run_id
-        state.save()
-        _log_dataset(run.info.run_id, dataset, target)
-        client.log_dict(run.info.run_id, report.to_dict(), "validation/report.json")
-    else:
-        state.resumes += 1
-        state.save()
-        client.set_tag(state.parent_run_id, "modelyard.resumes", str(state.resumes))
-        say(f"resuming run {state.parent_run_id} (resume #{state.resumes})")
-    run_id = state.parent_run_id
-
-    hooks = _MlflowTrialHooks(client, experiment_id, run_id, state, settings.gate.metric, say)
-    loop = run_gate_loop(
-        data, split, settings, workdir, hooks,
-        spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
-    )  # fmt: skip
-    _log_best(client, run_id, loop)
-    gate = {
-        "metric": loop.rule.metric,
-        "operator": loop.rule.op,
-        "threshold": loop.rule.threshold,
-        "value": loop.value,
-        "passed": loop.passed,
-        "rule": str(loop.rule),
-    }
-    result = TrainResult(
-        run_id=run_id,
-        model_name=spec.name,
-        model_version=None,
-        metrics=loop.best.metrics,
-        gate=gate,
-        dataset_digest=dataset.digest,
-        trials=len(loop.trials),
-        stopped_by=loop.stopped_by,
-        resumes=state.resumes,
-    )
-    if not loop.passed:
-        client.set_tag(run_id, "modelyard.gate.passed", "false")
-        client.set_terminated(run_id, status="FAILED")
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise GateNotMet(
-            f"gate `{loop.rule}` not met after {len(loop.trials)} trial(s) ({loop.stopped_by} "
-            f"spent): best {loop.rule.metric} {loop.value:.4f} (trial {loop.best.number}), "
-            f"{loop.gap:.4f} short. Nothing was registered. Raise modelyard:training.budget or "
-            f"relax modelyard:training.gate in {environment.path}, or improve the data.",
-            result,
+    # Started first: it imports the plotting libraries while the data is checked.
+    with PlotWorker() as plot_worker:
+        report = check_dataset(dataset, spec, target)
+        settings = environment.training
+        data = prepare(dataset.frame, target)
+        split = stratified_split(
+            data.labels, settings.validation_fraction, settings.holdout_fraction, settings.seed
         )
 
-    say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
-    if "modelyard.model_id" not in client.get_run(run_id).data.tags:  # not logged before a crash
-        _log_model(client, run_id, loop, data, split.holdout, gate, target, plot_worker)
-    client.set_terminated(run_id, status="FINISHED")
-    shutil.rmtree(workdir, ignore_errors=True)
-    if register:
-        result.model_version = register_run(client, spec.name, run_id)
-    return result
+        workdir = state_root / "training" / job_key(environment, spec, dataset, target)
+        workdir.mkdir(parents=True, exist_ok=True)
+        state = _JobState.load(workdir)
+        client = mlflow.MlflowClient()
+        experiment_id = _experiment_id(client, environment.mlflow.experiment)
+        lineage = {
+            "modelyard.environment": environment.name,
+            "modelyard.git.commit": git_commit(project_root),
+            "modelyard.pipeline.run_id": pipeline_run_id(),
+            "modelyard.dataset.digest": dataset.digest,
+            "modelyard.dataset.path": str(dataset.path),
+        }
+        if state.parent_run_id is None:
+            run = client.create_run(experiment_id, run_name=f"train-{spec.name}", tags=lineage)
+            state.parent_run_id = run.info.run_id
+            state.save()
+            _log_dataset(run.info.run_id, dataset, target)
+            client.log_dict(run.info.run_id, report.to_dict(), "validation/report.json")
+        else:
+            state.resumes += 1
+            state.save()
+            client.set_tag(state.parent_run_id, "modelyard.resumes", str(state.resumes))
+            say(f"resuming run {state.parent_run_id} (resume #{state.resumes})")
+        run_id = state.parent_run_id
+
+        hooks = _MlflowTrialHooks(client, experiment_id, run_id, state, settings.gate.metric, say)
+        loop = run_gate_loop(
+            data, split, settings, workdir, hooks,
+            spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
+        )  # fmt: skip
+        _log_best(client, run_id, loop)
+        gate = {
+            "metric": loop.rule.metric,
+            "operator": loop.rule.op,
+            "threshold": loop.rule.threshold,
+            "value": loop.value,
+            "passed": loop.passed,
+            "rule": str(loop.rule),
+        }
+        result = TrainResult(
+            run_id=run_id,
+            model_name=spec.name,
+            model_version=None,
+            metrics=loop.best.metrics,
+            gate=gate,
+            dataset_digest=dataset.digest,
+            trials=len(loop.trials),
+            stopped_by=loop.stopped_by,
+            resumes=state.resumes,
+        )
+        if not loop.passed:
+            client.set_tag(run_id, "modelyard.gate.passed", "false")
+            client.set_terminated(run_id, status="FAILED")
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise GateNotMet(
+                f"gate `{loop.rule}` not met after {len(loop.trials)} trial(s) ({loop.stopped_by} "
+                f"spent): best {loop.rule.metric} {loop.value:.4f} (trial {loop.best.number}), "
+                f"{loop.gap:.4f} short. Nothing was registered. Raise modelyard:training.budget or "
+                f"relax modelyard:training.gate in {environment.path}, or improve the data.",
+                result,
+            )
+
+        say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
+        # The model may have been logged before a crash.
+        if "modelyard.model_id" not in client.get_run(run_id).data.tags:
+            _log_model(client, run_id, loop, data, split.holdout, gate, target, plot_worker)
+        client.set_terminated(run_id, status="FINISHED")
+        shutil.rmtree(workdir, ignore_errors=True)
+        if register:
+            result.model_version = register_run(client, spec.name, run_id)
+        return result
 
 
 def register_run(client: Any, model_name: str, run_id: str) -> int:
