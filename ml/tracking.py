@@ -11,7 +11,10 @@ from ml.errors import ModelyardMlError
 
 # MLflow retries unreachable servers for minutes by default; a pipeline should fail fast.
 # MLflow's "View run at" lines go to stdout, where --json output must stay clean.
+# MLflow's usage telemetry phones a third party from every job and holds each process up to a
+# second at exit: off unless the team turns it on (MLFLOW_DISABLE_TELEMETRY=false).
 _DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
@@ -30,16 +33,28 @@ def tracking_uri(settings: MlflowSettings) -> str:
 
 def connect(settings: MlflowSettings) -> str:
     """Point MLflow at the environment's server and check it answers. Returns the URI."""
-    import mlflow
+    uri = reachable_uri(settings)
+    configure(uri)
+    return uri
 
-    for key, value in _DEFAULTS.items():
-        os.environ.setdefault(key, value)
+
+def reachable_uri(settings: MlflowSettings) -> str:
+    """The tracking URI, checked to answer, without importing MLflow (a training process leaves
+    MLflow to its sidecar)."""
     uri = tracking_uri(settings)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     return uri
+
+
+def configure(uri: str) -> None:
+    """Point this process's MLflow at `uri` (also done in a training job's sidecar process)."""
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
 
 
 def check_server(uri: str) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ml.monitoring.profile import bin_shares
+
 EPS = 1e-4
 OTHER = "(unseen)"
 MISSING = "(missing)"
@@ -51,12 +53,6 @@ class DriftResult:
     def max_psi(self) -> float:
         scores = [f.psi for f in self.features] + ([self.prediction.psi] if self.prediction else [])
         return max(scores, default=0.0)
-
-
-def bin_shares(present: np.ndarray, edges: np.ndarray, total: int) -> np.ndarray:
-    """Share of all `total` rows falling in each bin (-inf, e0], (e0, e1], ..., (eN, inf)."""
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return counts / total if total else counts.astype(float)
 
 
 def psi_from_counts(expected: Sequence[float], actual: Sequence[float]) -> float:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import ModelyardMlError
-from ml.monitoring.drift import bin_shares
 
 PROFILE_ARTIFACT = "reference/profile.json"
 FORMAT = 1
@@ -26,6 +25,12 @@ BINS = 10
 
 class ProfileError(ModelyardMlError):
     """A reference profile is missing or unreadable."""
+
+
+def bin_shares(present: np.ndarray, edges: np.ndarray, total: int) -> np.ndarray:
+    """Share of all `total` rows falling in each bin (-inf, e0], (e0, e1], ..., (eN, inf)."""
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    return counts / total if total else counts.astype(float)
 
 
 def build_profile(features: pd.DataFrame, predictions: np.ndarray, seed: int = 0) -> dict[str, Any]:

@@ -69,7 +69,6 @@ def fit(
     history = FitHistory(metric, higher_is_better)
     init_model: lgb.Booster | None = None
     rows: MetricRows = []  # every validation metric of every round so far
-    logged_through = 0  # rounds whose metrics the caller has received
     finished = final_file.is_file()  # the fit ended before the crash; only hand-over was left
     if history_file.is_file() and (finished or model_file.is_file()):
         saved = json.loads(history_file.read_text())
@@ -78,23 +77,22 @@ def fit(
         kept = len(saved["scores"]) if finished else init_model.current_iteration()  # type: ignore[union-attr]
         history.scores = saved["scores"][:kept]
         rows = [(int(i), str(n), float(v), int(t)) for i, n, v, t in saved["rows"] if i <= kept]
-        logged_through = min(saved["logged_through"], kept)
     done = len(history.scores)
+    handed_over = 0  # rows the caller has been given by this process
 
     def save_history() -> None:
-        state = {"scores": history.scores, "rows": rows, "logged_through": logged_through}
-        _atomic_write(history_file, json.dumps(state))
+        _atomic_write(history_file, json.dumps({"scores": history.scores, "rows": rows}))
 
     def hand_over() -> None:
-        """Give the caller the rounds it has not seen, then remember that it has."""
-        nonlocal logged_through
-        fresh = [row for row in rows if row[0] > logged_through]
-        if on_checkpoint and fresh:
-            on_checkpoint(fresh)
-        logged_through = rows[-1][0] if rows else 0
-        save_history()
+        """Give the caller the saved rows it has not been given. After a crash that is
+        every saved row again: the caller may not have stored them before the crash, and a
+        repeated row is identical to the first (MLflow stores it once)."""
+        nonlocal handed_over
+        if on_checkpoint and len(rows) > handed_over:
+            on_checkpoint(rows[handed_over:])
+        handed_over = len(rows)
 
-    hand_over()  # rounds checkpointed before a crash but not yet handed over
+    hand_over()
     if finished:
         return FitResult(lgb.Booster(model_file=str(final_file)), history, done)
 
@@ -131,6 +129,7 @@ def fit(
         assert init_model is not None
         booster = init_model
     best = lgb.Booster(model_str=booster.model_to_string(num_iteration=history.best_iteration))
+    save_history()
     _atomic_write(final_file, best.model_to_string())
     hand_over()
     return FitResult(best, history, done)

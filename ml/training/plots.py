@@ -1,77 +1,23 @@
 """The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix.
 
-They are drawn in a worker process started when training starts: importing matplotlib and
-scikit-learn and drawing take seconds of one core, which then overlap the single-threaded
-data checks before boosting and the model logging after it, instead of adding to them.
+Drawn in the training job's sidecar process (ml/training/sidecar.py), which imports matplotlib
+and scikit-learn while the data is checked and boosted.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
-import time
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
-
-
-class PlotWorker:
-    """One spawned process (fork is unsafe after LightGBM's OpenMP threads exist) that imports
-    the plotting libraries at once and draws when asked."""
-
-    def __enter__(self) -> PlotWorker:
-        context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(
-            1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
-        )
-        self._pool.submit(int)  # the pool starts its process on the first task: start it now
-        return self
-
-    def draw(
-        self,
-        importances: dict[str, float],
-        labels: np.ndarray,
-        scores: np.ndarray,
-        folder: Path,
-    ) -> Future[list[Path]]:
-        return self._pool.submit(write_plots, importances, labels, scores, folder)
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._pool.shutdown(wait=kind is None, cancel_futures=True)
-
-
-def _start_worker(parent: int) -> None:
-    # A training killed with SIGKILL can't shut the pool down: the worker leaves on its own.
-    def leave_when_orphaned() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=leave_when_orphaned, daemon=True).start()
-    _import_libraries()
-
-
-def _import_libraries() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot
-    import sklearn.metrics  # noqa: F401
 
 
 def write_plots(
     importances: dict[str, float], labels: np.ndarray, scores: np.ndarray, folder: Path
 ) -> list[Path]:
     """`importances`: total gain per feature name."""
-    _import_libraries()
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
     from sklearn import metrics as skm
 
@@ -102,7 +48,8 @@ def write_plots(
     ax.legend(loc="lower right")
     save(fig, "roc_curve.png")
 
-    precision, recall, _ = skm.precision_recall_curve(labels, scores)
+    # Points where the curve bends only: a million-point line draws slowly and looks the same.
+    precision, recall, _ = skm.precision_recall_curve(labels, scores, drop_intermediate=True)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(recall, precision, label=f"AP {skm.average_precision_score(labels, scores):.3f}")
     ax.axhline(labels.mean(), linestyle="--", color="grey", label="base rate")

@@ -24,10 +24,13 @@ from optuna.storages.journal import JournalFileBackend
 from infra.config.base import MetricRule
 from infra.config.training import TrainingSettings
 from ml.training.booster import FitResult, MetricRows, fit
-from ml.training.evaluation import EARLY_STOPPING_METRIC, holdout_metrics
 from ml.training.features import PreparedData, Split
 
 STUDY = "gate-loop"
+# The LightGBM validation metric that tracks each gate metric during boosting.
+EARLY_STOPPING_METRIC = {"roc_auc": "auc", "pr_auc": "average_precision"}
+# Holdout labels and scores -> metrics by their gate names (ml/training/evaluation.py).
+MetricsOf = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,12 @@ class GateLoopResult:
     def gap(self) -> float:
         return self.rule.gap(self.value)
 
+    @property
+    def model_file(self) -> Path:
+        return self.best.checkpoint_dir / "final.txt"
+
     def booster(self) -> lgb.Booster:
-        return lgb.Booster(model_file=str(self.best.checkpoint_dir / "final.txt"))
+        return lgb.Booster(model_file=str(self.model_file))
 
 
 class TrialHooks:
@@ -90,6 +97,7 @@ def run_gate_loop(
     settings: TrainingSettings,
     workdir: Path,
     hooks: TrialHooks,
+    metrics_of: MetricsOf,
     spent_seconds: float = 0.0,
     on_time_spent: Callable[[float], None] | None = None,
 ) -> GateLoopResult:
@@ -128,7 +136,7 @@ def run_gate_loop(
         result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         scores_by_trial[trial.number] = scores
-        metrics = holdout_metrics(data.labels[split.holdout], scores)
+        metrics = metrics_of(data.labels[split.holdout], scores)
         outcome = TrialOutcome(
             number=trial.number,
             params=params,

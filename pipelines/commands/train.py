@@ -28,10 +28,9 @@ def train_command(
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
 ) -> None:
     """Train the environment's model; tune until its gate passes; register it; notify."""
-    from ml.data.dataset import read_dataset
     from ml.spec import load_model_spec
-    from ml.tracking import connect
-    from ml.training.run import TrainResult, train
+    from ml.tracking import reachable_uri
+    from ml.training.mlflow_job import tracking_sidecar
 
     environment = load_environment(env)
     spec = load_model_spec(environment.training.model)
@@ -45,26 +44,34 @@ def train_command(
             colour = "green" if delivery.ok else "yellow"
             console.print(f"[{colour}]notify {delivery.channel}[/{colour}]: {delivery.detail}")
 
-    dataset = read_dataset(data)
-    uri = connect(environment.mlflow)
-    console.print(
-        f"training {spec.name} for {env} on {data} (version {dataset.short_digest}), tracking {uri}"
-    )
-    try:
-        result = train(
-            environment, spec, dataset, target, state_dir(), project_root(), say=console.print
+    uri = reachable_uri(environment.mlflow)
+    # Started before pandas and LightGBM are imported and the data is read: MLflow loads meanwhile.
+    with tracking_sidecar(uri) as sidecar:
+        from ml.training.lean_imports import import_lightgbm_alone
+
+        import_lightgbm_alone()
+        from ml.data.dataset import read_dataset
+        from ml.training.run import TrainResult, train
+
+        dataset = read_dataset(data)
+        console.print(
+            f"training {spec.name} for {env} on {data} (version {dataset.short_digest}), "
+            f"tracking {uri}"
         )
-    except DataValidationError as exc:
-        if exc.report is not None:
-            print_report(exc.report, console)  # type: ignore[arg-type]
-        send("failure", f"training {spec.name} rejected its data", {"reason": str(exc)})
-        raise
-    except GateNotMet as exc:
-        send("failure", f"training {spec.name} did not pass its gate", {"reason": str(exc)})
-        if as_json and isinstance(exc.result, TrainResult):
-            typer.echo(json.dumps(exc.result.to_json()))
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
+        try:
+            result = train(environment, spec, dataset, target, state_dir(), project_root(),
+                           sidecar, say=console.print)  # fmt: skip
+        except DataValidationError as exc:
+            if exc.report is not None:
+                print_report(exc.report, console)  # type: ignore[arg-type]
+            send("failure", f"training {spec.name} rejected its data", {"reason": str(exc)})
+            raise
+        except GateNotMet as exc:
+            send("failure", f"training {spec.name} did not pass its gate", {"reason": str(exc)})
+            if as_json and isinstance(exc.result, TrainResult):
+                typer.echo(json.dumps(exc.result.to_json()))
+            console.print(f"[red]error[/red]: {exc}")
+            raise typer.Exit(1) from None
 
     gate = result.gate
     subject = (

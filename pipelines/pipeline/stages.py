@@ -67,18 +67,23 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     if environment.pipeline.train_in == "container" and not training_container.inside():
         training_container.train_in_container(ctx, environment, say)
         return
-    from ml.data.dataset import read_dataset
     from ml.spec import load_model_spec
-    from ml.tracking import connect
-    from ml.training.run import train as train_model
+    from ml.tracking import reachable_uri
+    from ml.training.mlflow_job import tracking_sidecar
     from pipelines.state import state_dir
 
-    connect(environment.mlflow)
-    spec = load_model_spec(environment.training.model)
-    result = train_model(
-        environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(), project_root(),
-        say=say, register=False,
-    )  # fmt: skip
+    with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
+        from ml.training.lean_imports import import_lightgbm_alone
+
+        import_lightgbm_alone()
+        from ml.data.dataset import read_dataset
+        from ml.training.run import train as train_model
+
+        spec = load_model_spec(environment.training.model)
+        result = train_model(
+            environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(),
+            project_root(), sidecar, say=say, register=False,
+        )  # fmt: skip
     ctx.training_run_id, ctx.metrics = result.run_id, result.metrics
     gate = result.gate
     say(f"gate `{gate['rule']}` passed with {gate['value']:.4f} after {result.trials} trial(s)")
@@ -111,7 +116,7 @@ def register(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     import mlflow
 
     from ml.tracking import connect
-    from ml.training.run import register_run
+    from ml.training.mlflow_job import register_run
 
     connect(environment.mlflow)
     if ctx.training_run_id is None:

@@ -205,7 +205,7 @@ def test_kill_9_mid_boosting_resumes_from_the_checkpoint_to_the_same_quality(
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
     assert out["resumes"] == 1 and out["model_version"] is not None
-    assert "resuming run" in resumed.stderr and "resuming from its checkpoint" in resumed.stderr
+    assert "resuming" in resumed.stderr and "resuming from its checkpoint" in resumed.stderr
     client = MlflowClient()
     run = client.get_run(out["run_id"])
     assert run.data.tags["modelyard.resumes"] == "1"

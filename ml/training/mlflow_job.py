@@ -1,0 +1,361 @@
+"""Everything a training job writes to MLflow, and the holdout metrics and plots behind it.
+
+These functions run in the job's sidecar process (ml/training/sidecar.py), one at a time, in the
+order the training process sends them. Which MLflow runs the job writes to is kept in `runs.json`
+beside its checkpoints, so a training resumed after a crash writes to the same runs. Every call is
+safe to repeat after a crash: metric rows carry their original timestamps and MLflow stores an
+identical row once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ml.errors import GateNotMet
+from ml.training.sidecar import Sidecar
+
+if TYPE_CHECKING:  # this module is imported by the training process before pandas is
+    import numpy as np
+    import pandas as pd
+
+# Run tags that describe the training run itself, not the model version registered from it.
+_RUN_ONLY_TAGS = {
+    "modelyard.model_uri",
+    "modelyard.model_id",
+    "modelyard.trials",
+    "modelyard.resumes",
+}
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What MLflow records of the dataset: a sample to read column types from, and facts about
+    the whole file (MLflow infers a schema by visiting every value in Python: tens of seconds on
+    a million rows)."""
+
+    path: str
+    name: str
+    digest: str
+    target: str
+    rows: int
+    elements: int
+    sample: pd.DataFrame
+    nullable: tuple[str, ...]  # columns with a missing value anywhere in the file
+
+
+@dataclass
+class _RunBook:
+    path: Path
+    parent_run_id: str | None = None
+    trial_runs: dict[str, str] = field(default_factory=dict)  # params key -> nested run id
+
+    @classmethod
+    def load(cls, folder: Path) -> _RunBook:
+        path = folder / "runs.json"
+        return cls(path, **json.loads(path.read_text())) if path.is_file() else cls(path)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v for k, v in asdict(self).items() if k != "path"}))
+        tmp.replace(self.path)
+
+
+def parent_run_of(workdir: Path) -> str | None:
+    """The job's MLflow run, if a previous attempt created it (read by the training process)."""
+    return _RunBook.load(workdir).parent_run_id
+
+
+@dataclass
+class _Job:
+    client: Any
+    experiment_id: str
+    book: _RunBook
+    runs: dict[int, str] = field(default_factory=dict)  # trial number -> nested run id
+    model: Any = None  # MLflow's ModelInfo, once the model is logged
+
+    @property
+    def run_id(self) -> str:
+        assert self.book.parent_run_id is not None
+        return self.book.parent_run_id
+
+
+_job: _Job | None = None  # the sidecar serves one training job
+
+
+def _current() -> _Job:
+    assert _job is not None, "open_job was not called"
+    return _job
+
+
+def tracking_sidecar(tracking_uri: str) -> Sidecar:
+    """The sidecar for one training job. Start it first: it imports MLflow while the training
+    process imports LightGBM and reads the data."""
+    return Sidecar(_connect, tracking_uri)
+
+
+def _connect(tracking_uri: str) -> None:
+    from ml.tracking import configure
+
+    configure(tracking_uri)
+
+
+def open_job(
+    workdir: str,
+    experiment: str,
+    run_name: str,
+    lineage: dict[str, str],
+    dataset: DatasetRecord,
+    report: dict[str, Any],
+    resumes: int,
+) -> None:
+    """Create the job's run, with its lineage, dataset and validation report, or pick up the
+    run a crashed attempt created."""
+    import mlflow
+
+    global _job
+    client = mlflow.MlflowClient()
+    book = _RunBook.load(Path(workdir))
+    _job = _Job(client, _experiment_id(client, experiment), book)
+    if book.parent_run_id is None:
+        tags = {**lineage, "modelyard.resumes": str(resumes)}
+        run = client.create_run(_job.experiment_id, run_name=run_name, tags=tags)
+        book.parent_run_id = run.info.run_id
+        book.save()
+        _log_dataset(client, run.info.run_id, dataset)
+        client.log_dict(run.info.run_id, report, "validation/report.json")
+    else:
+        client.set_tag(book.parent_run_id, "modelyard.resumes", str(resumes))
+
+
+def run_id() -> str:
+    return _current().run_id
+
+
+def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
+    """Each trial a nested run; a trial resumed after a crash keeps writing to its own run."""
+    from mlflow.entities import Param
+
+    job = _current()
+    key = json.dumps(params, sort_keys=True)
+    trial_run = job.book.trial_runs.get(key)
+    if trial_run is None:
+        tags = {"mlflow.parentRunId": job.run_id, "modelyard.trial": str(number)}
+        if resumed:
+            tags["modelyard.resumed"] = "true"
+        run = job.client.create_run(job.experiment_id, run_name=f"trial-{number}", tags=tags)
+        trial_run = run.info.run_id
+        job.client.log_batch(
+            trial_run, params=[Param(k, str(v)) for k, v in sorted(params.items())]
+        )
+        job.book.trial_runs[key] = trial_run
+        job.book.save()
+    elif resumed:
+        job.client.set_tag(trial_run, "modelyard.resumed", "true")
+    job.runs[number] = trial_run
+
+
+def metrics_checkpointed(number: int, rows: list[tuple[int, str, float, int]]) -> None:
+    from mlflow.entities import Metric
+
+    job = _current()
+    metrics = [Metric(f"valid_{name}", value, at, step) for step, name, value, at in rows]
+    for start in range(0, len(metrics), 1000):  # the REST API takes 1000 per batch
+        job.client.log_batch(job.runs[number], metrics=metrics[start : start + 1000])
+
+
+def trial_finished(number: int, metrics: dict[str, float], passed: bool) -> None:
+    from mlflow.entities import Metric
+
+    job = _current()
+    trial_run = job.runs[number]
+    now = int(time.time() * 1000)
+    job.client.log_batch(trial_run, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    job.client.set_tag(trial_run, "modelyard.gate.passed", str(passed).lower())
+    job.client.set_terminated(trial_run, status="FINISHED")
+
+
+def log_best(
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    trial: int,
+    rounds: int,
+    rule: str,
+    trials: int,
+) -> None:
+    from mlflow.entities import Metric, Param
+
+    job = _current()
+    now = int(time.time() * 1000)
+    job.client.log_batch(
+        job.run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in sorted(params.items())]
+        + [Param("best_trial", str(trial)), Param("rounds", str(rounds))],
+    )
+    job.client.set_tag(job.run_id, "modelyard.gate.rule", rule)
+    job.client.set_tag(job.run_id, "modelyard.trials", str(trials))
+
+
+def fail() -> None:
+    job = _current()
+    job.client.set_tag(job.run_id, "modelyard.gate.passed", "false")
+    job.client.set_terminated(job.run_id, status="FAILED")
+
+
+def model_logged() -> bool:
+    """The model may have been logged before a crash: its identity tag is written last."""
+    job = _current()
+    return "modelyard.model_id" in job.client.get_run(job.run_id).data.tags
+
+
+def log_model(model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray) -> None:
+    """The gate-passing model, with its signature and an input example."""
+    import lightgbm as lgb
+    import mlflow
+    from mlflow.models import infer_signature
+
+    job = _current()
+    request = _as_request_frame(sample)
+    with mlflow.start_run(run_id=job.run_id):
+        job.model = mlflow.lightgbm.log_model(
+            lgb.Booster(model_file=model_file),
+            name="model",
+            signature=infer_signature(request, sample_scores),
+            input_example=request.head(5),
+            # MLflow's check runs the pyfunc on plain strings, which LightGBM's native flavor
+            # only takes as pandas categories; modelyard's server maps them (ml/serving).
+            validate_serving_input=False,
+            # Given, not inferred: inference costs seconds and guesses.
+            pip_requirements=_requirements(),
+        )
+
+
+def log_profile(profile: dict[str, Any]) -> None:
+    """What live traffic is compared against for drift (ml/monitoring)."""
+    from ml.monitoring.profile import PROFILE_ARTIFACT
+
+    job = _current()
+    job.client.log_dict(job.run_id, profile, PROFILE_ARTIFACT)
+
+
+def log_plots(importances: dict[str, float], labels: np.ndarray, scores: np.ndarray) -> None:
+    from ml.training.plots import write_plots
+
+    job = _current()
+    folder = Path(tempfile.mkdtemp(prefix="modelyard-plots-"))
+    try:
+        write_plots(importances, labels, scores, folder)
+        job.client.log_artifacts(job.run_id, str(folder), "plots")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def mark_complete(tags: dict[str, str]) -> None:
+    """The tags naming the model are written last: their presence means the run is complete."""
+    from mlflow.entities import RunTag
+
+    job = _current()
+    assert job.model is not None, "log_model first"
+    identity = {**tags, "modelyard.model_uri": job.model.model_uri,
+                "modelyard.model_id": job.model.model_id}  # fmt: skip
+    job.client.log_batch(job.run_id, tags=[RunTag(k, v) for k, v in identity.items()])
+
+
+def finish(register: bool, model_name: str) -> int | None:
+    """End the run; register its model unless the pipeline registers in a later stage."""
+    job = _current()
+    job.client.set_terminated(job.run_id, status="FINISHED")
+    return register_run(job.client, model_name, job.run_id) if register else None
+
+
+def register_run(client: Any, model_name: str, run_id: str) -> int:
+    """Register the model a finished training run logged, tagged with the run's lineage and
+    gate result. Refuses a run whose gate did not pass; reuses the version if already done."""
+    from ml.registry import register_version
+
+    tags = client.get_run(run_id).data.tags
+    if tags.get("modelyard.gate.passed") != "true" or "modelyard.model_id" not in tags:
+        raise GateNotMet(f"run {run_id} has no model that passed its gate: nothing to register")
+    version_tags = {
+        k: v for k, v in tags.items() if k.startswith("modelyard.") and k not in _RUN_ONLY_TAGS
+    }
+    return register_version(
+        client,
+        model_name,
+        tags["modelyard.model_uri"],
+        tags["modelyard.model_id"],
+        run_id,
+        version_tags,
+    )
+
+
+def _requirements() -> list[str]:
+    import lightgbm as lgb
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"lightgbm=={lgb.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+def _as_request_frame(features: pd.DataFrame) -> pd.DataFrame:
+    """Features as a client sends them: categories as plain strings."""
+    import pandas as pd
+
+    frame = features.copy()
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(object)
+    return frame
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name))
+
+
+def _log_dataset(client: Any, run_id: str, dataset: DatasetRecord) -> None:
+    """The dataset as an MLflow run input: its content digest, source, schema and size. Column
+    types come from the sample; which columns may be missing, from the whole file."""
+    import mlflow
+    from mlflow.entities import Dataset as DatasetEntity
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    logged = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+        dataset.sample, source=dataset.path, targets=dataset.target, name=dataset.name,
+        digest=dataset.digest[:32],
+    )  # fmt: skip
+    schema = None
+    if logged.schema is not None:
+        columns: list[ColSpec | TensorSpec] = [
+            ColSpec(c.type, c.name, required=c.name not in dataset.nullable)
+            for c in logged.schema.inputs
+        ]
+        schema = json.dumps({"mlflow_colspec": Schema(columns).to_dict()})
+    entity = logged._to_mlflow_entity()
+    whole = DatasetEntity(
+        name=entity.name,
+        digest=entity.digest,
+        source_type=entity.source_type,
+        source=entity.source,
+        schema=schema,
+        profile=json.dumps({"num_rows": dataset.rows, "num_elements": dataset.elements}),
+    )
+    tags = [InputTag(key="mlflow.data.context", value="training")]
+    client.log_inputs(run_id, datasets=[DatasetInput(whole, tags=tags)])
