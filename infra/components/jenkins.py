@@ -42,7 +42,7 @@ def render_environment_casc(
         {
             "usernamePassword": {
                 "scope": "GLOBAL",
-                "id": "registry",
+                "id": "modelyard-registry",
                 "description": f"Image registry {registry_address}",
                 "username": "${REGISTRY_USERNAME}",
                 "password": "${REGISTRY_PASSWORD}",
@@ -51,7 +51,7 @@ def render_environment_casc(
         {
             "usernamePassword": {
                 "scope": "GLOBAL",
-                "id": "mlflow",
+                "id": "modelyard-mlflow",
                 "description": f"MLflow {mlflow_url}",
                 "username": "${MLFLOW_TRACKING_USERNAME}",
                 "password": "${MLFLOW_TRACKING_PASSWORD}",
@@ -63,7 +63,7 @@ def render_environment_casc(
             {
                 "file": {
                     "scope": "GLOBAL",
-                    "id": f"kubeconfig-{target}",
+                    "id": f"modelyard-kubeconfig-{target}",
                     "description": f"kubeconfig of the {target} cluster",
                     "fileName": "kubeconfig",
                     "secretBytes": "${base64:${" + kubeconfig_variable(target) + "}}",

@@ -123,8 +123,8 @@ def test_jcasc_credentials_are_references_never_values(env: str) -> None:
     assert platform is not None
     credentials = document["credentials"]["system"]["domainCredentials"][0]["credentials"]
     by_id = {next(iter(c.values()))["id"]: next(iter(c.values())) for c in credentials}
-    assert set(by_id) == {"registry", "mlflow"} | {
-        f"kubeconfig-{k}" for k in platform.jenkins.kubeconfigs
+    assert set(by_id) == {"modelyard-registry", "modelyard-mlflow"} | {
+        f"modelyard-kubeconfig-{k}" for k in platform.jenkins.kubeconfigs
     }
     for credential in by_id.values():
         for field in ("username", "password", "secretBytes"):

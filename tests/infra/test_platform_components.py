@@ -316,7 +316,8 @@ def test_jenkins_casc_and_environment_match(run: tuple[str, Run]) -> None:
         next(iter(c.values()))["id"]
         for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
     }
-    assert ids == {"registry", "mlflow"} | {f"kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
+    kubeconfigs = {f"modelyard-kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
+    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs
     job = document["jobs"][0]["script"]
     assert jenkins.JENKINSFILE in job and settings.jenkins.repository in job
     assert "periodicFolderTrigger" in job and "computedFolderWebHookTrigger" in job
