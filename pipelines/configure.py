@@ -20,10 +20,11 @@ from typing import Any
 import ansible_runner
 import yaml
 
-from infra.config import ConfigError, Environment, load_environment, project_root
+from infra.config import ConfigError, Environment, load_environment, project_root, secret_env_var
 from pipelines.errors import PipelineError
 
-K3S_TOKEN_VAR = "MODELYARD_K3S_TOKEN"
+K3S_TOKEN_VAR = secret_env_var("hosts.k3s.token")
+K3S_TOKEN_FILE_VAR = "MODELYARD_K3S_TOKEN_FILE"  # what the playbooks read: a 0600 file's path
 STATE_DIR_VAR = "MODELYARD_STATE_DIR"  # the kit's state folder, as elsewhere in pipelines/
 # What ansible-playbook needs from the caller's environment; everything else (cloud keys,
 # CI credentials) stays out of the job, and so out of ansible-runner's artifacts.
@@ -214,7 +215,7 @@ def _secret_files(environment: Environment) -> Iterator[dict[str, str]]:
             path = folder / "k3s-token"
             path.touch(mode=0o600)
             path.write_text(token, encoding="utf-8")
-            env[f"{K3S_TOKEN_VAR}_FILE"] = str(path)
+            env[K3S_TOKEN_FILE_VAR] = str(path)
         yield env
     finally:
         shutil.rmtree(folder, ignore_errors=True)

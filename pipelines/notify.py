@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import smtplib
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from email import policy
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from infra.config import ConfigError, Environment, SecretValue
+from infra.config import ConfigError, Environment, SecretValue, secret_env_var
 
 Event = Literal["success", "failure"]
 
@@ -23,12 +22,6 @@ class Delivery:
     channel: str  # "webhook #1", "email"
     ok: bool
     detail: str  # never contains a secret
-
-
-def secret_env_var(key: str) -> str:
-    """The variable that carries a secret's plain value at run time, e.g.
-    modelyard:notify.email.password -> MODELYARD_SECRET_NOTIFY_EMAIL_PASSWORD."""
-    return "MODELYARD_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", key).upper().strip("_")
 
 
 def reveal(value: str | SecretValue, key: str, environment: Environment) -> str:

@@ -1,6 +1,6 @@
 """The one typed model of the environment files, used by every part of the kit."""
 
-from infra.config.base import MetricRule, SecretValue
+from infra.config.base import MetricRule, SecretValue, secret_env_var
 from infra.config.environment import Environment
 from infra.config.loader import (
     ENVIRONMENTS_DIR_VAR,
@@ -23,4 +23,5 @@ __all__ = [
     "list_environments",
     "load_environment",
     "project_root",
+    "secret_env_var",
 ]

@@ -20,6 +20,12 @@ class Section(BaseModel):
     )
 
 
+def secret_env_var(key: str) -> str:
+    """The variable that carries a secret's plain value at run time, one convention for every
+    secret: modelyard:notify.email.password -> MODELYARD_SECRET_NOTIFY_EMAIL_PASSWORD."""
+    return "MODELYARD_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", key).upper().strip("_")
+
+
 class SecretValue:
     """A Pulumi secret (`{secure: ...}` in the stack file). Never rendered in plain text.
 

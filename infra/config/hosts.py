@@ -30,7 +30,7 @@ class K3sSettings(Section):
     release_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/]$")
     # Air-gapped sites: a k3s binary already on the machine running `modelyard configure`.
     artifact: str | None = None
-    # The cluster join token; its plain value comes from MODELYARD_K3S_TOKEN at run time.
+    # The cluster join token; its plain value comes from MODELYARD_SECRET_HOSTS_K3S_TOKEN at run time.
     token: SecretValue | None = None
     # The address agents join and the fetched kubeconfig points at (default: first server).
     server_address: str | None = None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Environment
+from infra.config import Environment, secret_env_var
 from pipelines.docker_cli import docker, engine_problem, stream
 from pipelines.errors import PipelineError
 
@@ -105,7 +105,7 @@ def _login_and_push(
         raise PipelineError(
             f"registry {registry} refused the login of {username!r} "
             f"({reason.replace(password, '[secret]')}). Check modelyard:pipeline.package.username "
-            f"in {environment.path} and the password in MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD "
+            f"in {environment.path} and the password in {secret_env_var(PASSWORD_KEY)} "
             "(Jenkins: the modelyard-registry credential)."
         )
     try:

@@ -97,7 +97,7 @@ class Lab:
             **os.environ,
             "MODELYARD_ENVIRONMENTS_DIR": str(self.environments),
             "MODELYARD_STATE_DIR": str(self.state),
-            "MODELYARD_K3S_TOKEN": SENTINEL,
+            "MODELYARD_SECRET_HOSTS_K3S_TOKEN": SENTINEL,
         }
 
     def cli(self, *args: str) -> Run:

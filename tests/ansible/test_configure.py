@@ -70,10 +70,10 @@ def test_a_plain_text_k3s_token_is_refused(environments: Path) -> None:
 def test_the_k3s_token_must_be_given_at_run_time(
     environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("MODELYARD_K3S_TOKEN", raising=False)
+    monkeypatch.delenv("MODELYARD_SECRET_HOSTS_K3S_TOKEN", raising=False)
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    somewhere.example.internal:\n")
-    with pytest.raises(ConfigError, match="MODELYARD_K3S_TOKEN"):
+    with pytest.raises(ConfigError, match="MODELYARD_SECRET_HOSTS_K3S_TOKEN"):
         configure("staging", inventory=inventory)
 
 

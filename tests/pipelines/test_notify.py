@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from infra.config import load_environment
+from infra.config import load_environment, secret_env_var
 from pipelines.local_mlflow import free_port
 from pipelines.notification_sink import NotificationSink
-from pipelines.notify import notify, secret_env_var
+from pipelines.notify import notify
 from tests.helpers import edit_environment
 
 
