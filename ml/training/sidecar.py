@@ -30,10 +30,10 @@ class SidecarFailed(ModelyardMlError):
 class Sidecar:
     """A spawned process (fork is unsafe once LightGBM's OpenMP threads exist).
 
-    `send` queues a call and returns at once; its failure is raised by the next `call` or when
-    the `with` block ends. `call` waits for a call's result."""
+    `send` queues a call and returns at once; its failure is raised by the next `send` or `call`
+    or when the `with` block ends. `call` waits for a call's result."""
 
-    def __init__(self, setup: Callable[..., None], *args: Any) -> None:
+    def __init__(self, setup: Callable[..., object], *args: Any) -> None:
         self._setup, self._args = setup, args
         self._sent: list[Future[Any]] = []
 
@@ -49,12 +49,17 @@ class Sidecar:
         return self
 
     def send(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._raise_failures()  # a failure surfaces at the next checkpoint, not the end
         self._sent.append(self._pool.submit(_guarded, fn, *args))
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         future = self._pool.submit(_guarded, fn, *args)
-        result: T = future.result()
-        self._raise_failures()  # calls run in order: everything sent before has finished
+        try:
+            result: T = future.result()
+        finally:
+            # Calls run in order: everything sent before has finished, and its failure, the
+            # first cause, is raised rather than this call's.
+            self._raise_failures()
         return result
 
     def _raise_failures(self) -> None:
@@ -77,7 +82,7 @@ class Sidecar:
             self._pool.shutdown(wait=kind is None, cancel_futures=True)
 
 
-def _start(parent: int, setup: Callable[..., None], args: tuple[Any, ...]) -> None:
+def _start(parent: int, setup: Callable[..., object], args: tuple[Any, ...]) -> None:
     # A training killed with SIGKILL can't shut the pool down: the sidecar leaves on its own,
     # quickly, so a resumed training never has two of them writing to the same runs.
     def leave_when_orphaned() -> None:
