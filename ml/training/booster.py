@@ -20,6 +20,7 @@ import numpy as np
 # (round, metric name, value, time in ms). The time is taken once, when the round ends: handing
 # the same row over again after a crash repeats it exactly, and MLflow stores it once.
 MetricRows = list[tuple[int, str, float, int]]
+FINAL_MODEL = "final.txt"  # in the checkpoint folder: the fit's model, trimmed to its best round
 
 
 @dataclass
@@ -64,7 +65,7 @@ def fit(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model_file = checkpoint_dir / "model.txt"
     history_file = checkpoint_dir / "history.json"
-    final_file = checkpoint_dir / "final.txt"
+    final_file = checkpoint_dir / FINAL_MODEL
 
     history = FitHistory(metric, higher_is_better)
     init_model: lgb.Booster | None = None

@@ -77,7 +77,8 @@ class _Job:
     experiment_id: str
     book: _RunBook
     runs: dict[int, str] = field(default_factory=dict)  # trial number -> nested run id
-    model: Any = None  # MLflow's ModelInfo, once the model is logged
+    models: dict[int, Any] = field(default_factory=dict)  # trial number -> MLflow's ModelInfo
+    model: Any = None  # the ModelInfo of the model the job delivers
 
     @property
     def run_id(self) -> str:
@@ -131,10 +132,6 @@ def open_job(
         client.log_dict(run.info.run_id, report, "validation/report.json")
     else:
         client.set_tag(book.parent_run_id, "modelyard.resumes", str(resumes))
-
-
-def run_id() -> str:
-    return _current().run_id
 
 
 def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
@@ -202,10 +199,12 @@ def log_best(
     job.client.set_tag(job.run_id, "modelyard.trials", str(trials))
 
 
-def fail() -> None:
+def fail() -> str:
+    """End the run of a job whose gate was not met; returns its id."""
     job = _current()
     job.client.set_tag(job.run_id, "modelyard.gate.passed", "false")
     job.client.set_terminated(job.run_id, status="FAILED")
+    return job.run_id
 
 
 def model_logged() -> bool:
@@ -214,16 +213,35 @@ def model_logged() -> bool:
     return "modelyard.model_id" in job.client.get_run(job.run_id).data.tags
 
 
-def log_model(model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray) -> None:
-    """The gate-passing model, with its signature and an input example."""
+def log_trial_model(
+    number: int, model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray
+) -> None:
+    """A trial's model, in the trial's run, as soon as it is trained: logged while the training
+    process scores the holdout, not after the gate."""
+    _current().models[number] = _log_model(_current().runs[number], model_file, sample,
+                                           sample_scores)  # fmt: skip
+
+
+def choose_model(
+    number: int, model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray
+) -> None:
+    """The model the job delivers: the best trial's. A trial finished before a crash had its
+    model logged by the sidecar that crashed with it, so it is logged again, in the job's run."""
+    job = _current()
+    job.model = job.models.get(number) or _log_model(job.run_id, model_file, sample, sample_scores)
+
+
+def _log_model(
+    run_id: str, model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray
+) -> Any:
+    """A LightGBM model with its signature and an input example; returns MLflow's ModelInfo."""
     import lightgbm as lgb
     import mlflow
     from mlflow.models import infer_signature
 
-    job = _current()
     request = _as_request_frame(sample)
-    with mlflow.start_run(run_id=job.run_id):
-        job.model = mlflow.lightgbm.log_model(
+    with mlflow.start_run(run_id=run_id):
+        return mlflow.lightgbm.log_model(
             lgb.Booster(model_file=model_file),
             name="model",
             signature=infer_signature(request, sample_scores),
@@ -267,11 +285,13 @@ def mark_complete(tags: dict[str, str]) -> None:
     job.client.log_batch(job.run_id, tags=[RunTag(k, v) for k, v in identity.items()])
 
 
-def finish(register: bool, model_name: str) -> int | None:
-    """End the run; register its model unless the pipeline registers in a later stage."""
+def finish(register: bool, model_name: str) -> tuple[str, int | None]:
+    """End the run; register its model unless the pipeline registers in a later stage.
+    Returns the run's id and the version registered."""
     job = _current()
     job.client.set_terminated(job.run_id, status="FINISHED")
-    return register_run(job.client, model_name, job.run_id) if register else None
+    version = register_run(job.client, model_name, job.run_id) if register else None
+    return job.run_id, version
 
 
 def register_run(client: Any, model_name: str, run_id: str) -> int:

@@ -17,13 +17,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from infra.config import Environment
 from ml.data.dataset import Dataset
 from ml.data.validation import ValidationReport, validate_dataset
 from ml.errors import DataValidationError, GateNotMet
 from ml.lineage import git_commit, pipeline_run_id
+from ml.monitoring.profile import build_profile
 from ml.spec import ModelSpec
 from ml.training import mlflow_job
 from ml.training.booster import MetricRows
@@ -122,9 +125,11 @@ def train(
     def metrics_of(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
         return sidecar.call(holdout_metrics, labels, scores)
 
+    sample = data.features.iloc[split.holdout[:SIGNATURE_ROWS]]
+    hooks = _SidecarHooks(sidecar, sample, settings.gate.metric, say)
     loop = run_gate_loop(
-        data, split, settings, workdir, _SidecarHooks(sidecar, settings.gate.metric, say),
-        metrics_of, spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
+        data, split, settings, workdir, hooks, metrics_of,
+        spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
     )  # fmt: skip
     best = loop.best
     sidecar.send(mlflow_job.log_best, best.metrics, best.params, best.number, best.rounds,
@@ -138,7 +143,7 @@ def train(
         "rule": str(loop.rule),
     }
     result = TrainResult(
-        run_id=sidecar.call(mlflow_job.run_id),
+        run_id="",  # known to the sidecar: filled in when the run ends
         model_name=spec.name,
         model_version=None,
         metrics=best.metrics,
@@ -149,7 +154,7 @@ def train(
         resumes=state.resumes,
     )
     if not loop.passed:
-        sidecar.call(mlflow_job.fail)
+        result.run_id = sidecar.call(mlflow_job.fail)
         shutil.rmtree(workdir, ignore_errors=True)
         raise GateNotMet(
             f"gate `{loop.rule}` not met after {len(loop.trials)} trial(s) ({loop.stopped_by} "
@@ -161,13 +166,13 @@ def train(
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
     if not sidecar.call(mlflow_job.model_logged):  # it may have been, before a crash
-        _log_model(sidecar, loop, data, split.holdout, gate, target)
-    result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
+        _deliver_model(sidecar, loop, data, split.holdout, gate, target)
+    result.run_id, result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
-def _log_model(
+def _deliver_model(
     sidecar: Sidecar,
     loop: GateLoopResult,
     data: PreparedData,
@@ -175,14 +180,13 @@ def _log_model(
     gate: dict[str, Any],
     target: str,
 ) -> None:
-    """Send the model to the sidecar first, so it logs it while the profile is built here."""
+    """The best trial's model (logged when it was trained), its reference profile and plots."""
     booster = loop.booster()
-    holdout = data.features.iloc[holdout_rows]
     scores = loop.holdout_scores
     if scores is None:  # trained before a crash
-        scores = np.asarray(booster.predict(holdout))
-    sidecar.send(mlflow_job.log_model, str(loop.model_file), holdout.head(SIGNATURE_ROWS),
-                 scores[:SIGNATURE_ROWS])  # fmt: skip
+        scores = np.asarray(booster.predict(data.features.iloc[holdout_rows]))
+    sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file),
+                 data.features.iloc[holdout_rows[:SIGNATURE_ROWS]], scores[:SIGNATURE_ROWS])  # fmt: skip
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
     trained = np.ones(len(data.labels), dtype=bool)
     trained[holdout_rows] = False
@@ -191,8 +195,6 @@ def _log_model(
         train_rows = np.sort(
             np.random.default_rng(0).choice(train_rows, PROFILE_ROWS, replace=False)
         )
-    from ml.monitoring.profile import build_profile
-
     reference = data.features.iloc[train_rows]
     sidecar.send(mlflow_job.log_profile,
                  build_profile(reference, np.asarray(booster.predict(reference)), seed=0))  # fmt: skip
@@ -256,8 +258,8 @@ class _JobState:
 class _SidecarHooks(TrialHooks):
     """Each trial a nested MLflow run, written by the sidecar; progress on the terminal."""
 
-    def __init__(self, sidecar: Sidecar, metric: str, say: Say) -> None:
-        self.sidecar, self.metric, self.say = sidecar, metric, say
+    def __init__(self, sidecar: Sidecar, sample: pd.DataFrame, metric: str, say: Say) -> None:
+        self.sidecar, self.sample, self.metric, self.say = sidecar, sample, metric, say
 
     def trial_started(self, number: int, params: dict[str, Any], resumed: bool) -> None:
         self.sidecar.send(mlflow_job.trial_started, number, params, resumed)
@@ -268,6 +270,10 @@ class _SidecarHooks(TrialHooks):
 
     def metrics_checkpointed(self, number: int, rows: MetricRows) -> None:
         self.sidecar.send(mlflow_job.metrics_checkpointed, number, rows)
+
+    def model_trained(self, number: int, model_file: Path, booster: lgb.Booster) -> None:
+        scores = np.asarray(booster.predict(self.sample))  # for the signature: 200 rows
+        self.sidecar.send(mlflow_job.log_trial_model, number, str(model_file), self.sample, scores)
 
     def trial_finished(self, outcome: TrialOutcome) -> None:
         self.sidecar.send(

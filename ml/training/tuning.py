@@ -23,7 +23,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from infra.config.base import MetricRule
 from infra.config.training import TrainingSettings
-from ml.training.booster import FitResult, MetricRows, fit
+from ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
 from ml.training.features import PreparedData, Split
 
 STUDY = "gate-loop"
@@ -65,7 +65,7 @@ class GateLoopResult:
 
     @property
     def model_file(self) -> Path:
-        return self.best.checkpoint_dir / "final.txt"
+        return self.best.checkpoint_dir / FINAL_MODEL
 
     def booster(self) -> lgb.Booster:
         return lgb.Booster(model_file=str(self.model_file))
@@ -76,6 +76,7 @@ class TrialHooks:
 
     def trial_started(self, number: int, params: dict[str, Any], resumed: bool) -> None: ...
     def metrics_checkpointed(self, number: int, rows: MetricRows) -> None: ...
+    def model_trained(self, number: int, model_file: Path, booster: lgb.Booster) -> None: ...
     def trial_finished(self, outcome: TrialOutcome) -> None: ...
 
 
@@ -134,6 +135,7 @@ def run_gate_loop(
         resumed = (checkpoint_dir / "model.txt").is_file()
         hooks.trial_started(trial.number, params, resumed)
         result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
+        hooks.model_trained(trial.number, checkpoint_dir / FINAL_MODEL, result.booster)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         scores_by_trial[trial.number] = scores
         metrics = metrics_of(data.labels[split.holdout], scores)
