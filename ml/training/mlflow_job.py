@@ -2,9 +2,8 @@
 
 These functions run in the job's sidecar process (ml/training/sidecar.py), one at a time, in the
 order the training process sends them. Which MLflow runs the job writes to is kept in `runs.json`
-beside its checkpoints, so a training resumed after a crash writes to the same runs. Every call is
-safe to repeat after a crash: metric rows carry their original timestamps and MLflow stores an
-identical row once.
+beside its checkpoints, so a training resumed after a crash writes to the same runs; the metric
+rows it hands over again carry their original timestamps, and MLflow stores an identical row once.
 """
 
 from __future__ import annotations
