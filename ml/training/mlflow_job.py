@@ -1,18 +1,20 @@
 """Everything a training job writes to MLflow, and the holdout metrics and plots behind it.
 
 These functions run in the job's sidecar process (ml/training/sidecar.py), one at a time, in the
-order the training process sends them. Which MLflow runs the job writes to is kept in `runs.json`
-beside its checkpoints, so a training resumed after a crash writes to the same runs; the metric
-rows it hands over again carry their original timestamps, and MLflow stores an identical row once.
+order the training process sends them. A training resumed after a crash writes to the same runs:
+each is created with a tag naming its job (and its trial's parameters), and found by it again,
+whatever instant the crash came at. The metric rows handed over again carry their original
+timestamps, and MLflow stores an identical row once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ _RUN_ONLY_TAGS = {
     "modelyard.model_id",
     "modelyard.trials",
     "modelyard.resumes",
+    "modelyard.job",
 }
 
 
@@ -48,41 +51,25 @@ class DatasetRecord:
     nullable: tuple[str, ...]  # columns with a missing value anywhere in the file
 
 
-@dataclass
-class _RunBook:
-    path: Path
-    parent_run_id: str | None = None
-    trial_runs: dict[str, str] = field(default_factory=dict)  # params key -> nested run id
-
-    @classmethod
-    def load(cls, folder: Path) -> _RunBook:
-        path = folder / "runs.json"
-        return cls(path, **json.loads(path.read_text())) if path.is_file() else cls(path)
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v for k, v in asdict(self).items() if k != "path"}))
-        tmp.replace(self.path)
+JOB_TAG = "modelyard.job"  # on the job's run: the job's id, kept in its state folder
+TRIAL_TAG = "modelyard.trial.key"  # on a trial's run: a digest of its parameters
+_RUN_FILE = "run.json"  # in the state folder: the job's run id, for the training process to show
 
 
 def parent_run_of(workdir: Path) -> str | None:
     """The job's MLflow run, if a previous attempt created it (read by the training process)."""
-    return _RunBook.load(workdir).parent_run_id
+    path = workdir / _RUN_FILE
+    return str(json.loads(path.read_text())["run_id"]) if path.is_file() else None
 
 
 @dataclass
 class _Job:
     client: Any
     experiment_id: str
-    book: _RunBook
+    run_id: str
     runs: dict[int, str] = field(default_factory=dict)  # trial number -> nested run id
     models: dict[int, Any] = field(default_factory=dict)  # trial number -> MLflow's ModelInfo
     model: Any = None  # the ModelInfo of the model the job delivers
-
-    @property
-    def run_id(self) -> str:
-        assert self.book.parent_run_id is not None
-        return self.book.parent_run_id
 
 
 _job: _Job | None = None  # the sidecar serves one training job
@@ -107,6 +94,7 @@ def _connect(tracking_uri: str) -> None:
 
 def open_job(
     workdir: str,
+    job_id: str,
     experiment: str,
     run_name: str,
     lineage: dict[str, str],
@@ -120,17 +108,20 @@ def open_job(
 
     global _job
     client = mlflow.MlflowClient()
-    book = _RunBook.load(Path(workdir))
-    _job = _Job(client, _experiment_id(client, experiment), book)
-    if book.parent_run_id is None:
-        tags = {**lineage, "modelyard.resumes": str(resumes)}
-        run = client.create_run(_job.experiment_id, run_name=run_name, tags=tags)
-        book.parent_run_id = run.info.run_id
-        book.save()
-        _log_dataset(client, run.info.run_id, dataset)
-        client.log_dict(run.info.run_id, report, "validation/report.json")
+    experiment_id = _experiment_id(client, experiment)
+    found = client.search_runs([experiment_id], f"tags.`{JOB_TAG}` = '{job_id}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        client.set_tag(run_id, "modelyard.resumes", str(resumes))
     else:
-        client.set_tag(book.parent_run_id, "modelyard.resumes", str(resumes))
+        tags = {**lineage, JOB_TAG: job_id, "modelyard.resumes": str(resumes)}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        _log_dataset(client, run_id, dataset)
+        client.log_dict(run_id, report, "validation/report.json")
+    tmp = Path(workdir) / f"{_RUN_FILE}.tmp"
+    tmp.write_text(json.dumps({"run_id": run_id}))
+    tmp.replace(Path(workdir) / _RUN_FILE)
+    _job = _Job(client, experiment_id, run_id)
 
 
 def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
@@ -138,10 +129,18 @@ def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
     from mlflow.entities import Param
 
     job = _current()
-    key = json.dumps(params, sort_keys=True)
-    trial_run = job.book.trial_runs.get(key)
-    if trial_run is None:
-        tags = {"mlflow.parentRunId": job.run_id, "modelyard.trial": str(number)}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+    found = job.client.search_runs(
+        [job.experiment_id],
+        f"tags.mlflow.parentRunId = '{job.run_id}' and tags.`{TRIAL_TAG}` = '{key}'",
+        max_results=1,
+    )
+    if found:
+        trial_run = found[0].info.run_id
+        if resumed:
+            job.client.set_tag(trial_run, "modelyard.resumed", "true")
+    else:
+        tags = {"mlflow.parentRunId": job.run_id, "modelyard.trial": str(number), TRIAL_TAG: key}
         if resumed:
             tags["modelyard.resumed"] = "true"
         run = job.client.create_run(job.experiment_id, run_name=f"trial-{number}", tags=tags)
@@ -149,10 +148,6 @@ def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
         job.client.log_batch(
             trial_run, params=[Param(k, str(v)) for k, v in sorted(params.items())]
         )
-        job.book.trial_runs[key] = trial_run
-        job.book.save()
-    elif resumed:
-        job.client.set_tag(trial_run, "modelyard.resumed", "true")
     job.runs[number] = trial_run
 
 

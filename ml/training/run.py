@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def train(
         "modelyard.dataset.digest": dataset.digest,
         "modelyard.dataset.path": str(dataset.path),
     }
-    sidecar.send(mlflow_job.open_job, str(workdir), environment.mlflow.experiment,
+    sidecar.send(mlflow_job.open_job, str(workdir), state.job_id, environment.mlflow.experiment,
                  f"train-{spec.name}", lineage, _dataset_record(dataset, target),
                  report.to_dict(), state.resumes)  # fmt: skip
 
@@ -228,6 +229,7 @@ class _JobState:
     keeps which MLflow runs the job writes to)."""
 
     path: Path
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # tags the job's MLflow run
     resumes: int = 0
     spent_seconds: float = 0.0
 
