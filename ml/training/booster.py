@@ -106,9 +106,12 @@ def fit(
                 history.scores.append(value)
         rounds = env.iteration + 1
         if rounds % checkpoint_every == 0:
-            # Checkpoint first: metrics are handed over only for rounds that survive a crash.
-            _atomic_write(model_file, env.model.model_to_string())
+            # History before model: a crash between the two leaves history ahead of the model,
+            # which resuming trims to the model's rounds (the other way round, rounds would be
+            # numbered from a history that is behind). Metrics are handed over only for rounds
+            # that survive a crash.
             save_history()
+            _atomic_write(model_file, env.model.model_to_string())
             hand_over()
         if early_stopping_rounds and rounds - history.best_iteration >= early_stopping_rounds:
             raise lgb.callback.EarlyStopException(history.best_iteration - 1, [])

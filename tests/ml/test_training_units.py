@@ -12,6 +12,7 @@ import pytest
 from infra.config import MetricRule
 from ml.data.dataset import Dataset
 from ml.data.validation import validate_dataset
+from ml.training import booster
 from ml.training.booster import fit
 from ml.training.features import prepare, stratified_split
 
@@ -95,3 +96,29 @@ def test_a_fit_killed_mid_way_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     assert resumed.history.best_score == pytest.approx(reference.history.best_score, abs=1e-3)
     finished = fit(params, *_datasets(), 120, None, "auc", True, tmp_path / "ckpt", 10)
     assert finished.resumed_from == 120  # a finished fit is loaded, not redone
+
+
+def test_a_kill_between_the_two_checkpoint_writes_numbers_every_round_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"objective": "binary", "verbose": -1, "learning_rate": 0.02, "deterministic": True}
+    checkpoint = tmp_path / "ckpt"
+    write = booster._atomic_write
+    writes = 0
+
+    def killed_at_the_12th_write(path: Path, text: str) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 12:  # the second of the two files of the round-60 checkpoint
+            raise _Killed
+        write(path, text)
+
+    monkeypatch.setattr(booster, "_atomic_write", killed_at_the_12th_write)
+    with pytest.raises(_Killed):
+        fit(params, *_datasets(), 120, None, "auc", True, checkpoint, 10)
+    monkeypatch.setattr(booster, "_atomic_write", write)
+
+    handed: list[tuple[int, str, float, int]] = []
+    resumed = fit(params, *_datasets(), 120, None, "auc", True, checkpoint, 10, handed.extend)
+    assert len(resumed.history.scores) == 120
+    assert sorted({step for step, name, _, _ in handed if name == "auc"}) == list(range(1, 121))
