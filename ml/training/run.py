@@ -167,7 +167,7 @@ def train(
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
     if not sidecar.call(mlflow_job.model_logged):  # it may have been, before a crash
-        _deliver_model(sidecar, loop, data, split.holdout, gate, target)
+        _deliver_model(sidecar, loop, data, split.holdout, sample, gate, target)
     result.run_id, result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -178,6 +178,7 @@ def _deliver_model(
     loop: GateLoopResult,
     data: PreparedData,
     holdout_rows: np.ndarray,
+    sample: pd.DataFrame,
     gate: dict[str, Any],
     target: str,
 ) -> None:
@@ -186,8 +187,8 @@ def _deliver_model(
     scores = loop.holdout_scores
     if scores is None:  # trained before a crash
         scores = np.asarray(booster.predict(data.features.iloc[holdout_rows]))
-    sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file),
-                 data.features.iloc[holdout_rows[:SIGNATURE_ROWS]], scores[:SIGNATURE_ROWS])  # fmt: skip
+    sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file), sample,
+                 scores[: len(sample)])  # fmt: skip
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
     trained = np.ones(len(data.labels), dtype=bool)
     trained[holdout_rows] = False
