@@ -1,8 +1,9 @@
-"""LightGBM without scikit-learn, for the process that boosts.
+"""LightGBM without scikit-learn, for the training job's two processes.
 
-`import lightgbm` also imports scikit-learn (two seconds of one core) for LightGBM's estimator
-classes. The boosting process never uses them: it trains through the native API, and the
-holdout metrics and plots, which do need scikit-learn, are computed in the job's sidecar.
+`import lightgbm` also imports scikit-learn, and with it SciPy's statistics (about two seconds of
+one core), for LightGBM's estimator classes. A training job never uses them: it trains through the
+native API, MLflow's LightGBM flavor logs the native booster, and the holdout metrics are NumPy
+(ml/training/evaluation.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Everything a training job writes to MLflow, and the holdout metrics and plots behind it.
+"""Everything a training job writes to MLflow, and the plots behind it.
 
 These functions run in the job's sidecar process (ml/training/sidecar.py), one at a time, in the
 order the training process sends them. A training resumed after a crash writes to the same runs:
@@ -25,10 +25,11 @@ if TYPE_CHECKING:  # this module is imported by the training process before pand
     import numpy as np
     import pandas as pd
 
+_MODEL_URI, _MODEL_ID = "modelyard.model_uri", "modelyard.model_id"  # name the delivered model
 # Run tags that describe the training run itself, not the model version registered from it.
 _RUN_ONLY_TAGS = {
-    "modelyard.model_uri",
-    "modelyard.model_id",
+    _MODEL_URI,
+    _MODEL_ID,
     "modelyard.trials",
     "modelyard.resumes",
     "modelyard.job",
@@ -69,7 +70,9 @@ class _Job:
     run_id: str
     runs: dict[int, str] = field(default_factory=dict)  # trial number -> nested run id
     models: dict[int, Any] = field(default_factory=dict)  # trial number -> MLflow's ModelInfo
-    model: Any = None  # the ModelInfo of the model the job delivers
+    # The tags naming the model the job delivers; found on the run if an attempt that crashed
+    # had completed it.
+    identity: dict[str, str] = field(default_factory=dict)
 
 
 _job: _Job | None = None  # the sidecar serves one training job
@@ -88,7 +91,9 @@ def tracking_sidecar(tracking_uri: str) -> Sidecar:
 
 def _connect(tracking_uri: str) -> None:
     from ml.tracking import configure
+    from ml.training.lean_imports import import_lightgbm_alone
 
+    import_lightgbm_alone()  # before MLflow's LightGBM flavor imports it with scikit-learn
     configure(tracking_uri)
 
 
@@ -110,9 +115,12 @@ def open_job(
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, experiment)
     found = client.search_runs([experiment_id], f"tags.`{JOB_TAG}` = '{job_id}'", max_results=1)
+    identity: dict[str, str] = {}
     if found:
         run_id = found[0].info.run_id
         client.set_tag(run_id, "modelyard.resumes", str(resumes))
+        if _MODEL_ID in found[0].data.tags:  # its identity tags are written last
+            identity = {k: found[0].data.tags[k] for k in (_MODEL_URI, _MODEL_ID)}
     else:
         tags = {**lineage, JOB_TAG: job_id, "modelyard.resumes": str(resumes)}
         run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
@@ -121,7 +129,7 @@ def open_job(
     tmp = Path(workdir) / f"{_RUN_FILE}.tmp"
     tmp.write_text(json.dumps({"run_id": run_id}))
     tmp.replace(Path(workdir) / _RUN_FILE)
-    _job = _Job(client, experiment_id, run_id)
+    _job = _Job(client, experiment_id, run_id, identity=identity)
 
 
 def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
@@ -161,13 +169,16 @@ def metrics_checkpointed(number: int, rows: list[tuple[int, str, float, int]]) -
 
 
 def trial_finished(number: int, metrics: dict[str, float], passed: bool) -> None:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     job = _current()
     trial_run = job.runs[number]
     now = int(time.time() * 1000)
-    job.client.log_batch(trial_run, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-    job.client.set_tag(trial_run, "modelyard.gate.passed", str(passed).lower())
+    job.client.log_batch(
+        trial_run,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        tags=[RunTag("modelyard.gate.passed", str(passed).lower())],
+    )
     job.client.set_terminated(trial_run, status="FINISHED")
 
 
@@ -179,7 +190,7 @@ def log_best(
     rule: str,
     trials: int,
 ) -> None:
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     job = _current()
     now = int(time.time() * 1000)
@@ -188,9 +199,8 @@ def log_best(
         metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in sorted(params.items())]
         + [Param("best_trial", str(trial)), Param("rounds", str(rounds))],
+        tags=[RunTag("modelyard.gate.rule", rule), RunTag("modelyard.trials", str(trials))],
     )
-    job.client.set_tag(job.run_id, "modelyard.gate.rule", rule)
-    job.client.set_tag(job.run_id, "modelyard.trials", str(trials))
 
 
 def fail() -> str:
@@ -199,12 +209,6 @@ def fail() -> str:
     job.client.set_tag(job.run_id, "modelyard.gate.passed", "false")
     job.client.set_terminated(job.run_id, status="FAILED")
     return job.run_id
-
-
-def model_logged() -> bool:
-    """The model may have been logged before a crash: its identity tag is written last."""
-    job = _current()
-    return "modelyard.model_id" in job.client.get_run(job.run_id).data.tags
 
 
 def log_trial_model(
@@ -220,9 +224,13 @@ def choose_model(
     number: int, model_file: str, sample: pd.DataFrame, sample_scores: np.ndarray
 ) -> None:
     """The model the job delivers: the best trial's. A trial finished before a crash had its
-    model logged by the sidecar that crashed with it, so it is logged again, in the job's run."""
+    model logged by the sidecar that crashed with it, so it is logged again, in the job's run,
+    unless that attempt had already completed the run."""
     job = _current()
-    job.model = job.models.get(number) or _log_model(job.run_id, model_file, sample, sample_scores)
+    if job.identity:
+        return
+    model = job.models.get(number) or _log_model(job.run_id, model_file, sample, sample_scores)
+    job.identity = {_MODEL_URI: model.model_uri, _MODEL_ID: model.model_id}
 
 
 def _log_model(
@@ -273,10 +281,10 @@ def mark_complete(tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     job = _current()
-    assert job.model is not None, "log_model first"
-    identity = {**tags, "modelyard.model_uri": job.model.model_uri,
-                "modelyard.model_id": job.model.model_id}  # fmt: skip
-    job.client.log_batch(job.run_id, tags=[RunTag(k, v) for k, v in identity.items()])
+    assert job.identity, "choose_model first"
+    job.client.log_batch(
+        job.run_id, tags=[RunTag(k, v) for k, v in {**tags, **job.identity}.items()]
+    )
 
 
 def finish(register: bool, model_name: str) -> tuple[str, int | None]:
@@ -294,7 +302,7 @@ def register_run(client: Any, model_name: str, run_id: str) -> int:
     from ml.registry import register_version
 
     tags = client.get_run(run_id).data.tags
-    if tags.get("modelyard.gate.passed") != "true" or "modelyard.model_id" not in tags:
+    if tags.get("modelyard.gate.passed") != "true" or _MODEL_ID not in tags:
         raise GateNotMet(f"run {run_id} has no model that passed its gate: nothing to register")
     version_tags = {
         k: v for k, v in tags.items() if k.startswith("modelyard.") and k not in _RUN_ONLY_TAGS
@@ -302,8 +310,8 @@ def register_run(client: Any, model_name: str, run_id: str) -> int:
     return register_version(
         client,
         model_name,
-        tags["modelyard.model_uri"],
-        tags["modelyard.model_id"],
+        tags[_MODEL_URI],
+        tags[_MODEL_ID],
         run_id,
         version_tags,
     )

@@ -1,7 +1,7 @@
 """The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix.
 
-Drawn in the training job's sidecar process (ml/training/sidecar.py), which imports matplotlib
-and scikit-learn while the data is checked and boosted.
+Drawn in the training job's sidecar process (ml/training/sidecar.py), from the curves
+ml/training/evaluation.py computes.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.training import evaluation
+
 
 def write_plots(
     importances: dict[str, float], labels: np.ndarray, scores: np.ndarray, folder: Path
 ) -> list[Path]:
     """`importances`: total gain per feature name."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
+    load_matplotlib()
     import matplotlib.pyplot as plt
-    from sklearn import metrics as skm
 
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -40,24 +39,25 @@ def write_plots(
     ax.set_title("Feature importance")
     save(fig, "feature_importance.png")
 
-    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    counts = evaluation.threshold_counts(labels, scores)
+    fpr, tpr = evaluation.roc_points(counts)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, label=f"AUC {skm.auc(fpr, tpr):.3f}")
+    ax.plot(fpr, tpr, label=f"AUC {evaluation.roc_auc(counts):.3f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
     ax.legend(loc="lower right")
     save(fig, "roc_curve.png")
 
     # Points where the curve bends only: a million-point line draws slowly and looks the same.
-    precision, recall, _ = skm.precision_recall_curve(labels, scores, drop_intermediate=True)
+    recall, precision = evaluation.pr_points(counts)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(recall, precision, label=f"AP {skm.average_precision_score(labels, scores):.3f}")
+    ax.plot(recall, precision, label=f"AP {evaluation.average_precision(counts):.3f}")
     ax.axhline(labels.mean(), linestyle="--", color="grey", label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (holdout)")
     ax.legend(loc="upper right")
     save(fig, "precision_recall_curve.png")
 
-    matrix = skm.confusion_matrix(labels, (scores >= 0.5).astype(int), labels=[0, 1])
+    matrix = evaluation.confusion_matrix(labels, scores >= 0.5)
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
@@ -66,3 +66,12 @@ def write_plots(
            title="Confusion matrix (threshold 0.5)")  # fmt: skip
     save(fig, "confusion_matrix.png")
     return written
+
+
+def load_matplotlib() -> None:
+    """Import matplotlib, for files only (about a second of one core): the sidecar does it while
+    the training process scores the holdout, before it is asked for the plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # never a window
+    import matplotlib.pyplot

@@ -1,10 +1,10 @@
 """`modelyard train`: validate, run the gate loop under one MLflow run, log, register.
 
-This process reads the data and boosts; a sidecar process (ml/training/sidecar.py) does the
-tracking, the holdout metrics and the plots, so their imports and round trips overlap the
-boosting. The job's state (the MLflow runs it writes to, Optuna's journal, boosting checkpoints)
-lives in a folder keyed by what is trained (environment, training settings, dataset digest), so
-running the same command after a crash picks the same job up where it stopped.
+This process reads the data, boosts and scores; a sidecar process (ml/training/sidecar.py) does
+the tracking and the plots, so their imports and round trips overlap the boosting. The job's
+state (the MLflow runs it writes to, Optuna's journal, boosting checkpoints) lives in a folder
+keyed by what is trained (environment, training settings, dataset digest), so running the same
+command after a crash picks the same job up where it stopped.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from ml.monitoring.profile import build_profile
 from ml.spec import ModelSpec
 from ml.training import mlflow_job
 from ml.training.booster import MetricRows
-from ml.training.evaluation import holdout_metrics
 from ml.training.features import PreparedData, prepare, stratified_split
+from ml.training.plots import load_matplotlib
 from ml.training.sidecar import Sidecar
 from ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
 
@@ -123,13 +123,10 @@ def train(
                  f"train-{spec.name}", lineage, _dataset_record(dataset, target),
                  report.to_dict(), state.resumes)  # fmt: skip
 
-    def metrics_of(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-        return sidecar.call(holdout_metrics, labels, scores)
-
     sample = data.features.iloc[split.holdout[:SIGNATURE_ROWS]]
     hooks = _SidecarHooks(sidecar, sample, settings.gate.metric, say)
     loop = run_gate_loop(
-        data, split, settings, workdir, hooks, metrics_of,
+        data, split, settings, workdir, hooks,
         spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
     )  # fmt: skip
     best = loop.best
@@ -166,8 +163,7 @@ def train(
         )
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
-    if not sidecar.call(mlflow_job.model_logged):  # it may have been, before a crash
-        _deliver_model(sidecar, loop, data, split.holdout, sample, gate, target)
+    _deliver_model(sidecar, loop, data, split.holdout, sample, gate, target)
     result.run_id, result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -182,11 +178,16 @@ def _deliver_model(
     gate: dict[str, Any],
     target: str,
 ) -> None:
-    """The best trial's model (logged when it was trained), its reference profile and plots."""
+    """The best trial's model (logged when it was trained), its plots and reference profile.
+    Run again after a crash, it writes the same plots and profile again, and keeps the model
+    if the crashed attempt had already named it on the run."""
     booster = loop.booster()
     scores = loop.holdout_scores
     if scores is None:  # trained before a crash
         scores = np.asarray(booster.predict(data.features.iloc[holdout_rows]))
+    # Plots first: drawing them is the sidecar's longest step, and it overlaps the profile below.
+    importances = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
+    sidecar.send(mlflow_job.log_plots, importances, data.labels[holdout_rows], scores)
     sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file), sample,
                  scores[: len(sample)])  # fmt: skip
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
@@ -200,8 +201,6 @@ def _deliver_model(
     reference = data.features.iloc[train_rows]
     sidecar.send(mlflow_job.log_profile,
                  build_profile(reference, np.asarray(booster.predict(reference)), seed=0))  # fmt: skip
-    importances = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
-    sidecar.send(mlflow_job.log_plots, importances, data.labels[holdout_rows], scores)
     sidecar.send(mlflow_job.mark_complete, {
         "modelyard.gate.value": f"{gate['value']:.6f}",
         "modelyard.gate.passed": "true",
@@ -277,11 +276,14 @@ class _SidecarHooks(TrialHooks):
     def model_trained(self, number: int, model_file: Path, booster: lgb.Booster) -> None:
         scores = np.asarray(booster.predict(self.sample))  # for the signature: 200 rows
         self.sidecar.send(mlflow_job.log_trial_model, number, str(model_file), self.sample, scores)
+        self.sidecar.send(load_matplotlib)  # the plots come next, once the holdout is scored
 
     def trial_finished(self, outcome: TrialOutcome) -> None:
         self.sidecar.send(
             mlflow_job.trial_finished, outcome.number, outcome.metrics, outcome.passed
         )
+        # The study marks the trial done next, and a resumed job would not record it again.
+        self.sidecar.wait()
         verdict = "passes" if outcome.passed else "misses"
         self.say(
             f"trial {outcome.number}: {self.metric} {outcome.metrics[self.metric]:.4f} after "

@@ -1,4 +1,4 @@
-"""The training job's second process: it owns MLflow, scikit-learn and matplotlib.
+"""The training job's second process: it owns MLflow and matplotlib.
 
 Importing those costs seconds of one core and every tracking call is a round trip to the server.
 Done by the process that boosts, they would stand before and after the boosting; done here, they
@@ -30,8 +30,9 @@ class SidecarFailed(ModelyardMlError):
 class Sidecar:
     """A spawned process (fork is unsafe once LightGBM's OpenMP threads exist).
 
-    `send` queues a call and returns at once; its failure is raised by the next `send` or `call`
-    or when the `with` block ends. `call` waits for a call's result."""
+    `send` queues a call and returns at once; its failure is raised by the next `send`, `call` or
+    `wait`, or when the `with` block ends. `call` waits for a call's result; `wait`, for every
+    call sent."""
 
     def __init__(self, setup: Callable[..., object], *args: Any) -> None:
         self._setup, self._args = setup, args
@@ -61,6 +62,12 @@ class Sidecar:
             # first cause, is raised rather than this call's.
             self._raise_failures()
         return result
+
+    def wait(self) -> None:
+        """Return once every call sent so far has run; raise the first that failed."""
+        sent, self._sent = self._sent, []
+        for future in sent:
+            future.result()
 
     def _raise_failures(self) -> None:
         sent, self._sent = self._sent, [f for f in self._sent if not f.done()]

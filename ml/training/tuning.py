@@ -24,13 +24,12 @@ from optuna.storages.journal import JournalFileBackend
 from infra.config.base import MetricRule
 from infra.config.training import TrainingSettings
 from ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
+from ml.training.evaluation import holdout_metrics
 from ml.training.features import PreparedData, Split
 
 STUDY = "gate-loop"
 # The LightGBM validation metric that tracks each gate metric during boosting.
 EARLY_STOPPING_METRIC = {"roc_auc": "auc", "pr_auc": "average_precision"}
-# Holdout labels and scores -> metrics by their gate names (ml/training/evaluation.py).
-MetricsOf = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,8 @@ class TrialHooks:
     def trial_started(self, number: int, params: dict[str, Any], resumed: bool) -> None: ...
     def metrics_checkpointed(self, number: int, rows: MetricRows) -> None: ...
     def model_trained(self, number: int, model_file: Path, booster: lgb.Booster) -> None: ...
+    # Once this returns, the study records the trial as done and a resumed job never runs it
+    # again: what the hooks keep of it must be stored by then.
     def trial_finished(self, outcome: TrialOutcome) -> None: ...
 
 
@@ -98,7 +99,6 @@ def run_gate_loop(
     settings: TrainingSettings,
     workdir: Path,
     hooks: TrialHooks,
-    metrics_of: MetricsOf,
     spent_seconds: float = 0.0,
     on_time_spent: Callable[[float], None] | None = None,
 ) -> GateLoopResult:
@@ -138,7 +138,7 @@ def run_gate_loop(
         hooks.model_trained(trial.number, checkpoint_dir / FINAL_MODEL, result.booster)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         scores_by_trial[trial.number] = scores
-        metrics = metrics_of(data.labels[split.holdout], scores)
+        metrics = holdout_metrics(data.labels[split.holdout], scores)
         outcome = TrialOutcome(
             number=trial.number,
             params=params,

@@ -38,6 +38,23 @@ def test_calls_run_in_the_order_sent_in_another_process(tmp_path: Path) -> None:
         assert sidecar.call(os.getpid) != os.getpid()
 
 
+def slowly_append(path: str, text: str) -> None:
+    time.sleep(0.5)
+    append(path, text)
+
+
+def test_wait_returns_once_every_call_sent_has_run(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with Sidecar(int) as sidecar:
+        sidecar.send(slowly_append, str(log), "stored;")
+        sidecar.wait()
+        assert log.read_text(encoding="utf-8") == "stored;"
+        sidecar.send(refuse, "the server went away")
+        sidecar.send(refuse, "a knock-on failure")
+        with pytest.raises(SidecarFailed, match="the server went away"):
+            sidecar.wait()
+
+
 def test_the_first_failure_is_raised_by_the_next_call_with_its_own_message() -> None:
     first = "ValueError: the server went away"
     with pytest.raises(SidecarFailed, match=first), Sidecar(int) as sidecar:
