@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import typer
 
 from pipelines.commands import register_all
 from pipelines.errors import USER_ERRORS, report_user_error
+from pipelines.process_exit import leave
 
 app = typer.Typer(
     name="modelyard",
@@ -29,4 +29,6 @@ def main() -> None:
         app(standalone_mode=True)
     except USER_ERRORS as exc:
         report_user_error(exc)
-        sys.exit(2)
+        leave(2)
+    except SystemExit as done:  # how click ends every command, successful or not
+        leave(done.code)

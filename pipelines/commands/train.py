@@ -13,6 +13,7 @@ from infra.config import load_environment, project_root
 from ml.errors import DataValidationError, GateNotMet
 from pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
 from pipelines.notify import notify
+from pipelines.process_exit import skip_teardown
 from pipelines.state import state_dir
 
 
@@ -32,6 +33,7 @@ def train_command(
     from ml.tracking import reachable_uri
     from ml.training.mlflow_job import tracking_sidecar
 
+    skip_teardown()  # it shuts its sidecar down and writes its files before it returns
     environment = load_environment(env)
     spec = load_model_spec(environment.training.model)
     target = target or spec.target
