@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
@@ -44,7 +45,7 @@ class Sidecar:
             1,
             mp_context=context,
             initializer=_start,
-            initargs=(os.getpid(), self._setup, self._args),
+            initargs=(os.getpid(), warnings.filters, self._setup, self._args),
         )
         self.send(int)  # the pool starts its process on the first call: start it now
         return self
@@ -89,7 +90,13 @@ class Sidecar:
             self._pool.shutdown(wait=kind is None, cancel_futures=True)
 
 
-def _start(parent: int, setup: Callable[..., object], args: tuple[Any, ...]) -> None:
+def _start(
+    parent: int, warning_filters: list[Any], setup: Callable[..., object], args: tuple[Any, ...]
+) -> None:
+    # The training process's warning filters (a spawned process starts with Python's defaults):
+    # what the command keeps off the terminal, its sidecar does too.
+    warnings.filters[:] = warning_filters
+
     # A training killed with SIGKILL can't shut the pool down: the sidecar leaves on its own,
     # quickly, so a resumed training never has two of them writing to the same runs.
     def leave_when_orphaned() -> None:

@@ -59,6 +59,7 @@ def test_train_tracks_registers_with_lineage_and_notifies(
     result = run_cli("train", "local", "--data", str(churn_csv), "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
+    assert "Warning" not in result.stderr  # library hints stay off the terminal, both processes'
 
     digest = hashlib.sha256(churn_csv.read_bytes()).hexdigest()
     assert out["dataset_digest"] == digest
