@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ml.errors import ModelyardMlError
 
@@ -45,7 +45,7 @@ class Sidecar:
             1,
             mp_context=context,
             initializer=_start,
-            initargs=(os.getpid(), warnings.filters, self._setup, self._args),
+            initargs=(os.getpid(), list(warnings.filters), self._setup, self._args),
         )
         self.send(int)  # the pool starts its process on the first call: start it now
         return self
@@ -95,7 +95,7 @@ def _start(
 ) -> None:
     # The training process's warning filters (a spawned process starts with Python's defaults):
     # what the command keeps off the terminal, its sidecar does too.
-    warnings.filters[:] = warning_filters
+    cast(list[Any], warnings.filters)[:] = warning_filters
 
     # A training killed with SIGKILL can't shut the pool down: the sidecar leaves on its own,
     # quickly, so a resumed training never has two of them writing to the same runs.
