@@ -18,12 +18,11 @@ LOG_LOSS_EPS = 1e-15
 
 @dataclass(frozen=True)
 class ThresholdCounts:
-    """True and false positives when every score at or above each distinct threshold is called
-    positive; thresholds in decreasing order."""
+    """True and false positives when every score at or above a threshold is called positive,
+    for each distinct score as the threshold, from the highest down."""
 
     tps: np.ndarray
     fps: np.ndarray
-    thresholds: np.ndarray
 
     @property
     def positives(self) -> int:
@@ -39,7 +38,7 @@ def threshold_counts(labels: np.ndarray, scores: np.ndarray) -> ThresholdCounts:
     ranked, hits = np.asarray(scores)[order], np.asarray(labels)[order]
     last_of_each = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
     tps = np.cumsum(hits, dtype=np.int64)[last_of_each]
-    return ThresholdCounts(tps, 1 + last_of_each - tps, ranked[last_of_each])
+    return ThresholdCounts(tps, 1 + last_of_each - tps)
 
 
 def roc_points(counts: ThresholdCounts) -> tuple[np.ndarray, np.ndarray]:
