@@ -7,7 +7,6 @@ loaded from the checkpoint, not redone, and early stopping remembers the rounds 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+
+from ml.atomic_file import write_atomic
 
 # (round, metric name, value, time in ms). The time is taken once, when the round ends: handing
 # the same row over again after a crash repeats it exactly, and MLflow stores it once.
@@ -82,7 +83,7 @@ def fit(
     handed_over = 0  # rows the caller has been given by this process
 
     def save_history() -> None:
-        _atomic_write(history_file, json.dumps({"scores": history.scores, "rows": rows}))
+        write_atomic(history_file, json.dumps({"scores": history.scores, "rows": rows}))
 
     def hand_over() -> None:
         """Give the caller the saved rows it has not been given. After a crash that is
@@ -111,7 +112,7 @@ def fit(
             # numbered from a history that is behind). Metrics are handed over only for rounds
             # that survive a crash.
             save_history()
-            _atomic_write(model_file, env.model.model_to_string())
+            write_atomic(model_file, env.model.model_to_string())
             hand_over()
         if early_stopping_rounds and rounds - history.best_iteration >= early_stopping_rounds:
             raise lgb.callback.EarlyStopException(history.best_iteration - 1, [])
@@ -134,7 +135,7 @@ def fit(
         booster = init_model
     best = lgb.Booster(model_str=booster.model_to_string(num_iteration=history.best_iteration))
     save_history()
-    _atomic_write(final_file, best.model_to_string())
+    write_atomic(final_file, best.model_to_string())
     hand_over()
     return FitResult(best, history, done)
 
@@ -145,13 +146,3 @@ def _stopped_early(history: FitHistory, early_stopping_rounds: int | None) -> bo
         and history.scores
         and len(history.scores) - history.best_iteration >= early_stopping_rounds
     )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """A checkpoint is either the old one or the new one, never half of either."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

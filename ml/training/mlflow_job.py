@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ml.atomic_file import write_atomic
 from ml.errors import GateNotMet
 from ml.training.sidecar import Sidecar
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:  # this module is imported by the training process before pand
     import numpy as np
     import pandas as pd
 
+JOB_TAG = "modelyard.job"  # on the job's run: the job's id, kept in its state folder
+TRIAL_TAG = "modelyard.trial.key"  # on a trial's run: a digest of its parameters
 _MODEL_URI, _MODEL_ID = "modelyard.model_uri", "modelyard.model_id"  # name the delivered model
 # Run tags that describe the training run itself, not the model version registered from it.
 _RUN_ONLY_TAGS = {
@@ -32,7 +35,7 @@ _RUN_ONLY_TAGS = {
     _MODEL_ID,
     "modelyard.trials",
     "modelyard.resumes",
-    "modelyard.job",
+    JOB_TAG,
 }
 
 
@@ -52,8 +55,6 @@ class DatasetRecord:
     nullable: tuple[str, ...]  # columns with a missing value anywhere in the file
 
 
-JOB_TAG = "modelyard.job"  # on the job's run: the job's id, kept in its state folder
-TRIAL_TAG = "modelyard.trial.key"  # on a trial's run: a digest of its parameters
 _RUN_FILE = "run.json"  # in the state folder: the job's run id, for the training process to show
 
 
@@ -126,9 +127,7 @@ def open_job(
         run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         _log_dataset(client, run_id, dataset)
         client.log_dict(run_id, report, "validation/report.json")
-    tmp = Path(workdir) / f"{_RUN_FILE}.tmp"
-    tmp.write_text(json.dumps({"run_id": run_id}))
-    tmp.replace(Path(workdir) / _RUN_FILE)
+    write_atomic(Path(workdir) / _RUN_FILE, json.dumps({"run_id": run_id}))
     _job = _Job(client, experiment_id, run_id, identity=identity)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from infra.config import Environment
+from ml.atomic_file import write_atomic
 from ml.data.dataset import Dataset
 from ml.data.validation import ValidationReport, validate_dataset
 from ml.errors import DataValidationError, GateNotMet
@@ -248,9 +249,7 @@ class _JobState:
 
     def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "path"}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(data))
 
     def record_time(self, seconds: float) -> None:
         self.spent_seconds = seconds

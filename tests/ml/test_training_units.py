@@ -103,7 +103,7 @@ def test_a_kill_between_the_two_checkpoint_writes_numbers_every_round_once(
 ) -> None:
     params = {"objective": "binary", "verbose": -1, "learning_rate": 0.02, "deterministic": True}
     checkpoint = tmp_path / "ckpt"
-    write = booster._atomic_write
+    write = booster.write_atomic
     writes = 0
 
     def killed_at_the_12th_write(path: Path, text: str) -> None:
@@ -113,10 +113,10 @@ def test_a_kill_between_the_two_checkpoint_writes_numbers_every_round_once(
             raise _Killed
         write(path, text)
 
-    monkeypatch.setattr(booster, "_atomic_write", killed_at_the_12th_write)
+    monkeypatch.setattr(booster, "write_atomic", killed_at_the_12th_write)
     with pytest.raises(_Killed):
         fit(params, *_datasets(), 120, None, "auc", True, checkpoint, 10)
-    monkeypatch.setattr(booster, "_atomic_write", write)
+    monkeypatch.setattr(booster, "write_atomic", write)
 
     handed: list[tuple[int, str, float, int]] = []
     resumed = fit(params, *_datasets(), 120, None, "auc", True, checkpoint, 10, handed.extend)
