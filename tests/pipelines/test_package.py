@@ -192,13 +192,15 @@ def test_without_docker_the_artifact_is_the_package_and_the_stage_says_so(
 
 
 def _wait_for_version(url: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The server's /version once it serves a model: it answers while still loading one."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 answer: dict[str, Any] = json.loads(response.read())
+            if answer.get("ready") or time.monotonic() > deadline:
                 return answer
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+        time.sleep(0.5)
