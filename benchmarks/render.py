@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from infra.config import list_environments
-from infra.render import render
+from modelyard.contracts.environment import list_environments
+from modelyard.infra.render import render
 
 GOAL_SECONDS = 5.0
 WARM_RUNS = 5
@@ -30,7 +30,9 @@ def main() -> None:
     for env in list_environments():
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "infra.render", env], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "modelyard.infra.render", env], check=True, capture_output=True
+        )
         cold = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

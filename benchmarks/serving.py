@@ -24,11 +24,11 @@ import lightgbm as lgb
 import numpy as np
 import orjson
 import pandas as pd
+from modelyard.ml.serving.__main__ import options_to_json
+from modelyard.ml.serving.supervisor import ServeOptions, read_status
+from modelyard.pipelines.local_mlflow import free_port
 
 from benchmarks._loadgen import LoadResult, run_load
-from ml.serving.__main__ import options_to_json
-from ml.serving.supervisor import ServeOptions, read_status
-from pipelines.local_mlflow import free_port
 
 FEATURES, TREES, LEAVES = 30, 200, 63
 SECONDS = float(os.environ.get("MODELYARD_BENCH_SECONDS", "8"))
@@ -101,7 +101,7 @@ def start_modelyard(model: Path, state: Path, workers: int) -> tuple[str, subpro
     state.mkdir(parents=True)
     (state / "options.json").write_bytes(options_to_json(options))
     log = (state / "server.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "ml.serving", str(state / "options.json")],
+    process = subprocess.Popen([sys.executable, "-m", "modelyard.ml.serving", str(state / "options.json")],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{options.port}"
     wait_http(url, process)

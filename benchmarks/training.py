@@ -51,8 +51,7 @@ def make_data(path: Path) -> pd.DataFrame:
 
 def bare_seconds(frame: pd.DataFrame) -> tuple[float, float]:
     import lightgbm as lgb
-
-    from ml.training.features import prepare, stratified_split
+    from modelyard.ml.training.features import prepare, stratified_split
 
     data = prepare(frame, "label")
     split = stratified_split(data.labels, 0.2, 0.2, 42)
@@ -70,7 +69,7 @@ def bare_seconds(frame: pd.DataFrame) -> tuple[float, float]:
 
 
 def modelyard_seconds(data: Path, work: Path) -> tuple[float, float, dict[str, object]]:
-    from pipelines.local_mlflow import start_mlflow_server
+    from modelyard.pipelines.local_mlflow import start_mlflow_server
 
     environments = work / "environments"
     environments.mkdir()

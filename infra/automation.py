@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard.contracts.environment import ConfigError, load_environment, project_root
 from pulumi import automation as auto
-
-from infra.config import ConfigError, load_environment, project_root
 
 INSTALL_HINT = (
     "install it (https://www.pulumi.com/docs/iac/download-install/, e.g. "

@@ -20,9 +20,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from infra.config import project_root
-from infra.config.loader import ENVIRONMENTS_DIR_VAR
-from infra.render import RenderedState, render
+from modelyard.contracts.environment import project_root
+from modelyard.contracts.environment.loader import ENVIRONMENTS_DIR_VAR
+from modelyard.infra.render import RenderedState, render
 
 # What a past revision needs to render itself.
 _PROGRAM_PATHS = ("infra", "Pulumi.yaml")
@@ -223,7 +223,7 @@ def _render_commit(environment: str, commit: str, revision: str, repo: Path) -> 
         env = {k: v for k, v in os.environ.items() if k != ENVIRONMENTS_DIR_VAR}
         env["PYTHONPATH"] = tmp
         result = subprocess.run(
-            [sys.executable, "-m", "infra.render", environment],
+            [sys.executable, "-m", "modelyard.infra.render", environment],
             cwd=tmp,
             env=env,
             capture_output=True,

@@ -11,10 +11,11 @@ import re
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from infra.components.cluster import Cluster, ClusterArgs, Quota
-from infra.components.local_serving import LocalModelServing, LocalModelServingArgs
-from infra.components.model_serving import (
+from modelyard.contracts.environment import ConfigError, Environment
+from modelyard.contracts.environment.environment import NAMESPACE
+from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
+from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
+from modelyard.infra.components.model_serving import (
     APP_LABELS,
     SERVING_PORT,
     STRATEGIES,
@@ -22,9 +23,7 @@ from infra.components.model_serving import (
     ModelServingArgs,
     Release,
 )
-from infra.config import ConfigError, Environment
-from infra.config.environment import NAMESPACE
-from infra.platform import build_platform
+from modelyard.infra.platform_services import build_platform
 
 # Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
 _QUOTA_HEADROOM = 2

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelyard.contracts.environment import ConfigError, environment_path, load_environment
+from modelyard.contracts.environment.loader import read_stack_file
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
-
-from infra.config import ConfigError, environment_path, load_environment
-from infra.config.loader import read_stack_file
 
 SECRET = "[secret]"
 PROGRAM = Path(__file__).resolve().parent / "__main__.py"

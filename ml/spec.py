@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from modelyard.ml.errors import ModelyardMlError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-
-from ml.errors import ModelyardMlError
 
 MODELS_DIR = Path(__file__).parent / "models"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import requests
-
-from infra.config.mlflow import MlflowSettings
-from ml.errors import ModelyardMlError
+from modelyard.contracts.environment.mlflow import MlflowSettings
+from modelyard.ml.errors import ModelyardMlError
 
 # MLflow retries unreachable servers for minutes by default; a pipeline should fail fast.
 # MLflow's "View run at" lines go to stdout, where --json output must stay clean.

@@ -1,5 +1,5 @@
-"""`python -m pipelines`: the `modelyard` command where it is not installed (the training image)."""
+"""`python -m modelyard.pipelines`: the `modelyard` command where it is not installed (the training image)."""
 
-from pipelines.cli import main
+from modelyard.pipelines.cli import main
 
 main()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import warnings
 
 import typer
-
-from pipelines.commands import register_all
-from pipelines.errors import USER_ERRORS, report_user_error
-from pipelines.process_exit import leave
+from modelyard.pipelines.commands import register_all
+from modelyard.pipelines.errors import USER_ERRORS, report_user_error
+from modelyard.pipelines.process_exit import leave
 
 app = typer.Typer(
     name="modelyard",

@@ -19,9 +19,14 @@ from typing import Any
 
 import ansible_runner
 import yaml
-
-from infra.config import ConfigError, Environment, load_environment, project_root, secret_env_var
-from pipelines.errors import PipelineError
+from modelyard.contracts.environment import (
+    ConfigError,
+    Environment,
+    load_environment,
+    project_root,
+    secret_env_var,
+)
+from modelyard.pipelines.errors import PipelineError
 
 K3S_TOKEN_VAR = secret_env_var("hosts.k3s.token")
 K3S_TOKEN_FILE_VAR = "MODELYARD_K3S_TOKEN_FILE"  # what the playbooks read: a 0600 file's path

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelyard.contracts.environment import ENVIRONMENTS_DIR_VAR, load_environment, project_root
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.state import STATE_DIR_VAR
 from rich.console import Console
-
-from infra.config import ENVIRONMENTS_DIR_VAR, load_environment, project_root
-from pipelines.errors import PipelineError
-from pipelines.state import STATE_DIR_VAR
 
 DEMO_ROWS = 20_000
 DRIFT_ROWS = 1_500
@@ -67,8 +66,8 @@ def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:
 
 
 def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
-    from pipelines.local_mlflow import start_mlflow_server
-    from pipelines.notification_sink import NotificationSink
+    from modelyard.pipelines.local_mlflow import start_mlflow_server
+    from modelyard.pipelines.notification_sink import NotificationSink
 
     folder = project_root() / ".modelyard" / "demo"
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,7 +97,7 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
 
 
 def _sample_data(folder: Path, console: Console) -> Path:
-    from ml.data.sample import generate_churn
+    from modelyard.ml.data.sample import generate_churn
 
     console.rule("[bold]sample data")
     path = folder / "data" / "churn.csv"
@@ -109,8 +108,8 @@ def _sample_data(folder: Path, console: Console) -> Path:
 
 
 def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
-    from pipelines.commands.pipeline import print_summary
-    from pipelines.pipeline.runner import run_pipeline
+    from modelyard.pipelines.commands.pipeline import print_summary
+    from modelyard.pipelines.pipeline.runner import run_pipeline
 
     timings: list[tuple[str, str, float]] = []
 
@@ -133,7 +132,7 @@ def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
         console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
     finally:
         print_summary(console, timings)
-    from pipelines.deploy import deploy
+    from modelyard.pipelines.deploy import deploy
 
     # Production keeps serving its champion when it refused the new version (a second run).
     for env in ("staging", "production"):
@@ -143,10 +142,9 @@ def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
 
 def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
     import requests
-
-    from ml.data.sample import generate_churn
-    from ml.monitoring.check import check_drift, live_samples
-    from pipelines.deploy import serving_dir
+    from modelyard.ml.data.sample import generate_churn
+    from modelyard.ml.monitoring.check import check_drift, live_samples
+    from modelyard.pipelines.deploy import serving_dir
 
     console.rule("[bold]drifted traffic to production")
     url = outcome.serving.get("production")
@@ -184,15 +182,15 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
 
 
 def _history(console: Console) -> None:
-    from pipelines.commands.promote import print_history
-    from pipelines.promotion import history
+    from modelyard.pipelines.commands.promote import print_history
+    from modelyard.pipelines.promotion import history
 
     console.rule("[bold]promotion history")
     print_history(history("churn"), console)
 
 
 def _stop_everything(server: Any, console: Console) -> None:
-    from pipelines.deploy import stop
+    from modelyard.pipelines.deploy import stop
 
     for env in ("staging", "production"):
         stop(env)

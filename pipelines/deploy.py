@@ -20,15 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from infra.config import Environment, load_environment
-from ml.serving.__main__ import options_to_json
-from ml.serving.rollout import Limits
-from ml.serving.source import NoModelYet, resolve
-from ml.serving.supervisor import ServeOptions, read_status
-from pipelines.errors import PipelineError
-from pipelines.processes import is_alive
-from pipelines.state import state_dir
+from modelyard.contracts.environment import Environment, load_environment
+from modelyard.ml.serving.__main__ import options_to_json
+from modelyard.ml.serving.rollout import Limits
+from modelyard.ml.serving.source import NoModelYet, resolve
+from modelyard.ml.serving.supervisor import ServeOptions, read_status
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.processes import is_alive
+from modelyard.pipelines.state import state_dir
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def deploy(
     (folder / "options.json").write_bytes(options_to_json(options))
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ml.serving", str(folder / "options.json")],
+            [sys.executable, "-m", "modelyard.ml.serving", str(folder / "options.json")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://{options.host}:{options.port}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from infra.config import ConfigError
-from ml.errors import ModelyardMlError
+from modelyard.contracts.environment import ConfigError
+from modelyard.ml.errors import ModelyardMlError
 
 
 class PipelineError(Exception):

@@ -8,7 +8,7 @@ import stat
 import sys
 from pathlib import Path
 
-from pipelines.errors import PipelineError
+from modelyard.pipelines.errors import PipelineError
 
 MARKER = "# installed by modelyard hooks install"
 

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import PipelineError
+from modelyard.pipelines.errors import PipelineError
 
 
 @dataclass

@@ -12,7 +12,7 @@ from email import policy
 from email.message import EmailMessage
 from typing import Any, Literal
 
-from infra.config import ConfigError, Environment, SecretValue, secret_env_var
+from modelyard.contracts.environment import ConfigError, Environment, SecretValue, secret_env_var
 
 Event = Literal["success", "failure"]
 

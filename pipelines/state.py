@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra.config import project_root
+from modelyard.contracts.environment import project_root
 
 STATE_DIR_VAR = "MODELYARD_STATE_DIR"
 

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pipelines.docker_cli import engine_problem
-from pipelines.local_mlflow import MlflowServer, start_mlflow_server
-from pipelines.notification_sink import NotificationSink
+from modelyard.pipelines.docker_cli import engine_problem
+from modelyard.pipelines.local_mlflow import MlflowServer, start_mlflow_server
+from modelyard.pipelines.notification_sink import NotificationSink
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +67,8 @@ def base_image(docker_engine: None) -> str:
 @pytest.fixture(scope="session")
 def registry_image(base_image: str) -> Iterator[str]:
     """The platform's registry image (infra/images/registry), built once per run."""
-    from infra.components.registry import IMAGE_CONTEXT
+    from modelyard.infra.components.registry import IMAGE_CONTEXT
+
     from tests.docker_helpers import RUN_ID, build_image, docker
 
     tag = f"modelyard-test/registry:{RUN_ID}"

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from infra.components.registry import ContainerFile
+from modelyard.infra.components.registry import ContainerFile
 
 RUN_ID = uuid.uuid4().hex[:8]
 

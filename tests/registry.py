@@ -19,10 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from modelyard.contracts.environment import load_environment
+from modelyard.infra.components import registry
+from modelyard.pipelines.local_mlflow import free_port
 
-from infra.components import registry
-from infra.config import load_environment
-from pipelines.local_mlflow import free_port
 from tests.docker_helpers import RUN_ID, copy_files, docker, wait_for
 
 

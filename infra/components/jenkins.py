@@ -12,10 +12,9 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 import yaml
-
-from infra.components.container_health import port_open
-from infra.config import ConfigError
-from infra.config.platform import DockerTarget, Jenkins
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
+from modelyard.infra.components.container_health import port_open
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "jenkins"
 BASE_CASC = IMAGE_CONTEXT / "casc.yaml"  # baked into the image as 00-security.yaml

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
-
-from infra.components.model_serving import SERVING_PORT, SERVING_UID, Release
+from modelyard.infra.components.model_serving import SERVING_PORT, SERVING_UID, Release
 
 _HEALTH_PROBE = (
     "import sys, urllib.request; "

@@ -12,10 +12,9 @@ from urllib.parse import quote
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
-
-from infra.components.container_health import port_open
-from infra.config import ConfigError
-from infra.config.platform import DockerTarget, MlflowServer, Postgres
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.platform_services import DockerTarget, MlflowServer, Postgres
+from modelyard.infra.components.container_health import port_open
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "mlflow"
 CONTAINER_PORT = 5000

@@ -13,10 +13,9 @@ import pulumi_docker as docker
 import pulumi_random as random
 import pulumi_tls as tls
 import yaml
-
-from infra.components.container_health import port_open
-from infra.config import ConfigError
-from infra.config.platform import DockerTarget, Registry
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.platform_services import DockerTarget, Registry
+from modelyard.infra.components.container_health import port_open
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "registry"
 CONTAINER_PORT = 5000

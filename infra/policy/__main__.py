@@ -1,5 +1,5 @@
 """Policy pack entry: `pulumi preview --policy-pack infra/policy` (or `pulumi up`) runs it."""
 
-from infra.policy.pack import serve
+from modelyard.infra.policy.pack import serve
 
 serve()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from infra.policy.rules import Resource, Violation, check
-from infra.render import RenderedState, render
+from modelyard.infra.policy.rules import Resource, Violation, check
+from modelyard.infra.render import RenderedState, render
 
 
 def check_state(state: RenderedState) -> list[Violation]:

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelyard.infra.policy.rules import (
+    RESOURCE_RULES,
+    STACK_RULES,
+    Resource,
+    ResourceRule,
+    StackRule,
+)
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -14,8 +21,6 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-
-from infra.policy.rules import RESOURCE_RULES, STACK_RULES, Resource, ResourceRule, StackRule
 
 
 def _resource_policy(name: str, rule: ResourceRule, description: str) -> ResourceValidationPolicy:

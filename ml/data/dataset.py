@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-
-from ml.errors import DataValidationError
+from modelyard.ml.errors import DataValidationError
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from ml.data.dataset import Dataset
-from ml.spec import ColumnSpec, DataSchema
+from modelyard.ml.data.dataset import Dataset
+from modelyard.ml.spec import ColumnSpec, DataSchema
 
 DEFAULT_MIN_ROWS = 100
 _EXAMPLES = 3

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.config import Environment
-from ml.errors import ModelyardMlError
-from ml.monitoring.drift import DriftResult, compare
-from ml.monitoring.profile import load_profile
-from ml.monitoring.sampling import read_samples
+from modelyard.contracts.environment import Environment
+from modelyard.ml.errors import ModelyardMlError
+from modelyard.ml.monitoring.drift import DriftResult, compare
+from modelyard.ml.monitoring.sampling import read_samples
+from modelyard.ml.monitoring.training_profile import load_profile
 
 
 class NotEnoughTraffic(ModelyardMlError):
@@ -67,7 +67,7 @@ def check_drift(
         )
     result = compare(profile, live, settings.drift_threshold, settings.p_value)
     title = f"Drift of {name} v{version or '?'} in {env.name}"
-    from ml.monitoring.report import write_report
+    from modelyard.ml.monitoring.report import write_report
 
     return DriftCheck(env.name, name, version, result, write_report(result, report_path, title))
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from modelyard.ml.monitoring.training_profile import bin_shares
 from scipy import stats
-
-from ml.monitoring.profile import bin_shares
 
 EPS = 1e-4
 OTHER = "(unseen)"

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ml.monitoring.drift import DriftResult, FeatureDrift
+from modelyard.ml.monitoring.drift import DriftResult, FeatureDrift
 
 
 def _plot(feature: FeatureDrift) -> str:

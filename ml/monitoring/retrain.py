@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ml.errors import ModelyardMlError
+from modelyard.ml.errors import ModelyardMlError
 
 
 class RetrainError(ModelyardMlError):

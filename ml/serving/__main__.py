@@ -1,4 +1,4 @@
-"""`python -m ml.serving [OPTIONS.json]`: run the server.
+"""`python -m modelyard.ml.serving [OPTIONS.json]`: run the server.
 
 With an options file (written by local deploy and the tests); without one, from environment
 variables, as the container image runs it: MODELYARD_MODEL_URI (default: the model baked into
@@ -18,9 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import orjson
-
-from ml.serving.rollout import Limits
-from ml.serving.supervisor import ServeOptions, Supervisor
+from modelyard.ml.serving.rollout import Limits
+from modelyard.ml.serving.supervisor import ServeOptions, Supervisor
 
 
 def options_to_json(options: ServeOptions) -> bytes:

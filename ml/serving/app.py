@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-from ml.monitoring.sampling import SampleWriter
-from ml.serving import metrics
-from ml.serving.inputs import RequestError, parse_body
-from ml.serving.model import LoadedModel, decode_row
-from ml.serving.routing import Routing, sticky_bucket
+from modelyard.ml.monitoring.sampling import SampleWriter
+from modelyard.ml.serving import metrics
+from modelyard.ml.serving.inputs import RequestError, parse_body
+from modelyard.ml.serving.model import LoadedModel, decode_row
+from modelyard.ml.serving.routing import Routing, sticky_bucket
 
 log = logging.getLogger("modelyard.serving")
 

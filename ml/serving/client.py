@@ -8,8 +8,7 @@ import urllib.request
 from typing import Any
 
 import orjson
-
-from ml.errors import ModelyardMlError
+from modelyard.ml.errors import ModelyardMlError
 
 
 class ScoringError(ModelyardMlError):

@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from infra.config import project_root
-from ml.serving.model import IDENTITY_FILE
+from modelyard.contracts.environment import project_root
+from modelyard.ml.serving.model import IDENTITY_FILE
 
 IMAGE_DIR = Path("infra/images/serving")
 # The server's code and nothing else: no training code, no pandas-based modules.
@@ -33,7 +33,7 @@ def build_context(
     is what /version reports for a baked model."""
     root = project_root()
     shutil.copytree(root / IMAGE_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    app = dest / "app"
+    app = dest / "app" / "modelyard"  # the image's PYTHONPATH holds the `modelyard` namespace
     shutil.copytree(root / "ml/serving", app / "ml/serving",
                     ignore=shutil.ignore_patterns("__pycache__", "image.py"))  # fmt: skip
     for name in APP_FILES:

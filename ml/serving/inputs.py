@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from ml.serving.model import LoadedModel
+from modelyard.ml.serving.model import LoadedModel
 
 _NUMBER_TYPES = (int, float, type(None))
 NAN = float("nan")

@@ -12,9 +12,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import yaml
-
-from ml.errors import ModelyardMlError
-from ml.serving.predictor import FastPredictor
+from modelyard.ml.errors import ModelyardMlError
+from modelyard.ml.serving.predictor import FastPredictor
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
 

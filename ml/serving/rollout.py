@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml.serving.app import CANDIDATE_FAILED
+from modelyard.ml.serving.app import CANDIDATE_FAILED
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def verdict(candidate: VersionWindow, limits: Limits) -> str | None:
 
 def prediction_shift(candidate: VersionWindow, stable: VersionWindow) -> float | None:
     """PSI between the two versions' prediction distributions (reported beside the verdict)."""
-    from ml.monitoring.drift import psi_from_counts
+    from modelyard.ml.monitoring.drift import psi_from_counts
 
     keys = sorted(set(candidate.bins) | set(stable.bins))
     if not keys or not sum(candidate.bins.values()) or not sum(stable.bins.values()):

@@ -10,9 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
-from ml.errors import ModelyardMlError
-from ml.serving.model import local_identity
-from ml.serving.routing import VersionRef
+from modelyard.ml.errors import ModelyardMlError
+from modelyard.ml.serving.model import local_identity
+from modelyard.ml.serving.routing import VersionRef
 
 _ALIAS = re.compile(r"^models:/([^/@]+)@([^/]+)/?$")
 _VERSION = re.compile(r"^models:/([^/@]+)/(\d+)/?$")

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-
-from ml.serving import metrics
-from ml.serving.rollout import Limits, prediction_shift, verdict, window
-from ml.serving.routing import Mode, Routing, VersionRef, write_routing
-from ml.serving.source import NoModelYet, materialise, resolve
-from ml.serving.worker import WorkerConfig
-from ml.serving.worker import command as worker_command
+from modelyard.ml.serving import metrics
+from modelyard.ml.serving.rollout import Limits, prediction_shift, verdict, window
+from modelyard.ml.serving.routing import Mode, Routing, VersionRef, write_routing
+from modelyard.ml.serving.source import NoModelYet, materialise, resolve
+from modelyard.ml.serving.worker import WorkerConfig
+from modelyard.ml.serving.worker import command as worker_command
 
 log = logging.getLogger("modelyard.serving")
 

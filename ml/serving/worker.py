@@ -1,6 +1,6 @@
 """One server worker process: follows routing.json, loads the versions it names, answers HTTP.
 
-Started by the supervisor (`python -m ml.serving.worker CONFIG.json`) with
+Started by the supervisor (`python -m modelyard.ml.serving.worker CONFIG.json`) with
 PROMETHEUS_MULTIPROC_DIR set, so all workers' metrics add up on /metrics.
 """
 
@@ -19,12 +19,11 @@ from functools import partial
 from pathlib import Path
 
 import orjson
-
-from ml.monitoring.sampling import SampleWriter
-from ml.serving.app import ScoringApp, Snapshot
-from ml.serving.http import HttpServer
-from ml.serving.model import LoadedModel, ModelLoadError, load_model
-from ml.serving.routing import VersionRef, read_routing
+from modelyard.ml.monitoring.sampling import SampleWriter
+from modelyard.ml.serving.app import ScoringApp, Snapshot
+from modelyard.ml.serving.http_server import HttpServer
+from modelyard.ml.serving.model import LoadedModel, ModelLoadError, load_model
+from modelyard.ml.serving.routing import VersionRef, read_routing
 
 log = logging.getLogger("modelyard.serving")
 
@@ -38,7 +37,7 @@ def command(config_path: Path) -> list[str]:
     code = (
         "import sys\n"
         f"for name in {UNUSED_IN_WORKER!r}: sys.modules.setdefault(name, None)\n"
-        "from ml.serving.worker import main\n"
+        "from modelyard.ml.serving.worker import main\n"
         "sys.exit(main(sys.argv[1:]))"
     )
     return [sys.executable, "-c", code, str(config_path)]

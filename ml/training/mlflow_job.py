@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ml.atomic_file import write_atomic
-from ml.errors import GateNotMet
-from ml.training.sidecar import Sidecar
+from modelyard.ml.atomic_file import write_atomic
+from modelyard.ml.errors import GateNotMet
+from modelyard.ml.training.sidecar import Sidecar
 
 if TYPE_CHECKING:  # this module is imported by the training process before pandas is
     import numpy as np
@@ -91,8 +91,8 @@ def tracking_sidecar(tracking_uri: str) -> Sidecar:
 
 
 def _connect(tracking_uri: str) -> None:
-    from ml.tracking import configure
-    from ml.training.lean_imports import import_lightgbm_alone
+    from modelyard.ml.tracking import configure
+    from modelyard.ml.training.lean_imports import import_lightgbm_alone
 
     import_lightgbm_alone()  # before MLflow's LightGBM flavor imports it with scikit-learn
     configure(tracking_uri)
@@ -257,14 +257,14 @@ def _log_model(
 
 def log_profile(profile: dict[str, Any]) -> None:
     """What live traffic is compared against for drift (ml/monitoring)."""
-    from ml.monitoring.profile import PROFILE_ARTIFACT
+    from modelyard.ml.monitoring.training_profile import PROFILE_ARTIFACT
 
     job = _current()
     job.client.log_dict(job.run_id, profile, PROFILE_ARTIFACT)
 
 
 def log_plots(importances: dict[str, float], labels: np.ndarray, scores: np.ndarray) -> None:
-    from ml.training.plots import write_plots
+    from modelyard.ml.training.plots import write_plots
 
     job = _current()
     folder = Path(tempfile.mkdtemp(prefix="modelyard-plots-"))
@@ -298,7 +298,7 @@ def finish(register: bool, model_name: str) -> tuple[str, int | None]:
 def register_run(client: Any, model_name: str, run_id: str) -> int:
     """Register the model a finished training run logged, tagged with the run's lineage and
     gate result. Refuses a run whose gate did not pass; reuses the version if already done."""
-    from ml.registry import register_version
+    from modelyard.ml.registry import register_version
 
     tags = client.get_run(run_id).data.tags
     if tags.get("modelyard.gate.passed") != "true" or _MODEL_ID not in tags:

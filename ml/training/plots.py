@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from ml.training import evaluation
+from modelyard.ml.training import evaluation
 
 
 def write_plots(

@@ -21,21 +21,20 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-
-from infra.config import Environment
-from ml.atomic_file import write_atomic
-from ml.data.dataset import Dataset
-from ml.data.validation import ValidationReport, validate_dataset
-from ml.errors import DataValidationError, GateNotMet
-from ml.lineage import git_commit, pipeline_run_id
-from ml.monitoring.profile import build_profile
-from ml.spec import ModelSpec
-from ml.training import mlflow_job
-from ml.training.booster import MetricRows
-from ml.training.features import PreparedData, prepare, stratified_split
-from ml.training.plots import load_matplotlib
-from ml.training.sidecar import Sidecar
-from ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
+from modelyard.contracts.environment import Environment
+from modelyard.ml.atomic_file import write_atomic
+from modelyard.ml.data.dataset import Dataset
+from modelyard.ml.data.validation import ValidationReport, validate_dataset
+from modelyard.ml.errors import DataValidationError, GateNotMet
+from modelyard.ml.lineage import git_commit, pipeline_run_id
+from modelyard.ml.monitoring.training_profile import build_profile
+from modelyard.ml.spec import ModelSpec
+from modelyard.ml.training import mlflow_job
+from modelyard.ml.training.booster import MetricRows
+from modelyard.ml.training.features import PreparedData, prepare, stratified_split
+from modelyard.ml.training.plots import load_matplotlib
+from modelyard.ml.training.sidecar import Sidecar
+from modelyard.ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
 
 Say = Callable[[str], None]
 PROFILE_ROWS = 20_000  # 2,000 rows per decile: stable bins, cheap on a million-row dataset

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from ml.errors import ModelyardMlError
+from modelyard.ml.errors import ModelyardMlError
 
 T = TypeVar("T")
 

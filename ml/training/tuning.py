@@ -19,13 +19,12 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+from modelyard.contracts.environment.base import MetricRule
+from modelyard.contracts.environment.training import TrainingSettings
+from modelyard.ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
+from modelyard.ml.training.evaluation import holdout_metrics
+from modelyard.ml.training.features import PreparedData, Split
 from optuna.storages.journal import JournalFileBackend
-
-from infra.config.base import MetricRule
-from infra.config.training import TrainingSettings
-from ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
-from ml.training.evaluation import holdout_metrics
-from ml.training.features import PreparedData, Split
 
 STUDY = "gate-loop"
 # The LightGBM validation metric that tracks each gate metric during boosting.

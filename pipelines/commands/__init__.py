@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import typer
-
-from pipelines.commands import (
+from modelyard.pipelines.commands import (
     configure,
     data,
     demo,

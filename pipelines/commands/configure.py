@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pipelines.configure import ConfigureResult
+    from modelyard.pipelines.configure import ConfigureResult
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +39,7 @@ def configure_command(
 ) -> None:
     """Run the Ansible playbooks against ENV's hosts; exit 1 if any host failed."""
     # Ansible loads when the command runs: the training image runs the CLI without it.
-    from pipelines.configure import configure
+    from modelyard.pipelines.configure import configure
 
     console = Console()
     result = configure(

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from modelyard.contracts.environment import load_environment
 from rich.console import Console
 from rich.table import Table
 
-from infra.config import load_environment
-
 if TYPE_CHECKING:  # pandas and friends load only when a command needs them
-    from ml.data.validation import ValidationReport
+    from modelyard.ml.data.validation import ValidationReport
 
 DataOption = Annotated[Path, typer.Option("--data", help="CSV or Parquet file.")]
 TargetOption = Annotated[
@@ -33,9 +32,9 @@ def validate(
     env: str, data: DataOption, target: TargetOption = None, as_json: JsonOption = False
 ) -> None:
     """Check a dataset against the schema the environment's model declares."""
-    from ml.data.dataset import read_dataset
-    from ml.data.validation import validate_dataset
-    from ml.spec import load_model_spec
+    from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.data.validation import validate_dataset
+    from modelyard.ml.spec import load_model_spec
 
     environment = load_environment(env)
     spec = load_model_spec(environment.training.model)
@@ -80,7 +79,7 @@ def sample(
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = training population.")] = 0.0,
 ) -> None:
     """Write the deterministic churn sample data (nothing is downloaded)."""
-    from ml.data.sample import generate_churn
+    from modelyard.ml.data.sample import generate_churn
 
     frame = generate_churn(rows, seed=seed, drift=drift)
     out.parent.mkdir(parents=True, exist_ok=True)

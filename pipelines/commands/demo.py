@@ -18,7 +18,7 @@ def demo_command(
     ] = False,
 ) -> None:
     """Sample data, gate loop, registry, staging, production, drift, history: on this machine."""
-    from pipelines.demo import print_addresses, run_demo
+    from modelyard.pipelines.demo import print_addresses, run_demo
 
     console = Console()
     outcome = run_demo(keep_serving, console)

@@ -21,7 +21,7 @@ def deploy_command(
     ] = False,
 ) -> None:
     """Serve the version the environment's alias points to on 127.0.0.1, blue/green."""
-    from pipelines import deploy as local_deploy
+    from modelyard.pipelines import deploy as local_deploy
 
     if stop:
         stopped = local_deploy.stop(environment)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 import yaml
+from modelyard.contracts.environment import ConfigError, list_environments, load_environment
 from rich.console import Console
-
-from infra.config import ConfigError, list_environments, load_environment
 
 
 def register(app: typer.Typer) -> None:

@@ -26,9 +26,9 @@ def install_command(
     ] = False,
 ) -> None:
     """Add a post-commit hook that starts `modelyard pipeline run` in the background."""
-    from infra.config import load_environment
-    from pipelines.hooks import install_post_commit
-    from pipelines.state import state_dir
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.hooks import install_post_commit
+    from modelyard.pipelines.state import state_dir
 
     load_environment(env)  # refuse an environment that does not exist or does not validate
     hook = install_post_commit(repo.resolve(), env, data, state_dir() / "logs", force)

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from pipelines.errors import PipelineError
+from modelyard.pipelines.errors import PipelineError
 
 OutputFormat = Literal["json", "yaml"]
 DiffFormat = Literal["text", "json"]
@@ -26,7 +25,7 @@ def register(app: typer.Typer) -> None:
 @group.command("preview")
 def preview(env: Annotated[str, typer.Argument(help="Environment (stack) to preview.")]) -> None:
     """What `up` would change in an environment (needs the Pulumi CLI)."""
-    from infra.automation import preview as run_preview
+    from modelyard.infra.automation import preview as run_preview
 
     typer.echo(run_preview(env, on_output=typer.echo).summary)
 
@@ -34,7 +33,7 @@ def preview(env: Annotated[str, typer.Argument(help="Environment (stack) to prev
 @group.command("up")
 def up(env: Annotated[str, typer.Argument(help="Environment (stack) to provision.")]) -> None:
     """Provision an environment: its platform and serving, as its file says (needs the CLI)."""
-    from infra.automation import up as run_up
+    from modelyard.infra.automation import up as run_up
 
     result = run_up(env, on_output=typer.echo)
     for key, value in sorted(result.outputs.items()):
@@ -54,7 +53,7 @@ def render(
     ] = None,
 ) -> None:
     """Print an environment's desired state: every resource's type, name, parent and inputs."""
-    from infra.render import render as render_state
+    from modelyard.infra.render import render as render_state
 
     state = render_state(env)
     typer.echo(state.to_text(fmt))
@@ -73,7 +72,7 @@ def diff(
     ] = False,
 ) -> None:
     """What the work tree changes in an environment since GITREV, resource by resource."""
-    from infra.diff import DiffError, diff_environment
+    from modelyard.infra.diff import DiffError, diff_environment
 
     try:
         result = diff_environment(env, base)
@@ -88,7 +87,7 @@ def diff(
 @group.command("policy")
 def policy(env: Annotated[str, typer.Argument(help="Environment to check.")]) -> None:
     """Run the serving policy pack's rules on an environment's rendered desired state."""
-    from infra.policy.audit import check_environment
+    from modelyard.infra.policy.audit import check_environment
 
     violations = check_environment(env)
     for violation in violations:

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from infra.config import load_environment
-from pipelines.state import state_dir
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.state import state_dir
 
 monitor = typer.Typer(help="Watch what an environment serves.", no_args_is_help=True)
 
@@ -39,9 +38,9 @@ def drift_command(
     ] = None,
 ) -> None:
     """Compare live inputs and predictions with the training profile; exit 1 on drift."""
-    from ml.monitoring.check import check_drift, default_report_path
-    from ml.monitoring.retrain import trigger_retraining
-    from pipelines.deploy import serving_dir, use_tracking_of
+    from modelyard.ml.monitoring.check import check_drift, default_report_path
+    from modelyard.ml.monitoring.retrain import trigger_retraining
+    from modelyard.pipelines.deploy import serving_dir, use_tracking_of
 
     env = load_environment(environment)
     use_tracking_of(env)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 @group.command("stages")
 def stages_command() -> None:
     """List the stages in the order Jenkins and the local runner run them."""
-    from pipelines.pipeline.stages import STAGES
+    from modelyard.pipelines.pipeline.stages import STAGES
 
     for number, stage in enumerate(STAGES, 1):
         typer.echo(f"{number:2}. {stage.name:<20} {stage.summary}")
@@ -40,9 +40,9 @@ def stage_command(
     ] = None,
 ) -> None:
     """Run one stage; the run's context is kept between stages under the state folder."""
-    from pipelines.errors import PipelineError
-    from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext, current_run_id
-    from pipelines.pipeline.runner import run_stage
+    from modelyard.pipelines.errors import PipelineError
+    from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext, current_run_id
+    from modelyard.pipelines.pipeline.runner import run_stage
 
     run_id = run_id or current_run_id()
     if not run_id:
@@ -64,10 +64,10 @@ def failed_command(
     run_id: Annotated[str | None, typer.Option(help="Pipeline run (Jenkins: BUILD_TAG).")] = None,
 ) -> None:
     """After a failed stage: roll back a failed deploy and notify the team (Jenkins' post step)."""
-    from infra.config import load_environment
-    from pipelines.pipeline.context import PipelineContext, current_run_id
-    from pipelines.pipeline.runner import after_failure
-    from pipelines.pipeline.stages import stage_named
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.pipeline.context import PipelineContext, current_run_id
+    from modelyard.pipelines.pipeline.runner import after_failure
+    from modelyard.pipelines.pipeline.stages import stage_named
 
     ctx = PipelineContext.load_or_start(
         run_id or current_run_id() or "manual", env, str(data.resolve())
@@ -91,8 +91,8 @@ def run_command(
     ] = False,
 ) -> None:
     """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
-    from pipelines.pipeline.runner import run_pipeline
-    from pipelines.pipeline.stages import STAGES
+    from modelyard.pipelines.pipeline.runner import run_pipeline
+    from modelyard.pipelines.pipeline.stages import STAGES
 
     console = Console(stderr=as_json)
     timings: list[tuple[str, str, float]] = []

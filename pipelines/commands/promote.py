@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pipelines.promotion import Outcome
+    from modelyard.pipelines.promotion import Outcome
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 Approvers = Annotated[
@@ -40,7 +40,9 @@ def promote_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate ENV's rules for a model version and, if all pass, make ENV serve it."""
-    from pipelines.promotion import promote  # MLflow loads only for the commands that use it
+    from modelyard.pipelines.promotion import (
+        promote,  # MLflow loads only for the commands that use it
+    )
 
     outcome = promote(model, to, version, approved_by or [], dry_run=dry_run, image=image)
     _report(outcome, as_json)
@@ -59,7 +61,7 @@ def rollback_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the previous (or named) version again; allowed in a freeze; recorded."""
-    from pipelines.promotion import rollback
+    from modelyard.pipelines.promotion import rollback
 
     _report(rollback(model, env, to_version, reason, approved_by or []), as_json)
 
@@ -74,7 +76,7 @@ def history_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Every promotion and rollback that took effect, oldest first."""
-    from pipelines.promotion import history, served_at
+    from modelyard.pipelines.promotion import history, served_at
 
     if at is not None:
         if env is None:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from infra.config import load_environment
-from pipelines.errors import PipelineError
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.errors import PipelineError
 
 EnvArg = Annotated[
     str | None, typer.Argument(help="Serve what this environment's alias points to, and follow it.")
@@ -37,8 +36,8 @@ def serve_command(
     poll_seconds: Annotated[float, typer.Option(help="How often to check the alias.")] = 10.0,
 ) -> None:
     """Serve a LightGBM model over MLflow's scoring protocol (+ /health, /version, /metrics)."""
-    from ml.serving.supervisor import ServeOptions, Supervisor
-    from pipelines.deploy import serve_options, use_tracking_of
+    from modelyard.ml.serving.supervisor import ServeOptions, Supervisor
+    from modelyard.pipelines.deploy import serve_options, use_tracking_of
 
     if (environment is None) == (model_uri is None):
         raise PipelineError(

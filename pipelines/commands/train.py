@@ -7,14 +7,13 @@ import sys
 from typing import Annotated
 
 import typer
+from modelyard.contracts.environment import load_environment, project_root
+from modelyard.ml.errors import DataValidationError, GateNotMet
+from modelyard.pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
+from modelyard.pipelines.notify import notify
+from modelyard.pipelines.process_exit import skip_teardown
+from modelyard.pipelines.state import state_dir
 from rich.console import Console
-
-from infra.config import load_environment, project_root
-from ml.errors import DataValidationError, GateNotMet
-from pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
-from pipelines.notify import notify
-from pipelines.process_exit import skip_teardown
-from pipelines.state import state_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -29,9 +28,9 @@ def train_command(
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
 ) -> None:
     """Train the environment's model; tune until its gate passes; register it; notify."""
-    from ml.spec import load_model_spec
-    from ml.tracking import reachable_uri
-    from ml.training.mlflow_job import tracking_sidecar
+    from modelyard.ml.spec import load_model_spec
+    from modelyard.ml.tracking import reachable_uri
+    from modelyard.ml.training.mlflow_job import tracking_sidecar
 
     skip_teardown()  # it shuts its sidecar down and writes its files before it returns
     environment = load_environment(env)
@@ -49,11 +48,11 @@ def train_command(
     uri = reachable_uri(environment.mlflow)
     # Started before pandas and LightGBM are imported and the data is read: MLflow loads meanwhile.
     with tracking_sidecar(uri) as sidecar:
-        from ml.training.lean_imports import import_lightgbm_alone
+        from modelyard.ml.training.lean_imports import import_lightgbm_alone
 
         import_lightgbm_alone()
-        from ml.data.dataset import read_dataset
-        from ml.training.run import TrainResult, train
+        from modelyard.ml.data.dataset import read_dataset
+        from modelyard.ml.training.run import TrainResult, train
 
         dataset = read_dataset(data)
         console.print(

@@ -1,5 +1,5 @@
 """The pipeline: one list of stages, run by Jenkins (pipelines/Jenkinsfile) or by the local runner."""
 
-from pipelines.pipeline.stages import STAGES
+from modelyard.pipelines.pipeline.stages import STAGES
 
 __all__ = ["STAGES"]

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.state import state_dir
+from modelyard.pipelines.state import state_dir
 
 RUN_ID_VAR = "MODELYARD_PIPELINE_RUN_ID"
 

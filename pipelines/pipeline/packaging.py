@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Environment, secret_env_var
-from pipelines.docker_cli import docker, engine_problem, stream
-from pipelines.errors import PipelineError
+from modelyard.contracts.environment import Environment, secret_env_var
+from modelyard.pipelines.docker_cli import docker, engine_problem, stream
+from modelyard.pipelines.errors import PipelineError
 
 PASSWORD_KEY = "pipeline.package.password"
 _PUSHED = re.compile(r"digest: (sha256:[0-9a-f]{64})")
@@ -61,8 +61,8 @@ def package_image(
 def _build_and_push(
     environment: Environment, model_dir: Path, identity: dict[str, str], say: Callable[[str], None]
 ) -> PushedImage:
-    from ml.serving.image import build_context
-    from pipelines.notify import reveal
+    from modelyard.ml.serving.image import build_context
+    from modelyard.pipelines.notify import reveal
 
     settings = environment.pipeline.package
     registry = settings.registry

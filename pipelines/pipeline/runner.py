@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.config import ConfigError, load_environment
-from ml.errors import ModelyardMlError
-from pipelines.errors import PipelineError
-from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
-from pipelines.pipeline.stages import (
+from modelyard.contracts.environment import ConfigError, load_environment
+from modelyard.ml.errors import ModelyardMlError
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from modelyard.pipelines.pipeline.stages import (
     PRODUCTION,
     STAGES,
     STAGING,
@@ -31,7 +31,7 @@ FAILURES = (PipelineError, ConfigError, ModelyardMlError)
 
 def run_stage(name: str, ctx: PipelineContext, say: Say) -> None:
     """One stage in this process (what `modelyard pipeline stage NAME` and Jenkins run)."""
-    from pipelines.pipeline.stages import stage_named
+    from modelyard.pipelines.pipeline.stages import stage_named
 
     stage = stage_named(name)
     environment = load_environment(ctx.env)
@@ -50,7 +50,7 @@ def run_pipeline(
     until: str | None = None,
 ) -> PipelineContext:
     """Every stage in order, or up to and including `until` (the same run id continues it)."""
-    from pipelines.pipeline.stages import stage_named
+    from modelyard.pipelines.pipeline.stages import stage_named
 
     if until is not None:
         stage_named(until)  # an unknown name fails before anything runs
@@ -132,7 +132,7 @@ def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
     import mlflow
 
     assert ctx.training_run_id is not None
-    from ml.tracking import connect
+    from modelyard.ml.tracking import connect
 
     connect(load_environment(ctx.env).mlflow)
     mlflow.MlflowClient().set_tag(ctx.training_run_id, "modelyard.monitor.restarts", str(restarts))
@@ -140,7 +140,7 @@ def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
 
 def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: Say) -> None:
     """Before a stage that talks to a server, make sure the server deployed earlier still runs."""
-    from pipelines.deploy import deploy, status
+    from modelyard.pipelines.deploy import deploy, status
 
     needs = {"smoke-test": STAGING, "promote-production": STAGING, "notify": PRODUCTION}.get(
         stage.name
@@ -164,7 +164,7 @@ def after_failure(
     ctx: PipelineContext, environment: object, stage: Stage, reason: str, say: Say
 ) -> None:
     """Roll back a deploy that failed after its promotion took effect; tell the team."""
-    from pipelines.notify import notify
+    from modelyard.pipelines.notify import notify
 
     target = {
         "deploy-staging": STAGING,

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import Environment, project_root
-from pipelines.errors import PipelineError
-from pipelines.files import tree_digest
-from pipelines.pipeline.context import PipelineContext
+from modelyard.contracts.environment import Environment, project_root
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.files import tree_digest
+from modelyard.pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]
 STAGING, PRODUCTION = "staging", "production"
@@ -30,7 +30,7 @@ class Stage:
 
 
 def checkout(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    from ml.lineage import git_commit
+    from modelyard.ml.lineage import git_commit
 
     # Jenkins checks the commit out before this stage; locally the work tree is the checkout.
     ctx.git_commit = git_commit(project_root())
@@ -52,9 +52,9 @@ def unit_tests(ctx: PipelineContext, environment: Environment, say: Say) -> None
 
 
 def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    from ml.data.dataset import read_dataset
-    from ml.spec import load_model_spec
-    from ml.training.run import check_dataset
+    from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.spec import load_model_spec
+    from modelyard.ml.training.run import check_dataset
 
     spec = load_model_spec(environment.training.model)
     report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
@@ -62,22 +62,22 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
 
 
 def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    from pipelines.pipeline import training_container
+    from modelyard.pipelines.pipeline import training_container
 
     if environment.pipeline.train_in == "container" and not training_container.inside():
         training_container.train_in_container(ctx, environment, say)
         return
-    from ml.spec import load_model_spec
-    from ml.tracking import reachable_uri
-    from ml.training.mlflow_job import tracking_sidecar
-    from pipelines.state import state_dir
+    from modelyard.ml.spec import load_model_spec
+    from modelyard.ml.tracking import reachable_uri
+    from modelyard.ml.training.mlflow_job import tracking_sidecar
+    from modelyard.pipelines.state import state_dir
 
     with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
-        from ml.training.lean_imports import import_lightgbm_alone
+        from modelyard.ml.training.lean_imports import import_lightgbm_alone
 
         import_lightgbm_alone()
-        from ml.data.dataset import read_dataset
-        from ml.training.run import train as train_model
+        from modelyard.ml.data.dataset import read_dataset
+        from modelyard.ml.training.run import train as train_model
 
         spec = load_model_spec(environment.training.model)
         result = train_model(
@@ -92,8 +92,7 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     """The evidence report: the candidate's holdout metrics beside what staging serves now."""
     import mlflow
-
-    from ml.tracking import connect
+    from modelyard.ml.tracking import connect
 
     connect(environment.mlflow)
     if ctx.training_run_id is None:
@@ -114,9 +113,8 @@ def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
 def register(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     import mlflow
-
-    from ml.tracking import connect
-    from ml.training.mlflow_job import register_run
+    from modelyard.ml.tracking import connect
+    from modelyard.ml.training.mlflow_job import register_run
 
     connect(environment.mlflow)
     if ctx.training_run_id is None:
@@ -129,9 +127,8 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     """The model artifact, identified by its digest, and where the environment has a registry,
     the serving image built from it and pushed there (pipeline.package)."""
     import mlflow
-
-    from ml.tracking import connect
-    from pipelines.pipeline.packaging import package_image
+    from modelyard.ml.tracking import connect
+    from modelyard.pipelines.pipeline.packaging import package_image
 
     connect(environment.mlflow)
     target = ctx.folder / "package"
@@ -164,9 +161,8 @@ def deploy_staging(ctx: PipelineContext, environment: Environment, say: Say) -> 
 def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     import numpy as np
     import requests
-
-    from ml.data.dataset import read_dataset
-    from ml.spec import load_model_spec
+    from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.spec import load_model_spec
 
     url = ctx.serving.get(STAGING)
     if not url:
@@ -210,7 +206,7 @@ def deploy_production(ctx: PipelineContext, environment: Environment, say: Say) 
 
 
 def notify_team(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    from pipelines.notify import notify
+    from modelyard.pipelines.notify import notify
 
     subject = (f"{ctx.model} version {ctx.version} is serving in production"
                if ctx.promoted.get(PRODUCTION) else f"{ctx.model} version {ctx.version} is ready")  # fmt: skip
@@ -245,7 +241,7 @@ def stage_named(name: str) -> Stage:
 
 def rollback_after_failed_deploy(ctx: PipelineContext, target: str, reason: str, say: Say) -> None:
     """A deploy that failed after its promotion took effect goes back to what served before."""
-    from pipelines.promotion import rollback
+    from modelyard.pipelines.promotion import rollback
 
     if not ctx.promoted.get(target):
         return
@@ -256,7 +252,7 @@ def rollback_after_failed_deploy(ctx: PipelineContext, target: str, reason: str,
 
 def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) -> None:
     """Promote the run's version to `target` under its rules; every gate is printed."""
-    from pipelines.promotion import promote
+    from modelyard.pipelines.promotion import promote
 
     outcome = promote(ctx.model, target, str(ctx.version), approvers)
     for gate in outcome.gates:
@@ -268,7 +264,7 @@ def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) 
 
 
 def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
-    from pipelines.deploy import deploy
+    from modelyard.pipelines.deploy import deploy
 
     deployment = deploy(target)
     ctx.serving[target] = deployment.url

@@ -11,17 +11,19 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.config import Environment, environments_dir, project_root
-from infra.config.loader import ENVIRONMENTS_DIR_VAR
-from ml.spec import load_model_spec
-from pipelines.docker_cli import docker, engine_problem, stream
-from pipelines.errors import PipelineError
-from pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
-from pipelines.pipeline.training_image import ensure_image
-from pipelines.state import STATE_DIR_VAR, state_dir
+from modelyard.contracts.environment import Environment, environments_dir, project_root
+from modelyard.contracts.environment.loader import ENVIRONMENTS_DIR_VAR
+from modelyard.ml.spec import load_model_spec
+from modelyard.pipelines.docker_cli import docker, engine_problem, stream
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from modelyard.pipelines.pipeline.training_image import ensure_image
+from modelyard.pipelines.state import STATE_DIR_VAR, state_dir
 
 INSIDE_VAR = "MODELYARD_TRAINING_CONTAINER"  # set by infra/images/train/Dockerfile
 # Passed by name only: docker copies each value from this process, so none is on a command line.
+# The checkout is mounted a second time as the `modelyard` namespace package the image runs.
+NAMESPACE_ROOT = "/opt/modelyard-src"
 PASSED_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
                "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", RUN_ID_VAR)  # fmt: skip
 
@@ -41,6 +43,7 @@ def run_arguments(ctx: PipelineContext, image: str) -> list[str]:
         # The caller's uid: checkpoints in the state folder stay the caller's files.
         "--user", f"{os.getuid()}:{os.getgid()}", "--read-only", "--tmpfs", "/tmp",
         "-v", f"{root}:{root}:ro", "-w", str(root),
+        "-v", f"{root}:{NAMESPACE_ROOT}/modelyard:ro", "-e", f"PYTHONPATH={NAMESPACE_ROOT}",
         "-v", f"{state}:{state}", "-e", f"{STATE_DIR_VAR}={state}",
         "-v", f"{data}:{data}:ro",
         "-v", f"{envs}:{envs}:ro", "-e", f"{ENVIRONMENTS_DIR_VAR}={envs}",

@@ -8,11 +8,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.config import project_root
-from ml.spec import ModelSpec
-from pipelines.docker_cli import docker, stream
-from pipelines.errors import PipelineError
-from pipelines.files import tree_digest
+from modelyard.contracts.environment import project_root
+from modelyard.ml.spec import ModelSpec
+from modelyard.pipelines.docker_cli import docker, stream
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.files import tree_digest
 
 IMAGE_DIR = Path("infra/images/train")
 HOST_CA = Path("build-ca/host.crt")  # trusted while building only; not part of the tag
@@ -20,7 +20,7 @@ HOST_CA = Path("build-ca/host.crt")  # trusted while building only; not part of 
 
 def build_context(dest: Path, spec: ModelSpec) -> Path:
     """Write the `docker build` context of `spec`'s training image to `dest`."""
-    from ml.serving.image import host_ca_bundle  # the serving package is heavy to import
+    from modelyard.ml.serving.image import host_ca_bundle  # the serving package is heavy to import
 
     shutil.copytree(project_root() / IMAGE_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"))
     (dest / "model-requirements.txt").write_text(

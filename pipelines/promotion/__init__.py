@@ -1,5 +1,5 @@
 """Promotions per environment: rules with evidence, locking, records, rollback, history."""
 
-from pipelines.promotion.engine import Outcome, history, promote, rollback, served_at
+from modelyard.pipelines.promotion.engine import Outcome, history, promote, rollback, served_at
 
 __all__ = ["Outcome", "history", "promote", "rollback", "served_at"]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml.monitoring.drift import compare
-from ml.monitoring.sampling import read_samples
-from pipelines.promotion.registry import Registry, Version
-from pipelines.state import state_dir
+from modelyard.ml.monitoring.drift import compare
+from modelyard.ml.monitoring.sampling import read_samples
+from modelyard.pipelines.promotion.registry import Registry, Version
+from modelyard.pipelines.state import state_dir
 
 PROFILE = "reference/profile.json"
 MIN_ROWS = 100  # fewer live rows than this say nothing about a distribution

@@ -25,19 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from infra.config import (
+from modelyard.contracts.environment import (
     ConfigError,
     Environment,
     SecretValue,
     list_environments,
     load_environment,
 )
-from pipelines.errors import PipelineError
-from pipelines.promotion import drift, envfile, faults, locking, rules
-from pipelines.promotion.records import ABORTED, COMMITTED, PENDING, RecordStore
-from pipelines.promotion.registry import (
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.promotion import drift, envfile, faults, locking, rules
+from modelyard.pipelines.promotion.records import ABORTED, COMMITTED, PENDING, RecordStore
+from modelyard.pipelines.promotion.registry import (
     TAG_COMMIT,
     TAG_DATASET,
     TAG_ENV,
@@ -49,7 +47,8 @@ from pipelines.promotion.registry import (
     Version,
     tracking_uri_for,
 )
-from pipelines.state import state_dir
+from modelyard.pipelines.state import state_dir
+from pydantic import BaseModel
 
 REGISTERED = "registered"
 

@@ -13,13 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.loader import parse_environment
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.promotion import faults
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-
-from infra.config import ConfigError
-from infra.config.loader import parse_environment
-from pipelines.errors import PipelineError
-from pipelines.promotion import faults
 
 SERVING = "modelyard:serving"
 KEYS = ("desiredVersion", "image")

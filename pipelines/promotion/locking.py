@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
-
-from pipelines.errors import PipelineError
-from pipelines.processes import is_alive
-from pipelines.promotion.registry import Registry
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.processes import is_alive
+from modelyard.pipelines.promotion.registry import Registry
 
 LEASE_TTL_SECONDS = 15 * 60
 SETTLE_SECONDS = float(os.environ.get("MODELYARD_LEASE_SETTLE_SECONDS", "0.75"))

@@ -16,9 +16,8 @@ from functools import partial
 from typing import Any
 
 from mlflow.entities import Run, RunStatus, ViewType
-
-from pipelines.errors import PipelineError
-from pipelines.promotion.registry import Registry
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.promotion.registry import Registry
 
 EXPERIMENT = "modelyard-promotions"
 RECORD_FILE = "record.json"

@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-
-from infra.config import Environment
-from pipelines.errors import PipelineError
+from modelyard.contracts.environment import Environment
+from modelyard.pipelines.errors import PipelineError
 
 T = TypeVar("T")
 
@@ -49,7 +48,7 @@ def redact_uri(uri: str) -> str:
 
 
 def tracking_uri_for(environment: Environment) -> str:
-    # MLFLOW_TRACKING_URI wins over the file, the MLflow way (see infra/config/mlflow.py).
+    # MLFLOW_TRACKING_URI wins over the file, the MLflow way (see contracts/environment/mlflow.py).
     return os.environ.get("MLFLOW_TRACKING_URI") or environment.mlflow.tracking_uri
 
 

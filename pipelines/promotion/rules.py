@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from infra.config import MetricRule
-from infra.config.promotion import Approvals, Champion, Freeze
+from modelyard.contracts.environment import MetricRule
+from modelyard.contracts.environment.promotion import Approvals, Champion, Freeze
 
 
 @dataclass(frozen=True)

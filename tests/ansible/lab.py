@@ -114,7 +114,7 @@ class Lab:
 
     def library(self) -> Run:
         """The same through the library the CLI wraps, keeping the per-host counts."""
-        from pipelines.configure import configure
+        from modelyard.pipelines.configure import configure
 
         lines: list[str] = []
         saved = dict(os.environ)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from modelyard.contracts.environment import ConfigError, load_environment
+from modelyard.pipelines.configure import configure, describe_event, role_variables
+from modelyard.pipelines.errors import PipelineError
 
-from infra.config import ConfigError, load_environment
-from pipelines.configure import configure, describe_event, role_variables
-from pipelines.errors import PipelineError
 from tests.conftest import REPO
 
 

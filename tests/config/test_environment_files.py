@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from modelyard.contracts.environment import ConfigError, load_environment
+from modelyard.ml.tracking import tracking_uri
 
-from infra.config import ConfigError, load_environment
-from ml.tracking import tracking_uri
 from tests.helpers import DELETE, edit_environment, run_cli
 
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modelyard.infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
 
-from infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
 from tests.docker_helpers import RUN_ID, build_image, docker
 
 

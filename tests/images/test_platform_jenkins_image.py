@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-
-from infra.components import jenkins
-from infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
-from infra.components.registry import IMAGE_CONTEXT as REGISTRY_CONTEXT
-from infra.components.registry import registry_address
-from infra.config import load_environment
+from modelyard.contracts.environment import load_environment
+from modelyard.infra.components import jenkins
+from modelyard.infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
+from modelyard.infra.components.registry import IMAGE_CONTEXT as REGISTRY_CONTEXT
+from modelyard.infra.components.registry import registry_address
 
 DOCKERFILES = [
     context / "Dockerfile" for context in (REGISTRY_CONTEXT, MLFLOW_CONTEXT, jenkins.IMAGE_CONTEXT)

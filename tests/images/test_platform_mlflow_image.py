@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelyard.contracts.environment import ConfigError, load_environment
+from modelyard.infra.components import mlflow_server as component
+from modelyard.infra.components.registry import ContainerFile
+from modelyard.pipelines.local_mlflow import free_port
 
-from infra.components import mlflow_server as component
-from infra.components.registry import ContainerFile
-from infra.config import ConfigError, load_environment
-from pipelines.local_mlflow import free_port
 from tests.docker_helpers import RUN_ID, copy_files, docker, docker_result, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from modelyard.infra.components import registry
 
-from infra.components import registry
 from tests.docker_helpers import RUN_ID, copy_files, docker, docker_result
 from tests.registry import registry_status
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from modelyard.infra.components.cluster import DEPLOYER_RULES, ClusterArgs, Quota
+from modelyard.infra.render import RenderedState, render
 from test_render_support import one
-
-from infra.components.cluster import DEPLOYER_RULES, ClusterArgs, Quota
-from infra.render import RenderedState, render
 
 
 @pytest.fixture(scope="module", params=["staging", "production"])

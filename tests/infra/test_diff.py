@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from modelyard.infra.diff import DiffError, diff_environment
+from modelyard.infra.render import render
+from modelyard.pipelines.cli import app
+from modelyard.pipelines.errors import PipelineError
 from test_render_support import commit_all, edit_environment, git, make_repo, pinned
 from typer.testing import CliRunner
-
-from infra.diff import DiffError, diff_environment
-from infra.render import render
-from pipelines.cli import app
-from pipelines.errors import PipelineError
 
 MODELYARD = str(Path(sys.executable).parent / "modelyard")
 

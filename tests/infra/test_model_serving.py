@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from modelyard.contracts.environment import ConfigError
+from modelyard.infra.components.model_serving import ModelServingArgs, Release
+from modelyard.infra.render import RenderedState, render
 from test_render_support import (
     PASSWORD,
     container,
@@ -15,10 +18,6 @@ from test_render_support import (
     pinned,
     render_with_mlflow_credentials,
 )
-
-from infra.components.model_serving import ModelServingArgs, Release
-from infra.config import ConfigError
-from infra.render import RenderedState, render
 
 
 def _promote(environments: Path, env: str, strategy: str, **serving: object) -> RenderedState:

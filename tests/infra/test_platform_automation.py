@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from infra import automation
-from infra.config import ConfigError
+from modelyard.contracts.environment import ConfigError
+from modelyard.infra import automation
 
 MODELYARD = str(Path(sys.executable).with_name("modelyard"))
 

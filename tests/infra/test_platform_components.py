@@ -17,16 +17,15 @@ import bcrypt
 import pulumi
 import pytest
 import yaml
+from modelyard.contracts.environment import ConfigError, environment_path, load_environment
+from modelyard.contracts.environment.loader import read_stack_file
+from modelyard.infra.components import jenkins, mlflow_server, registry
+from modelyard.infra.platform_services import build_platform
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.rpc import is_rpc_secret
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
-
-from infra.components import jenkins, mlflow_server, registry
-from infra.config import ConfigError, environment_path, load_environment
-from infra.config.loader import read_stack_file
-from infra.platform import build_platform
 
 ENVIRONMENTS = ["local", "staging", "production"]
 COMPONENT_TYPES = {

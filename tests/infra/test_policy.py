@@ -7,6 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelyard.infra.policy import rules
+from modelyard.infra.policy.audit import check_environment
+from modelyard.infra.policy.pack import policies
+from modelyard.infra.policy.rules import DEPLOYMENT, DOCKER_CONTAINER, Resource
+from modelyard.infra.render import render
+from modelyard.pipelines.cli import app
+from modelyard.pipelines.errors import PipelineError
 from pulumi_policy import (
     EnforcementLevel,
     ResourceValidationArgs,
@@ -16,14 +23,6 @@ from pulumi_policy import (
 )
 from test_render_support import edit_environment
 from typer.testing import CliRunner
-
-from infra.policy import rules
-from infra.policy.audit import check_environment
-from infra.policy.pack import policies
-from infra.policy.rules import DEPLOYMENT, DOCKER_CONTAINER, Resource
-from infra.render import render
-from pipelines.cli import app
-from pipelines.errors import PipelineError
 
 
 @pytest.fixture(scope="module")

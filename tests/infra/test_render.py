@@ -13,9 +13,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from modelyard.infra.render import render
 from test_render_support import REPO, edit_environment, pinned, render_with_mlflow_credentials
-
-from infra.render import render
 
 MODELYARD = str(Path(sys.executable).parent / "modelyard")
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"

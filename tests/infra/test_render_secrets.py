@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from modelyard.contracts.environment import ConfigError
+from modelyard.infra.diff import DiffError, diff_environment
+from modelyard.infra.render import render
+from modelyard.pipelines.cli import app
 from test_render_support import commit_all, edit_environment, make_repo, pinned
 from typer.testing import CliRunner
-
-from infra.config import ConfigError
-from infra.diff import DiffError, diff_environment
-from infra.render import render
-from pipelines.cli import app
 
 SENTINEL = "SENTINEL-6f1c0de5-never-print-me"
 MODELYARD = str(Path(sys.executable).parent / "modelyard")

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from infra.render import RenderedResource, RenderedState
+from modelyard.infra.render import RenderedResource, RenderedState
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
@@ -105,10 +104,9 @@ PASSWORD = "mlflow-pass-0b5e-never-print-me"
 def render_with_mlflow_credentials() -> RenderedState:
     """ModelServing (rolling, v3) and LocalModelServing given an authenticated MLflow server."""
     import pulumi
-
-    from infra.components.local_serving import LocalModelServing, LocalModelServingArgs
-    from infra.components.model_serving import ModelServing, ModelServingArgs, Release
-    from infra.render import render_program
+    from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
+    from modelyard.infra.components.model_serving import ModelServing, ModelServingArgs, Release
+    from modelyard.infra.render import render_program
 
     def program() -> None:
         credentials = ("modelyard", pulumi.Output.secret(PASSWORD))

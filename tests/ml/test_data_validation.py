@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from modelyard.ml.data.sample import generate_churn
 
-from ml.data.sample import generate_churn
 from tests.helpers import run_cli
 
 

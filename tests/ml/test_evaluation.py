@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from modelyard.ml.training import evaluation
 from sklearn import metrics as skm
-
-from ml.training import evaluation
 
 
 def _cases() -> list[tuple[str, np.ndarray, np.ndarray]]:

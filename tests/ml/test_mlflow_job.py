@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-
-from ml.training import mlflow_job
+from modelyard.ml.training import mlflow_job
 
 pytestmark = pytest.mark.integration
 

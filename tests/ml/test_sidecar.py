@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from modelyard.ml.training.sidecar import Sidecar, SidecarFailed
+from modelyard.pipelines.processes import is_alive
 
-from ml.training.sidecar import Sidecar, SidecarFailed
-from pipelines.processes import is_alive
 from tests.helpers import REPO
 
 
@@ -70,7 +70,7 @@ def test_a_failed_send_is_raised_when_the_block_ends() -> None:
 def test_the_sidecar_leaves_when_its_training_process_is_killed() -> None:
     script = (
         "import os, time\n"
-        "from ml.training.sidecar import Sidecar\n"
+        "from modelyard.ml.training.sidecar import Sidecar\n"
         "with Sidecar(int) as sidecar:\n"
         "    print(sidecar.call(os.getpid), flush=True)\n"
         "    time.sleep(120)\n"

@@ -8,13 +8,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-
-from infra.config import MetricRule
-from ml.data.dataset import Dataset
-from ml.data.validation import validate_dataset
-from ml.training import booster
-from ml.training.booster import fit
-from ml.training.features import prepare, stratified_split
+from modelyard.contracts.environment import MetricRule
+from modelyard.ml.data.dataset import Dataset
+from modelyard.ml.data.validation import validate_dataset
+from modelyard.ml.training import booster
+from modelyard.ml.training.booster import fit
+from modelyard.ml.training.features import prepare, stratified_split
 
 
 def test_metric_rules_parse_pass_and_measure_the_gap() -> None:

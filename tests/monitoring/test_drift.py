@@ -6,10 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from modelyard.ml.monitoring.drift import compare, psi_from_counts
+from modelyard.ml.monitoring.report import write_report
+from modelyard.ml.monitoring.training_profile import (
+    ProfileError,
+    build_profile,
+    load_profile,
+    save_profile,
+)
 
-from ml.monitoring.drift import compare, psi_from_counts
-from ml.monitoring.profile import ProfileError, build_profile, load_profile, save_profile
-from ml.monitoring.report import write_report
 from tests.serving.helpers import churn_frame, records
 
 

@@ -9,8 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-
-from ml.monitoring.retrain import RetrainError, trigger_retraining
+from modelyard.ml.monitoring.retrain import RetrainError, trigger_retraining
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml.monitoring.sampling import SampleWriter, read_samples
+from modelyard.ml.monitoring.sampling import SampleWriter, read_samples
 
 
 def test_store_rotates_and_stays_bounded(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import yaml
+from modelyard.contracts.environment import load_environment
+from modelyard.infra.components import jenkins
+from modelyard.pipelines.pipeline.stages import STAGES
 
-from infra.components import jenkins
-from infra.config import load_environment
-from pipelines.pipeline.stages import STAGES
 from tests.helpers import REPO
 
 JENKINSFILE = (REPO / "pipelines" / "Jenkinsfile").read_text()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from modelyard.contracts.environment import load_environment, secret_env_var
+from modelyard.pipelines.local_mlflow import free_port
+from modelyard.pipelines.notification_sink import NotificationSink
+from modelyard.pipelines.notify import notify
 
-from infra.config import load_environment, secret_env_var
-from pipelines.local_mlflow import free_port
-from pipelines.notification_sink import NotificationSink
-from pipelines.notify import notify
 from tests.helpers import edit_environment
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.pipelines.local_mlflow import free_port
+from modelyard.pipelines.pipeline.context import PipelineContext
 
-from pipelines.local_mlflow import free_port
-from pipelines.pipeline.context import PipelineContext
 from tests.docker_helpers import docker, docker_result
 from tests.helpers import edit_environment, run_cli
 from tests.serving.helpers import register, train_booster

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.ml.data.sample import generate_churn
+from modelyard.pipelines.local_mlflow import free_port
+from modelyard.pipelines.notification_sink import NotificationSink
 
-from ml.data.sample import generate_churn
-from pipelines.local_mlflow import free_port
-from pipelines.notification_sink import NotificationSink
 from tests.helpers import MODELYARD, REPO, edit_environment, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

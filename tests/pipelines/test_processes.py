@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from pipelines.processes import is_alive
+from modelyard.pipelines.processes import is_alive
 
 
 def test_a_running_process_is_alive_and_a_killed_unreaped_one_is_not() -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.ml.data.sample import generate_churn
+from modelyard.ml.spec import load_model_spec
+from modelyard.pipelines.pipeline.context import PipelineContext
+from modelyard.pipelines.pipeline.runner import supervise
+from modelyard.pipelines.pipeline.stages import stage_named
+from modelyard.pipelines.pipeline.training_image import build_context, ensure_image, image_tag
 
-from ml.data.sample import generate_churn
-from ml.spec import load_model_spec
-from pipelines.pipeline.context import PipelineContext
-from pipelines.pipeline.runner import supervise
-from pipelines.pipeline.stages import stage_named
-from pipelines.pipeline.training_image import build_context, ensure_image, image_tag
 from tests.docker_helpers import docker
 from tests.helpers import REPO, edit_environment, run_cli
 

@@ -15,9 +15,8 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from modelyard.pipelines.local_mlflow import MlflowServer
 from promotion_helpers import Register
-
-from pipelines.local_mlflow import MlflowServer
 
 
 @pytest.fixture(scope="session")

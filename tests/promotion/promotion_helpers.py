@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from modelyard.ml.data.sample import TARGET, generate_churn
+from modelyard.ml.monitoring.sampling import SampleWriter
+from modelyard.ml.monitoring.training_profile import build_profile
 from ruamel.yaml import YAML
-
-from ml.data.sample import TARGET, generate_churn
-from ml.monitoring.profile import build_profile
-from ml.monitoring.sampling import SampleWriter
 
 Register = Callable[..., int]
 

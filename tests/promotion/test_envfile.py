@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from infra.config import load_environment
-from pipelines.errors import PipelineError
-from pipelines.promotion import envfile
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.promotion import envfile
 
 REPO = Path(__file__).resolve().parents[2]
 PINNED = "registry.example.internal/modelyard-serving:1.4@sha256:" + "a" * 64

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.commands.promote import print_history
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.promotion import history, promote, rollback, served_at
+from modelyard.pipelines.promotion.records import EXPERIMENT
 from promotion_helpers import Register, live_traffic, set_keys, training_profile
 from rich.console import Console
-
-from infra.config import load_environment
-from pipelines.commands.promote import print_history
-from pipelines.errors import PipelineError
-from pipelines.promotion import history, promote, rollback, served_at
-from pipelines.promotion.records import EXPERIMENT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

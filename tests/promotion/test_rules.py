@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from infra.config import MetricRule
-from infra.config.promotion import Approvals, Champion, Freeze, FreezeWindow
-from pipelines.promotion import rules
+from modelyard.contracts.environment import MetricRule
+from modelyard.contracts.environment.promotion import Approvals, Champion, Freeze, FreezeWindow
+from modelyard.pipelines.promotion import rules
 
 SUNDAY_NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.local_mlflow import free_port
+from modelyard.pipelines.promotion import faults, history, promote
+from modelyard.pipelines.promotion.records import COMMITTED, PENDING, RecordStore
+from modelyard.pipelines.promotion.registry import Registry
 from promotion_helpers import Register
-
-from infra.config import load_environment
-from pipelines.errors import PipelineError
-from pipelines.local_mlflow import free_port
-from pipelines.promotion import faults, history, promote
-from pipelines.promotion.records import COMMITTED, PENDING, RecordStore
-from pipelines.promotion.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,12 +19,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
-
-from ml.data.sample import TARGET, generate_churn
-from ml.monitoring.profile import PROFILE_ARTIFACT, build_profile, save_profile
-from ml.serving.__main__ import options_to_json
-from ml.serving.supervisor import ServeOptions, read_status
-from pipelines.local_mlflow import free_port
+from modelyard.ml.data.sample import TARGET, generate_churn
+from modelyard.ml.monitoring.training_profile import PROFILE_ARTIFACT, build_profile, save_profile
+from modelyard.ml.serving.__main__ import options_to_json
+from modelyard.ml.serving.supervisor import ServeOptions, read_status
+from modelyard.pipelines.local_mlflow import free_port
 
 
 def churn_frame(n_rows: int, seed: int = 0, drift: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
@@ -135,7 +134,7 @@ def start_server(model_uri: str, state_dir: Path, **overrides: Any) -> Server:
     (state_dir / "options.json").write_bytes(options_to_json(options))
     log = (state_dir / "server.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ml.serving", str(state_dir / "options.json")],
+        [sys.executable, "-m", "modelyard.ml.serving", str(state_dir / "options.json")],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

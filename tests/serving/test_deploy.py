@@ -14,10 +14,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from modelyard.ml.serving.client import score_frame
+from modelyard.pipelines.local_mlflow import free_port
+from modelyard.pipelines.processes import is_alive
 
-from ml.serving.client import score_frame
-from pipelines.local_mlflow import free_port
-from pipelines.processes import is_alive
 from tests.serving.conftest import Trained
 from tests.serving.helpers import Load, churn_frame, records, register, score
 

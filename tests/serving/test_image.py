@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modelyard.ml.serving.image import build_context
+from modelyard.pipelines.local_mlflow import free_port
 
-from ml.serving.image import build_context
-from pipelines.local_mlflow import free_port
 from tests.serving.conftest import Trained
 from tests.serving.helpers import call, records, score
 

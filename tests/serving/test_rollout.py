@@ -7,8 +7,8 @@ import time
 
 import mlflow
 import pytest
+from modelyard.ml.serving.rollout import Limits
 
-from ml.serving.rollout import Limits
 from tests.serving.conftest import Trained
 from tests.serving.helpers import Load, call, records, register, score
 

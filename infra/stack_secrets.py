@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-
-from infra.config import ConfigError
-from infra.config.environment import NAMESPACE
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.environment import NAMESPACE
 
 
 class StackSecrets:

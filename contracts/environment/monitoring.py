@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from modelyard.contracts.environment.base import Section
 from pydantic import Field
-
-from infra.config.base import Section
 
 
 class MonitoringSettings(Section):

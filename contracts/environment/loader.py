@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelyard.contracts.environment.environment import NAMESPACE, Environment
 from pydantic import BaseModel, ValidationError
-
-from infra.config.environment import NAMESPACE, Environment
 
 ENVIRONMENTS_DIR_VAR = "MODELYARD_ENVIRONMENTS_DIR"
 _STACK_FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}

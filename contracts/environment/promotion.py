@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import time
 from typing import Literal
 
+from modelyard.contracts.environment.base import MetricRule, Section
 from pydantic import Field, model_validator
-
-from infra.config.base import MetricRule, Section
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 

@@ -1,8 +1,8 @@
 """The one typed model of the environment files, used by every part of the kit."""
 
-from infra.config.base import MetricRule, SecretValue, secret_env_var
-from infra.config.environment import Environment
-from infra.config.loader import (
+from modelyard.contracts.environment.base import MetricRule, SecretValue, secret_env_var
+from modelyard.contracts.environment.environment import Environment
+from modelyard.contracts.environment.loader import (
     ENVIRONMENTS_DIR_VAR,
     ConfigError,
     environment_path,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from modelyard.contracts.environment.base import SecretValue, Section
 from pydantic import Field
-
-from infra.config.base import SecretValue, Section
 
 Event = Literal["success", "failure"]
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard.contracts.environment.base import Section
+from modelyard.contracts.environment.hosts import HostsSettings
+from modelyard.contracts.environment.mlflow import MlflowSettings
+from modelyard.contracts.environment.monitoring import MonitoringSettings
+from modelyard.contracts.environment.notify import NotifySettings
+from modelyard.contracts.environment.pipeline import PipelineSettings
+from modelyard.contracts.environment.platform_services import PlatformSettings
+from modelyard.contracts.environment.promotion import PromotionSettings
+from modelyard.contracts.environment.serving import ServingSettings
+from modelyard.contracts.environment.training import TrainingSettings
 from pydantic import PrivateAttr
-
-from infra.config.base import Section
-from infra.config.hosts import HostsSettings
-from infra.config.mlflow import MlflowSettings
-from infra.config.monitoring import MonitoringSettings
-from infra.config.notify import NotifySettings
-from infra.config.pipeline import PipelineSettings
-from infra.config.platform import PlatformSettings
-from infra.config.promotion import PromotionSettings
-from infra.config.serving import ServingSettings
-from infra.config.training import TrainingSettings
 
 NAMESPACE = "modelyard"
 

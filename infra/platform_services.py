@@ -7,13 +7,12 @@ from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_docker as docker
-
-from infra.components.jenkins import JenkinsArgs, JenkinsController
-from infra.components.mlflow_server import MlflowServerArgs, TrackingServer
-from infra.components.registry import ImageRegistry, RegistryArgs, registry_address
-from infra.config import ConfigError, Environment
-from infra.config.environment import NAMESPACE
-from infra.secrets import StackSecrets
+from modelyard.contracts.environment import ConfigError, Environment
+from modelyard.contracts.environment.environment import NAMESPACE
+from modelyard.infra.components.jenkins import JenkinsArgs, JenkinsController
+from modelyard.infra.components.mlflow_server import MlflowServerArgs, TrackingServer
+from modelyard.infra.components.registry import ImageRegistry, RegistryArgs, registry_address
+from modelyard.infra.stack_secrets import StackSecrets
 
 
 @dataclass(frozen=True)

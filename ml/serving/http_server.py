@@ -14,8 +14,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 import orjson
-
-from ml.serving.app import Response
+from modelyard.ml.serving.app import Response
 
 log = logging.getLogger("modelyard.serving")
 

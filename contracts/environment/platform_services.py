@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from modelyard.contracts.environment.base import SecretValue, Section
 from pydantic import Field, model_validator
-
-from infra.config.base import SecretValue, Section
 
 Port = Field(ge=1, le=65535)
 _DURATION = re.compile(r"^[1-9][0-9]*[mhd]$")

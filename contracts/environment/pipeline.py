@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from modelyard.contracts.environment.base import SecretValue, Section
 from pydantic import Field, field_validator, model_validator
-
-from infra.config.base import SecretValue, Section
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from modelyard.contracts.environment.base import MetricRule, Section
 from pydantic import Field
-
-from infra.config.base import MetricRule, Section
 
 
 class Budget(Section):

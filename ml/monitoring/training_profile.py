@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from ml.errors import ModelyardMlError
+from modelyard.ml.errors import ModelyardMlError
 
 PROFILE_ARTIFACT = "reference/profile.json"
 FORMAT = 1

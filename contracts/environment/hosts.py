@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from modelyard.contracts.environment.base import SecretValue, Section
 from pydantic import Field
-
-from infra.config.base import SecretValue, Section
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 

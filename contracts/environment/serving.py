@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from modelyard.contracts.environment.base import SecretValue, Section
 from pydantic import Field, model_validator
-
-from infra.config.base import SecretValue, Section
 
 # Kubernetes quantities as people write them: "250m", "0.5", "512Mi", "1Gi".
 _CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
