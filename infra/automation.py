@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.contracts.environment import ConfigError, load_environment, project_root
+from modelyard.contracts.state import pulumi_state_dir
 from pulumi import automation as auto
 
 INSTALL_HINT = (
@@ -34,11 +35,11 @@ class Result:
 
 
 def state_backend() -> str:
-    """PULUMI_BACKEND_URL when set, else a file backend under the project's .modelyard/."""
+    """PULUMI_BACKEND_URL when set, else a file backend in the state folder (contracts/state.py)."""
     configured = os.environ.get("PULUMI_BACKEND_URL")
     if configured:
         return configured
-    folder = project_root() / ".modelyard" / "pulumi-state"
+    folder = pulumi_state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return folder.resolve().as_uri()
 

@@ -20,8 +20,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts import variables
 from modelyard.contracts.environment import project_root
-from modelyard.contracts.environment.loader import ENVIRONMENTS_DIR_VAR
 from modelyard.infra.render import RenderedState, render
 
 # What a past revision needs to render itself.
@@ -220,7 +220,7 @@ def _render_commit(environment: str, commit: str, revision: str, repo: Path) -> 
             raise DiffError(f"git archive {revision} failed: {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
-        env = {k: v for k, v in os.environ.items() if k != ENVIRONMENTS_DIR_VAR}
+        env = {k: v for k, v in os.environ.items() if k != variables.ENVIRONMENTS_DIR}
         env["PYTHONPATH"] = tmp
         result = subprocess.run(
             [sys.executable, "-m", "modelyard.infra.render", environment],

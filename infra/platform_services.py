@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_docker as docker
@@ -11,7 +10,7 @@ from modelyard.contracts.environment import ConfigError, Environment
 from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.infra.components.jenkins import JenkinsArgs, JenkinsController
 from modelyard.infra.components.mlflow_server import MlflowServerArgs, TrackingServer
-from modelyard.infra.components.registry import ImageRegistry, RegistryArgs, registry_address
+from modelyard.infra.components.registry import ImageRegistry, RegistryArgs
 from modelyard.infra.stack_secrets import StackSecrets
 
 
@@ -57,7 +56,6 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             f"{environment.path}: no `{NAMESPACE}:platform` section, so there is no platform to "
             "provision. Add one (see environments/Pulumi.local.yaml)."
         )
-    check_consistency(environment)
     name = environment.name
     secrets = StackSecrets("platform") if _has_secrets(environment) else None
     provider = None
@@ -125,29 +123,6 @@ def build_platform(environment: Environment) -> PlatformOutputs:
         jenkins_password=jenkins.admin_password,
         jenkins_webhook_url=jenkins.webhook_url,
     )
-
-
-def check_consistency(environment: Environment) -> None:
-    """The rest of the file must reach this platform: refuse what would fail only after `up`."""
-    settings = environment.platform
-    assert settings is not None
-    where = f"{environment.path}: {NAMESPACE}"
-    tracking_host = urlsplit(environment.mlflow.tracking_uri).hostname
-    if tracking_host not in {settings.docker.address, *settings.mlflow.allowed_hosts}:
-        raise ConfigError(
-            f"{where}:mlflow.trackingUri names host {tracking_host!r}, which the MLflow server "
-            f"would refuse (DNS-rebinding protection): add it to {NAMESPACE}:platform.mlflow."
-            "allowedHosts"
-        )
-    repository = environment.serving.image_repository
-    first = repository.split("/", 1)[0]
-    if "/" in repository and ("." in first or ":" in first or first == "localhost"):
-        address = registry_address(settings.docker, settings.registry)
-        if first != address:
-            raise ConfigError(
-                f"{where}:serving.imageRepository pushes to {first!r} but this environment's "
-                f"registry is {address!r}: use {address}/... or fix platform.registry"
-            )
 
 
 def _has_secrets(environment: Environment) -> bool:

@@ -13,12 +13,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts.environment import ConfigError, Environment
 from modelyard.contracts.environment.environment import NAMESPACE
+from modelyard.contracts.serving_options import server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
 from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
 from modelyard.infra.components.model_serving import (
     APP_LABELS,
     SERVING_PORT,
-    STRATEGIES,
     ModelServing,
     ModelServingArgs,
     Release,
@@ -78,26 +78,11 @@ def _releases(environment: Environment) -> tuple[Release, Release | None]:
     return desired, stable
 
 
-def _model_name(environment: Environment) -> str:
-    return environment.serving.model_name or environment.training.model
-
-
 def _build_kubernetes_serving(
     environment: Environment, mlflow_credentials: Credentials | None
 ) -> None:
     serving = environment.serving
     rollout = environment.promotion.rollout
-    where = f"{environment.path}: modelyard:promotion.rollout"
-    if rollout.strategy not in STRATEGIES:
-        raise ConfigError(
-            f"{where}.strategy: {rollout.strategy!r} needs a service mesh this kit does not "
-            f"provision on Kubernetes. Use one of {', '.join(STRATEGIES)}."
-        )
-    if rollout.strategy == "canary" and serving.canary_weight not in rollout.canary_steps:
-        raise ConfigError(
-            f"{environment.path}: modelyard:serving.canaryWeight: {serving.canary_weight} is not "
-            f"one of promotion.rollout.canarySteps {rollout.canary_steps}. Use one of those."
-        )
     provider = _kubernetes_provider(environment)
     on_cluster = pulumi.ResourceOptions(provider=provider)
     requests = serving.resources.requests
@@ -131,8 +116,8 @@ def _build_kubernetes_serving(
         ModelServingArgs(
             namespace=cluster.namespace,
             service_account=cluster.serving_service_account,
-            strategy=rollout.strategy,  # type: ignore[arg-type]  # checked against STRATEGIES
-            model_name=_model_name(environment),
+            strategy=rollout.strategy,
+            model_name=environment.served_model,
             desired=desired,
             stable=stable,
             canary_weight=serving.canary_weight,
@@ -143,7 +128,7 @@ def _build_kubernetes_serving(
             max_replicas=serving.autoscaling.max_replicas,
             target_cpu_percent=serving.autoscaling.target_cpu_percent,
             max_unavailable=serving.max_unavailable,
-            env={"MODELYARD_ENVIRONMENT": environment.name},
+            env=server_variables(environment),
             mlflow_credentials=mlflow_credentials,
         ),
         opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
@@ -173,13 +158,13 @@ def _build_local_serving(environment: Environment, mlflow_credentials: Credentia
         f"{environment.name}-serving",
         LocalModelServingArgs(
             environment=environment.name,
-            model_name=_model_name(environment),
+            model_name=environment.served_model,
             desired=desired,
             tracking_uri=environment.mlflow.tracking_uri,
             host_port=serving.local_port,
             memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
             cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
-            env={"MODELYARD_ENVIRONMENT": environment.name},
+            env=server_variables(environment),
             mlflow_credentials=mlflow_credentials,
         ),
     )

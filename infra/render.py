@@ -212,7 +212,8 @@ def render_program(
 
 
 def _run_program() -> None:
-    runpy.run_path(str(PROGRAM), run_name="__main__")
+    # As Pulumi's host runs `main: infra/`: the folder itself, first on sys.path, as __main__.
+    runpy.run_path(str(PROGRAM.parent), run_name="__main__")
 
 
 def _stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -241,7 +242,7 @@ def _unwrap_secure(value: Any) -> tuple[Any, bool]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m infra.render ENV", file=sys.stderr)
+        print("usage: python -m modelyard.infra.render ENV", file=sys.stderr)
         return 2
     try:
         state = render(argv[0])

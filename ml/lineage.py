@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from modelyard.contracts import variables
+
 
 def git_commit(folder: Path) -> str:
     """The commit being trained: Jenkins' GIT_COMMIT when set, else the work tree's HEAD."""
@@ -26,4 +28,4 @@ def git_commit(folder: Path) -> str:
 
 def pipeline_run_id() -> str:
     """The pipeline run this training belongs to (the local runner or Jenkins' BUILD_TAG)."""
-    return os.environ.get("MODELYARD_PIPELINE_RUN_ID") or os.environ.get("BUILD_TAG") or "manual"
+    return os.environ.get(variables.PIPELINE_RUN_ID) or os.environ.get("BUILD_TAG") or "manual"

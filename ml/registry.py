@@ -5,8 +5,6 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-TAG_PREFIX = "modelyard."
-
 
 def register_version(
     client: MlflowClient,

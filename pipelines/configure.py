@@ -19,6 +19,7 @@ from typing import Any
 
 import ansible_runner
 import yaml
+from modelyard.contracts import variables
 from modelyard.contracts.environment import (
     ConfigError,
     Environment,
@@ -26,11 +27,10 @@ from modelyard.contracts.environment import (
     project_root,
     secret_env_var,
 )
+from modelyard.contracts.state import ansible_dir as runner_dir
 from modelyard.pipelines.errors import PipelineError
 
 K3S_TOKEN_VAR = secret_env_var("hosts.k3s.token")
-K3S_TOKEN_FILE_VAR = "MODELYARD_K3S_TOKEN_FILE"  # what the playbooks read: a 0600 file's path
-STATE_DIR_VAR = "MODELYARD_STATE_DIR"  # the kit's state folder, as elsewhere in pipelines/
 # What ansible-playbook needs from the caller's environment; everything else (cloud keys,
 # CI credentials) stays out of the job, and so out of ansible-runner's artifacts.
 _PASSED_ENV = (
@@ -82,12 +82,6 @@ class ConfigureResult:
 
 def ansible_dir() -> Path:
     return project_root() / "ansible"
-
-
-def state_dir(env: str) -> Path:
-    """ansible-runner's private data dir for ENV: its artifacts are kept there for inspection."""
-    root = os.environ.get(STATE_DIR_VAR)
-    return (Path(root) if root else project_root() / ".modelyard") / "ansible" / env
 
 
 def inventory_path(env: str) -> Path:
@@ -147,7 +141,7 @@ def configure(
     if not playbook_path.is_file():
         known = ", ".join(sorted(p.name for p in playbook_path.parent.glob("*.yml")))
         raise PipelineError(f"no playbook {playbook!r} in {playbook_path.parent}; known: {known}")
-    private = state_dir(env)
+    private = runner_dir(env)  # ansible-runner's artifacts are kept there for inspection
     private.mkdir(parents=True, exist_ok=True)
     kubeconfig_dir = private / "kubeconfig"
     extravars = role_variables(environment, kubeconfig_dir)
@@ -220,7 +214,7 @@ def _secret_files(environment: Environment) -> Iterator[dict[str, str]]:
             path = folder / "k3s-token"
             path.touch(mode=0o600)
             path.write_text(token, encoding="utf-8")
-            env[K3S_TOKEN_FILE_VAR] = str(path)
+            env[variables.K3S_TOKEN_FILE] = str(path)
         yield env
     finally:
         shutil.rmtree(folder, ignore_errors=True)

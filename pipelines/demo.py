@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from modelyard.contracts.environment import ENVIRONMENTS_DIR_VAR, load_environment, project_root
+from modelyard.contracts import variables
+from modelyard.contracts.environment import load_environment, project_root
+from modelyard.contracts.state import demo_dir
 from modelyard.pipelines.errors import PipelineError
-from modelyard.pipelines.state import STATE_DIR_VAR
 from rich.console import Console
 
 DEMO_ROWS = 20_000
@@ -69,10 +70,10 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
     from modelyard.pipelines.local_mlflow import start_mlflow_server
     from modelyard.pipelines.notification_sink import NotificationSink
 
-    folder = project_root() / ".modelyard" / "demo"
+    folder = demo_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ[STATE_DIR_VAR] = str(folder)
-    os.environ[ENVIRONMENTS_DIR_VAR] = str(prepare_workspace(folder, console))
+    os.environ[variables.STATE_DIR] = str(folder)
+    os.environ[variables.ENVIRONMENTS_DIR] = str(prepare_workspace(folder, console))
     local = load_environment("local")
     outcome = DemoOutcome(notifications=str(folder / "notifications.jsonl"))
 

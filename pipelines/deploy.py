@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from modelyard.contracts import state, variables
 from modelyard.contracts.environment import Environment, load_environment
-from modelyard.ml.serving.__main__ import options_to_json
-from modelyard.ml.serving.rollout import Limits
+from modelyard.contracts.serving_options import server_variables
+from modelyard.ml.serving.__main__ import options_from_environment, options_to_json
 from modelyard.ml.serving.source import NoModelYet, resolve
 from modelyard.ml.serving.supervisor import ServeOptions, read_status
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.processes import is_alive
-from modelyard.pipelines.state import state_dir
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,6 @@ class Deployment:
     message: str
 
 
-def alias_uri(env: Environment) -> str:
-    return f"models:/{env.training.model}@{env.name}"
-
-
 def use_tracking_of(env: Environment) -> None:
     """MLflow's own variable wins (Jenkins, tests); otherwise the environment file's server."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
@@ -52,7 +48,7 @@ def use_tracking_of(env: Environment) -> None:
 
 
 def serving_dir(environment: str) -> Path:
-    return state_dir() / "serving" / environment
+    return state.serving_dir(environment)
 
 
 def serve_options(
@@ -64,26 +60,17 @@ def serve_options(
     workers: int = 2,
     poll_seconds: float = 10.0,
 ) -> ServeOptions:
-    """Everything the server needs, read from the environment file."""
-    rollout, monitoring = env.promotion.rollout, env.monitoring
-    return ServeOptions(
-        model_uri=model_uri or alias_uri(env),
-        host=host,
-        port=port or env.serving.local_port,
-        state_dir=state or serving_dir(env.name) / "foreground",
-        workers=workers,
-        poll_seconds=poll_seconds,
-        strategy=rollout.strategy,
-        canary_steps=tuple(rollout.canary_steps),
-        ab_split=rollout.ab_split,
-        limits=Limits(
-            rollout.max_error_rate, rollout.max_latency_p99_ms, monitoring.canary_min_requests
-        ),
-        canary_step_seconds=monitoring.canary_step_seconds,
-        sample_rate=monitoring.sample_rate,
-        sample_max_rows=monitoring.sample_max_rows,
-        environment=env.name,
-    )
+    """Everything the server needs, read from the environment file through the same mapping
+    a container or a pod gets (contracts/serving_options.py)."""
+    return options_from_environment({
+        **server_variables(env),
+        variables.MODEL_URI: model_uri or env.alias_uri,
+        variables.HOST: host,
+        variables.PORT: str(port or env.serving.local_port),
+        variables.STATE_DIR: str(state or serving_dir(env.name) / "foreground"),
+        variables.WORKERS: str(workers),
+        variables.POLL_SECONDS: repr(poll_seconds),
+    })  # fmt: skip
 
 
 def _record(environment: str) -> dict[str, Any] | None:
@@ -108,7 +95,7 @@ def deploy(
     env = load_environment(environment)
     use_tracking_of(env)
     try:
-        target = resolve(alias_uri(env)).version
+        target = resolve(env.alias_uri).version
     except NoModelYet as exc:
         raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
     record = _record(environment)

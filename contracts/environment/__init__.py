@@ -3,7 +3,6 @@
 from modelyard.contracts.environment.base import MetricRule, SecretValue, secret_env_var
 from modelyard.contracts.environment.environment import Environment
 from modelyard.contracts.environment.loader import (
-    ENVIRONMENTS_DIR_VAR,
     ConfigError,
     environment_path,
     environments_dir,
@@ -13,7 +12,6 @@ from modelyard.contracts.environment.loader import (
 )
 
 __all__ = [
-    "ENVIRONMENTS_DIR_VAR",
     "ConfigError",
     "Environment",
     "MetricRule",

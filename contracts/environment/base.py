@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from modelyard.contracts import variables
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
 from pydantic_core import core_schema
@@ -23,7 +24,7 @@ class Section(BaseModel):
 def secret_env_var(key: str) -> str:
     """The variable that carries a secret's plain value at run time, one convention for every
     secret: modelyard:notify.email.password -> MODELYARD_SECRET_NOTIFY_EMAIL_PASSWORD."""
-    return "MODELYARD_SECRET_" + re.sub(r"[^A-Za-z0-9]+", "_", key).upper().strip("_")
+    return variables.SECRET_PREFIX + re.sub(r"[^A-Za-z0-9]+", "_", key).upper().strip("_")
 
 
 class SecretValue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from modelyard.contracts.environment.base import Section
 from modelyard.contracts.environment.hosts import HostsSettings
@@ -14,6 +15,7 @@ from modelyard.contracts.environment.platform_services import PlatformSettings
 from modelyard.contracts.environment.promotion import PromotionSettings
 from modelyard.contracts.environment.serving import ServingSettings
 from modelyard.contracts.environment.training import TrainingSettings
+from modelyard.contracts.strategies import ON_KUBERNETES
 from pydantic import PrivateAttr
 
 NAMESPACE = "modelyard"
@@ -38,6 +40,85 @@ class Environment(Section):
     _name: str = PrivateAttr(default="")
     _path: Path = PrivateAttr(default=Path())
     _provider_config: dict[str, object] = PrivateAttr(default_factory=dict)
+
+    @property
+    def served_model(self) -> str:
+        """The registered model this environment serves (and promotes)."""
+        return self.serving.model_name or self.training.model
+
+    @property
+    def alias_uri(self) -> str:
+        """The MLflow alias naming the version this environment serves: models:/MODEL@ENV."""
+        return f"models:/{self.served_model}@{self.name}"
+
+    def cross_section_problems(self) -> list[tuple[str, str]]:
+        """(key, what to do) for each rule that spans sections; every one would otherwise fail
+        only later, in `pulumi up`, a component or a stage. The loader reports them all."""
+        problems: list[tuple[str, str]] = []
+        rollout, serving = self.promotion.rollout, self.serving
+        if serving.platform == "kubernetes":
+            if rollout.strategy not in ON_KUBERNETES:
+                problems.append((
+                    "promotion.rollout.strategy",
+                    f"{rollout.strategy!r} needs per-request routing this kit does not provision "
+                    f"on Kubernetes. Use one of {', '.join(ON_KUBERNETES)}.",
+                ))  # fmt: skip
+            if rollout.strategy == "canary" and serving.canary_weight not in rollout.canary_steps:
+                problems.append((
+                    "serving.canaryWeight",
+                    f"{serving.canary_weight} is not one of promotion.rollout.canarySteps "
+                    f"{rollout.canary_steps}. Use one of those.",
+                ))  # fmt: skip
+        problems.extend(self._gate_problems())
+        if self.platform is not None:
+            problems.extend(self._platform_problems(self.platform))
+        return problems
+
+    def _gate_problems(self) -> list[tuple[str, str]]:
+        """training.gate is where tuning stops; promotion.gates decide what this environment
+        serves. Training for this environment stops at its gate, so a promotion gate on the
+        same metric may not ask for more: the versions it trains would never be promotable."""
+        if self.promotion.source != "registered":
+            return []  # its candidates were trained under another environment's gate
+        trained = self.training.gate
+        problems = []
+        for index, rule in enumerate(self.promotion.gates):
+            if rule.metric != trained.metric or rule.higher_is_better != trained.higher_is_better:
+                continue
+            stricter = (
+                rule.threshold > trained.threshold
+                if rule.higher_is_better
+                else rule.threshold < trained.threshold
+            )
+            if stricter:
+                problems.append((
+                    f"promotion.gates[{index}]",
+                    f"`{rule}` asks for more than training.gate `{trained}`, where tuning stops: "
+                    f"raise training.gate to `{rule}`, or lower this gate",
+                ))  # fmt: skip
+        return problems
+
+    def _platform_problems(self, platform: PlatformSettings) -> list[tuple[str, str]]:
+        """The rest of the file must reach this platform: what would fail only after `up`."""
+        problems: list[tuple[str, str]] = []
+        tracking_host = urlsplit(self.mlflow.tracking_uri).hostname
+        if tracking_host not in {platform.docker.address, *platform.mlflow.allowed_hosts}:
+            problems.append((
+                "mlflow.trackingUri",
+                f"names host {tracking_host!r}, which the MLflow server would refuse "
+                f"(DNS-rebinding protection): add it to {NAMESPACE}:platform.mlflow.allowedHosts",
+            ))  # fmt: skip
+        repository = self.serving.image_repository
+        first = repository.split("/", 1)[0]
+        if "/" in repository and ("." in first or ":" in first or first == "localhost"):
+            address = platform.registry_address
+            if first != address:
+                problems.append((
+                    "serving.imageRepository",
+                    f"pushes to {first!r} but this environment's registry is {address!r}: use "
+                    f"{address}/... or fix {NAMESPACE}:platform.registry",
+                ))  # fmt: skip
+        return problems
 
     @property
     def name(self) -> str:

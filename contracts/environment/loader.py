@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelyard.contracts import variables
 from modelyard.contracts.environment.environment import NAMESPACE, Environment
 from pydantic import BaseModel, ValidationError
 
-ENVIRONMENTS_DIR_VAR = "MODELYARD_ENVIRONMENTS_DIR"
 _STACK_FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
 
 
@@ -27,7 +27,7 @@ def project_root() -> Path:
 
 
 def environments_dir() -> Path:
-    override = os.environ.get(ENVIRONMENTS_DIR_VAR)
+    override = os.environ.get(variables.ENVIRONMENTS_DIR)
     return Path(override) if override else project_root() / "environments"
 
 
@@ -105,6 +105,14 @@ def parse_environment(path: Path, name: str) -> Environment:
     environment._name = name
     environment._path = path
     environment._provider_config = providers
+    problems = environment.cross_section_problems()
+    if len(problems) == 1:
+        [(key, fix)] = problems
+        raise ConfigError(f"{path}: {NAMESPACE}:{key}: {fix}")
+    if problems:
+        lines = [f"{path}: {len(problems)} problem(s) in the environment settings:"]
+        lines += [f"  - {NAMESPACE}:{key}: {fix}" for key, fix in problems]
+        raise ConfigError("\n".join(lines))
     return environment
 
 

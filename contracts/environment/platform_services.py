@@ -106,6 +106,16 @@ class Jenkins(Section):
     kubeconfigs: dict[str, SecretValue] = Field(default_factory=dict)
 
 
+def registry_host(target: DockerTarget, settings: Registry) -> str:
+    return settings.hostname or target.address
+
+
+def registry_address(target: DockerTarget, settings: Registry) -> str:
+    """What `docker login/push` names: host, plus the port unless it is 443."""
+    host = registry_host(target, settings)
+    return host if settings.port == 443 else f"{host}:{settings.port}"
+
+
 class PlatformSettings(Section):
     docker: DockerTarget = DockerTarget()
     registry: Registry
@@ -118,6 +128,10 @@ class PlatformSettings(Section):
         if len(set(ports)) != len(ports):
             raise ValueError(f"registry, mlflow and jenkins ports must differ (got {ports})")
         return self
+
+    @property
+    def registry_address(self) -> str:
+        return registry_address(self.docker, self.registry)
 
     @property
     def local(self) -> bool:

@@ -6,6 +6,7 @@ from datetime import time
 from typing import Literal
 
 from modelyard.contracts.environment.base import MetricRule, Section
+from modelyard.contracts.strategies import Strategy
 from pydantic import Field, model_validator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -47,7 +48,7 @@ class Freeze(Section):
 
 
 class Rollout(Section):
-    strategy: Literal["recreate", "rolling", "blue-green", "canary", "ab", "shadow"] = "rolling"
+    strategy: Strategy = "rolling"
     canary_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
     ab_split: int = Field(default=50, ge=1, le=99)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
@@ -69,6 +70,9 @@ class PromotionSettings(Section):
     # With source `registered`: versions trained for these environments are candidates too
     # (e.g. [local] lets the demo's locally trained model into staging); default: only its own.
     trained_for: list[str] = Field(default_factory=list)
+    # What a version must show to be served here, checked at promotion on the metrics its run
+    # recorded. For `registered` environments, training.gate already holds every candidate to
+    # its bar; these add other metrics, or the same one no stricter than training.gate.
     gates: list[MetricRule] = Field(default_factory=list)
     champion: Champion | None = None
     max_drift: float | None = Field(default=None, gt=0)

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 import yaml
+from modelyard.contracts import variables
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
 from modelyard.infra.components.container_health import port_open
@@ -95,9 +96,9 @@ def render_environment_casc(
                 {
                     "envVars": {
                         "env": [
-                            {"key": "MODELYARD_ENVIRONMENT", "value": environment},
+                            {"key": variables.ENVIRONMENT, "value": environment},
                             {"key": "MLFLOW_TRACKING_URI", "value": mlflow_url},
-                            {"key": "MODELYARD_REGISTRY", "value": registry_address},
+                            {"key": variables.REGISTRY, "value": registry_address},
                         ]
                     }
                 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
+from modelyard.contracts import variables
 from modelyard.infra.components.model_serving import SERVING_PORT, SERVING_UID, Release
 
 _HEALTH_PROBE = (
@@ -66,9 +67,9 @@ class LocalModelServing(pulumi.ComponentResource):
         version = args.desired.version
         model_uri = f"models:/{args.model_name}/{version}" if version is not None else ""
         env = {
-            "MODELYARD_MODEL_URI": model_uri,
+            variables.MODEL_URI: model_uri,
             "MLFLOW_TRACKING_URI": args.tracking_uri,
-            "MODELYARD_IMAGE_DIGEST": args.desired.digest,
+            variables.IMAGE_DIGEST: args.desired.digest,
             **args.env,
         }
         container = docker.Container(

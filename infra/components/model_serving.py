@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from modelyard.contracts import variables
+from modelyard.contracts.strategies import ON_KUBERNETES, Strategy
 
 SERVING_PORT = 8080
 SERVING_UID = 10001
@@ -29,11 +31,9 @@ APP_LABELS = {
 }
 VERSION_LABEL = "modelyard.io/model-version"
 TRACK_LABEL = "modelyard.io/track"
-STRATEGIES = ("recreate", "rolling", "blue-green", "canary")
 # MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
 # credentials Secret is mounted read-only over its .mlflow folder (files, not env vars).
 SERVING_HOME = "/tmp/home"
-Strategy = Literal["recreate", "rolling", "blue-green", "canary"]
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,10 @@ class ModelServingArgs:
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
+        if self.strategy not in ON_KUBERNETES:
             raise ValueError(
                 f"rollout strategy {self.strategy!r} is not one ModelServing runs on Kubernetes; "
-                f"use one of {', '.join(STRATEGIES)}"
+                f"use one of {', '.join(ON_KUBERNETES)}"
             )
         if not 1 <= self.replicas <= self.max_replicas:
             raise ValueError(f"replicas {self.replicas} must be within 1..{self.max_replicas}")
@@ -219,9 +219,9 @@ class ModelServing(pulumi.ComponentResource):
             f"models:/{args.model_name}/{release.version}" if release.version is not None else ""
         )
         env = {
-            "MODELYARD_MODEL_URI": model_uri,
+            variables.MODEL_URI: model_uri,
             "MLFLOW_TRACKING_URI": args.tracking_uri,
-            "MODELYARD_IMAGE_DIGEST": release.digest,
+            variables.IMAGE_DIGEST: release.digest,
             **args.env,
         }
         security: dict[str, Any] = {

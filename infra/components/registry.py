@@ -14,7 +14,12 @@ import pulumi_random as random
 import pulumi_tls as tls
 import yaml
 from modelyard.contracts.environment import ConfigError
-from modelyard.contracts.environment.platform_services import DockerTarget, Registry
+from modelyard.contracts.environment.platform_services import (
+    DockerTarget,
+    Registry,
+    registry_address,
+    registry_host,
+)
 from modelyard.infra.components.container_health import port_open
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "registry"
@@ -95,16 +100,6 @@ def container_environment(http_secret: T) -> dict[str, T]:
 def garbage_collect_arguments() -> list[str]:
     """Arguments of the one-shot collector (the image's entrypoint is the registry binary)."""
     return ["garbage-collect", "--delete-untagged", CONFIG_PATH]
-
-
-def registry_host(target: DockerTarget, settings: Registry) -> str:
-    return settings.hostname or target.address
-
-
-def registry_address(target: DockerTarget, settings: Registry) -> str:
-    """What `docker login/push` names: host, plus the port unless it is 443."""
-    host = registry_host(target, settings)
-    return host if settings.port == 443 else f"{host}:{settings.port}"
 
 
 @dataclass(frozen=True)

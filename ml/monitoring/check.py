@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelyard.contracts.environment import Environment
+from modelyard.contracts.state import reports_dir
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.ml.monitoring.drift import DriftResult, compare
 from modelyard.ml.monitoring.sampling import read_samples
@@ -73,4 +74,4 @@ def check_drift(
 
 
 def default_report_path(state: Path, environment: str) -> Path:
-    return state / "reports" / f"drift-{environment}-{datetime.now(UTC):%Y%m%dT%H%M%S}.html"
+    return reports_dir(state) / f"drift-{environment}-{datetime.now(UTC):%Y%m%dT%H%M%S}.html"

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from modelyard.contracts import artifacts
 from modelyard.ml.errors import ModelyardMlError
 
-PROFILE_ARTIFACT = "reference/profile.json"
 FORMAT = 1
 SAMPLE_SIZE = 1000
 BINS = 10
@@ -123,10 +123,10 @@ def _download(uri: str) -> str:
         run_id = MlflowClient().get_model_version(name, version).run_id or ""
     try:
         return str(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT)
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifacts.PROFILE)
         )
     except Exception as exc:
         raise ProfileError(
-            f"run {run_id} has no {PROFILE_ARTIFACT}: train with the kit's training step, which "
+            f"run {run_id} has no {artifacts.PROFILE}: train with the kit's training step, which "
             f"logs the training data profile beside the model ({exc})"
         ) from None

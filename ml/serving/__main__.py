@@ -1,11 +1,10 @@
 """`python -m modelyard.ml.serving [OPTIONS.json]`: run the server.
 
-With an options file (written by local deploy and the tests); without one, from environment
-variables, as the container image runs it: MODELYARD_MODEL_URI (default: the model baked into
-the image at /opt/model, if any), MODELYARD_HOST/PORT (0.0.0.0:8080), MODELYARD_WORKERS,
-MODELYARD_STATE_DIR (a writable folder; the image's root filesystem is read-only),
-MODELYARD_ROLLOUT (blue-green, canary, ab, shadow...), MODELYARD_POLL_SECONDS,
-MODELYARD_SAMPLE_RATE, MODELYARD_ENVIRONMENT and MODELYARD_IMAGE_DIGEST.
+With an options file (written by the tests); without one, from the environment variables of
+contracts/variables.py, as a container, a pod and a local deploy run it: the environment's
+settings (contracts/serving_options.py), MODELYARD_MODEL_URI (default: the model baked into the
+image at /opt/model, if any), MODELYARD_HOST/PORT (0.0.0.0:8080), MODELYARD_WORKERS and
+MODELYARD_STATE_DIR (a writable folder; the image's root filesystem is read-only).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import orjson
+from modelyard.contracts import variables as v
 from modelyard.ml.serving.rollout import Limits
 from modelyard.ml.serving.supervisor import ServeOptions, Supervisor
 
@@ -40,18 +40,31 @@ BAKED_MODEL = Path("/opt/model")
 
 
 def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
+    """The server's options from variables; one left unset keeps ServeOptions' default."""
     baked = str(BAKED_MODEL) if (BAKED_MODEL / "MLmodel").is_file() else ""
+    default = ServeOptions(model_uri="")
+    limits = Limits(
+        max_error_rate=float(env.get(v.MAX_ERROR_RATE, default.limits.max_error_rate)),
+        max_latency_p99_ms=float(env.get(v.MAX_LATENCY_P99_MS, default.limits.max_latency_p99_ms)),
+        min_requests=int(env.get(v.CANARY_MIN_REQUESTS, default.limits.min_requests)),
+    )
+    steps = env.get(v.CANARY_STEPS)
     return ServeOptions(
-        model_uri=env.get("MODELYARD_MODEL_URI") or baked,
-        host=env.get("MODELYARD_HOST", "0.0.0.0"),
-        port=int(env.get("MODELYARD_PORT", "8080")),
-        workers=int(env.get("MODELYARD_WORKERS", "2")),
-        state_dir=Path(env.get("MODELYARD_STATE_DIR", "/tmp/modelyard")),
-        strategy=env.get("MODELYARD_ROLLOUT", "blue-green"),
-        poll_seconds=float(env.get("MODELYARD_POLL_SECONDS", "10")),
-        sample_rate=float(env.get("MODELYARD_SAMPLE_RATE", "0.1")),
-        environment=env.get("MODELYARD_ENVIRONMENT", ""),
-        image_digest=env.get("MODELYARD_IMAGE_DIGEST", ""),
+        model_uri=env.get(v.MODEL_URI) or baked,
+        host=env.get(v.HOST, "0.0.0.0"),
+        port=int(env.get(v.PORT, "8080")),
+        workers=int(env.get(v.WORKERS, default.workers)),
+        state_dir=Path(env.get(v.STATE_DIR, "/tmp/modelyard")),
+        strategy=env.get(v.ROLLOUT, default.strategy),
+        poll_seconds=float(env.get(v.POLL_SECONDS, default.poll_seconds)),
+        canary_steps=tuple(int(s) for s in steps.split(",")) if steps else default.canary_steps,
+        ab_split=int(env.get(v.AB_SPLIT, default.ab_split)),
+        limits=limits,
+        canary_step_seconds=float(env.get(v.CANARY_STEP_SECONDS, default.canary_step_seconds)),
+        sample_rate=float(env.get(v.SAMPLE_RATE, default.sample_rate)),
+        sample_max_rows=int(env.get(v.SAMPLE_MAX_ROWS, default.sample_max_rows)),
+        environment=env.get(v.ENVIRONMENT, ""),
+        image_digest=env.get(v.IMAGE_DIGEST, ""),
     )
 
 

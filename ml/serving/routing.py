@@ -6,13 +6,13 @@ its in-memory snapshot in one assignment, so a request in flight keeps the model
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import orjson
+from modelyard.contracts.atomic_file import write_atomic
 
 Mode = Literal["canary", "ab", "shadow"]
 
@@ -49,9 +49,7 @@ class Routing:
 
 
 def write_routing(path: Path, routing: Routing) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(routing.to_json())
-    os.replace(tmp, path)
+    write_atomic(path, routing.to_json(), durable=False)
 
 
 def read_routing(path: Path) -> Routing:

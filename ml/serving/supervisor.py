@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
+from modelyard.contracts.atomic_file import write_atomic
+from modelyard.contracts.tags import rollout_tag
 from modelyard.ml.serving import metrics
 from modelyard.ml.serving.rollout import Limits, prediction_shift, verdict, window
 from modelyard.ml.serving.routing import Mode, Routing, VersionRef, write_routing
@@ -24,8 +26,6 @@ from modelyard.ml.serving.worker import WorkerConfig
 from modelyard.ml.serving.worker import command as worker_command
 
 log = logging.getLogger("modelyard.serving")
-
-STRATEGIES = ("recreate", "rolling", "blue-green", "canary", "ab", "shadow")
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ class Supervisor:
             from mlflow.tracking import MlflowClient
 
             MlflowClient().set_model_version_tag(
-                ref.name, ref.version, f"modelyard.rollout.{self.options.environment}", text
+                ref.name, ref.version, rollout_tag(self.options.environment), text
             )
         except Exception as exc:
             log.warning("cannot tag %s version %s: %s", ref.name, ref.version, exc)
@@ -373,9 +373,11 @@ class Supervisor:
             "workers": [w.pid for w in self.workers],
             "events": self.rollout.events[-50:],
         }
-        tmp = self.state_dir / ".status.tmp"
-        tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.state_dir / "status.json")
+        write_atomic(
+            self.state_dir / "status.json",
+            orjson.dumps(status, option=orjson.OPT_INDENT_2),
+            durable=False,
+        )
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import orjson
+from modelyard.contracts.atomic_file import write_atomic
 from modelyard.ml.monitoring.sampling import SampleWriter
 from modelyard.ml.serving.app import ScoringApp, Snapshot
 from modelyard.ml.serving.http_server import HttpServer
@@ -119,9 +120,11 @@ class RoutingFollower:
 
     def _ack(self, generation: int, ok: bool) -> None:
         self.config.acks_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.config.acks_dir / f".{os.getpid()}.tmp"
-        tmp.write_bytes(orjson.dumps({"generation": generation, "ok": ok}))
-        os.replace(tmp, self.config.acks_dir / str(os.getpid()))
+        write_atomic(
+            self.config.acks_dir / str(os.getpid()),
+            orjson.dumps({"generation": generation, "ok": ok}),
+            durable=False,
+        )
 
     def run_forever(self, stop: threading.Event, orphaned: Callable[[], None]) -> None:
         supervisor = os.getppid()

@@ -15,7 +15,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from modelyard.ml.atomic_file import write_atomic
+from modelyard.contracts.atomic_file import write_atomic
 
 # (round, metric name, value, time in ms). The time is taken once, when the round ends: handing
 # the same row over again after a crash repeats it exactly, and MLflow stores it once.

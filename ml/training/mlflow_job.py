@@ -18,25 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.ml.atomic_file import write_atomic
+from modelyard.contracts import artifacts, tags
+from modelyard.contracts.atomic_file import write_atomic
 from modelyard.ml.errors import GateNotMet
 from modelyard.ml.training.sidecar import Sidecar
 
 if TYPE_CHECKING:  # this module is imported by the training process before pandas is
     import numpy as np
     import pandas as pd
-
-JOB_TAG = "modelyard.job"  # on the job's run: the job's id, kept in its state folder
-TRIAL_TAG = "modelyard.trial.key"  # on a trial's run: a digest of its parameters
-_MODEL_URI, _MODEL_ID = "modelyard.model_uri", "modelyard.model_id"  # name the delivered model
-# Run tags that describe the training run itself, not the model version registered from it.
-_RUN_ONLY_TAGS = {
-    _MODEL_URI,
-    _MODEL_ID,
-    "modelyard.trials",
-    "modelyard.resumes",
-    JOB_TAG,
-}
 
 
 @dataclass(frozen=True)
@@ -115,18 +104,18 @@ def open_job(
     global _job
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, experiment)
-    found = client.search_runs([experiment_id], f"tags.`{JOB_TAG}` = '{job_id}'", max_results=1)
+    found = client.search_runs([experiment_id], f"tags.`{tags.JOB}` = '{job_id}'", max_results=1)
     identity: dict[str, str] = {}
     if found:
         run_id = found[0].info.run_id
-        client.set_tag(run_id, "modelyard.resumes", str(resumes))
-        if _MODEL_ID in found[0].data.tags:  # its identity tags are written last
-            identity = {k: found[0].data.tags[k] for k in (_MODEL_URI, _MODEL_ID)}
+        client.set_tag(run_id, tags.RESUMES, str(resumes))
+        if tags.MODEL_ID in found[0].data.tags:  # its identity tags are written last
+            identity = {k: found[0].data.tags[k] for k in (tags.MODEL_URI, tags.MODEL_ID)}
     else:
-        tags = {**lineage, JOB_TAG: job_id, "modelyard.resumes": str(resumes)}
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        run_tags = {**lineage, tags.JOB: job_id, tags.RESUMES: str(resumes)}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
         _log_dataset(client, run_id, dataset)
-        client.log_dict(run_id, report, "validation/report.json")
+        client.log_dict(run_id, report, artifacts.VALIDATION_REPORT)
     write_atomic(Path(workdir) / _RUN_FILE, json.dumps({"run_id": run_id}))
     _job = _Job(client, experiment_id, run_id, identity=identity)
 
@@ -139,18 +128,22 @@ def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
     found = job.client.search_runs(
         [job.experiment_id],
-        f"tags.mlflow.parentRunId = '{job.run_id}' and tags.`{TRIAL_TAG}` = '{key}'",
+        f"tags.mlflow.parentRunId = '{job.run_id}' and tags.`{tags.TRIAL_KEY}` = '{key}'",
         max_results=1,
     )
     if found:
         trial_run = found[0].info.run_id
         if resumed:
-            job.client.set_tag(trial_run, "modelyard.resumed", "true")
+            job.client.set_tag(trial_run, tags.RESUMED, "true")
     else:
-        tags = {"mlflow.parentRunId": job.run_id, "modelyard.trial": str(number), TRIAL_TAG: key}
+        trial_tags = {
+            "mlflow.parentRunId": job.run_id,
+            tags.TRIAL: str(number),
+            tags.TRIAL_KEY: key,
+        }
         if resumed:
-            tags["modelyard.resumed"] = "true"
-        run = job.client.create_run(job.experiment_id, run_name=f"trial-{number}", tags=tags)
+            trial_tags[tags.RESUMED] = "true"
+        run = job.client.create_run(job.experiment_id, run_name=f"trial-{number}", tags=trial_tags)
         trial_run = run.info.run_id
         job.client.log_batch(
             trial_run, params=[Param(k, str(v)) for k, v in sorted(params.items())]
@@ -176,7 +169,7 @@ def trial_finished(number: int, metrics: dict[str, float], passed: bool) -> None
     job.client.log_batch(
         trial_run,
         metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-        tags=[RunTag("modelyard.gate.passed", str(passed).lower())],
+        tags=[RunTag(tags.Gate.PASSED, str(passed).lower())],
     )
     job.client.set_terminated(trial_run, status="FINISHED")
 
@@ -198,14 +191,14 @@ def log_best(
         metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in sorted(params.items())]
         + [Param("best_trial", str(trial)), Param("rounds", str(rounds))],
-        tags=[RunTag("modelyard.gate.rule", rule), RunTag("modelyard.trials", str(trials))],
+        tags=[RunTag(tags.Gate.RULE, rule), RunTag(tags.TRIALS, str(trials))],
     )
 
 
 def fail() -> str:
     """End the run of a job whose gate was not met; returns its id."""
     job = _current()
-    job.client.set_tag(job.run_id, "modelyard.gate.passed", "false")
+    job.client.set_tag(job.run_id, tags.Gate.PASSED, "false")
     job.client.set_terminated(job.run_id, status="FAILED")
     return job.run_id
 
@@ -229,7 +222,7 @@ def choose_model(
     if job.identity:
         return
     model = job.models.get(number) or _log_model(job.run_id, model_file, sample, sample_scores)
-    job.identity = {_MODEL_URI: model.model_uri, _MODEL_ID: model.model_id}
+    job.identity = {tags.MODEL_URI: model.model_uri, tags.MODEL_ID: model.model_id}
 
 
 def _log_model(
@@ -257,10 +250,9 @@ def _log_model(
 
 def log_profile(profile: dict[str, Any]) -> None:
     """What live traffic is compared against for drift (ml/monitoring)."""
-    from modelyard.ml.monitoring.training_profile import PROFILE_ARTIFACT
 
     job = _current()
-    job.client.log_dict(job.run_id, profile, PROFILE_ARTIFACT)
+    job.client.log_dict(job.run_id, profile, artifacts.PROFILE)
 
 
 def log_plots(importances: dict[str, float], labels: np.ndarray, scores: np.ndarray) -> None:
@@ -270,19 +262,19 @@ def log_plots(importances: dict[str, float], labels: np.ndarray, scores: np.ndar
     folder = Path(tempfile.mkdtemp(prefix="modelyard-plots-"))
     try:
         write_plots(importances, labels, scores, folder)
-        job.client.log_artifacts(job.run_id, str(folder), "plots")
+        job.client.log_artifacts(job.run_id, str(folder), artifacts.PLOTS)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def mark_complete(tags: dict[str, str]) -> None:
+def mark_complete(completion: dict[str, str]) -> None:
     """The tags naming the model are written last: their presence means the run is complete."""
     from mlflow.entities import RunTag
 
     job = _current()
     assert job.identity, "choose_model first"
     job.client.log_batch(
-        job.run_id, tags=[RunTag(k, v) for k, v in {**tags, **job.identity}.items()]
+        job.run_id, tags=[RunTag(k, v) for k, v in {**completion, **job.identity}.items()]
     )
 
 
@@ -300,19 +292,16 @@ def register_run(client: Any, model_name: str, run_id: str) -> int:
     gate result. Refuses a run whose gate did not pass; reuses the version if already done."""
     from modelyard.ml.registry import register_version
 
-    tags = client.get_run(run_id).data.tags
-    if tags.get("modelyard.gate.passed") != "true" or _MODEL_ID not in tags:
+    run_tags = client.get_run(run_id).data.tags
+    if not tags.Gate.from_tags(run_tags).passed or tags.MODEL_ID not in run_tags:
         raise GateNotMet(f"run {run_id} has no model that passed its gate: nothing to register")
-    version_tags = {
-        k: v for k, v in tags.items() if k.startswith("modelyard.") and k not in _RUN_ONLY_TAGS
-    }
     return register_version(
         client,
         model_name,
-        tags[_MODEL_URI],
-        tags[_MODEL_ID],
+        run_tags[tags.MODEL_URI],
+        run_tags[tags.MODEL_ID],
         run_id,
-        version_tags,
+        tags.version_tags(run_tags),
     )
 
 
@@ -378,5 +367,5 @@ def _log_dataset(client: Any, run_id: str, dataset: DatasetRecord) -> None:
         schema=schema,
         profile=json.dumps({"num_rows": dataset.rows, "num_elements": dataset.elements}),
     )
-    tags = [InputTag(key="mlflow.data.context", value="training")]
-    client.log_inputs(run_id, datasets=[DatasetInput(whole, tags=tags)])
+    context = [InputTag(key="mlflow.data.context", value="training")]
+    client.log_inputs(run_id, datasets=[DatasetInput(whole, tags=context)])

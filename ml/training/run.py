@@ -21,8 +21,11 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from modelyard.contracts import tags
+from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import Environment
-from modelyard.ml.atomic_file import write_atomic
+from modelyard.contracts.environment.lightgbm_params import check_training_params
+from modelyard.contracts.state import training_dir
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.data.validation import ValidationReport, validate_dataset
 from modelyard.ml.errors import DataValidationError, GateNotMet
@@ -99,6 +102,7 @@ def train(
     """Validate, run the gate loop, log the best model; register it unless `register` is False
     (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
     `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data."""
+    check_training_params(environment)  # callers check sooner; this is for every other one
     report = check_dataset(dataset, spec, target)
     settings = environment.training
     data = prepare(dataset.frame, target)
@@ -106,19 +110,19 @@ def train(
         data.labels, settings.validation_fraction, settings.holdout_fraction, settings.seed
     )
 
-    workdir = state_root / "training" / job_key(environment, spec, dataset, target)
+    workdir = training_dir(state_root) / job_key(environment, spec, dataset, target)
     state = _JobState.begin(workdir)
     if state.resumes:
         parent = mlflow_job.parent_run_of(workdir)
         where = f"run {parent}" if parent else "the job (the crash came before its MLflow run)"
         say(f"resuming {where} (resume #{state.resumes})")
-    lineage = {
-        "modelyard.environment": environment.name,
-        "modelyard.git.commit": git_commit(project_root),
-        "modelyard.pipeline.run_id": pipeline_run_id(),
-        "modelyard.dataset.digest": dataset.digest,
-        "modelyard.dataset.path": str(dataset.path),
-    }
+    lineage = tags.Lineage(
+        environment=environment.name,
+        git_commit=git_commit(project_root),
+        pipeline_run_id=pipeline_run_id(),
+        dataset_digest=dataset.digest,
+        dataset_path=str(dataset.path),
+    ).to_tags()
     sidecar.send(mlflow_job.open_job, str(workdir), state.job_id, environment.mlflow.experiment,
                  f"train-{spec.name}", lineage, _dataset_record(dataset, target),
                  report.to_dict(), state.resumes)  # fmt: skip
@@ -202,10 +206,10 @@ def _deliver_model(
     sidecar.send(mlflow_job.log_profile,
                  build_profile(reference, np.asarray(booster.predict(reference)), seed=0))  # fmt: skip
     sidecar.send(mlflow_job.mark_complete, {
-        "modelyard.gate.value": f"{gate['value']:.6f}",
-        "modelyard.gate.passed": "true",
-        "modelyard.classes": json.dumps(data.classes),
-        "modelyard.target": target,
+        tags.Gate.VALUE: f"{gate['value']:.6f}",
+        tags.Gate.PASSED: "true",
+        tags.CLASSES: json.dumps(data.classes),
+        tags.TARGET: target,
     })  # fmt: skip
 
 

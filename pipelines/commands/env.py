@@ -23,12 +23,15 @@ def validate(
     ] = None,
 ) -> None:
     """Check one environment file, or all of them."""
+    from modelyard.contracts.environment.lightgbm_params import check_training_params
+
     names = [env] if env else list_environments()
     console = Console()
     problems: list[str] = []
     for name in names:
         try:
             environment = load_environment(name)
+            check_training_params(environment)  # LightGBM's verdict on training.params
         except ConfigError as exc:
             problems.append(str(exc))
             continue

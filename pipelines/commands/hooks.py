@@ -27,11 +27,11 @@ def install_command(
 ) -> None:
     """Add a post-commit hook that starts `modelyard pipeline run` in the background."""
     from modelyard.contracts.environment import load_environment
+    from modelyard.contracts.state import logs_dir
     from modelyard.pipelines.hooks import install_post_commit
-    from modelyard.pipelines.state import state_dir
 
     load_environment(env)  # refuse an environment that does not exist or does not validate
-    hook = install_post_commit(repo.resolve(), env, data, state_dir() / "logs", force)
+    hook = install_post_commit(repo.resolve(), env, data, logs_dir(), force)
     typer.echo(
         f"installed {hook}: each commit starts `modelyard pipeline run {env}` in the background"
     )

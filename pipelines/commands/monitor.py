@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from modelyard.contracts.environment import load_environment
-from modelyard.pipelines.state import state_dir
+from modelyard.contracts.state import logs_dir, state_dir
 
 monitor = typer.Typer(help="Watch what an environment serves.", no_args_is_help=True)
 
@@ -62,7 +62,5 @@ def drift_command(
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
     if env.monitoring.on_drift == "retrain":
-        typer.echo(
-            trigger_retraining(environment, f"drift in {names}", state_dir() / "logs", retrain_data)
-        )
+        typer.echo(trigger_retraining(environment, f"drift in {names}", logs_dir(), retrain_data))
     raise typer.Exit(1)

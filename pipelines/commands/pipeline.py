@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from modelyard.contracts import variables
 from rich.console import Console
 from rich.table import Table
 
@@ -41,15 +42,15 @@ def stage_command(
 ) -> None:
     """Run one stage; the run's context is kept between stages under the state folder."""
     from modelyard.pipelines.errors import PipelineError
-    from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext, current_run_id
+    from modelyard.pipelines.pipeline.context import PipelineContext, current_run_id
     from modelyard.pipelines.pipeline.runner import run_stage
 
     run_id = run_id or current_run_id()
     if not run_id:
         raise PipelineError(
-            f"no pipeline run: pass --run-id or set {RUN_ID_VAR} (Jenkins sets BUILD_TAG)"
+            f"no pipeline run: pass --run-id or set {variables.PIPELINE_RUN_ID} (Jenkins sets BUILD_TAG)"
         )
-    os.environ[RUN_ID_VAR] = run_id
+    os.environ[variables.PIPELINE_RUN_ID] = run_id
     ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
     if approved_by:
         ctx.approvers = list(approved_by)

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 from modelyard.contracts.environment import load_environment, project_root
+from modelyard.contracts.state import state_dir
 from modelyard.ml.errors import DataValidationError, GateNotMet
 from modelyard.pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
 from modelyard.pipelines.notify import notify
 from modelyard.pipelines.process_exit import skip_teardown
-from modelyard.pipelines.state import state_dir
 from rich.console import Console
 
 
@@ -28,12 +28,14 @@ def train_command(
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
 ) -> None:
     """Train the environment's model; tune until its gate passes; register it; notify."""
+    from modelyard.contracts.environment.lightgbm_params import check_training_params
     from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import reachable_uri
     from modelyard.ml.training.mlflow_job import tracking_sidecar
 
     skip_teardown()  # it shuts its sidecar down and writes its files before it returns
     environment = load_environment(env)
+    check_training_params(environment)  # before MLflow, the data and LightGBM's import
     spec = load_model_spec(environment.training.model)
     target = target or spec.target
     console = Console(stderr=True)

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelyard.pipelines.state import state_dir
-
-RUN_ID_VAR = "MODELYARD_PIPELINE_RUN_ID"
+from modelyard.contracts import variables
+from modelyard.contracts.atomic_file import write_atomic
+from modelyard.contracts.state import pipeline_dir
 
 
 @dataclass
@@ -35,17 +35,15 @@ class PipelineContext:
 
     @property
     def folder(self) -> Path:
-        return state_dir() / "pipeline" / self.run_id
+        return pipeline_dir(self.run_id)
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "context.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(self.folder / "context.json")
+        write_atomic(self.folder / "context.json", json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load_or_start(cls, run_id: str, env: str, data: str) -> PipelineContext:
-        path = state_dir() / "pipeline" / run_id / "context.json"
+        path = pipeline_dir(run_id) / "context.json"
         if path.is_file():
             return cls(**json.loads(path.read_text()))
         context = cls(run_id=run_id, env=env, data=data)
@@ -54,4 +52,4 @@ class PipelineContext:
 
 
 def current_run_id() -> str | None:
-    return os.environ.get(RUN_ID_VAR) or os.environ.get("BUILD_TAG")
+    return os.environ.get(variables.PIPELINE_RUN_ID) or os.environ.get("BUILD_TAG")

@@ -9,21 +9,15 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.contracts.environment import Environment, secret_env_var
+from modelyard.contracts.tags import ServingImage
 from modelyard.pipelines.docker_cli import docker, engine_problem, stream
 from modelyard.pipelines.errors import PipelineError
 
 PASSWORD_KEY = "pipeline.package.password"
 _PUSHED = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-
-
-@dataclass(frozen=True)
-class PushedImage:
-    ref: str  # REPO:TAG@sha256:DIGEST, as the serving settings pin images
-    digest: str
 
 
 def image_repository(environment: Environment, registry: str) -> str:
@@ -37,7 +31,7 @@ def package_image(
     model_dir: Path,
     identity: dict[str, str],
     say: Callable[[str], None],
-) -> PushedImage | None:
+) -> ServingImage | None:
     """Build and push the serving image; None when the environment packages the artifact alone."""
     settings = environment.pipeline.package
     if settings.registry is None:
@@ -60,7 +54,7 @@ def package_image(
 
 def _build_and_push(
     environment: Environment, model_dir: Path, identity: dict[str, str], say: Callable[[str], None]
-) -> PushedImage:
+) -> ServingImage:
     from modelyard.ml.serving.image import build_context
     from modelyard.pipelines.notify import reveal
 
@@ -87,7 +81,7 @@ def _build_and_push(
         reason = (push.stderr.strip().splitlines() or ["no digest in its output"])[-1]
         raise PipelineError(f"pushing {tag} to {registry} failed: {reason}")
     say(f"pushed {tag} ({digest[1]})")
-    return PushedImage(f"{tag}@{digest[1]}", digest[1])
+    return ServingImage(f"{tag}@{digest[1]}", digest[1])
 
 
 def _login_and_push(

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from modelyard.contracts import tags, variables
 from modelyard.contracts.environment import ConfigError, load_environment
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.pipelines.errors import PipelineError
-from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from modelyard.pipelines.pipeline.context import PipelineContext
 from modelyard.pipelines.pipeline.stages import (
     PRODUCTION,
     STAGES,
@@ -56,7 +57,7 @@ def run_pipeline(
         stage_named(until)  # an unknown name fails before anything runs
     environment = load_environment(env)
     run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.environ[RUN_ID_VAR] = run_id  # tags every MLflow run this pipeline makes
+    os.environ[variables.PIPELINE_RUN_ID] = run_id  # tags every MLflow run this pipeline makes
     ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
     for stage in STAGES:
         if ctx.stages.get(stage.name, {}).get("status") == "passed":
@@ -135,7 +136,7 @@ def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
     from modelyard.ml.tracking import connect
 
     connect(load_environment(ctx.env).mlflow)
-    mlflow.MlflowClient().set_tag(ctx.training_run_id, "modelyard.monitor.restarts", str(restarts))
+    mlflow.MlflowClient().set_tag(ctx.training_run_id, tags.MONITOR_RESTARTS, str(restarts))
 
 
 def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: Say) -> None:

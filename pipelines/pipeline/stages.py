@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts import artifacts, tags
 from modelyard.contracts.environment import Environment, project_root
+from modelyard.contracts.environment.lightgbm_params import check_training_params
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.files import tree_digest
 from modelyard.pipelines.pipeline.context import PipelineContext
@@ -56,6 +58,8 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
     from modelyard.ml.spec import load_model_spec
     from modelyard.ml.training.run import check_dataset
 
+    check_training_params(environment)  # what the train stage will pass to LightGBM
+
     spec = load_model_spec(environment.training.model)
     report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
     say(f"{report.rows} rows, {report.columns} columns valid; dataset version {report.digest[:12]}")
@@ -64,13 +68,15 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
 def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     from modelyard.pipelines.pipeline import training_container
 
+    check_training_params(environment)  # before a container, MLflow or the data
+
     if environment.pipeline.train_in == "container" and not training_container.inside():
         training_container.train_in_container(ctx, environment, say)
         return
+    from modelyard.contracts.state import state_dir
     from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import reachable_uri
     from modelyard.ml.training.mlflow_job import tracking_sidecar
-    from modelyard.pipelines.state import state_dir
 
     with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
         from modelyard.ml.training.lean_imports import import_lightgbm_alone
@@ -107,7 +113,7 @@ def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
         lines.append(f"| {name} | {value:.4f} | {'-' if other is None else f'{other:.4f}'} |")
     who = f"version {champion.version}" if champion else "nothing yet (first promotion)"
     lines += ["", f"Staging serves {who}. Promotion rules decide; this is the evidence."]
-    client.log_text(ctx.training_run_id, "\n".join(lines) + "\n", "evaluation/report.md")
+    client.log_text(ctx.training_run_id, "\n".join(lines) + "\n", artifacts.EVALUATION_REPORT)
     say(f"candidate roc_auc {ctx.metrics.get('roc_auc', float('nan')):.4f}; staging serves {who}")
 
 
@@ -140,15 +146,15 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     digest = tree_digest(local)
     client = mlflow.MlflowClient()
     version = str(ctx.version)
-    client.set_model_version_tag(ctx.model, version, "modelyard.package.digest", digest)
+    client.set_model_version_tag(ctx.model, version, tags.PACKAGE_DIGEST, digest)
     ctx.package = {"path": str(local), "digest": digest}
     say(f"model artifact {local} (sha256:{digest[:12]}) recorded on version {version}")
     run_id = client.get_model_version(ctx.model, version).run_id or ""
     image = package_image(environment, local, {"name": ctx.model, "version": version,
                                                "run_id": run_id}, say)  # fmt: skip
     if image is not None:
-        client.set_model_version_tag(ctx.model, version, "modelyard.image.ref", image.ref)
-        client.set_model_version_tag(ctx.model, version, "modelyard.image.digest", image.digest)
+        for key, value in image.to_tags().items():
+            client.set_model_version_tag(ctx.model, version, key, value)
         ctx.package.update(image=image.ref, image_digest=image.digest)
         say(f"serving image {image.ref} recorded on version {version}")
 

@@ -11,25 +11,24 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from modelyard.contracts import variables
 from modelyard.contracts.environment import Environment, environments_dir, project_root
-from modelyard.contracts.environment.loader import ENVIRONMENTS_DIR_VAR
+from modelyard.contracts.state import state_dir
 from modelyard.ml.spec import load_model_spec
 from modelyard.pipelines.docker_cli import docker, engine_problem, stream
 from modelyard.pipelines.errors import PipelineError
-from modelyard.pipelines.pipeline.context import RUN_ID_VAR, PipelineContext
+from modelyard.pipelines.pipeline.context import PipelineContext
 from modelyard.pipelines.pipeline.training_image import ensure_image
-from modelyard.pipelines.state import STATE_DIR_VAR, state_dir
 
-INSIDE_VAR = "MODELYARD_TRAINING_CONTAINER"  # set by infra/images/train/Dockerfile
 # Passed by name only: docker copies each value from this process, so none is on a command line.
 # The checkout is mounted a second time as the `modelyard` namespace package the image runs.
 NAMESPACE_ROOT = "/opt/modelyard-src"
 PASSED_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
-               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", RUN_ID_VAR)  # fmt: skip
+               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", variables.PIPELINE_RUN_ID)  # fmt: skip
 
 
 def inside() -> bool:
-    return os.environ.get(INSIDE_VAR) == "1"
+    return os.environ.get(variables.TRAINING_CONTAINER) == "1"
 
 
 def container_name(run_id: str) -> str:
@@ -44,9 +43,9 @@ def run_arguments(ctx: PipelineContext, image: str) -> list[str]:
         "--user", f"{os.getuid()}:{os.getgid()}", "--read-only", "--tmpfs", "/tmp",
         "-v", f"{root}:{root}:ro", "-w", str(root),
         "-v", f"{root}:{NAMESPACE_ROOT}/modelyard:ro", "-e", f"PYTHONPATH={NAMESPACE_ROOT}",
-        "-v", f"{state}:{state}", "-e", f"{STATE_DIR_VAR}={state}",
+        "-v", f"{state}:{state}", "-e", f"{variables.STATE_DIR}={state}",
         "-v", f"{data}:{data}:ro",
-        "-v", f"{envs}:{envs}:ro", "-e", f"{ENVIRONMENTS_DIR_VAR}={envs}",
+        "-v", f"{envs}:{envs}:ro", "-e", f"{variables.ENVIRONMENTS_DIR}={envs}",
         *[arg for name in PASSED_VARS for arg in ("-e", name)],
         image, "pipeline", "stage", "train", ctx.env, "--data", str(data), "--run-id", ctx.run_id,
     ]  # fmt: skip

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelyard.contracts import artifacts
+from modelyard.contracts.state import serving_dir
 from modelyard.ml.monitoring.drift import compare
 from modelyard.ml.monitoring.sampling import read_samples
 from modelyard.pipelines.promotion.registry import Registry, Version
-from modelyard.pipelines.state import state_dir
 
-PROFILE = "reference/profile.json"
 MIN_ROWS = 100  # fewer live rows than this say nothing about a distribution
 
 
 def samples_of(environment: str) -> list[dict[str, object]]:
     """Every live sample the environment's local model servers kept, any slot, any version."""
-    root = state_dir() / "serving" / environment
+    root = serving_dir(environment)
     folders = sorted({path.parent for path in root.glob("**/samples-*.jsonl")})
     return [record for folder in folders for record in read_samples(Path(folder))]
 
@@ -28,9 +28,14 @@ def evidence(registry: Registry, candidate: Version, source: str) -> tuple[float
     """(drift score, what was compared); the score is None when there is nothing to compare."""
     if source == "registered":
         return None, "the source is the registry: no environment has served it live traffic yet"
-    profile = registry.json_artifact(candidate.run_id, PROFILE) if candidate.run_id else None
+    profile = (
+        registry.json_artifact(candidate.run_id, artifacts.PROFILE) if candidate.run_id else None
+    )
     if not isinstance(profile, dict) or "features" not in profile:
-        return None, f"run {candidate.run_id} of v{candidate.number} has no usable {PROFILE}"
+        return (
+            None,
+            f"run {candidate.run_id} of v{candidate.number} has no usable {artifacts.PROFILE}",
+        )
     live = samples_of(source)
     if len(live) < MIN_ROWS:
         return None, (

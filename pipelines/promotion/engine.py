@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts import variables
 from modelyard.contracts.environment import (
     ConfigError,
     Environment,
@@ -32,22 +33,16 @@ from modelyard.contracts.environment import (
     list_environments,
     load_environment,
 )
+from modelyard.contracts.state import promotion_dir
+from modelyard.contracts.tags import Gate, Lineage
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import drift, envfile, faults, locking, rules
 from modelyard.pipelines.promotion.records import ABORTED, COMMITTED, PENDING, RecordStore
 from modelyard.pipelines.promotion.registry import (
-    TAG_COMMIT,
-    TAG_DATASET,
-    TAG_ENV,
-    TAG_GATE_RULE,
-    TAG_GATE_VALUE,
-    TAG_IMAGE,
-    TAG_PIPELINE_RUN,
     Registry,
     Version,
     tracking_uri_for,
 )
-from modelyard.pipelines.state import state_dir
 from pydantic import BaseModel
 
 REGISTERED = "registered"
@@ -115,7 +110,7 @@ def parse_version(model: str, text: str) -> int:
 
 def _open(model: str, env: str) -> _Target:
     environment = load_environment(env)
-    served = environment.serving.model_name or environment.training.model
+    served = environment.served_model
     if served != model:
         raise PipelineError(
             f"environment {env} serves model {served!r} ({environment.path}: "
@@ -145,18 +140,19 @@ def _chain(environment: Environment) -> list[str]:
 
 
 def _check_eligible(target: _Target, candidate: Version) -> None:
-    if not candidate.gate_passed:
+    gate = candidate.gate
+    if not gate.passed:
         raise PipelineError(
             f"{candidate.model} v{candidate.number} never passed its training gate "
-            f"({candidate.tags.get(TAG_GATE_RULE, 'no gate recorded')}, value "
-            f"{candidate.tags.get(TAG_GATE_VALUE, 'none')}): it cannot be served anywhere."
+            f"({gate.rule or 'no gate recorded'}, value {gate.value or 'none'}): it cannot be "
+            "served anywhere."
         )
-    trained_for = candidate.tags.get(TAG_ENV)
+    trained_for = candidate.lineage.environment
     chain = _chain(target.environment)
-    if trained_for is None:
+    if not trained_for:
         raise PipelineError(
-            f"{candidate.model} v{candidate.number} has no {TAG_ENV} tag: only versions the "
-            "pipeline registered can be promoted."
+            f"{candidate.model} v{candidate.number} has no {Lineage.ENVIRONMENT} tag: only "
+            "versions the pipeline registered can be promoted."
         )
     if trained_for not in chain:
         raise PipelineError(
@@ -193,9 +189,9 @@ def _evaluate(
     gates = [
         rules.registered_gate(
             candidate.number,
-            candidate.tags.get(TAG_GATE_RULE, "?"),
-            candidate.tags.get(TAG_GATE_VALUE, "?"),
-            candidate.gate_passed,
+            candidate.gate.rule or "?",
+            candidate.gate.value or "?",
+            candidate.gate.passed,
         )
     ]
     if settings.source != REGISTERED:
@@ -231,8 +227,8 @@ def _image_for(target: _Target, candidate: Version, image: str | None) -> str | 
     source environment runs for this very version (production runs what staging tested)."""
     if image:
         return image
-    if candidate.tags.get(TAG_IMAGE):
-        return candidate.tags[TAG_IMAGE]
+    if candidate.serving_image is not None:
+        return candidate.serving_image.ref
     source = target.environment.promotion.source
     if source != REGISTERED:
         theirs = envfile.read_serving(load_environment(source).path)
@@ -255,7 +251,7 @@ def rebase_image(reference: str, repository: str) -> str:
 
 def _actor() -> str:
     # Jenkins sets BUILD_USER_ID (build-user-vars plugin); elsewhere the login name.
-    user = os.environ.get("MODELYARD_ACTOR") or os.environ.get("BUILD_USER_ID") or getpass.getuser()
+    user = os.environ.get(variables.ACTOR) or os.environ.get("BUILD_USER_ID") or getpass.getuser()
     return f"{user}@{socket.gethostname()}"
 
 
@@ -304,7 +300,8 @@ def _record(
     now: datetime,
 ) -> dict[str, Any]:
     environment = target.environment
-    tags = candidate.tags if candidate else {}
+    lineage = Lineage.from_tags(candidate.tags if candidate else {})
+    gate = Gate.from_tags(candidate.tags if candidate else {})
     record = {
         "action": action,
         "model": model,
@@ -316,12 +313,12 @@ def _record(
         "approvers": list(dict.fromkeys(approvers)),
         "reason": reason,
         "source": environment.promotion.source,
-        "trained_for": tags.get(TAG_ENV),
-        "dataset_digest": tags.get(TAG_DATASET),
-        "git_commit": tags.get(TAG_COMMIT),
-        "pipeline_run_id": tags.get(TAG_PIPELINE_RUN),
+        "trained_for": lineage.environment or None,
+        "dataset_digest": lineage.dataset_digest or None,
+        "git_commit": lineage.git_commit or None,
+        "pipeline_run_id": lineage.pipeline_run_id or None,
         "model_version_run_id": candidate.run_id if candidate else None,
-        "training_gate": {"rule": tags.get(TAG_GATE_RULE), "value": tags.get(TAG_GATE_VALUE)},
+        "training_gate": {"rule": gate.rule or None, "value": gate.value or None},
         "metrics": candidate.metrics if candidate else {},
         "gates": [gate.as_dict() for gate in gates],
         "gates_blocking": action == "promote",
@@ -345,7 +342,7 @@ def _shown(path: Path) -> str:
 def _exclusive(target: _Target, model: str, action: str) -> Iterator[list[str]]:
     """Hold the machine lock and the registry lease, then repair what an interrupted run left."""
     with (
-        locking.machine_lock(state_dir() / "promotion", target.env),
+        locking.machine_lock(promotion_dir(), target.env),
         locking.registry_lease(target.registry, model, target.env, action) as held,
     ):
         yield held.notes + repair(target, model)
@@ -501,7 +498,7 @@ def _default_candidate(target: _Target, model: str) -> int:
     chain = _chain(target.environment)
     for number in reversed(target.registry.versions(model)):
         found = target.registry.version(model, number)
-        if found.gate_passed and found.tags.get(TAG_ENV) in chain:
+        if found.gate.passed and found.lineage.environment in chain:
             return number
     raise PipelineError(
         f"no version of {model} registered for {target.env} passed its training gate: run the "
@@ -547,7 +544,7 @@ def rollback(
         image: str | None = None
         if number is not None:
             candidate = target.registry.version(model, number)
-            if not candidate.gate_passed:
+            if not candidate.gate.passed:
                 raise PipelineError(f"{model} v{number} never passed its training gate.")
             gates = _evaluate(target, candidate, approvers, current, now)
             image = _last_image(history, number)
@@ -628,7 +625,7 @@ def _any_environment_of(model: str) -> Environment:
         except ConfigError as exc:
             broken.append(str(exc).splitlines()[0])
             continue
-        if (environment.serving.model_name or environment.training.model) == model:
+        if environment.served_model == model:
             return environment
     unreadable = f" (unreadable: {'; '.join(broken)})" if broken else ""
     raise PipelineError(

@@ -8,11 +8,11 @@ atomic (write a sibling temp file, fsync, rename): a crash leaves the old file o
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts import atomic_file
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.loader import parse_environment
 from modelyard.pipelines.errors import PipelineError
@@ -84,30 +84,13 @@ def validate_text(path: Path, text: str) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            half = len(text) // 2
-            handle.write(text[:half])
-            handle.flush()
-            faults.hit("during-file-write")  # a half-written temp file, the real file untouched
-            handle.write(text[half:])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    # Killed at "during-file-write": a half-written temp file, the real file untouched.
+    atomic_file.write_atomic(path, text, halfway=lambda: faults.hit("during-file-write"))
 
 
 def remove_stale_temps(path: Path) -> list[Path]:
     """Temp files a killed writer left beside the environment file."""
-    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    stale = atomic_file.temp_files_of(path)
     for temp in stale:
         temp.unlink(missing_ok=True)
     return stale

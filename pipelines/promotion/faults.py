@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import signal
 
-FAULT_VAR = "MODELYARD_FAULT_AT"
+from modelyard.contracts import variables
+
 STEPS = ("after-record", "after-alias", "during-file-write", "after-file")
 
 
 def hit(step: str) -> None:
-    if os.environ.get(FAULT_VAR) == step:
+    if os.environ.get(variables.FAULT_AT) == step:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -24,16 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
+from modelyard.contracts import variables
+from modelyard.contracts.tags import lease_tag
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.processes import is_alive
 from modelyard.pipelines.promotion.registry import Registry
 
 LEASE_TTL_SECONDS = 15 * 60
-SETTLE_SECONDS = float(os.environ.get("MODELYARD_LEASE_SETTLE_SECONDS", "0.75"))
-
-
-def lease_tag(env: str) -> str:
-    return f"modelyard.lease.{env}"
+SETTLE_SECONDS = float(os.environ.get(variables.LEASE_SETTLE_SECONDS, "0.75"))
 
 
 @dataclass

@@ -16,12 +16,14 @@ from functools import partial
 from typing import Any
 
 from mlflow.entities import Run, RunStatus, ViewType
+from modelyard.contracts import artifacts
+from modelyard.contracts.tags import PROMOTION_PREFIX
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion.registry import Registry
 
 EXPERIMENT = "modelyard-promotions"
-RECORD_FILE = "record.json"
-PREFIX = "modelyard.promotion."
+RECORD_FILE = artifacts.PROMOTION_RECORD
+PREFIX = PROMOTION_PREFIX
 PENDING, COMMITTED, ABORTED = "pending", "committed", "aborted"
 # Fields copied to tags so the record can be found and repaired without its artifact.
 TAGGED = ("model", "env", "action", "from_version", "to_version", "image", "actor", "at")

@@ -21,20 +21,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from modelyard.contracts.environment import Environment
+from modelyard.contracts.tags import Gate, Lineage, ServingImage
 from modelyard.pipelines.errors import PipelineError
 
 T = TypeVar("T")
-
-# Lineage tags the training pipeline writes on every model version it registers.
-TAG_ENV = "modelyard.environment"
-TAG_GATE_RULE = "modelyard.gate.rule"
-TAG_GATE_VALUE = "modelyard.gate.value"
-TAG_GATE_PASSED = "modelyard.gate.passed"
-TAG_DATASET = "modelyard.dataset.digest"
-TAG_COMMIT = "modelyard.git.commit"
-TAG_PIPELINE_RUN = "modelyard.pipeline.run_id"
-# Optional: the serving image the package stage built for this version (REPO:TAG@sha256:...).
-TAG_IMAGE = "modelyard.serving.image"
 
 
 def redact_uri(uri: str) -> str:
@@ -64,8 +54,17 @@ class Version:
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property
-    def gate_passed(self) -> bool:
-        return self.tags.get(TAG_GATE_PASSED, "").lower() == "true"
+    def lineage(self) -> Lineage:
+        return Lineage.from_tags(self.tags)
+
+    @property
+    def gate(self) -> Gate:
+        return Gate.from_tags(self.tags)
+
+    @property
+    def serving_image(self) -> ServingImage | None:
+        """The image the package stage pushed for this version, if it did."""
+        return ServingImage.from_tags(self.tags)
 
 
 class Registry:

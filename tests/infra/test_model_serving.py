@@ -180,16 +180,6 @@ def test_canary_weight_must_be_one_of_the_configured_steps(environments: Path) -
         render("production")
 
 
-def test_strategies_kubernetes_cannot_run_are_refused_with_the_key_to_fix(
-    environments: Path,
-) -> None:
-    edit_environment(environments, "staging", promotion={"rollout": {"strategy": "shadow"}})
-    with pytest.raises(
-        ConfigError, match=r"Pulumi.staging.yaml: modelyard:promotion.rollout.strategy"
-    ):
-        render("staging")
-
-
 def test_unpinned_images_are_refused_by_the_environment_model(environments: Path) -> None:
     edit_environment(
         environments,

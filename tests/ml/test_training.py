@@ -87,7 +87,7 @@ def test_train_tracks_registers_with_lineage_and_notifies(
     assert dataset_input.dataset.digest == digest[:32]
     assert run.data.metrics["roc_auc"] == pytest.approx(out["metrics"]["roc_auc"])
     artifacts = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
-    assert artifacts == {f"plots/{n}.png" for n in
+    assert artifacts == {f"{artifacts.PLOTS}/{n}.png" for n in
                          ("feature_importance", "roc_curve", "precision_recall_curve", "confusion_matrix")}  # fmt: skip
 
     [trial] = client.search_runs(

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from modelyard.contracts.tags import Gate, Lineage, ServingImage
 from modelyard.pipelines.local_mlflow import free_port
 from modelyard.pipelines.pipeline.context import PipelineContext
+from modelyard.pipelines.promotion import envfile
 
 from tests.docker_helpers import docker, docker_result
 from tests.helpers import edit_environment, run_cli
@@ -126,6 +128,39 @@ def test_package_pushes_the_serving_image_and_records_the_digest_the_registry_se
     finally:
         docker_result("rm", "-f", name)
         docker_result("rmi", image)
+
+
+@pytest.mark.docker
+def test_the_image_the_package_stage_pushed_is_the_one_promotion_writes_for_pulumi_up(
+    packaging: dict[str, str], running_registry: dict[str, Any], environments: Path
+) -> None:
+    """The hand-off between two stages: package tags the version, promotion reads the tag and
+    writes the image into the environment file `pulumi up` reads."""
+    model, version = packaging["model"], packaging["version"]
+    # What the train stage records on every version it registers (this one was logged by hand).
+    client = MlflowClient()
+    run_id = client.get_model_version(model, version).run_id
+    assert run_id is not None
+    client.log_metric(run_id, "roc_auc", 0.91)
+    recorded = {
+        **Lineage("local", "0" * 40, packaging["run_id"], "d" * 64, "data.csv").to_tags(),
+        **Gate("roc_auc >= 0.5", "0.910000", passed=True).to_tags(),
+    }
+    for key, value in recorded.items():
+        client.set_model_version_tag(model, version, key, value)
+    edit_environment(environments, "local", {"serving.modelName": model})
+
+    packaged = _package(packaging["run_id"], running_registry["password"])
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    promoted = run_cli("promote", model, "--to", "local", "--version", version, "--json")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+
+    pushed = ServingImage.from_tags(client.get_model_version(model, version).tags)
+    assert pushed is not None
+    status, served = _manifest(running_registry, "modelyard-serving", f"{model}-v{version}", True)
+    assert status == 200 and pushed.digest == served and pushed.ref.endswith(f"@{served}")
+    written = envfile.read_serving(environments / "Pulumi.local.yaml")
+    assert written == {"desiredVersion": int(version), "image": pushed.ref}
 
 
 @pytest.mark.docker

@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from modelyard.contracts import artifacts
 from modelyard.pipelines.local_mlflow import MlflowServer
 from promotion_helpers import Register
 
@@ -78,7 +79,7 @@ def register(model: str, tracking: str, logged_model: str) -> Register:
         for key, value in metrics.items():
             client.log_metric(run_id, key, value)
         if profile is not None:
-            client.log_text(run_id, json.dumps(profile), "reference/profile.json")
+            client.log_text(run_id, json.dumps(profile), artifacts.PROFILE)
         client.set_terminated(run_id)
         lineage = {
             "modelyard.environment": env,

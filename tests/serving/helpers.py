@@ -19,8 +19,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
+from modelyard.contracts import artifacts
 from modelyard.ml.data.sample import TARGET, generate_churn
-from modelyard.ml.monitoring.training_profile import PROFILE_ARTIFACT, build_profile, save_profile
+from modelyard.ml.monitoring.training_profile import build_profile, save_profile
 from modelyard.ml.serving.__main__ import options_to_json
 from modelyard.ml.serving.supervisor import ServeOptions, read_status
 from modelyard.pipelines.local_mlflow import free_port
@@ -64,7 +65,7 @@ def register(booster: lgb.Booster, features: pd.DataFrame, name: str) -> str:
             profile = save_profile(
                 build_profile(features, predictions), Path(folder) / "profile.json"
             )
-            mlflow.log_artifact(str(profile), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+            mlflow.log_artifact(str(profile), artifact_path=str(Path(artifacts.PROFILE).parent))
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
     return str(versions[0].version)

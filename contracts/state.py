@@ -1,0 +1,85 @@
+"""The state folder: the one ignored folder (`.modelyard/` of the checkout, or
+MODELYARD_STATE_DIR) where local runs keep what they need between commands. Its layout is
+defined here once; the README's table is checked against `LAYOUT`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.contracts import variables
+from modelyard.contracts.environment import project_root
+
+FOLDER = ".modelyard"
+
+
+@dataclass(frozen=True)
+class Part:
+    path: str
+    holds: str
+    safe_to_delete: str
+
+
+LAYOUT = (
+    Part("pipeline/RUN", "each pipeline run's context (stage results): a run resumes from it",
+         "once the run has ended"),
+    Part("training/JOB", "a training job's checkpoints: a killed training resumes from them",
+         "when no training runs (the next one starts from zero)"),
+    Part("serving/ENV", "the local model servers: slots, logs, the live samples drift reads",
+         "when the servers are stopped (the drift samples go with it)"),
+    Part("promotion", "the machine's promotion locks", "when no promotion runs"),
+    Part("reports", "drift reports", "any time"),
+    Part("logs", "logs of background work (retraining the monitor started, the git hook)",
+         "any time"),
+    Part("ansible/ENV", "the inventory and variables `modelyard configure` hands Ansible",
+         "any time (written again by the next run)"),
+    Part("pulumi-state", "the Pulumi file backend: what each stack created, and its secrets",
+         "never while a stack has resources: `modelyard infra destroy ENV` first"),
+    Part("demo", "everything `make demo` makes, laid out as above, and its MLflow server",
+         "when the demo is not running (its runs and models go with it)"),
+)  # fmt: skip
+
+
+def state_dir() -> Path:
+    override = os.environ.get(variables.STATE_DIR)
+    folder = Path(override) if override else project_root() / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def pipeline_dir(run_id: str) -> Path:
+    return state_dir() / "pipeline" / run_id
+
+
+def training_dir(state: Path) -> Path:
+    return state / "training"
+
+
+def serving_dir(environment: str) -> Path:
+    return state_dir() / "serving" / environment
+
+
+def promotion_dir() -> Path:
+    return state_dir() / "promotion"
+
+
+def reports_dir(state: Path) -> Path:
+    return state / "reports"
+
+
+def logs_dir() -> Path:
+    return state_dir() / "logs"
+
+
+def ansible_dir(environment: str) -> Path:
+    return state_dir() / "ansible" / environment
+
+
+def pulumi_state_dir() -> Path:
+    return state_dir() / "pulumi-state"
+
+
+def demo_dir() -> Path:
+    """The demo's own state folder (it sets MODELYARD_STATE_DIR to this for what it runs)."""
+    return project_root() / FOLDER / "demo"

@@ -1,0 +1,43 @@
+"""Every `MODELYARD_*` environment variable the kit's parts pass to each other, named once.
+Plain names only: the model server's image carries this file."""
+
+from __future__ import annotations
+
+# Where local state lives (default: `.modelyard/` of the checkout; see contracts/state.py).
+STATE_DIR = "MODELYARD_STATE_DIR"
+# Where the environment files are read from (default: `environments/` of the checkout).
+ENVIRONMENTS_DIR = "MODELYARD_ENVIRONMENTS_DIR"
+# The pipeline run a stage belongs to (Jenkins: BUILD_TAG).
+PIPELINE_RUN_ID = "MODELYARD_PIPELINE_RUN_ID"
+# Set by the training image: the train stage is already inside its container.
+TRAINING_CONTAINER = "MODELYARD_TRAINING_CONTAINER"
+# Who promotes (Jenkins: BUILD_USER_ID; elsewhere the login name).
+ACTOR = "MODELYARD_ACTOR"
+# Crash injection for the promotion's safety tests (pipelines/promotion/faults.py).
+FAULT_AT = "MODELYARD_FAULT_AT"
+LEASE_SETTLE_SECONDS = "MODELYARD_LEASE_SETTLE_SECONDS"
+# The 0600 file holding the cluster join token that the playbooks read.
+K3S_TOKEN_FILE = "MODELYARD_K3S_TOKEN_FILE"
+# A secret's run-time value: SECRET_PREFIX + its key (contracts.environment.secret_env_var).
+SECRET_PREFIX = "MODELYARD_SECRET_"
+
+# The model server's options, as a container or pod receives them (contracts/serving_options.py
+# maps an environment's settings onto them; ml/serving/__main__.py reads them).
+MODEL_URI = "MODELYARD_MODEL_URI"
+HOST = "MODELYARD_HOST"
+PORT = "MODELYARD_PORT"
+WORKERS = "MODELYARD_WORKERS"
+POLL_SECONDS = "MODELYARD_POLL_SECONDS"
+ENVIRONMENT = "MODELYARD_ENVIRONMENT"
+IMAGE_DIGEST = "MODELYARD_IMAGE_DIGEST"
+ROLLOUT = "MODELYARD_ROLLOUT"
+CANARY_STEPS = "MODELYARD_CANARY_STEPS"
+CANARY_STEP_SECONDS = "MODELYARD_CANARY_STEP_SECONDS"
+CANARY_MIN_REQUESTS = "MODELYARD_CANARY_MIN_REQUESTS"
+AB_SPLIT = "MODELYARD_AB_SPLIT"
+MAX_ERROR_RATE = "MODELYARD_MAX_ERROR_RATE"
+MAX_LATENCY_P99_MS = "MODELYARD_MAX_LATENCY_P99_MS"
+SAMPLE_RATE = "MODELYARD_SAMPLE_RATE"
+SAMPLE_MAX_ROWS = "MODELYARD_SAMPLE_MAX_ROWS"
+# Registry the Jenkins agents push to (infra/components/jenkins.py).
+REGISTRY = "MODELYARD_REGISTRY"
