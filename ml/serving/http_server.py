@@ -2,6 +2,12 @@
 
 A hand-rolled protocol rather than a framework: the scoring request is tiny and the model call
 takes tens of microseconds, so parsing and routing overhead is most of the latency budget.
+
+A request refused before its body was read (413 and the like) is answered, then the connection
+is half-closed and what the client still sends is read and dropped (up to a bound in bytes and
+time) before closing: closing with unread bytes makes the kernel send a reset, and clients that
+send the whole body before reading (urllib, requests) then report "connection reset by peer"
+instead of the answer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ log = logging.getLogger("modelyard.serving")
 
 Handler = Callable[[str, str, dict[str, str], bytes], Response]
 MAX_HEADER_BYTES = 32 * 1024
+# How much of a refused body is read and dropped so that the client reads the refusal: up to
+# this many bytes, or twice the body limit if more (a body somewhat over the limit is always read
+# to its end), for at most this long: a huge or stalled body cannot hold a connection open.
+DISCARD_MIN_BYTES = 64 * 1024 * 1024
+DISCARD_SECONDS = 10.0
 
 
 def _reason(status: int) -> bytes:
@@ -38,6 +49,9 @@ class HttpProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.last_active = 0.0
+        # After a refusal, the bytes still to read and drop before closing (see _refuse).
+        self.discard_left: int | None = None
+        self.discard_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -51,9 +65,17 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        if self.discard_timer is not None:
+            self.discard_timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self.discard_left is not None:
+            self.discard_left -= len(data)
+            if self.discard_left <= 0:
+                # The whole body, or as much of it as the bound allows.
+                self._close()
+            return
         self.buffer += data
         self.busy = True
         try:
@@ -61,7 +83,7 @@ class HttpProtocol(asyncio.Protocol):
                 pass
         finally:
             self.busy = False
-        if self.server.draining and not self.buffer:
+        if self.server.draining and not self.buffer and self.discard_left is None:
             self._close()
 
     def _one_request(self) -> bool:
@@ -69,38 +91,39 @@ class HttpProtocol(asyncio.Protocol):
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self.buffer) > MAX_HEADER_BYTES:
-                self._send_error(431, "request headers too large", close=True)
+                self._refuse(431, "request headers too large")
             return False
         head = bytes(self.buffer[:end]).decode("latin-1")
         lines = head.split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            self._send_error(400, "malformed request line", close=True)
+            self._refuse(400, "malformed request line")
             return False
         method, target, version = parts
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep:
-                self._send_error(400, "malformed header line", close=True)
+                self._refuse(400, "malformed header line")
                 return False
             headers[name.strip().lower()] = value.strip()
         if "transfer-encoding" in headers:
-            self._send_error(
-                411, "chunked bodies are not accepted: send Content-Length", close=True
-            )
+            self._refuse(411, "chunked bodies are not accepted: send Content-Length")
             return False
         try:
             length = int(headers.get("content-length", "0"))
         except ValueError:
-            self._send_error(400, "Content-Length is not a number", close=True)
+            self._refuse(400, "Content-Length is not a number")
             return False
-        if length < 0 or length > self.max_body:
-            self._send_error(
+        if length < 0:
+            self._refuse(400, f"Content-Length {length} is negative")
+            return False
+        if length > self.max_body:
+            self._refuse(
                 413,
                 f"body of {length} bytes is over this server's limit of "
                 f"{self.max_body} bytes: send smaller batches",
-                close=True,
+                unread=length - (len(self.buffer) - end - 4),
             )
             return False
         total = end + 4 + length
@@ -133,6 +156,23 @@ class HttpProtocol(asyncio.Protocol):
         if close:
             self._close()
 
+    def _refuse(self, status: int, message: str, unread: int | None = None) -> None:
+        """Answer an error to a request whose body was not read, half-close, then read and drop
+        the `unread` bytes the client is still sending (None: unknown, until it closes; asyncio
+        closes on its EOF) before closing, within the server's bounds in bytes and time."""
+        body = orjson.dumps({"error_code": status, "message": message})
+        self._write(status, [(b"Content-Type", b"application/json")], body, close=True)
+        self.buffer.clear()
+        if self.transport is None or (unread is not None and unread <= 0):
+            self._close()
+            return
+        self.transport.write_eof()
+        bound = self.server.discard_bytes
+        self.discard_left = bound if unread is None else min(unread, bound)
+        self.discard_timer = asyncio.get_running_loop().call_later(
+            self.server.discard_seconds, self._close
+        )
+
     def _write(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
     ) -> None:
@@ -157,9 +197,20 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    def __init__(self, handler: Handler, max_body: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        max_body: int,
+        discard_bytes: int | None = None,
+        discard_seconds: float = DISCARD_SECONDS,
+    ) -> None:
         self.handler = handler
         self.max_body = max_body
+        # The bounds on reading a refused body (see _refuse).
+        self.discard_bytes = (
+            discard_bytes if discard_bytes is not None else max(DISCARD_MIN_BYTES, 2 * max_body)
+        )
+        self.discard_seconds = discard_seconds
         self.connections: set[HttpProtocol] = set()
         self.draining = False
         self._server: asyncio.base_events.Server | None = None

@@ -1,5 +1,7 @@
 """Where a served model comes from: a folder (baked into the image) or an MLflow model URI.
 
+Every form MLflow 3 resolves: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/MODEL_ID`
+(the `models:/m-...` URI of a logged model), `runs:/RUN_ID/PATH`, a local folder or `file://`.
 `models:/NAME@ALIAS` is resolved to a concrete version each time it is asked, so the server can
 follow an environment's alias; every version is downloaded once into a local cache.
 """
@@ -9,13 +11,20 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.ml.serving.model import local_identity
 from modelyard.ml.serving.routing import VersionRef
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 _ALIAS = re.compile(r"^models:/([^/@]+)@([^/]+)/?$")
 _VERSION = re.compile(r"^models:/([^/@]+)/(\d+)/?$")
+# One segment, no version or alias: MLflow 3 reads it as a logged model's id, never as a name.
+_LOGGED_MODEL = re.compile(r"^models:/([^/@]+)/?$")
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 class ModelSourceError(ModelyardMlError):
@@ -67,20 +76,31 @@ def resolve(uri: str) -> VersionRef:
                 raise
         elif match := _VERSION.match(uri):
             mv = client.get_model_version(match[1], match[2])
+        elif match := _LOGGED_MODEL.match(uri):
+            return _logged_model(client, match[1], uri)
         elif uri.startswith("runs:/"):
+            run_id, _, path = uri[len("runs:/") :].strip("/").partition("/")
+            if not run_id or not path:
+                raise ModelSourceError(
+                    f"{uri}: name the model's path in the run: runs:/RUN_ID/PATH "
+                    "(e.g. runs:/RUN_ID/model)"
+                )
+            client.get_run(run_id)  # a missing run is named now, not as a failed download
+            # The version is the model's own id, read once it is downloaded (materialise).
             return VersionRef(
-                name=uri.rstrip("/").rsplit("/", 1)[-1],
-                version="",
-                path="",
-                run_id=uri.split("/")[1],
-                uri=uri,
+                name=path.rsplit("/", 1)[-1], version="", path="", run_id=run_id, uri=uri
             )
         else:
             raise ModelSourceError(
                 f"{uri}: not a model URI this server understands; use models:/NAME@ALIAS, "
-                "models:/NAME/VERSION, runs:/RUN_ID/PATH or a local MLflow model folder"
+                "models:/NAME/VERSION, models:/MODEL_ID (a logged model, models:/m-...), "
+                "runs:/RUN_ID/PATH or a local MLflow model folder"
             )
     except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            raise ModelSourceError(
+                f"{uri}: not found in MLflow at {_mlflow_uri()} ({exc.message})"
+            ) from None
         raise ModelSourceError(f"{uri}: the model registry refused ({exc.message})") from None
     return VersionRef(
         name=mv.name,
@@ -89,6 +109,42 @@ def resolve(uri: str) -> VersionRef:
         run_id=mv.run_id,
         uri=f"models:/{mv.name}/{mv.version}",
     )
+
+
+def _logged_model(client: MlflowClient, model_id: str, uri: str) -> VersionRef:
+    """MLflow 3's `models:/MODEL_ID`: the logged model itself, registered or not."""
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_logged_model(model_id)
+    except MlflowException as exc:
+        if exc.error_code not in _NOT_FOUND:
+            raise
+        raise ModelSourceError(
+            f"{uri}: no logged model with the id {model_id!r} in MLflow at {_mlflow_uri()}; "
+            f"a registered model is models:/{model_id}@ALIAS or models:/{model_id}/VERSION"
+        ) from None
+    if model.status == LoggedModelStatus.PENDING:
+        raise NoModelYet(
+            f"logged model {model_id} is still being logged (status PENDING); serving starts "
+            "by itself once it is READY"
+        )
+    if model.status == LoggedModelStatus.FAILED:
+        raise ModelSourceError(f"{uri}: logging this model failed (status FAILED): log it again")
+    return VersionRef(
+        name=model.name,
+        version=model.model_id,
+        path="",
+        run_id=model.source_run_id or None,
+        uri=model.model_uri,
+    )
+
+
+def _mlflow_uri() -> str:
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
 
 
 def materialise(ref: VersionRef, cache: Path) -> VersionRef:
@@ -115,7 +171,26 @@ def materialise(ref: VersionRef, cache: Path) -> VersionRef:
         else:
             local.rename(target)
             shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "MLmodel").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            raise ModelSourceError(f"{ref.uri}: no MLflow model there (no MLmodel file)")
         done.touch()
     return VersionRef(
-        name=ref.name, version=ref.version, path=str(target), run_id=ref.run_id, uri=ref.uri
+        name=ref.name,
+        version=ref.version or _version_of(target),
+        path=str(target),
+        run_id=ref.run_id,
+        uri=ref.uri,
     )
+
+
+def _version_of(folder: Path) -> str:
+    """A downloaded `runs:/` model's version: its MLflow 3 logged-model id (as models:/m-...
+    reports it), else what a local folder reports."""
+    from mlflow.models import Model
+
+    try:
+        model_id = Model.load(str(folder)).model_id
+    except Exception:  # an MLmodel MLflow cannot read: the worker names the problem
+        model_id = None
+    return str(model_id or local_identity(folder)["version"])
