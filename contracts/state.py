@@ -36,6 +36,8 @@ LAYOUT = (
          "any time (written again by the next run)"),
     Part("pulumi-state", "the Pulumi file backend: what each stack created, and its secrets",
          "never while a stack has resources: `modelyard infra destroy ENV` first"),
+    Part("image-contexts", "the build contexts `pulumi up` assembled for the platform's images",
+         "any time (assembled again by the next `up`)"),
     Part("demo", "everything `make demo` makes, laid out as above, and its MLflow server",
          "when the demo is not running (its runs and models go with it)"),
 )  # fmt: skip
@@ -78,6 +80,10 @@ def ansible_dir(environment: str) -> Path:
 
 def pulumi_state_dir() -> Path:
     return state_dir() / "pulumi-state"
+
+
+def image_contexts_dir() -> Path:
+    return state_dir() / "image-contexts"
 
 
 def demo_dir() -> Path:

@@ -15,23 +15,32 @@ from modelyard.infra.stack_secrets import StackSecrets
 
 
 @dataclass(frozen=True)
+class JenkinsOutputs:
+    url: pulumi.Output[str]
+    username: pulumi.Output[str]
+    password: pulumi.Output[str]  # secret
+    webhook_url: pulumi.Output[str]  # secret: it carries the trigger token
+
+
+@dataclass(frozen=True)
 class PlatformOutputs:
+    # The Docker network the platform's containers share; serving on the same engine joins it.
+    network: pulumi.Output[str]
     registry_address: pulumi.Output[str]
     registry_url: pulumi.Output[str]
     registry_username: pulumi.Output[str]
     registry_password: pulumi.Output[str]  # secret
     registry_ca_certificate: pulumi.Output[str]
     mlflow_url: pulumi.Output[str]
+    # MLflow as containers on the platform's network reach it (127.0.0.1 there is themselves).
+    mlflow_internal_url: pulumi.Output[str]
     mlflow_username: pulumi.Output[str]
     mlflow_password: pulumi.Output[str]  # secret
-    jenkins_url: pulumi.Output[str]
-    jenkins_username: pulumi.Output[str]
-    jenkins_password: pulumi.Output[str]  # secret
-    jenkins_webhook_url: pulumi.Output[str]  # secret: it carries the trigger token
+    jenkins: JenkinsOutputs | None  # None: left out (modelyard:platform.jenkins.enabled)
 
     def export(self) -> None:
         """Stack outputs; secrets stay secret (`pulumi stack output --show-secrets`)."""
-        for key, value in {
+        outputs = {
             "registryAddress": self.registry_address,
             "registryUrl": self.registry_url,
             "registryUsername": self.registry_username,
@@ -40,11 +49,15 @@ class PlatformOutputs:
             "mlflowUrl": self.mlflow_url,
             "mlflowUsername": self.mlflow_username,
             "mlflowPassword": self.mlflow_password,
-            "jenkinsUrl": self.jenkins_url,
-            "jenkinsUsername": self.jenkins_username,
-            "jenkinsPassword": self.jenkins_password,
-            "jenkinsWebhookUrl": self.jenkins_webhook_url,
-        }.items():
+        }
+        if self.jenkins is not None:
+            outputs.update(
+                jenkinsUrl=self.jenkins.url,
+                jenkinsUsername=self.jenkins.username,
+                jenkinsPassword=self.jenkins.password,
+                jenkinsWebhookUrl=self.jenkins.webhook_url,
+            )
+        for key, value in outputs.items():
             pulumi.export(key, value)
 
 
@@ -62,6 +75,11 @@ def build_platform(environment: Environment) -> PlatformOutputs:
     if not settings.local:
         # A remote engine: every container, volume and image build happens on that host.
         provider = docker.Provider(f"{name}-docker", host=settings.docker.host)
+    network = docker.Network(
+        f"{name}-network",
+        name=f"modelyard-{name}",
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
 
     tls = settings.registry.tls
     registry = ImageRegistry(
@@ -71,6 +89,7 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             settings=settings.registry,
             target=settings.docker,
             provider=provider,
+            network=network.name,
             certificate=tls.certificate if tls.source == "provided" else None,
             key=_secret(secrets, "registry", "tls", "key") if tls.key is not None else None,
         ),
@@ -82,6 +101,7 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             settings=settings.mlflow,
             target=settings.docker,
             provider=provider,
+            network=network.name,
             postgres_password=(
                 _secret(secrets, "mlflow", "postgresql", "password")
                 if settings.mlflow.postgresql is not None
@@ -89,6 +109,35 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             ),
         ),
     )
+    return PlatformOutputs(
+        network=network.name,
+        registry_address=registry.address,
+        registry_url=registry.url,
+        registry_username=registry.username,
+        registry_password=registry.password,
+        registry_ca_certificate=registry.ca_certificate,
+        mlflow_url=mlflow.url,
+        mlflow_internal_url=mlflow.internal_url,
+        mlflow_username=mlflow.admin_username,
+        mlflow_password=mlflow.admin_password,
+        jenkins=(
+            _jenkins(environment, registry, mlflow, provider, secrets)
+            if settings.jenkins.enabled
+            else None
+        ),
+    )
+
+
+def _jenkins(
+    environment: Environment,
+    registry: ImageRegistry,
+    mlflow: TrackingServer,
+    provider: docker.Provider | None,
+    secrets: StackSecrets | None,
+) -> JenkinsOutputs:
+    settings = environment.platform
+    assert settings is not None
+    name = environment.name
     jenkins = JenkinsController(
         f"{name}-jenkins",
         JenkinsArgs(
@@ -109,19 +158,11 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             },
         ),
     )
-    return PlatformOutputs(
-        registry_address=registry.address,
-        registry_url=registry.url,
-        registry_username=registry.username,
-        registry_password=registry.password,
-        registry_ca_certificate=registry.ca_certificate,
-        mlflow_url=mlflow.url,
-        mlflow_username=mlflow.admin_username,
-        mlflow_password=mlflow.admin_password,
-        jenkins_url=jenkins.url,
-        jenkins_username=jenkins.admin_username,
-        jenkins_password=jenkins.admin_password,
-        jenkins_webhook_url=jenkins.webhook_url,
+    return JenkinsOutputs(
+        url=jenkins.url,
+        username=jenkins.admin_username,
+        password=jenkins.admin_password,
+        webhook_url=jenkins.webhook_url,
     )
 
 

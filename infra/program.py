@@ -23,7 +23,7 @@ from modelyard.infra.components.model_serving import (
     ModelServingArgs,
     Release,
 )
-from modelyard.infra.platform_services import build_platform
+from modelyard.infra.platform_services import PlatformOutputs, build_platform
 
 # Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
 _QUOTA_HEADROOM = 2
@@ -45,23 +45,23 @@ Credentials = tuple[pulumi.Input[str], pulumi.Input[str]]
 
 
 def build(environment: Environment) -> None:
-    credentials: Credentials | None = None
+    platform = None
     if environment.platform is not None:
         platform = build_platform(environment)
         platform.export()
-        credentials = (platform.mlflow_username, platform.mlflow_password)
-    build_serving(environment, credentials)
+    build_serving(environment, platform)
 
 
-def build_serving(environment: Environment, mlflow_credentials: Credentials | None = None) -> None:
+def build_serving(environment: Environment, platform: PlatformOutputs | None = None) -> None:
     """Where the model is served: Kubernetes (namespace + rollout) or the local Docker engine.
 
-    `mlflow_credentials` lets the server download models from an MLflow server that requires
-    authentication (the platform's, e.g. `build_platform(...).mlflow_username/_password`)."""
+    With the environment's `platform`, the server downloads models from its MLflow with its
+    credentials; a container on the same engine reaches it over the platform's network."""
+    credentials = (platform.mlflow_username, platform.mlflow_password) if platform else None
     if environment.serving.platform == "docker":
-        _build_local_serving(environment, mlflow_credentials)
+        _build_local_serving(environment, platform, credentials)
     else:
-        _build_kubernetes_serving(environment, mlflow_credentials)
+        _build_kubernetes_serving(environment, credentials)
 
 
 def stack_secret(section: str, key: str) -> pulumi.Output[str]:
@@ -151,23 +151,30 @@ def _kubernetes_provider(environment: Environment) -> k8s.Provider:
     )
 
 
-def _build_local_serving(environment: Environment, mlflow_credentials: Credentials | None) -> None:
+def _build_local_serving(
+    environment: Environment, platform: PlatformOutputs | None, credentials: Credentials | None
+) -> None:
     serving = environment.serving
-    desired, _ = _releases(environment)
+    # Before a promotion names an image, the server image is built on the engine itself.
+    desired = Release(serving.desired_version, serving.image or serving.bootstrap_image or "")
     local = LocalModelServing(
         f"{environment.name}-serving",
         LocalModelServingArgs(
             environment=environment.name,
             model_name=environment.served_model,
             desired=desired,
-            tracking_uri=environment.mlflow.tracking_uri,
+            tracking_uri=(
+                platform.mlflow_internal_url if platform else environment.mlflow.tracking_uri
+            ),
             host_port=serving.local_port,
             memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
             cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
+            network=platform.network if platform else None,
             env=server_variables(environment),
-            mlflow_credentials=mlflow_credentials,
+            mlflow_credentials=credentials,
         ),
     )
+    pulumi.export("servingImage", local.image)
     pulumi.export("servingUrl", local.url)
     pulumi.export("servingVersion", desired.version)
 

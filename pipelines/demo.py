@@ -28,6 +28,8 @@ DRIFT_ROWS = 1_500
 DRIFT_BATCH = 50  # the server samples up to 50 rows of each request
 
 
+DEMO_MLFLOW_PORT = 5000
+
 @dataclass
 class DemoOutcome:
     mlflow_url: str = ""
@@ -43,6 +45,10 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     environments = folder / "environments"
     if not environments.is_dir():
         shutil.copytree(project_root() / "environments", environments)
+        # The demo's own MLflow server, apart from the one `pulumi up --stack local` runs.
+        _adjust(environments / "Pulumi.local.yaml", {
+            "mlflow": {"trackingUri": f"http://127.0.0.1:{DEMO_MLFLOW_PORT}"},
+        })  # fmt: skip
         _adjust(environments / "Pulumi.staging.yaml", {
             "promotion": {"trainedFor": ["local"]},
             "monitoring": {"sampleRate": 1.0},
@@ -77,9 +83,8 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
     local = load_environment("local")
     outcome = DemoOutcome(notifications=str(folder / "notifications.jsonl"))
 
-    port = int(local.mlflow.tracking_uri.rsplit(":", 1)[1].split("/")[0])
     console.rule("[bold]MLflow tracking server")
-    server = start_mlflow_server(folder / "mlflow", port=port)
+    server = start_mlflow_server(folder / "mlflow", port=DEMO_MLFLOW_PORT)
     os.environ["MLFLOW_TRACKING_URI"] = outcome.mlflow_url = server.url
     console.print(f"mlflow server on SQLite at {server.url} (log {server.log_path})")
     sink_url = str(local.notify.webhooks[0].url) if local.notify.webhooks else ""

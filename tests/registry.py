@@ -82,16 +82,15 @@ def running_registry(image: str) -> Iterator[dict[str, Any]]:
     port = free_port()
     docker("volume", "create", volume)
     try:
-        env = registry.container_environment(secrets.token_urlsafe(32))
+        config = registry.render_config(settings, secrets.token_urlsafe(32))
         docker(
             "create", "--name", name, "--user", registry.RUN_AS,
             "-p", f"127.0.0.1:{port}:{registry.CONTAINER_PORT}",
             "-v", f"{volume}:{registry.DATA_DIR}",
-            *[arg for k, v in env.items() for arg in ("-e", f"{k}={v}")],
             image,
         )  # fmt: skip
         htpasswd = registry.htpasswd_line(settings.username, digest)
-        copy_files(name, registry.container_files(settings, htpasswd, certificate, key))
+        copy_files(name, registry.container_files(settings, htpasswd, certificate, key, config))
         docker("start", name)
         context = ssl.create_default_context(cadata=certificate)
         wait_for(lambda: registry_status(port, context) == 401, 60, "registry", logs_of=name)

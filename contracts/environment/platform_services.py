@@ -94,6 +94,9 @@ class MlflowServer(Section):
 
 
 class Jenkins(Section):
+    # False leaves Jenkins out of the stack: its image needs the Jenkins base image and plugins
+    # from the internet (the local stack ships without it until that image can be had).
+    enabled: bool = True
     port: int = Port
     agent_port: int = Field(default=50000, ge=1, le=65535)
     admin_username: str = Field(default="admin", min_length=1)

@@ -98,5 +98,8 @@ class ServingSettings(Section):
 
     @property
     def server_image(self) -> str:
-        """The image serving the desired version (the bootstrap image before any promotion)."""
-        return self.image or self.bootstrap_image or f"{self.image_repository}:local"
+        """The image serving the desired version on Kubernetes (the bootstrap image before any
+        promotion; the model validator makes sure one of them is set)."""
+        image = self.image or self.bootstrap_image
+        assert image is not None, "a Kubernetes environment names image or bootstrapImage"
+        return image

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -16,8 +15,10 @@ from modelyard.contracts import variables
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
 from modelyard.infra.components.container_health import port_open
+from modelyard.infra.components.container_secrets import secret_files
+from modelyard.infra.components.image_build import IMAGES, local_image
 
-IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "jenkins"
+IMAGE_CONTEXT = IMAGES / "jenkins"
 BASE_CASC = IMAGE_CONTEXT / "casc.yaml"  # baked into the image as 00-security.yaml
 CASC_DIR = "/etc/jenkins/casc"  # CASC_JENKINS_CONFIG in the image
 ENVIRONMENT_CASC_PATH = f"{CASC_DIR}/10-environment.yaml"
@@ -127,7 +128,8 @@ def controller_environment(
     webhook_token: Any,
     kubeconfigs: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Every variable the two JCasC files reference, by name (values are Pulumi secrets)."""
+    """Every variable the two JCasC files reference, by name (values are Pulumi secrets); JCasC
+    reads each from its file in /run/secrets (container_secrets.py)."""
     values: dict[str, Any] = {
         "JENKINS_ADMIN_ID": settings.admin_username,
         "JENKINS_ADMIN_PASSWORD": admin_password,
@@ -212,13 +214,7 @@ class JenkinsController(pulumi.ComponentResource):
             kubeconfigs={k: pulumi.Output.secret(v) for k, v in args.kubeconfigs.items()},
         )
 
-        image = docker.Image(
-            f"{name}-image",
-            image_name=f"modelyard/jenkins:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
-            skip_push=True,
-            opts=child,
-        )
+        image = local_image(f"{name}-image", "modelyard/jenkins", "jenkins", child)
         volume = docker.Volume(
             f"{name}-home", name=f"modelyard-{args.environment}-jenkins-home", opts=child
         )
@@ -230,7 +226,6 @@ class JenkinsController(pulumi.ComponentResource):
             memory=4096,  # MB: a runaway process is stopped, not the host
             healthcheck=port_open(HTTP_PORT, start_period="180s"),
             user="1000",
-            envs=pulumi.Output.all(*[pulumi.Output.concat(k, "=", v) for k, v in env.items()]),
             ports=[
                 docker.ContainerPortArgs(
                     internal=HTTP_PORT, external=settings.port, ip=target.bind_address
@@ -243,7 +238,8 @@ class JenkinsController(pulumi.ComponentResource):
             uploads=[
                 docker.ContainerUploadArgs(
                     file=ENVIRONMENT_CASC_PATH, content=casc, permissions="0444", owner="1000"
-                )
+                ),
+                *secret_files(env, owner="1000"),
             ],
             labels=[
                 docker.ContainerLabelArgs(label="io.modelyard.environment", value=args.environment),

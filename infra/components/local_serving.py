@@ -1,39 +1,54 @@
 """LocalModelServing: the model server as a container on the local Docker engine.
 
-The local environment's counterpart of ModelServing: same image, port, user and environment
-variables, hardened the same way (non-root, read-only root, no capabilities), restarted by
-Docker when it dies, and health-checked on `/health` so `docker ps` shows whether a model is
-loaded. Pulumi does not wait for "healthy": before any model is promoted the server runs and
-reports not-ready, and provisioning still succeeds.
+The local environment's counterpart of ModelServing: same image, port, user and options
+(contracts/serving_options.py), hardened the same way (non-root, read-only root, no
+capabilities), restarted by Docker when it dies, and health-checked on `/health` so `docker ps`
+shows whether a model is loaded. Pulumi does not wait for "healthy": before any model is
+promoted the server runs and reports not-ready, and provisioning still succeeds.
+
+Before a promotion has written `serving.image`, it runs the server image built here from
+infra/images/serving without a model (it then downloads the promoted version from MLflow).
+MLflow's credentials reach it as ~/.mlflow/credentials in a volume of its own, never as
+environment variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
 from modelyard.contracts import variables
-from modelyard.infra.components.model_serving import SERVING_PORT, SERVING_UID, Release
+from modelyard.infra.components.image_build import local_image
+from modelyard.infra.components.model_serving import (
+    SERVING_HOME,
+    SERVING_PORT,
+    SERVING_UID,
+    Release,
+    credentials_file,
+)
+from modelyard.ml.serving.image import build_context
 
 _HEALTH_PROBE = (
     "import sys, urllib.request; "
     f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{SERVING_PORT}/health', "
     "timeout=3).status == 200 else 1)"
 )
+BOOTSTRAP_REPOSITORY = "modelyard-serving"
 
 
 @dataclass(frozen=True)
 class LocalModelServingArgs:
     environment: str
     model_name: str
+    # The promoted version and its image; image "" runs the server image built here.
     desired: Release
-    tracking_uri: str
+    tracking_uri: pulumi.Input[str]
     host_port: int
     memory_mb: int
     cpus: str
-    networks: Sequence[pulumi.Input[str]] = ()
+    network: pulumi.Input[str] | None = None  # the platform's, to reach its MLflow by name
     env: Mapping[str, str] = field(default_factory=dict)
     # (username, password) for an MLflow server with authentication; the password a secret.
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
@@ -45,18 +60,9 @@ class LocalModelServingArgs:
             raise ValueError(f"memory {self.memory_mb} MB is too little for the model server")
 
 
-def _credential_envs(args: LocalModelServingArgs) -> list[pulumi.Input[str]]:
-    if args.mlflow_credentials is None:
-        return []
-    username, password = args.mlflow_credentials
-    return [
-        pulumi.Output.concat("MLFLOW_TRACKING_USERNAME=", username),
-        pulumi.Output.secret(pulumi.Output.concat("MLFLOW_TRACKING_PASSWORD=", password)),
-    ]
-
-
 class LocalModelServing(pulumi.ComponentResource):
     container_name: pulumi.Output[str]
+    image: pulumi.Output[str]
     url: str
 
     def __init__(
@@ -64,23 +70,55 @@ class LocalModelServing(pulumi.ComponentResource):
     ) -> None:
         args.validate()
         super().__init__("modelyard:serving:LocalModelServing", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
         version = args.desired.version
         model_uri = f"models:/{args.model_name}/{version}" if version is not None else ""
-        env = {
+        image: pulumi.Input[str] = args.desired.image
+        if not args.desired.image:
+            image = local_image(
+                f"{name}-image", BOOTSTRAP_REPOSITORY, "serving", child, write=build_context
+            ).image_name
+        env: dict[str, pulumi.Input[str]] = {
+            **args.env,
             variables.MODEL_URI: model_uri,
             "MLFLOW_TRACKING_URI": args.tracking_uri,
             variables.IMAGE_DIGEST: args.desired.digest,
-            **args.env,
         }
+        volumes: list[docker.ContainerVolumeArgs] = []
+        uploads: list[docker.ContainerUploadArgs] = []
+        if args.mlflow_credentials is not None:
+            env["HOME"] = SERVING_HOME
+            credentials = docker.Volume(
+                f"{name}-mlflow-credentials",
+                name=f"modelyard-{args.environment}-serving-credentials",
+                opts=child,
+            )
+            volumes.append(
+                docker.ContainerVolumeArgs(
+                    volume_name=credentials.name, container_path=f"{SERVING_HOME}/.mlflow"
+                )
+            )
+            # A volume takes the upload while the root filesystem stays read-only.
+            uploads.append(
+                docker.ContainerUploadArgs(
+                    file=f"{SERVING_HOME}/.mlflow/credentials",
+                    content=credentials_file(*args.mlflow_credentials),
+                    permissions="0400",
+                    owner=str(SERVING_UID),
+                    group=str(SERVING_UID),
+                )
+            )
         container = docker.Container(
             f"{name}-server",
             name=f"modelyard-{args.environment}-serving",
-            image=args.desired.image,
-            envs=[f"{k}={v}" for k, v in env.items()] + _credential_envs(args),
+            image=image,
+            envs=[pulumi.Output.concat(k, "=", v) for k, v in env.items()],
             ports=[{"internal": SERVING_PORT, "external": args.host_port, "ip": "127.0.0.1"}],
             user=f"{SERVING_UID}:{SERVING_UID}",
             read_only=True,
             tmpfs={"/tmp": "rw,noexec,nosuid,size=1g"},
+            volumes=volumes,
+            uploads=uploads,
             capabilities={"drops": ["ALL"]},
             security_opts=["no-new-privileges:true"],
             memory=args.memory_mb,
@@ -95,13 +133,16 @@ class LocalModelServing(pulumi.ComponentResource):
                 "start_period": "20s",
             },
             wait=False,
-            networks_advanced=[{"name": network} for network in args.networks],
+            networks_advanced=[{"name": args.network}] if args.network is not None else None,
             labels=[
                 {"label": "modelyard.io/environment", "value": args.environment},
                 {"label": "modelyard.io/model-version", "value": args.desired.label},
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child,
         )
         self.container_name = container.name
+        self.image = pulumi.Output.from_input(image)
         self.url = f"http://127.0.0.1:{args.host_port}"
-        self.register_outputs({"container": self.container_name, "url": self.url})
+        self.register_outputs(
+            {"container": self.container_name, "image": self.image, "url": self.url}
+        )

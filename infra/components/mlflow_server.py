@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import configparser
 import io
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import pulumi
@@ -15,8 +14,11 @@ import pulumi_random as random
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import DockerTarget, MlflowServer, Postgres
 from modelyard.infra.components.container_health import port_open
+from modelyard.infra.components.container_secrets import secret_files
+from modelyard.infra.components.image_build import IMAGES, local_image
 
-IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "mlflow"
+T = TypeVar("T")  # str, or a pulumi Output[str]
+IMAGE_CONTEXT = IMAGES / "mlflow"
 CONTAINER_PORT = 5000
 DATA_DIR = "/var/lib/mlflow"
 ARTIFACTS_DIR = f"{DATA_DIR}/artifacts"
@@ -58,13 +60,14 @@ def auth_database_uri(settings: MlflowServer, postgres_password: str | None) -> 
     return postgres_uri(settings.postgresql, settings.postgresql.auth_database, postgres_password)
 
 
-def render_auth_ini(settings: MlflowServer, database_uri: str) -> str:
-    """The basic-auth app's configuration; the admin password comes from the environment."""
+def render_auth_ini(settings: MlflowServer, database_uri: str, admin_password: str) -> str:
+    """The basic-auth app's configuration, admin password included (a 0400 file)."""
     parser = configparser.ConfigParser(interpolation=None)
     parser["mlflow"] = {
         "default_permission": settings.default_permission,
         "database_uri": database_uri,
         "admin_username": settings.admin_username,
+        "admin_password": refuse_default_password(admin_password),
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access": "false",
         # Each check is a PBKDF2 hash; cache good credentials briefly (a password change
@@ -76,10 +79,21 @@ def render_auth_ini(settings: MlflowServer, database_uri: str) -> str:
     return out.getvalue()
 
 
-def allowed_hosts(settings: MlflowServer, address: str, port: int) -> list[str]:
-    """Host headers the server answers: bare (behind a proxy on 80/443) and with the port."""
+def container_name(environment: str) -> str:
+    """Also its host name on the platform's network."""
+    return f"modelyard-{environment}-mlflow"
+
+
+def allowed_hosts(
+    settings: MlflowServer, address: str, port: int, internal_host: str | None = None
+) -> list[str]:
+    """Host headers the server answers: bare (behind a proxy on 80/443) and with the port; and
+    its name on the platform's network, as containers there address it."""
     hosts = dict.fromkeys([*settings.allowed_hosts, address])
-    return [entry for host in hosts for entry in (host, f"{host}:{port}")]
+    entries = [entry for host in hosts for entry in (host, f"{host}:{port}")]
+    if internal_host is not None:
+        entries.append(f"{internal_host}:{CONTAINER_PORT}")
+    return entries
 
 
 def server_arguments(settings: MlflowServer, hosts: list[str]) -> list[str]:
@@ -95,11 +109,12 @@ def server_arguments(settings: MlflowServer, hosts: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def server_environment(backend_uri: str, admin_password: str, secret_key: str) -> dict[str, str]:
-    """Secrets reach the server as environment variables, never as arguments."""
+def server_secrets(backend_uri: T, secret_key: T) -> dict[str, T]:
+    """Variables the server reads that may hold secrets: files in /run/secrets that the image's
+    `with-secrets` exports (container_secrets.py), never arguments or container environment."""
     return {
+        # A PostgreSQL URI carries its password.
         "MLFLOW_BACKEND_STORE_URI": backend_uri,
-        "MLFLOW_AUTH_ADMIN_PASSWORD": refuse_default_password(admin_password),
         # Signs the auth app's CSRF tokens; stable across restarts and workers.
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
     }
@@ -111,6 +126,7 @@ class MlflowServerArgs:
     settings: MlflowServer
     target: DockerTarget
     provider: pulumi.ProviderResource | None = None
+    network: pulumi.Input[str] | None = None  # the platform's Docker network
     # A Pulumi secret, for the postgresql backend.
     postgres_password: pulumi.Input[str] | None = None
 
@@ -129,6 +145,7 @@ class TrackingServer(pulumi.ComponentResource):
     """`mlflow server --app-name basic-auth` in a container, with its image and data volume."""
 
     url: pulumi.Output[str]
+    internal_url: pulumi.Output[str]
     admin_username: pulumi.Output[str]
     admin_password: pulumi.Output[str]
 
@@ -155,37 +172,30 @@ class TrackingServer(pulumi.ComponentResource):
             if args.postgres_password is not None
             else pulumi.Output.from_input(None)
         )
-        auth_ini = db_password.apply(
-            lambda pw: render_auth_ini(settings, auth_database_uri(settings, pw))
+        auth_ini = pulumi.Output.all(db_password, admin_password).apply(
+            lambda v: render_auth_ini(settings, auth_database_uri(settings, v[0]), v[1])
         )
-        env = pulumi.Output.all(db_password, admin_password, secret_key.result).apply(
-            lambda v: server_environment(backend_store_uri(settings, v[0]), v[1], v[2])
-        )
+        backend_uri = db_password.apply(lambda pw: backend_store_uri(settings, pw))
 
-        envs: pulumi.Output[list[str]] = pulumi.Output.secret(env.apply(_envs))
-
-        image = docker.Image(
-            f"{name}-image",
-            image_name=f"modelyard/mlflow:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
-            skip_push=True,
-            opts=child,
-        )
+        image = local_image(f"{name}-image", "modelyard/mlflow", "mlflow", child)
+        host = container_name(args.environment)
         volume = docker.Volume(
             f"{name}-data", name=f"modelyard-{args.environment}-mlflow-data", opts=child
         )
         self.container = docker.Container(
             f"{name}-container",
-            name=f"modelyard-{args.environment}-mlflow",
+            name=host,
             image=image.image_name,
             restart="unless-stopped",
             memory=2048,  # MB: a runaway process is stopped, not the host
             healthcheck=port_open(CONTAINER_PORT, start_period="60s"),
             user=RUN_AS,
             command=server_arguments(
-                settings, allowed_hosts(settings, target.address, settings.port)
+                settings, allowed_hosts(settings, target.address, settings.port, host)
             ),
-            envs=envs,
+            networks_advanced=(
+                [docker.ContainerNetworksAdvancedArgs(name=args.network)] if args.network else None
+            ),
             ports=[
                 docker.ContainerPortArgs(
                     internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
@@ -199,7 +209,8 @@ class TrackingServer(pulumi.ComponentResource):
                     permissions="0400",
                     owner=RUN_AS,
                     group=RUN_AS,
-                )
+                ),
+                *secret_files(server_secrets(backend_uri, secret_key.result), owner=RUN_AS),
             ],
             labels=[
                 docker.ContainerLabelArgs(label="io.modelyard.environment", value=args.environment),
@@ -209,6 +220,7 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         self.url = pulumi.Output.from_input(f"http://{target.address}:{settings.port}")
+        self.internal_url = pulumi.Output.from_input(f"http://{host}:{CONTAINER_PORT}")
         self.admin_username = pulumi.Output.from_input(settings.admin_username)
         self.admin_password = admin_password
         self.register_outputs(
@@ -218,7 +230,3 @@ class TrackingServer(pulumi.ComponentResource):
                 "adminPassword": self.admin_password,
             }
         )
-
-
-def _envs(values: Mapping[str, str]) -> list[str]:
-    return [f"{key}={value}" for key, value in values.items()]

@@ -36,6 +36,21 @@ TRACK_LABEL = "modelyard.io/track"
 SERVING_HOME = "/tmp/home"
 
 
+def credentials_file(
+    username: pulumi.Input[str], password: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """~/.mlflow/credentials, which MLflow reads: the server's credentials as a file, never as
+    environment variables (a pod's spec and `docker inspect` show those)."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(username, password).apply(
+            lambda pair: (
+                f"[mlflow]\nmlflow_tracking_username = {pair[0]}\n"
+                f"mlflow_tracking_password = {pair[1]}\n"
+            )
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Release:
     """One model version and the image that serves it (version None: no model yet)."""
@@ -180,18 +195,11 @@ class ModelServing(pulumi.ComponentResource):
 
     def _credentials(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
         assert args.mlflow_credentials is not None
-        username, password = args.mlflow_credentials
-        ini: pulumi.Output[Any] = pulumi.Output.all(username, password).apply(
-            lambda pair: (
-                f"[mlflow]\nmlflow_tracking_username = {pair[0]}\n"
-                f"mlflow_tracking_password = {pair[1]}\n"
-            )
-        )
         return k8s.core.v1.Secret(
             f"{name}-mlflow-credentials",
             metadata=self._meta(name, args, "-mlflow-credentials"),
             type="Opaque",
-            string_data={"credentials": pulumi.Output.secret(ini)},
+            string_data={"credentials": credentials_file(*args.mlflow_credentials)},
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
@@ -21,8 +19,9 @@ from modelyard.contracts.environment.platform_services import (
     registry_host,
 )
 from modelyard.infra.components.container_health import port_open
+from modelyard.infra.components.image_build import IMAGES, local_image
 
-IMAGE_CONTEXT = Path(__file__).resolve().parents[1] / "images" / "registry"
+IMAGE_CONTEXT = IMAGES / "registry"
 CONTAINER_PORT = 5000
 CONFIG_DIR = "/etc/docker/registry"
 DATA_DIR = "/var/lib/docker-registry"
@@ -35,8 +34,10 @@ KEY_PATH = f"{CONFIG_DIR}/tls/key.pem"
 T = TypeVar("T")
 
 
-def render_config(settings: Registry) -> str:
-    """config.yml of the registry: every environment's registry runs with exactly this."""
+def render_config(settings: Registry, http_secret: str) -> str:
+    """config.yml of the registry: every environment's registry runs with exactly this.
+    `http_secret` signs upload state (stable, so a restart keeps uploads in flight); it is in
+    this 0400 file, never in the container's environment, which `docker inspect` shows."""
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info", "fields": {"service": "registry"}},
@@ -56,6 +57,7 @@ def render_config(settings: Registry) -> str:
         },
         "http": {
             "addr": f":{CONTAINER_PORT}",
+            "secret": http_secret,
             "tls": {"certificate": CERT_PATH, "key": KEY_PATH},
             "headers": {"X-Content-Type-Options": ["nosniff"]},
         },
@@ -81,20 +83,16 @@ class ContainerFile:
 
 
 def container_files(
-    settings: Registry, htpasswd: T, certificate: T, key: T
+    settings: Registry, htpasswd: T, certificate: T, key: T, config: T
 ) -> dict[str, ContainerFile]:
-    """Every file the registry container needs, keyed by path; the key is readable only by it."""
+    """Every file the registry container needs, keyed by path; secrets readable only by it.
+    `config` is `render_config`'s text (an Output when its secret is one)."""
     return {
-        CONFIG_PATH: ContainerFile(render_config(settings)),
+        CONFIG_PATH: ContainerFile(config, "0400", RUN_AS),
         HTPASSWD_PATH: ContainerFile(htpasswd, "0400", RUN_AS),
         CERT_PATH: ContainerFile(certificate),
         KEY_PATH: ContainerFile(key, "0400", RUN_AS),
     }
-
-
-def container_environment(http_secret: T) -> dict[str, T]:
-    # Signs upload state; set explicitly so a restart does not invalidate uploads in flight.
-    return {"REGISTRY_HTTP_SECRET": http_secret}
 
 
 def garbage_collect_arguments() -> list[str]:
@@ -108,6 +106,7 @@ class RegistryArgs:
     settings: Registry
     target: DockerTarget
     provider: pulumi.ProviderResource | None = None
+    network: pulumi.Input[str] | None = None  # the platform's Docker network
     # A provided certificate (PEM) and its key (a Pulumi secret); None: generate them.
     certificate: pulumi.Input[str] | None = None
     key: pulumi.Input[str] | None = None
@@ -165,17 +164,13 @@ class ImageRegistry(pulumi.ComponentResource):
         digest: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash)
         htpasswd = digest.apply(lambda value: htpasswd_line(settings.username, value))
 
-        image = docker.Image(
-            f"{name}-image",
-            image_name=f"modelyard/registry:{args.environment}",
-            build=docker.DockerBuildArgs(context=str(IMAGE_CONTEXT)),
-            skip_push=True,
-            opts=child,
-        )
+        image = local_image(f"{name}-image", "modelyard/registry", "registry", child)
         volume = docker.Volume(
             f"{name}-data", name=f"modelyard-{args.environment}-registry-data", opts=child
         )
-        files = container_files(settings, htpasswd, certificate, key)
+        signing: pulumi.Output[str] = pulumi.Output.secret(http_secret.result)
+        config = signing.apply(lambda secret: render_config(settings, secret))
+        files = container_files(settings, htpasswd, certificate, key, config)
         self.container = docker.Container(
             f"{name}-container",
             name=f"modelyard-{args.environment}-registry",
@@ -184,7 +179,6 @@ class ImageRegistry(pulumi.ComponentResource):
             memory=512,  # MB: a runaway process is stopped, not the host
             healthcheck=port_open(CONTAINER_PORT, start_period="10s"),
             user=RUN_AS,
-            envs=_envs(container_environment(pulumi.Output.secret(http_secret.result))),
             ports=[
                 docker.ContainerPortArgs(
                     internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
@@ -198,6 +192,9 @@ class ImageRegistry(pulumi.ComponentResource):
                 for path, f in files.items()
             ],
             labels=_labels(args.environment, "registry"),
+            networks_advanced=(
+                [docker.ContainerNetworksAdvancedArgs(name=args.network)] if args.network else None
+            ),
             opts=child,
         )
         if settings.garbage_collect:
@@ -266,11 +263,6 @@ class ImageRegistry(pulumi.ComponentResource):
             opts=opts,
         )
         return cert.cert_pem, pulumi.Output.secret(key.private_key_pem)
-
-
-def _envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
-    """`KEY=value` list for Docker; secret when any value is."""
-    return pulumi.Output.all(*[pulumi.Output.concat(k, "=", v) for k, v in values.items()])
 
 
 def _labels(environment: str, role: str) -> list[docker.ContainerLabelArgs]:

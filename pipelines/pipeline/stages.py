@@ -16,7 +16,7 @@ from modelyard.contracts import artifacts, tags
 from modelyard.contracts.environment import Environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
 from modelyard.pipelines.errors import PipelineError
-from modelyard.pipelines.files import tree_digest
+from modelyard.contracts.digests import tree_digest
 from modelyard.pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]

@@ -91,7 +91,7 @@ def test_mlflow_tracking_uri_variable_wins_over_the_file(
 ) -> None:
     settings = load_environment("local").mlflow
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri(settings) == "http://127.0.0.1:5000"
+    assert tracking_uri(settings) == "http://127.0.0.1:5500"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:6111")
     assert tracking_uri(settings) == "http://127.0.0.1:6111"
 

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from modelyard.infra.components.mlflow_server import IMAGE_CONTEXT as MLFLOW_CONTEXT
+from modelyard.infra.components.image_build import copy_image_folder
 
 from tests.docker_helpers import RUN_ID, build_image, docker
-
-
-def _host_ca_bundle() -> Path | None:
-    """The CA bundle this machine trusts (a TLS-intercepting proxy's CA lives there)."""
-    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
-                      "/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")
 def mlflow_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tag = f"modelyard-test/mlflow:{RUN_ID}"
     context = tmp_path_factory.mktemp("mlflow-image") / "context"
-    shutil.copytree(MLFLOW_CONTEXT, context)
-    bundle = _host_ca_bundle()
-    if bundle is not None:  # see infra/images/mlflow/build-ca/README.md
-        shutil.copy(bundle, context / "build-ca" / "host.crt")
+    copy_image_folder("mlflow")(context)  # as `pulumi up` assembles it, the host's CA included
     build_image(tag, context)
     yield tag
     docker("rmi", "-f", tag, check=False)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from modelyard.contracts.environment import ConfigError, load_environment
 from modelyard.infra.components import mlflow_server as component
+from modelyard.infra.components.container_secrets import SECRETS_DIR
 from modelyard.infra.components.registry import ContainerFile
 from modelyard.pipelines.local_mlflow import free_port
 
@@ -26,23 +27,28 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 
 
 def _create(image: str, name: str, volume: str, port: int, admin_password: str) -> None:
-    """`docker create` + uploads: the same command, environment and files as the component."""
+    """`docker create` + uploads: the same command and files as the component, no secret in the
+    container's environment."""
     platform = load_environment("local").platform
     assert platform is not None
     settings = platform.mlflow
     hosts = component.allowed_hosts(settings, platform.docker.address, port)
-    env = component.server_environment(
-        component.backend_store_uri(settings, None), admin_password, secrets.token_urlsafe(32)
+    secret_files = component.server_secrets(
+        component.backend_store_uri(settings, None), secrets.token_urlsafe(32)
     )
     docker(
         "create", "--name", name, "--user", component.RUN_AS,
         "-p", f"127.0.0.1:{port}:{component.CONTAINER_PORT}",
         "-v", f"{volume}:{component.DATA_DIR}",
-        *[arg for k, v in env.items() for arg in ("-e", f"{k}={v}")],
         image, *component.server_arguments(settings, hosts),
     )  # fmt: skip
-    ini = component.render_auth_ini(settings, component.auth_database_uri(settings, None))
-    copy_files(name, {component.AUTH_INI_PATH: ContainerFile(ini, "0400", component.RUN_AS)})
+    ini = component.render_auth_ini(
+        settings, component.auth_database_uri(settings, None), admin_password
+    )
+    files = {component.AUTH_INI_PATH: ContainerFile(ini, "0400", component.RUN_AS)}
+    for variable, value in secret_files.items():
+        files[f"{SECRETS_DIR}/{variable}"] = ContainerFile(value, "0400", component.RUN_AS)
+    copy_files(name, files)
 
 
 def _get(url: str, auth: tuple[str, str] | None = None, host: str | None = None) -> int:
@@ -157,32 +163,33 @@ def test_artifact_paths_with_dot_dot_are_refused(
     assert outside.returncode != 0
 
 
-def test_server_runs_as_non_root_and_keeps_secrets_off_the_command_line(
+def test_server_runs_as_non_root_and_keeps_secrets_off_its_command_line_and_environment(
     server: dict[str, Any],
 ) -> None:
     assert docker("exec", server["name"], "id", "-u") == component.RUN_AS
-    arguments = docker("inspect", "--format", "{{json .Args}}", server["name"])
-    assert server["auth"][1] not in arguments
+    inspected = docker("inspect", server["name"])
+    assert server["auth"][1] not in inspected
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in inspected
     mode = docker("exec", server["name"], "stat", "-c", "%a %u", component.AUTH_INI_PATH)
     assert mode == f"400 {component.RUN_AS}"
 
 
 def test_the_default_admin_password_is_refused_before_and_at_start(mlflow_image: str) -> None:
+    settings = load_environment("local").platform.mlflow  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="password1234"):
-        component.server_environment("sqlite:///x.db", component.DEFAULT_ADMIN_PASSWORD, "k")
+        component.render_auth_ini(settings, "sqlite:///x.db", component.DEFAULT_ADMIN_PASSWORD)
     # the image refuses it too, should anyone start it by hand with the old default
     name = f"modelyard-test-mlflow-default-{RUN_ID}"
-    platform = load_environment("local").platform
-    assert platform is not None
-    settings = platform.mlflow
     try:
         docker(
             "create", "--name", name,
-            "-e", f"MLFLOW_AUTH_ADMIN_PASSWORD={component.DEFAULT_ADMIN_PASSWORD}",
             "-e", f"MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_urlsafe(32)}",
             mlflow_image, *component.server_arguments(settings, ["127.0.0.1"]),
         )  # fmt: skip
-        ini = component.render_auth_ini(settings, component.auth_database_uri(settings, None))
+        placeholder = secrets.token_urlsafe(16)
+        ini = component.render_auth_ini(
+            settings, component.auth_database_uri(settings, None), placeholder
+        ).replace(placeholder, component.DEFAULT_ADMIN_PASSWORD)
         copy_files(name, {component.AUTH_INI_PATH: ContainerFile(ini, "0400", component.RUN_AS)})
         result = subprocess.run(
             ["docker", "start", "--attach", name], capture_output=True, timeout=120, check=False

@@ -95,7 +95,8 @@ def test_garbage_collection_runs_against_the_read_only_store(
     settings = running_registry["settings"].model_copy(
         update={"read_only": True, "garbage_collect": True}
     )
-    files = registry.container_files(settings, *running_registry["files"])
+    config = registry.render_config(settings, "a-test-http-secret")
+    files = registry.container_files(settings, *running_registry["files"], config)
     config = yaml.safe_load(files[registry.CONFIG_PATH].content)
     assert config["storage"]["maintenance"]["readonly"]["enabled"] is True
     name = f"modelyard-test-registry-gc-{RUN_ID}"

@@ -213,10 +213,16 @@ def test_args_are_validated_before_any_resource_exists() -> None:
 def test_local_environment_serves_from_a_hardened_self_restarting_container() -> None:
     state = render("local")
     serving = [r for r in state.resources if r.name.startswith("local-serving")]
+    # Before a promotion names an image, the server image is built on the engine itself.
     assert [r.type for r in serving] == [
         "docker:index/container:Container",
+        "docker:index/image:Image",
+        "docker:index/volume:Volume",  # MLflow's credentials, as a file
         "modelyard:serving:LocalModelServing",
     ]
+    image = state.by_name()["local-serving-image"].inputs
+    assert image["imageName"].startswith("modelyard-serving:")
+    assert image["skipPush"] is True
     assert not state.of_type("kubernetes:apps/v1:Deployment")
     server = state.by_name()["local-serving-server"]
     inputs = server.inputs
@@ -229,8 +235,11 @@ def test_local_environment_serves_from_a_hardened_self_restarting_container() ->
     assert "/health" in " ".join(inputs["healthcheck"]["tests"])
     assert inputs["wait"] is False  # provisioning succeeds before a model is promoted
     assert inputs["memory"] == 1024
-    # The platform's MLflow password is among them, so the whole list renders masked.
-    assert inputs["envs"] == "[secret]"
+    assert inputs["image"] == image["imageName"]
+    # MLflow by its name on the platform's network (127.0.0.1 would be the container itself)
+    envs = dict(e.split("=", 1) for e in inputs["envs"])
+    assert envs["MLFLOW_TRACKING_URI"] == "http://modelyard-local-mlflow:5000"
+    assert inputs["networksAdvanced"] == [{"name": "modelyard-local"}]
 
 
 def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_text() -> None:
@@ -250,5 +259,11 @@ def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_tex
         "secret": {"secretName": "auth-mlflow-credentials", "defaultMode": 0o440},
     } in volumes
     local = one(state, "container:Container").inputs
-    # Docker takes credentials only as env vars; Pulumi then keeps the whole list secret.
-    assert local["envs"] == "[secret]"
+    # As on Kubernetes: a 0400 file in a volume of its own, HOME pointing there; no env var.
+    envs = dict(e.split("=", 1) for e in local["envs"])
+    assert envs["HOME"] == "/tmp/home" and not [n for n in envs if "PASSWORD" in n]
+    assert local["uploads"] == "[secret]"  # the credentials file, mode 0400 (local_serving.py)
+    assert {
+        "containerPath": "/tmp/home/.mlflow",
+        "volumeName": "modelyard-local-serving-credentials",
+    } in local["volumes"]

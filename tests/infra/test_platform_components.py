@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -20,12 +21,15 @@ import yaml
 from modelyard.contracts.environment import ConfigError, environment_path, load_environment
 from modelyard.contracts.environment.loader import read_stack_file
 from modelyard.infra.components import jenkins, mlflow_server, registry
+from modelyard.infra.components.container_secrets import SECRETS_DIR
 from modelyard.infra.platform_services import build_platform
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.rpc import is_rpc_secret
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from tests.helpers import edit_environment
 
 ENVIRONMENTS = ["local", "staging", "production"]
 COMPONENT_TYPES = {
@@ -145,8 +149,10 @@ def run_platform(env: str) -> Run:
     def program() -> None:
         platform = build_platform(environment)
         platform.export()
-        for key in ("registry_address", "mlflow_url", "jenkins_url"):
+        for key in ("registry_address", "mlflow_url", "mlflow_internal_url", "network"):
             getattr(platform, key).apply(lambda v, k=key: outputs.__setitem__(k, v))
+        if platform.jenkins is not None:
+            platform.jenkins.url.apply(lambda v: outputs.__setitem__("jenkins_url", v))
         platform.registry_password.apply(lambda v: outputs.__setitem__("registry_password", v))
 
     _sync_await(run_pulumi_func(program))
@@ -155,6 +161,15 @@ def run_platform(env: str) -> Run:
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
 def run(request: pytest.FixtureRequest) -> tuple[str, Run]:
+    return request.param, run_platform(request.param)
+
+
+# The environments whose stack runs Jenkins (local leaves it out: its image needs the internet).
+WITH_JENKINS = ["staging", "production"]
+
+
+@pytest.fixture(scope="module", params=WITH_JENKINS)
+def jenkins_run(request: pytest.FixtureRequest) -> tuple[str, Run]:
     return request.param, run_platform(request.param)
 
 
@@ -184,14 +199,17 @@ def _unwrap(value: Any) -> Any:
 def test_every_child_is_parented_and_named_after_its_component(run: tuple[str, Run]) -> None:
     env, result = run
     components = {r.name: r for r in result.resources if r.type in COMPONENT_TYPES}
-    assert {r.type for r in components.values()} == COMPONENT_TYPES
     for resource in result.resources:
-        if resource.type in COMPONENT_TYPES or resource.type.startswith("pulumi:providers:"):
+        # The network is shared by the components, so it belongs to none of them.
+        if resource.type in COMPONENT_TYPES or resource.type.startswith(
+            ("pulumi:providers:", "docker:index/network:Network")
+        ):
             assert resource.parent is None, resource
             continue
         assert resource.parent in components, f"{resource.name} ({resource.type}) has no component"
         assert resource.name.startswith(f"{resource.parent}-"), resource.name
-    assert set(components) == {f"{env}-registry", f"{env}-mlflow", f"{env}-jenkins"}
+    jenkins_component = {f"{env}-jenkins"} if env in WITH_JENKINS else set()
+    assert set(components) == {f"{env}-registry", f"{env}-mlflow", *jenkins_component}
 
 
 def test_no_plain_text_secret_in_any_resource_input(run: tuple[str, Run]) -> None:
@@ -203,12 +221,18 @@ def test_no_plain_text_secret_in_any_resource_input(run: tuple[str, Run]) -> Non
     assert leaks == []
 
 
-def test_container_environments_and_credentials_are_secret(run: tuple[str, Run]) -> None:
+def test_no_container_gets_a_secret_in_its_environment(run: tuple[str, Run]) -> None:
+    """`docker inspect` shows a container's environment: secrets go in as 0400 files."""
     _, result = run
     containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
-    assert len(containers) == 3
+    assert containers
     for container in containers:
-        assert is_rpc_secret(container.inputs["envs"]), container.name
+        envs = container.inputs.get("envs", [])
+        assert not is_rpc_secret(envs), container.name
+        assert not [e for e in _unwrap(envs) if e.split("=", 1)[1] in result.secrets]
+        for upload in _unwrap(container.inputs.get("uploads", [])):
+            if upload["file"].startswith(SECRETS_DIR):
+                assert upload["permissions"] == "0400", (container.name, upload["file"])
     assert result.outputs["registry_password"] in result.secrets
 
 
@@ -216,14 +240,26 @@ def test_local_platform_runs_on_this_engine_bound_to_loopback() -> None:
     result = run_platform("local")
     assert not [r for r in result.resources if r.type == "pulumi:providers:docker"]
     containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
-    assert len(containers) == 3
+    assert {c.name for c in containers} == {"local-registry-container", "local-mlflow-container"}
     for container in containers:
         for port in _unwrap(container.inputs["ports"]):
             assert port["ip"] == "127.0.0.1"
         assert _unwrap(container.inputs["user"]) not in ("", "0", "root")
+        # on the platform's network, where serving reaches MLflow by name
+        assert _unwrap(container.inputs["networksAdvanced"]) == [{"name": "modelyard-local"}]
     assert result.outputs["registry_address"] == "127.0.0.1:5443"
-    assert result.outputs["mlflow_url"] == "http://127.0.0.1:5000"
+    assert result.outputs["mlflow_url"] == "http://127.0.0.1:5500"
+    assert result.outputs["mlflow_internal_url"] == "http://modelyard-local-mlflow:5000"
+    # Jenkins is left out of the local stack by its one documented key
+    assert "jenkins_url" not in result.outputs
+    assert not [r for r in result.resources if "jenkins" in r.name]
+
+
+def test_jenkins_joins_a_stack_by_its_key(environments: Path) -> None:
+    edit_environment(environments, "local", {"platform.jenkins.enabled": True})
+    result = run_platform("local")
     assert result.outputs["jenkins_url"] == "http://127.0.0.1:8080"
+    assert result.one("docker:index/container:Container", "jenkins-container")
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -268,7 +304,7 @@ def test_mlflow_auth_backend_artifacts_and_allowed_hosts(run: tuple[str, Run]) -
     settings = load_environment(env).platform  # type: ignore[union-attr]
     assert settings is not None
     raw = result.one("docker:index/container:Container", "mlflow-container").inputs
-    assert is_rpc_secret(raw["envs"])
+    assert "envs" not in raw  # every secret is a file (container_secrets.py)
     container = _unwrap(raw)
     command = container["command"]
     assert command[command.index("--app-name") + 1] == "basic-auth"
@@ -278,11 +314,16 @@ def test_mlflow_auth_backend_artifacts_and_allowed_hosts(run: tuple[str, Run]) -
     for host in settings.mlflow.allowed_hosts:
         assert host in hosts
     assert f"{settings.docker.address}:{settings.mlflow.port}" in hosts
-    envs = dict(e.split("=", 1) for e in container["envs"])
-    assert envs["MLFLOW_AUTH_ADMIN_PASSWORD"] in result.secrets
-    assert envs["MLFLOW_AUTH_ADMIN_PASSWORD"] != mlflow_server.DEFAULT_ADMIN_PASSWORD
-    backend = envs["MLFLOW_BACKEND_STORE_URI"]
-    ini = container["uploads"][0]["content"]
+    uploads = {u["file"]: u for u in container["uploads"]}
+    secret_files = {path for path, u in uploads.items() if path.startswith(SECRETS_DIR)}
+    assert secret_files == {f"{SECRETS_DIR}/MLFLOW_BACKEND_STORE_URI",
+                            f"{SECRETS_DIR}/MLFLOW_FLASK_SERVER_SECRET_KEY"}  # fmt: skip
+    assert all(uploads[path]["permissions"] == "0400" for path in secret_files)
+    backend = uploads[f"{SECRETS_DIR}/MLFLOW_BACKEND_STORE_URI"]["content"]
+    ini = uploads[mlflow_server.AUTH_INI_PATH]["content"]
+    [password] = [line.split(" = ", 1)[1] for line in ini.splitlines()
+                  if line.startswith("admin_password")]  # fmt: skip
+    assert password in result.secrets and password != mlflow_server.DEFAULT_ADMIN_PASSWORD
     if settings.mlflow.backend == "postgresql":
         assert env != "local"
         assert backend.startswith("postgresql://") and "sslmode=" in backend
@@ -290,17 +331,21 @@ def test_mlflow_auth_backend_artifacts_and_allowed_hosts(run: tuple[str, Run]) -
     else:
         assert backend == f"sqlite:///{mlflow_server.DATA_DIR}/mlflow.db"
         assert "database_uri = sqlite:///" in ini
-    assert "admin_password" not in ini
 
 
-def test_jenkins_casc_and_environment_match(run: tuple[str, Run]) -> None:
-    env, result = run
+def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> None:
+    env, result = jenkins_run
     settings = load_environment(env).platform  # type: ignore[union-attr]
     assert settings is not None
     raw = result.one("docker:index/container:Container", "jenkins-container").inputs
     container = _unwrap(raw)
     casc = container["uploads"][0]["content"]
-    provided = {e.split("=", 1)[0] for e in container["envs"]}
+    # JCasC resolves ${NAME} from the file /run/secrets/NAME by itself.
+    provided = {
+        u["file"].removeprefix(f"{SECRETS_DIR}/")
+        for u in container["uploads"]
+        if u["file"].startswith(SECRETS_DIR)
+    }
     base = jenkins.BASE_CASC.read_text()
     assert jenkins.referenced_variables(casc) | jenkins.referenced_variables(base) <= provided
     document = yaml.safe_load(casc)

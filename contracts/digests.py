@@ -1,4 +1,4 @@
-"""Facts about local files the kit packages or builds from."""
+"""Digests the kit records or names things by: the same files give the same digest anywhere."""
 
 from __future__ import annotations
 
