@@ -30,6 +30,7 @@ DRIFT_BATCH = 50  # the server samples up to 50 rows of each request
 
 DEMO_MLFLOW_PORT = 5000
 
+
 @dataclass
 class DemoOutcome:
     mlflow_url: str = ""

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.contracts import artifacts, tags
+from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import Environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
 from modelyard.pipelines.errors import PipelineError
-from modelyard.contracts.digests import tree_digest
 from modelyard.pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]

@@ -8,11 +8,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import project_root
 from modelyard.ml.spec import ModelSpec
 from modelyard.pipelines.docker_cli import docker, stream
 from modelyard.pipelines.errors import PipelineError
-from modelyard.contracts.digests import tree_digest
 
 IMAGE_DIR = Path("infra/images/train")
 HOST_CA = Path("build-ca/host.crt")  # trusted while building only; not part of the tag
