@@ -25,7 +25,8 @@ from modelyard.contracts.environment import project_root
 from modelyard.infra.render import RenderedState, render
 
 # What a past revision needs to render itself.
-_PROGRAM_PATHS = ("infra", "Pulumi.yaml")
+# What the program imports (contracts/ since the namespace; ml/ for the serving image).
+_PROGRAM_PATHS = ("contracts", "infra", "ml", "Pulumi.yaml")
 VERSION_LABEL = "modelyard.io/model-version"
 
 
@@ -210,9 +211,12 @@ def _render_commit(environment: str, commit: str, revision: str, repo: Path) -> 
         return RenderedState(environment)  # the environment is new: everything is added
     if _git(repo, "cat-file", "-e", f"{commit}:infra/render.py") is None:
         raise DiffError(f"{revision} predates `infra render`: diff against a later revision")
+    present = [
+        p for p in _PROGRAM_PATHS if _git(repo, "cat-file", "-e", f"{commit}:{p}") is not None
+    ]
     with tempfile.TemporaryDirectory(prefix="modelyard-diff-") as tmp:
         archive = subprocess.run(
-            ["git", "-C", str(repo), "archive", "--format=tar", commit, *_PROGRAM_PATHS, env_file],
+            ["git", "-C", str(repo), "archive", "--format=tar", commit, *present, env_file],
             capture_output=True,
             check=False,
         )
@@ -221,7 +225,11 @@ def _render_commit(environment: str, commit: str, revision: str, repo: Path) -> 
         with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
         env = {k: v for k, v in os.environ.items() if k != variables.ENVIRONMENTS_DIR}
-        env["PYTHONPATH"] = tmp
+        # The base's own code as the `modelyard` namespace, found before the installed one.
+        namespace = Path(tmp, ".namespace")
+        namespace.mkdir()
+        (namespace / "modelyard").symlink_to(tmp)
+        env["PYTHONPATH"] = str(namespace)
         result = subprocess.run(
             [sys.executable, "-m", "modelyard.infra.render", environment],
             cwd=tmp,

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from modelyard.contracts.environment import ConfigError, environment_path, load_environment
+from modelyard.contracts.environment import (
+    ConfigError,
+    environment_path,
+    load_environment,
+    project_root,
+)
 from modelyard.contracts.environment.loader import read_stack_file
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
@@ -131,8 +136,12 @@ def mask(value: Any) -> Any:
 def _portable(value: Any) -> Any:
     """Paths inside the checkout (image build contexts) as `./relative`: the same program
     renders the same state wherever it is checked out, so diffs show only real changes."""
-    if isinstance(value, str) and value.startswith(_CHECKOUT):
-        return "./" + value[len(_CHECKOUT) :]
+    if isinstance(value, str):
+        # The program's checkout, or the project it runs for (its state folder lives there).
+        for root in (_CHECKOUT, f"{project_root()}/"):
+            if value.startswith(root):
+                return "./" + value[len(root) :]
+        return value
     if isinstance(value, dict):
         return {k: _portable(v) for k, v in value.items()}
     if isinstance(value, list):
