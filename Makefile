@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup checkov demo test test-fast lint bench clean
+.PHONY: setup checkov demo test test-fast lint bench clean tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ test: setup checkov
 
 ## test-fast: the quick loop (no slow or Docker-backed tests)
 test-fast: setup
-	$(BIN)/pytest -m "not slow and not docker" -x -q
+	$(BIN)/pytest -m "not slow and not docker and not engine" -x -q
 
 ## lint: ruff, mypy and yamllint
 lint: setup
@@ -55,3 +55,8 @@ bench: setup
 
 clean:
 	rm -rf .modelyard build .pytest_cache .mypy_cache .ruff_cache
+
+## tools: the pinned Pulumi engine (tools/versions.env), built from Go modules once per machine
+## into ~/.cache/modelyard/tools (tools/README.md); `modelyard infra ...` finds it there
+tools:
+	bash tools/build.sh

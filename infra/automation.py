@@ -1,8 +1,10 @@
-"""`modelyard infra up|preview ENV`: the Pulumi Automation API over the real Pulumi CLI.
+"""`modelyard infra preview|up|refresh|destroy ENV`: the Pulumi Automation API over the real
+Pulumi CLI, the one `make tools` builds (tools/versions.env pins it).
 
 The program is the project's own (`Pulumi.yaml` -> infra/__main__.py), its stack config the
-environment file (stackConfigDir: environments), its state a local file backend unless
-PULUMI_BACKEND_URL names another one.
+environment file (stackConfigDir: environments), its state a file backend in the state folder
+unless PULUMI_BACKEND_URL names another one, its secrets the passphrase provider. Nothing
+reaches for the internet: no update check, no plugin downloads.
 """
 
 from __future__ import annotations
@@ -10,73 +12,108 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from modelyard.contracts.environment import ConfigError, load_environment, project_root
 from modelyard.contracts.state import pulumi_state_dir
 from pulumi import automation as auto
 
-INSTALL_HINT = (
-    "install it (https://www.pulumi.com/docs/iac/download-install/, e.g. "
-    "`curl -fsSL https://get.pulumi.com | sh`) and put it on PATH"
-)
+Operation = Literal["preview", "up", "refresh", "destroy"]
+OFFLINE = {
+    "PULUMI_SKIP_UPDATE_CHECK": "true",
+    "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+}
 
 
 class PulumiCliMissing(ConfigError):
-    """The Pulumi CLI the Automation API drives is not installed or does not run."""
+    """The Pulumi CLI the Automation API drives is not built or does not run."""
 
 
 @dataclass(frozen=True)
 class Result:
-    summary: str
-    outputs: dict[str, str]  # secrets shown as [secret]
+    env: str
+    operation: Operation
+    outcome: str  # succeeded, failed, or "preview"
+    # The engine's own summary: created/updated/replaced/deleted/unchanged -> count.
+    changes: dict[str, int]
+    outputs: dict[str, Any] = field(default_factory=dict)  # secrets masked unless asked
+
+    @property
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {op}" for op, n in sorted(self.changes.items()) if n)
+        return f"{self.env}: {self.operation} {self.outcome}: {counts or 'no changes'}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.env,
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "changes": self.changes,
+            "outputs": self.outputs,
+        }
+
+
+def pinned_versions() -> dict[str, str]:
+    """tools/versions.env: what `make tools` builds and the SDKs are pinned to."""
+    text = (Path(__file__).resolve().parents[1] / "tools" / "versions.env").read_text("utf-8")
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def tools_dir() -> Path:
+    return Path(os.environ.get("MODELYARD_TOOLS_DIR") or Path.home() / ".cache/modelyard/tools")
+
+
+def pulumi_command() -> auto.PulumiCommand:
+    """The pinned CLI: built by `make tools`, or a `pulumi` on PATH at that version."""
+    version = pinned_versions()["PULUMI_VERSION"]
+    built = tools_dir() / f"pulumi-{version}" / "bin" / "pulumi"
+    on_path = shutil.which("pulumi")
+    candidates = [str(built)] if built.is_file() else []
+    candidates += [on_path] if on_path else []
+    for found in candidates:
+        try:
+            command = auto.PulumiCommand(
+                root=str(Path(found).resolve().parent.parent), skip_version_check=True
+            )
+        except (OSError, subprocess.CalledProcessError, auto.errors.CommandError):
+            continue
+        # Another version would ask for plugins other than the ones built for the SDKs.
+        if command.version is not None and str(command.version) == version:
+            return command
+    raise PulumiCliMissing(
+        f"no Pulumi CLI {version} here (looked in {built.parent} and on PATH): run `make tools`, "
+        "which builds it from Go modules once per machine (tools/README.md). Without it, "
+        "`modelyard infra render ENV` and `infra diff` show the program's desired state offline."
+    )
 
 
 def state_backend() -> str:
     """PULUMI_BACKEND_URL when set, else a file backend in the state folder (contracts/state.py)."""
     configured = os.environ.get("PULUMI_BACKEND_URL")
     if configured:
+        if configured.startswith("file://"):  # the engine wants the folder to exist
+            Path(configured.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         return configured
     folder = pulumi_state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return folder.resolve().as_uri()
 
 
-def pulumi_command() -> auto.PulumiCommand:
-    found = shutil.which("pulumi")
-    home_install = Path.home() / ".pulumi" / "bin" / "pulumi"
-    if found is None and home_install.is_file():
-        found = str(home_install)
-    if found is None:
-        raise PulumiCliMissing(
-            f"the Pulumi CLI is not installed (no `pulumi` on PATH or in {home_install.parent}): "
-            f"{INSTALL_HINT}. Without it, `modelyard infra render ENV` and `infra diff` show the "
-            "same program's desired state offline."
-        )
-    try:
-        return auto.PulumiCommand(root=str(Path(found).resolve().parent.parent))
-    except (OSError, subprocess.CalledProcessError, auto.errors.CommandError) as exc:
-        raise PulumiCliMissing(
-            f"the Pulumi CLI at {found} does not run ({exc}): {INSTALL_HINT}"
-        ) from None
-    except auto.errors.InvalidVersionError as exc:
-        raise PulumiCliMissing(
-            f"the Pulumi CLI at {found} is too old ({exc}): {INSTALL_HINT}"
-        ) from None
-
-
 def _require_passphrase(backend: str) -> None:
-    # The environment files' `secure:` values are decrypted with the stack's passphrase; without it
-    # the CLI would stop at an interactive prompt the Automation API cannot answer.
+    # Stack secrets are encrypted with the stack's passphrase; without it the CLI would stop at an
+    # interactive prompt the Automation API cannot answer.
     if backend.startswith("file://") and not (
         os.environ.get("PULUMI_CONFIG_PASSPHRASE")
         or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     ):
         raise ConfigError(
-            "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) is not set: the local "
-            "state backend encrypts stack secrets with it. Export it and re-run."
+            "PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) is not set: the stack's "
+            "secrets are encrypted with it (the shipped examples use `modelyard-example`, "
+            "README). Export it and re-run."
         )
 
 
@@ -88,25 +125,64 @@ def select_stack(env: str) -> auto.Stack:
     _require_passphrase(backend)
     root = project_root()
     options = auto.LocalWorkspaceOptions(
-        work_dir=str(root), pulumi_command=command, env_vars={"PULUMI_BACKEND_URL": backend}
+        work_dir=str(root),
+        pulumi_command=command,
+        env_vars={"PULUMI_BACKEND_URL": backend, **OFFLINE},
+        secrets_provider="passphrase",
     )
     return auto.create_or_select_stack(stack_name=env, work_dir=str(root), opts=options)
 
 
-def preview(env: str, on_output: Callable[[str], None] = print) -> Result:
-    stack = select_stack(env)
-    result = stack.preview(diff=True, on_output=on_output)
-    changes = ", ".join(f"{op} {n}" for op, n in sorted(result.change_summary.items()))
-    return Result(f"{env}: preview: {changes or 'no changes'}", {})
+class EngineFailed(ConfigError):
+    """The engine refused or failed the operation; its own words are in the message."""
 
 
-def up(env: str, on_output: Callable[[str], None] = print) -> Result:
+def run(
+    env: str,
+    operation: Operation,
+    on_output: Callable[[str], None] = print,
+    show_secrets: bool = False,
+) -> Result:
+    try:
+        return _run(env, operation, on_output, show_secrets)
+    except auto.errors.CommandError as exc:
+        said = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("error")]
+        raise EngineFailed(
+            f"pulumi {operation} of {env} failed: " + " / ".join(said[-4:] or ["no output"])
+        ) from None
+
+
+def _run(
+    env: str, operation: Operation, on_output: Callable[[str], None], show_secrets: bool
+) -> Result:
     stack = select_stack(env)
-    result = stack.up(on_output=on_output)
-    changes = result.summary.resource_changes or {}
-    summary = ", ".join(f"{op} {n}" for op, n in sorted(changes.items()))
-    outputs = {
-        key: "[secret]" if value.secret else str(value.value)
-        for key, value in result.outputs.items()
+    if operation == "preview":
+        preview = stack.preview(diff=True, on_output=on_output)
+        return Result(env, operation, "preview", _counts(preview.change_summary))
+    if operation == "up":
+        done: Any = stack.up(on_output=on_output)
+    elif operation == "refresh":
+        done = stack.refresh(on_output=on_output)
+    else:
+        done = stack.destroy(on_output=on_output)
+    outputs = _outputs(stack.outputs(), show_secrets) if operation != "destroy" else {}
+    changes = _counts(done.summary.resource_changes or {})
+    return Result(env, operation, str(done.summary.result), changes, outputs)
+
+
+def _counts(changes: Mapping[Any, int]) -> dict[str, int]:
+    """The engine's operation names, as people read them: create -> created, same -> unchanged."""
+    words = {"create": "created", "update": "updated", "replace": "replaced",
+             "delete": "deleted", "same": "unchanged"}  # fmt: skip
+    counts = dict.fromkeys(words.values(), 0)
+    for op, n in changes.items():
+        name = str(getattr(op, "value", op))
+        counts[words.get(name, name)] = counts.get(words.get(name, name), 0) + int(n)
+    return counts
+
+
+def _outputs(outputs: Mapping[str, auto.OutputValue], show_secrets: bool) -> dict[str, Any]:
+    return {
+        key: value.value if show_secrets or not value.secret else "[secret]"
+        for key, value in sorted(outputs.items())
     }
-    return Result(f"{env}: {result.summary.result}: {summary or 'no changes'}", outputs)

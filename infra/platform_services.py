@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_docker as docker
 from modelyard.contracts.environment import ConfigError, Environment
 from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.infra.components.jenkins import JenkinsArgs, JenkinsController
 from modelyard.infra.components.mlflow_server import MlflowServerArgs, TrackingServer
 from modelyard.infra.components.registry import ImageRegistry, RegistryArgs
+from modelyard.infra.providers.docker_engine import Network
 from modelyard.infra.stack_secrets import StackSecrets
 
 
@@ -71,15 +71,9 @@ def build_platform(environment: Environment) -> PlatformOutputs:
         )
     name = environment.name
     secrets = StackSecrets("platform") if _has_secrets(environment) else None
-    provider = None
-    if not settings.local:
-        # A remote engine: every container, volume and image build happens on that host.
-        provider = docker.Provider(f"{name}-docker", host=settings.docker.host)
-    network = docker.Network(
-        f"{name}-network",
-        name=f"modelyard-{name}",
-        opts=pulumi.ResourceOptions(provider=provider),
-    )
+    # Every container, volume and image build happens on the engine at platform.docker.host
+    # (this machine's when unset).
+    network = Network(f"{name}-network", name=f"modelyard-{name}", host=settings.docker.host)
 
     tls = settings.registry.tls
     registry = ImageRegistry(
@@ -88,7 +82,6 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             environment=name,
             settings=settings.registry,
             target=settings.docker,
-            provider=provider,
             network=network.name,
             certificate=tls.certificate if tls.source == "provided" else None,
             key=_secret(secrets, "registry", "tls", "key") if tls.key is not None else None,
@@ -100,7 +93,6 @@ def build_platform(environment: Environment) -> PlatformOutputs:
             environment=name,
             settings=settings.mlflow,
             target=settings.docker,
-            provider=provider,
             network=network.name,
             postgres_password=(
                 _secret(secrets, "mlflow", "postgresql", "password")
@@ -121,9 +113,7 @@ def build_platform(environment: Environment) -> PlatformOutputs:
         mlflow_username=mlflow.admin_username,
         mlflow_password=mlflow.admin_password,
         jenkins=(
-            _jenkins(environment, registry, mlflow, provider, secrets)
-            if settings.jenkins.enabled
-            else None
+            _jenkins(environment, registry, mlflow, secrets) if settings.jenkins.enabled else None
         ),
     )
 
@@ -132,7 +122,6 @@ def _jenkins(
     environment: Environment,
     registry: ImageRegistry,
     mlflow: TrackingServer,
-    provider: docker.Provider | None,
     secrets: StackSecrets | None,
 ) -> JenkinsOutputs:
     settings = environment.platform
@@ -144,7 +133,6 @@ def _jenkins(
             environment=name,
             settings=settings.jenkins,
             target=settings.docker,
-            provider=provider,
             registry_address=registry.address,
             registry_username=registry.username,
             registry_password=registry.password,

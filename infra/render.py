@@ -29,6 +29,8 @@ from modelyard.contracts.environment import (
     project_root,
 )
 from modelyard.contracts.environment.loader import read_stack_file
+from modelyard.infra.providers.resource_types import CERTIFICATE, PASSWORD
+from pulumi.dynamic.dynamic import PROVIDER_KEY
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.rpc import UNKNOWN, is_rpc_secret
@@ -155,18 +157,27 @@ def _mask_leaves(value: Any) -> Any:
     return SECRET
 
 
+def _without_provider(properties: Any) -> Any:
+    """A dynamic resource's inputs, less the pickled implementation the engine runs it with."""
+    inputs = pulumi_mocks.rpc.deserialize_properties(properties)
+    inputs.pop(PROVIDER_KEY, None)
+    inputs.pop("fingerprint", None)  # the docker resources' own bookkeeping (docker_engine.py)
+    return inputs
+
+
 class _Mocks(pulumi_mocks.Mocks):
     """Every resource's outputs are its inputs, so names and references resolve as in a deploy."""
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         # Generated secrets have no inputs to echo: stand-ins, so dependants render.
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            outputs.update(result=f"generated-{args.name}", bcryptHash="$2b$04$" + "0" * 53)
-        elif args.typ == "tls:index/privateKey:PrivateKey":
-            outputs.update(privateKeyPem=f"[generated key {args.name}]", publicKeyPem="")
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
-            outputs["certPem"] = f"[generated certificate {args.name}]"
+        if args.typ == PASSWORD:
+            outputs.update(result=f"generated-{args.name}", bcrypt_hash="$2b$04$" + "0" * 53)
+        elif args.typ == CERTIFICATE:
+            outputs.update(
+                cert_pem=f"[generated certificate {args.name}]",
+                private_key_pem=f"[generated key {args.name}]",
+            )
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -189,7 +200,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 parent=parent.name if parent else None,
                 custom=bool(request.custom),
-                inputs=_portable(mask(pulumi_mocks.rpc.deserialize_properties(request.object))),
+                inputs=_portable(mask(_without_provider(request.object))),
             )
         return response
 

@@ -5,14 +5,14 @@ connections is what the restart policy and the policy pack's probe rule care abo
 
 from __future__ import annotations
 
-import pulumi_docker as docker
+from typing import Any
 
 
-def port_open(port: int, start_period: str = "60s") -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(
-        tests=["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-        interval="15s",
-        timeout="5s",
-        retries=3,
-        start_period=start_period,
-    )
+def port_open(port: int, start_period: str = "60s") -> dict[str, Any]:
+    return {
+        "test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
+        "interval": "15s",
+        "timeout": "5s",
+        "retries": 3,
+        "start_period": start_period,
+    }

@@ -9,23 +9,23 @@ before the server starts."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 
 SECRETS_DIR = "/run/secrets"
 
 
-def secret_files(
-    values: Mapping[str, pulumi.Input[str]], owner: str
-) -> list[docker.ContainerUploadArgs]:
+def secret_files(values: Mapping[str, pulumi.Input[str]], owner: str) -> list[dict[str, Any]]:
+    """Uploads (infra/providers/docker_engine.Container) of each value as a 0400 file."""
     return [
-        docker.ContainerUploadArgs(
-            file=f"{SECRETS_DIR}/{name}",
-            content=pulumi.Output.secret(value),
-            permissions="0400",
-            owner=owner,
-            group=owner,
-        )
+        upload(f"{SECRETS_DIR}/{name}", pulumi.Output.secret(value), "0400", owner)
         for name, value in sorted(values.items())
     ]
+
+
+def upload(
+    path: str, content: pulumi.Input[str], permissions: str = "0444", owner: str = "0"
+) -> dict[str, Any]:
+    """A file written into a container before it starts."""
+    return {"file": path, "content": content, "permissions": permissions, "owner": owner}

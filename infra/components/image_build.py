@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
-import pulumi_docker as docker
 from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.state import image_contexts_dir
+from modelyard.infra.providers.docker_engine import Image
 from modelyard.ml.serving.image import host_ca_bundle
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
@@ -57,14 +57,13 @@ def local_image(
     name: str,
     opts: pulumi.ResourceOptions,
     write: Callable[[Path], object] | None = None,
-) -> docker.Image:
-    """Build `repository:<context digest>` on the engine; never pushed (containers on the same
-    engine run it). `write` assembles the context (default: infra/images/NAME)."""
+    host: str | None = None,
+) -> Image:
+    """Build `repository:<context digest>` on the engine at `host` (default: this machine's);
+    never pushed: containers on the same engine run it. `write` assembles the context (default:
+    infra/images/NAME)."""
     context, digest = prepared_context(name, write or copy_image_folder(name))
-    return docker.Image(
-        resource_name,
-        image_name=f"{repository}:{digest}",
-        build=docker.DockerBuildArgs(context=str(context)),
-        skip_push=True,
+    return Image(
+        resource_name, image_name=f"{repository}:{digest}", context=str(context), host=host,
         opts=opts,
-    )
+    )  # fmt: skip

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_docker as docker
-import pulumi_random as random
 import yaml
 from modelyard.contracts import variables
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
 from modelyard.infra.components.container_health import port_open
-from modelyard.infra.components.container_secrets import secret_files
+from modelyard.infra.components.container_secrets import secret_files, upload
 from modelyard.infra.components.image_build import IMAGES, local_image
+from modelyard.infra.providers.docker_engine import Container, Volume
+from modelyard.infra.providers.generated_secrets import Password
 
 IMAGE_CONTEXT = IMAGES / "jenkins"
 BASE_CASC = IMAGE_CONTEXT / "casc.yaml"  # baked into the image as 00-security.yaml
@@ -157,7 +157,6 @@ class JenkinsArgs:
     mlflow_password: pulumi.Input[str]
     # Kubeconfig per deployment environment (Pulumi secrets), keyed like settings.kubeconfigs.
     kubeconfigs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    provider: pulumi.ProviderResource | None = None
 
 
 def _validate(args: JenkinsArgs) -> None:
@@ -185,15 +184,12 @@ class JenkinsController(pulumi.ComponentResource):
     ) -> None:
         _validate(args)
         super().__init__("modelyard:platform:Jenkins", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        plain = pulumi.ResourceOptions(parent=self)
-        settings, target = args.settings, args.target
+        child = pulumi.ResourceOptions(parent=self)
+        settings, target, engine = args.settings, args.target, args.target.host
         url = f"http://{target.address}:{settings.port}"
 
-        admin = random.RandomPassword(
-            f"{name}-admin-password", length=32, special=False, opts=plain
-        )
-        token = random.RandomPassword(f"{name}-webhook-token", length=40, special=False, opts=plain)
+        admin = Password(f"{name}-admin-password", length=32, opts=child)
+        token = Password(f"{name}-webhook-token", length=40, opts=child)
         casc = pulumi.Output.all(args.registry_address, args.mlflow_url).apply(
             lambda v: render_environment_casc(
                 settings,
@@ -214,37 +210,39 @@ class JenkinsController(pulumi.ComponentResource):
             kubeconfigs={k: pulumi.Output.secret(v) for k, v in args.kubeconfigs.items()},
         )
 
-        image = local_image(f"{name}-image", "modelyard/jenkins", "jenkins", child)
-        volume = docker.Volume(
-            f"{name}-home", name=f"modelyard-{args.environment}-jenkins-home", opts=child
-        )
-        self.container = docker.Container(
+        image = local_image(f"{name}-image", "modelyard/jenkins", "jenkins", child, host=engine)
+        volume = Volume(
+            f"{name}-home", name=f"modelyard-{args.environment}-jenkins-home", host=engine,
+            opts=child,
+        )  # fmt: skip
+        self.container = Container(
             f"{name}-container",
-            name=f"modelyard-{args.environment}-jenkins",
-            image=image.image_name,
-            restart="unless-stopped",
-            memory=4096,  # MB: a runaway process is stopped, not the host
-            healthcheck=port_open(HTTP_PORT, start_period="180s"),
-            user="1000",
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=HTTP_PORT, external=settings.port, ip=target.bind_address
-                ),
-                docker.ContainerPortArgs(
-                    internal=AGENT_PORT, external=settings.agent_port, ip=target.bind_address
-                ),
-            ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=HOME)],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=ENVIRONMENT_CASC_PATH, content=casc, permissions="0444", owner="1000"
-                ),
-                *secret_files(env, owner="1000"),
-            ],
-            labels=[
-                docker.ContainerLabelArgs(label="io.modelyard.environment", value=args.environment),
-                docker.ContainerLabelArgs(label="io.modelyard.role", value="jenkins"),
-            ],
+            {
+                "name": f"modelyard-{args.environment}-jenkins",
+                "host": engine,
+                "image": image.image_name,
+                "restart": "unless-stopped",
+                "memory_mb": 4096,  # a runaway process is stopped, not the host
+                "healthcheck": port_open(HTTP_PORT, start_period="180s"),
+                "user": "1000",
+                "ports": [
+                    {"internal": HTTP_PORT, "external": settings.port, "ip": target.bind_address},
+                    {
+                        "internal": AGENT_PORT,
+                        "external": settings.agent_port,
+                        "ip": target.bind_address,
+                    },
+                ],
+                "volumes": [{"volume": volume.name, "path": HOME}],
+                "uploads": [
+                    upload(ENVIRONMENT_CASC_PATH, casc, "0444", "1000"),
+                    *secret_files(env, owner="1000"),
+                ],
+                "labels": {
+                    "io.modelyard.environment": args.environment,
+                    "io.modelyard.role": "jenkins",
+                },
+            },
             opts=child,
         )
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
-import pulumi_docker as docker
 from modelyard.contracts import variables
+from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import local_image
 from modelyard.infra.components.model_serving import (
     SERVING_HOME,
@@ -28,6 +29,7 @@ from modelyard.infra.components.model_serving import (
     Release,
     credentials_file,
 )
+from modelyard.infra.providers.docker_engine import Container, Volume
 from modelyard.ml.serving.image import build_context
 
 _HEALTH_PROBE = (
@@ -84,60 +86,59 @@ class LocalModelServing(pulumi.ComponentResource):
             "MLFLOW_TRACKING_URI": args.tracking_uri,
             variables.IMAGE_DIGEST: args.desired.digest,
         }
-        volumes: list[docker.ContainerVolumeArgs] = []
-        uploads: list[docker.ContainerUploadArgs] = []
+        volumes: list[dict[str, pulumi.Input[str]]] = []
+        uploads: list[dict[str, Any]] = []
         if args.mlflow_credentials is not None:
             env["HOME"] = SERVING_HOME
-            credentials = docker.Volume(
+            credentials = Volume(
                 f"{name}-mlflow-credentials",
                 name=f"modelyard-{args.environment}-serving-credentials",
                 opts=child,
             )
-            volumes.append(
-                docker.ContainerVolumeArgs(
-                    volume_name=credentials.name, container_path=f"{SERVING_HOME}/.mlflow"
-                )
-            )
+            volumes.append({"volume": credentials.name, "path": f"{SERVING_HOME}/.mlflow"})
             # A volume takes the upload while the root filesystem stays read-only.
             uploads.append(
-                docker.ContainerUploadArgs(
-                    file=f"{SERVING_HOME}/.mlflow/credentials",
-                    content=credentials_file(*args.mlflow_credentials),
-                    permissions="0400",
-                    owner=str(SERVING_UID),
-                    group=str(SERVING_UID),
+                upload(
+                    f"{SERVING_HOME}/.mlflow/credentials",
+                    credentials_file(*args.mlflow_credentials),
+                    "0400",
+                    str(SERVING_UID),
                 )
             )
-        container = docker.Container(
+        container = Container(
             f"{name}-server",
-            name=f"modelyard-{args.environment}-serving",
-            image=image,
-            envs=[pulumi.Output.concat(k, "=", v) for k, v in env.items()],
-            ports=[{"internal": SERVING_PORT, "external": args.host_port, "ip": "127.0.0.1"}],
-            user=f"{SERVING_UID}:{SERVING_UID}",
-            read_only=True,
-            tmpfs={"/tmp": "rw,noexec,nosuid,size=1g"},
-            volumes=volumes,
-            uploads=uploads,
-            capabilities={"drops": ["ALL"]},
-            security_opts=["no-new-privileges:true"],
-            memory=args.memory_mb,
-            cpus=args.cpus,
-            # The monitor the mission asks for: Docker starts the server again when it dies.
-            restart="unless-stopped",
-            healthcheck={
-                "tests": ["CMD", "python3", "-c", _HEALTH_PROBE],
-                "interval": "10s",
-                "timeout": "5s",
-                "retries": 3,
-                "start_period": "20s",
+            {
+                "name": f"modelyard-{args.environment}-serving",
+                "image": image,
+                "envs": [pulumi.Output.concat(k, "=", v) for k, v in env.items()],
+                "ports": [
+                    {"internal": SERVING_PORT, "external": args.host_port, "ip": "127.0.0.1"}
+                ],
+                "user": f"{SERVING_UID}:{SERVING_UID}",
+                "read_only": True,
+                "tmpfs": {"/tmp": "rw,noexec,nosuid,size=1g"},
+                "volumes": volumes,
+                "uploads": uploads,
+                "capabilities_drop": ["ALL"],
+                "security_opts": ["no-new-privileges:true"],
+                "memory_mb": args.memory_mb,
+                "cpus": args.cpus,
+                # The monitor the mission asks for: Docker starts the server again when it dies.
+                "restart": "unless-stopped",
+                # Not waited on: before the first promotion the server runs and is not ready.
+                "healthcheck": {
+                    "test": ["CMD", "python3", "-c", _HEALTH_PROBE],
+                    "interval": "10s",
+                    "timeout": "5s",
+                    "retries": 3,
+                    "start_period": "20s",
+                },
+                "networks": [args.network] if args.network is not None else [],
+                "labels": {
+                    "modelyard.io/environment": args.environment,
+                    "modelyard.io/model-version": args.desired.label,
+                },
             },
-            wait=False,
-            networks_advanced=[{"name": args.network}] if args.network is not None else None,
-            labels=[
-                {"label": "modelyard.io/environment", "value": args.environment},
-                {"label": "modelyard.io/model-version", "value": args.desired.label},
-            ],
             opts=child,
         )
         self.container_name = container.name

@@ -9,13 +9,13 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import pulumi
-import pulumi_docker as docker
-import pulumi_random as random
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import DockerTarget, MlflowServer, Postgres
 from modelyard.infra.components.container_health import port_open
-from modelyard.infra.components.container_secrets import secret_files
+from modelyard.infra.components.container_secrets import secret_files, upload
 from modelyard.infra.components.image_build import IMAGES, local_image
+from modelyard.infra.providers.docker_engine import Container, Volume
+from modelyard.infra.providers.generated_secrets import Password
 
 T = TypeVar("T")  # str, or a pulumi Output[str]
 IMAGE_CONTEXT = IMAGES / "mlflow"
@@ -125,7 +125,6 @@ class MlflowServerArgs:
     environment: str
     settings: MlflowServer
     target: DockerTarget
-    provider: pulumi.ProviderResource | None = None
     network: pulumi.Input[str] | None = None  # the platform's Docker network
     # A Pulumi secret, for the postgresql backend.
     postgres_password: pulumi.Input[str] | None = None
@@ -154,19 +153,12 @@ class TrackingServer(pulumi.ComponentResource):
     ) -> None:
         _validate(args)
         super().__init__("modelyard:platform:MlflowServer", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        settings, target = args.settings, args.target
+        child = pulumi.ResourceOptions(parent=self)
+        settings, target, engine = args.settings, args.target, args.target.host
 
-        admin = random.RandomPassword(
-            f"{name}-admin-password",
-            length=32,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        admin = Password(f"{name}-admin-password", length=32, opts=child)
         admin_password: pulumi.Output[str] = pulumi.Output.secret(admin.result)
-        secret_key = random.RandomPassword(
-            f"{name}-secret-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
+        secret_key = Password(f"{name}-secret-key", length=48, opts=child)
         db_password = (
             pulumi.Output.secret(args.postgres_password)
             if args.postgres_password is not None
@@ -177,45 +169,43 @@ class TrackingServer(pulumi.ComponentResource):
         )
         backend_uri = db_password.apply(lambda pw: backend_store_uri(settings, pw))
 
-        image = local_image(f"{name}-image", "modelyard/mlflow", "mlflow", child)
+        image = local_image(f"{name}-image", "modelyard/mlflow", "mlflow", child, host=engine)
         host = container_name(args.environment)
-        volume = docker.Volume(
-            f"{name}-data", name=f"modelyard-{args.environment}-mlflow-data", opts=child
-        )
-        self.container = docker.Container(
+        volume = Volume(
+            f"{name}-data", name=f"modelyard-{args.environment}-mlflow-data", host=engine,
+            opts=child,
+        )  # fmt: skip
+        self.container = Container(
             f"{name}-container",
-            name=host,
-            image=image.image_name,
-            restart="unless-stopped",
-            memory=2048,  # MB: a runaway process is stopped, not the host
-            healthcheck=port_open(CONTAINER_PORT, start_period="60s"),
-            user=RUN_AS,
-            command=server_arguments(
-                settings, allowed_hosts(settings, target.address, settings.port, host)
-            ),
-            networks_advanced=(
-                [docker.ContainerNetworksAdvancedArgs(name=args.network)] if args.network else None
-            ),
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
-                )
-            ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=AUTH_INI_PATH,
-                    content=pulumi.Output.secret(auth_ini),
-                    permissions="0400",
-                    owner=RUN_AS,
-                    group=RUN_AS,
+            {
+                "name": host,
+                "host": engine,
+                "image": image.image_name,
+                "restart": "unless-stopped",
+                "memory_mb": 2048,  # a runaway process is stopped, not the host
+                "healthcheck": port_open(CONTAINER_PORT, start_period="60s"),
+                "user": RUN_AS,
+                "command": server_arguments(
+                    settings, allowed_hosts(settings, target.address, settings.port, host)
                 ),
-                *secret_files(server_secrets(backend_uri, secret_key.result), owner=RUN_AS),
-            ],
-            labels=[
-                docker.ContainerLabelArgs(label="io.modelyard.environment", value=args.environment),
-                docker.ContainerLabelArgs(label="io.modelyard.role", value="mlflow"),
-            ],
+                "networks": [args.network] if args.network else [],
+                "ports": [
+                    {
+                        "internal": CONTAINER_PORT,
+                        "external": settings.port,
+                        "ip": target.bind_address,
+                    },
+                ],
+                "volumes": [{"volume": volume.name, "path": DATA_DIR}],
+                "uploads": [
+                    upload(AUTH_INI_PATH, pulumi.Output.secret(auth_ini), "0400", RUN_AS),
+                    *secret_files(server_secrets(backend_uri, secret_key.result), owner=RUN_AS),
+                ],
+                "labels": {
+                    "io.modelyard.environment": args.environment,
+                    "io.modelyard.role": "mlflow",
+                },
+            },
             opts=child,
         )
 

@@ -281,8 +281,10 @@ class ModelServing(pulumi.ComponentResource):
                     "secret": {"secret_name": credentials.metadata.name, "default_mode": 0o440},
                 }
             )
-        metadata = self._meta(name, args, f"-{track.role}")
-        metadata["annotations"] = annotations
+        metadata: dict[str, Any] = {
+            **self._meta(name, args, f"-{track.role}"),
+            "annotations": annotations,
+        }
         # The pod is built up as plain dicts (the container gains env and mounts conditionally);
         # tests/infra validates the rendered manifests against the Kubernetes schema instead.
         template: Any = {

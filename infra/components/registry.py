@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulumi
-import pulumi_docker as docker
-import pulumi_random as random
-import pulumi_tls as tls
 import yaml
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.platform_services import (
@@ -19,7 +16,10 @@ from modelyard.contracts.environment.platform_services import (
     registry_host,
 )
 from modelyard.infra.components.container_health import port_open
+from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import IMAGES, local_image
+from modelyard.infra.providers.docker_engine import Container, Volume
+from modelyard.infra.providers.generated_secrets import Password, SelfSignedCertificate
 
 IMAGE_CONTEXT = IMAGES / "registry"
 CONTAINER_PORT = 5000
@@ -105,7 +105,6 @@ class RegistryArgs:
     environment: str
     settings: Registry
     target: DockerTarget
-    provider: pulumi.ProviderResource | None = None
     network: pulumi.Input[str] | None = None  # the platform's Docker network
     # A provided certificate (PEM) and its key (a Pulumi secret); None: generate them.
     certificate: pulumi.Input[str] | None = None
@@ -152,77 +151,63 @@ class ImageRegistry(pulumi.ComponentResource):
     ) -> None:
         _validate(args)
         super().__init__("modelyard:platform:Registry", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        plain = pulumi.ResourceOptions(parent=self)  # random/tls: no Docker provider
-        settings, target = args.settings, args.target
+        child = pulumi.ResourceOptions(parent=self)
+        settings, target, host = args.settings, args.target, args.target.host
 
-        password = random.RandomPassword(f"{name}-password", length=32, special=False, opts=plain)
-        http_secret = random.RandomPassword(
-            f"{name}-http-secret", length=48, special=False, opts=plain
-        )
-        certificate, key = self._certificate(name, args, plain)
+        password = Password(f"{name}-password", length=32, opts=child)
+        http_secret = Password(f"{name}-http-secret", length=48, opts=child)
+        certificate, key = self._certificate(name, args, child)
         digest: pulumi.Output[str] = pulumi.Output.secret(password.bcrypt_hash)
         htpasswd = digest.apply(lambda value: htpasswd_line(settings.username, value))
-
-        image = local_image(f"{name}-image", "modelyard/registry", "registry", child)
-        volume = docker.Volume(
-            f"{name}-data", name=f"modelyard-{args.environment}-registry-data", opts=child
-        )
         signing: pulumi.Output[str] = pulumi.Output.secret(http_secret.result)
         config = signing.apply(lambda secret: render_config(settings, secret))
+
+        image = local_image(f"{name}-image", "modelyard/registry", "registry", child, host=host)
+        volume = Volume(
+            f"{name}-data", name=f"modelyard-{args.environment}-registry-data", host=host,
+            opts=child,
+        )  # fmt: skip
         files = container_files(settings, htpasswd, certificate, key, config)
-        self.container = docker.Container(
+        uploads = [upload(path, f.content, f.mode, f.owner) for path, f in files.items()]
+        self.container = Container(
             f"{name}-container",
-            name=f"modelyard-{args.environment}-registry",
-            image=image.image_name,
-            restart="unless-stopped",
-            memory=512,  # MB: a runaway process is stopped, not the host
-            healthcheck=port_open(CONTAINER_PORT, start_period="10s"),
-            user=RUN_AS,
-            ports=[
-                docker.ContainerPortArgs(
-                    internal=CONTAINER_PORT, external=settings.port, ip=target.bind_address
-                )
-            ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=path, content=f.content, permissions=f.mode, owner=f.owner, group=f.owner
-                )
-                for path, f in files.items()
-            ],
-            labels=_labels(args.environment, "registry"),
-            networks_advanced=(
-                [docker.ContainerNetworksAdvancedArgs(name=args.network)] if args.network else None
-            ),
+            {
+                "name": f"modelyard-{args.environment}-registry",
+                "host": host,
+                "image": image.image_name,
+                "restart": "unless-stopped",
+                "memory_mb": 512,  # a runaway process is stopped, not the host
+                "healthcheck": port_open(CONTAINER_PORT, start_period="10s"),
+                "user": RUN_AS,
+                "ports": [
+                    {
+                        "internal": CONTAINER_PORT,
+                        "external": settings.port,
+                        "ip": target.bind_address,
+                    }
+                ],
+                "volumes": [{"volume": volume.name, "path": DATA_DIR}],
+                "uploads": uploads,
+                "labels": _labels(args.environment, "registry"),
+                "networks": [args.network] if args.network else [],
+            },
             opts=child,
         )
         if settings.garbage_collect:
             # Runs once per `pulumi up` against the same storage; the registry is read-only.
-            docker.Container(
+            Container(
                 f"{name}-garbage-collect",
-                name=f"modelyard-{args.environment}-registry-gc",
-                image=image.image_name,
-                user=RUN_AS,
-                command=garbage_collect_arguments(),
-                must_run=False,
-                volumes=[
-                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)
-                ],
-                uploads=[
-                    docker.ContainerUploadArgs(
-                        file=path,
-                        content=f.content,
-                        permissions=f.mode,
-                        owner=f.owner,
-                        group=f.owner,
-                    )
-                    for path, f in files.items()
-                ],
-                labels=_labels(args.environment, "registry-gc"),
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=[self.container]
-                ),
+                {
+                    "name": f"modelyard-{args.environment}-registry-gc",
+                    "host": host,
+                    "image": image.image_name,
+                    "user": RUN_AS,
+                    "command": garbage_collect_arguments(),
+                    "volumes": [{"volume": volume.name, "path": DATA_DIR}],
+                    "uploads": uploads,
+                    "labels": _labels(args.environment, "registry-gc"),
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
             )
 
         self.address = pulumi.Output.from_input(registry_address(target, settings))
@@ -246,27 +231,19 @@ class ImageRegistry(pulumi.ComponentResource):
         if args.certificate is not None and args.key is not None:
             return args.certificate, pulumi.Output.secret(args.key)
         host = registry_host(args.target, args.settings)
-        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
         # Valid for the registry's name, the platform host's, and loopback on that host.
         known = {"localhost", "127.0.0.1", host, args.target.address}
-        names = {n for n in known if not _is_ip(n)}
-        ips = {n for n in known if _is_ip(n)}
-        cert = tls.SelfSignedCert(
-            f"{name}-tls-cert",
-            private_key_pem=key.private_key_pem,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=host, organization="modelyard"),
-            dns_names=sorted(names),
-            ip_addresses=sorted(ips),
-            validity_period_hours=args.settings.tls.validity_days * 24,
-            early_renewal_hours=30 * 24,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+        cert = SelfSignedCertificate(
+            f"{name}-tls",
+            common_name=host,
+            organization="modelyard",
+            dns_names=sorted(n for n in known if not _is_ip(n)),
+            ip_addresses=sorted(n for n in known if _is_ip(n)),
+            validity_days=args.settings.tls.validity_days,
             opts=opts,
         )
-        return cert.cert_pem, pulumi.Output.secret(key.private_key_pem)
+        return cert.cert_pem, pulumi.Output.secret(cert.private_key_pem)
 
 
-def _labels(environment: str, role: str) -> list[docker.ContainerLabelArgs]:
-    return [
-        docker.ContainerLabelArgs(label="io.modelyard.environment", value=environment),
-        docker.ContainerLabelArgs(label="io.modelyard.role", value=role),
-    ]
+def _labels(environment: str, role: str) -> dict[str, str]:
+    return {"io.modelyard.environment": environment, "io.modelyard.role": role}

@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from modelyard.infra.providers.resource_types import CONTAINER
+
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NAMESPACE = "kubernetes:core/v1:Namespace"
-DOCKER_CONTAINER = "docker:index/container:Container"
+DOCKER_CONTAINER = CONTAINER  # infra/providers/docker_engine.py
 _POD_TEMPLATES = {
     DEPLOYMENT: ("spec", "template", "spec"),
     "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
@@ -111,7 +113,7 @@ def non_root(type_: str, props: dict[str, Any]) -> list[str]:
 
 def probes(type_: str, props: dict[str, Any]) -> list[str]:
     if type_ == DOCKER_CONTAINER:
-        return [] if _get(props, "healthcheck", "tests") else ["container has no healthcheck"]
+        return [] if _get(props, "healthcheck", "test") else ["container has no healthcheck"]
     spec = pod_spec(type_, props)
     if spec is None or type_ in ("kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"):
         return []
@@ -125,7 +127,7 @@ def probes(type_: str, props: dict[str, Any]) -> list[str]:
 
 def resource_limits(type_: str, props: dict[str, Any]) -> list[str]:
     if type_ == DOCKER_CONTAINER:
-        return [] if props.get("memory") else ["container has no memory limit"]
+        return [] if props.get("memory_mb") else ["container has no memory limit"]
     spec = pod_spec(type_, props)
     if spec is None:
         return []

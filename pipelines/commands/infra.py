@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from modelyard.pipelines.errors import PipelineError
+
+if TYPE_CHECKING:  # the Automation API loads only for the commands that use it
+    from modelyard.infra.automation import Operation
 
 OutputFormat = Literal["json", "yaml"]
 DiffFormat = Literal["text", "json"]
@@ -21,24 +24,63 @@ def register(app: typer.Typer) -> None:
 
 # --- provisioning: the Automation API over the real Pulumi CLI ---
 
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the outputs and the engine's change summary as JSON.")
+]
+ShowSecrets = Annotated[
+    bool, typer.Option("--show-secrets", help="Show secret outputs in plain text (with --json).")
+]
+
+
+def _provision(env: str, operation: Operation, as_json: bool, show_secrets: bool) -> None:
+    from modelyard.infra.automation import run
+
+    # With --json, the engine's progress goes to stderr and stdout holds one JSON document.
+    result = run(env, operation, lambda line: typer.echo(line, err=as_json), show_secrets)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    for key, value in result.outputs.items():
+        typer.echo(f"{key}: {value}")
+    typer.echo(result.summary)
+
 
 @group.command("preview")
-def preview(env: Annotated[str, typer.Argument(help="Environment (stack) to preview.")]) -> None:
-    """What `up` would change in an environment (needs the Pulumi CLI)."""
-    from modelyard.infra.automation import preview as run_preview
-
-    typer.echo(run_preview(env, on_output=typer.echo).summary)
+def preview(
+    env: Annotated[str, typer.Argument(help="Environment (stack) to preview.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """What `up` would change in an environment (the real engine; `make tools` builds it)."""
+    _provision(env, "preview", as_json, show_secrets=False)
 
 
 @group.command("up")
-def up(env: Annotated[str, typer.Argument(help="Environment (stack) to provision.")]) -> None:
-    """Provision an environment: its platform and serving, as its file says (needs the CLI)."""
-    from modelyard.infra.automation import up as run_up
+def up(
+    env: Annotated[str, typer.Argument(help="Environment (stack) to provision.")],
+    as_json: JsonFlag = False,
+    show_secrets: ShowSecrets = False,
+) -> None:
+    """Provision an environment: its platform and serving, as its file says."""
+    _provision(env, "up", as_json, show_secrets)
 
-    result = run_up(env, on_output=typer.echo)
-    for key, value in sorted(result.outputs.items()):
-        typer.echo(f"{key}: {value}")
-    typer.echo(result.summary)
+
+@group.command("refresh")
+def refresh(
+    env: Annotated[str, typer.Argument(help="Environment (stack) to refresh.")],
+    as_json: JsonFlag = False,
+    show_secrets: ShowSecrets = False,
+) -> None:
+    """Read what really runs into the stack's state (containers removed by hand, ...)."""
+    _provision(env, "refresh", as_json, show_secrets)
+
+
+@group.command("destroy")
+def destroy(
+    env: Annotated[str, typer.Argument(help="Environment (stack) to tear down.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove everything the environment's stack created (its state and history stay)."""
+    _provision(env, "destroy", as_json, show_secrets=False)
 
 
 # --- offline auditors: render, diff, policy (mock runtime; no Pulumi state or credentials) ---

@@ -8,6 +8,7 @@ import pytest
 from modelyard.contracts import state, tags, variables
 from modelyard.contracts.environment import load_environment
 from modelyard.contracts.serving_options import server_variables
+from modelyard.infra.providers.resource_types import CONTAINER
 from modelyard.infra.render import render
 from modelyard.ml.serving.__main__ import options_from_environment
 from modelyard.pipelines.deploy import serve_options
@@ -63,7 +64,7 @@ def test_every_serving_target_gets_the_environments_settings(env: str, environme
         # Without the platform's MLflow credentials in the list, the envs render unmasked.
         edit_environment(environments, env, {"platform": DELETE})
         rendered = render(env)
-        [container] = [r for r in rendered.resources if r.type == "docker:index/container:Container"
+        [container] = [r for r in rendered.resources if r.type == CONTAINER
                        and r.name.endswith("-serving-server")]  # fmt: skip
         given = dict(e.split("=", 1) for e in container.inputs["envs"] if "=" in e)
     else:

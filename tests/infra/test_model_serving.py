@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from modelyard.contracts.environment import ConfigError
 from modelyard.infra.components.model_serving import ModelServingArgs, Release
+from modelyard.infra.providers.resource_types import CONTAINER, IMAGE, VOLUME
 from modelyard.infra.render import RenderedState, render
 from test_render_support import (
     PASSWORD,
@@ -214,15 +215,14 @@ def test_local_environment_serves_from_a_hardened_self_restarting_container() ->
     state = render("local")
     serving = [r for r in state.resources if r.name.startswith("local-serving")]
     # Before a promotion names an image, the server image is built on the engine itself.
-    assert [r.type for r in serving] == [
-        "docker:index/container:Container",
-        "docker:index/image:Image",
-        "docker:index/volume:Volume",  # MLflow's credentials, as a file
+    assert sorted(r.type for r in serving) == sorted([
+        CONTAINER,
+        IMAGE,
+        VOLUME,  # MLflow's credentials, as a file
         "modelyard:serving:LocalModelServing",
-    ]
+    ])  # fmt: skip
     image = state.by_name()["local-serving-image"].inputs
-    assert image["imageName"].startswith("modelyard-serving:")
-    assert image["skipPush"] is True
+    assert image["image_name"].startswith("modelyard-serving:")
     assert not state.of_type("kubernetes:apps/v1:Deployment")
     server = state.by_name()["local-serving-server"]
     inputs = server.inputs
@@ -230,16 +230,15 @@ def test_local_environment_serves_from_a_hardened_self_restarting_container() ->
     assert inputs["restart"] == "unless-stopped"
     assert inputs["ports"] == [{"internal": 8080, "external": 8180, "ip": "127.0.0.1"}]
     assert inputs["user"] == "10001:10001"
-    assert inputs["readOnly"] is True
-    assert inputs["capabilities"] == {"drops": ["ALL"]}
-    assert "/health" in " ".join(inputs["healthcheck"]["tests"])
-    assert inputs["wait"] is False  # provisioning succeeds before a model is promoted
-    assert inputs["memory"] == 1024
-    assert inputs["image"] == image["imageName"]
+    assert inputs["read_only"] is True
+    assert inputs["capabilities_drop"] == ["ALL"]
+    assert "/health" in " ".join(inputs["healthcheck"]["test"])
+    assert inputs["memory_mb"] == 1024
+    assert inputs["image"] == image["image_name"]
     # MLflow by its name on the platform's network (127.0.0.1 would be the container itself)
     envs = dict(e.split("=", 1) for e in inputs["envs"])
     assert envs["MLFLOW_TRACKING_URI"] == "http://modelyard-local-mlflow:5000"
-    assert inputs["networksAdvanced"] == [{"name": "modelyard-local"}]
+    assert inputs["networks"] == ["modelyard-local"]
 
 
 def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_text() -> None:
@@ -258,12 +257,12 @@ def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_tex
         "name": "mlflow",
         "secret": {"secretName": "auth-mlflow-credentials", "defaultMode": 0o440},
     } in volumes
-    local = one(state, "container:Container").inputs
+    local = one(state, CONTAINER).inputs
     # As on Kubernetes: a 0400 file in a volume of its own, HOME pointing there; no env var.
     envs = dict(e.split("=", 1) for e in local["envs"])
     assert envs["HOME"] == "/tmp/home" and not [n for n in envs if "PASSWORD" in n]
     assert local["uploads"] == "[secret]"  # the credentials file, mode 0400 (local_serving.py)
     assert {
-        "containerPath": "/tmp/home/.mlflow",
-        "volumeName": "modelyard-local-serving-credentials",
+        "path": "/tmp/home/.mlflow",
+        "volume": "modelyard-local-serving-credentials",
     } in local["volumes"]

@@ -1,5 +1,6 @@
-"""`modelyard infra up|preview ENV`: on this machine the Pulumi CLI is really missing, so the
-message a user sees then is tested for real, through the installed `modelyard` command."""
+"""`modelyard infra up|preview|refresh|destroy ENV` without the pinned Pulumi CLI: the message a
+user sees then, through the installed `modelyard` command (tests/infra/test_engine.py drives the
+real engine)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ MODELYARD = str(Path(sys.executable).with_name("modelyard"))
 
 
 def _without_pulumi(tmp_path: Path) -> dict[str, str]:
-    """This machine's environment with no `pulumi` reachable (PATH and ~/.pulumi/bin)."""
+    """This machine's environment with no `pulumi` reachable: none on PATH, no tools built."""
     folders = [p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "pulumi").exists()]
-    return {**os.environ, "PATH": os.pathsep.join(folders), "HOME": str(tmp_path)}
+    return {**os.environ, "PATH": os.pathsep.join(folders), "HOME": str(tmp_path),
+            "MODELYARD_TOOLS_DIR": str(tmp_path / "no-tools")}  # fmt: skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["up", "preview"])
+@pytest.mark.parametrize("command", ["up", "preview", "refresh", "destroy"])
 def test_missing_cli_is_one_clear_message(tmp_path: Path, command: str) -> None:
     result = subprocess.run(
         [MODELYARD, "infra", command, "local"],
@@ -30,8 +32,8 @@ def test_missing_cli_is_one_clear_message(tmp_path: Path, command: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: the Pulumi CLI is not installed")
-    assert "get.pulumi.com" in result.stderr and "infra render" in result.stderr
+    assert result.stderr.startswith("error: no Pulumi CLI 3.259.0 here")
+    assert "run `make tools`" in result.stderr and "infra render" in result.stderr
     assert result.stdout == ""
 
 
@@ -45,15 +47,21 @@ def test_unknown_environment_is_reported_before_the_cli(tmp_path: Path) -> None:
     assert "Pulumi.nosuch.yaml: no such environment file" in result.stderr
 
 
-def test_a_cli_that_does_not_run_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "script",
+    ["echo 'pulumi: cannot execute' >&2; exit 126", "echo v3.200.0"],
+    ids=["does not run", "another version"],
+)
+def test_only_a_running_cli_at_the_pinned_version_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str
 ) -> None:
-    broken = tmp_path / "bin" / "pulumi"
-    broken.parent.mkdir()
-    broken.write_text("#!/bin/sh\necho 'pulumi: cannot execute' >&2\nexit 126\n")
-    broken.chmod(0o755)
-    monkeypatch.setenv("PATH", str(broken.parent))
-    with pytest.raises(automation.PulumiCliMissing, match="does not run"):
+    other = tmp_path / "bin" / "pulumi"
+    other.parent.mkdir()
+    other.write_text(f"#!/bin/sh\n{script}\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", str(other.parent))
+    monkeypatch.setenv("MODELYARD_TOOLS_DIR", str(tmp_path / "no-tools"))
+    with pytest.raises(automation.PulumiCliMissing, match="run `make tools`"):
         automation.pulumi_command()
 
 

@@ -23,6 +23,15 @@ from modelyard.contracts.environment.loader import read_stack_file
 from modelyard.infra.components import jenkins, mlflow_server, registry
 from modelyard.infra.components.container_secrets import SECRETS_DIR
 from modelyard.infra.platform_services import build_platform
+from modelyard.infra.providers.resource_types import (
+    CERTIFICATE,
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    PASSWORD,
+    VOLUME,
+)
+from pulumi.dynamic.dynamic import PROVIDER_KEY
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.rpc import is_rpc_secret
@@ -60,6 +69,9 @@ class Run:
         return found[0]
 
 
+DOCKER_TYPES = (CONTAINER, IMAGE, NETWORK, VOLUME)
+
+
 def _plain_secret(text: str) -> str:
     return "plain-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -72,20 +84,19 @@ class _Mocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == PASSWORD:
             result = _plain_secret(args.name)[: int(args.inputs["length"])]
             digest = bcrypt.hashpw(result.encode(), bcrypt.gensalt(rounds=4)).decode()
-            outputs.update(result=result, bcryptHash=digest)
+            outputs.update(result=result, bcrypt_hash=digest)
             self.secrets |= {result, digest}
-        elif args.typ == "tls:index/privateKey:PrivateKey":
+        elif args.typ == CERTIFICATE:
             body = _plain_secret(args.name)
             pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
-            outputs.update(privateKeyPem=pem, publicKeyPem="public")
-            self.secrets.add(_plain_secret(args.name))
-        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
-            outputs["certPem"] = (
+            outputs["private_key_pem"] = pem
+            outputs["cert_pem"] = (
                 f"-----BEGIN CERTIFICATE-----\ncert-{args.name}\n-----END CERTIFICATE-----\n"
             )
+            self.secrets.add(body)
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -105,7 +116,11 @@ class _Monitor(pulumi_mocks.MockMonitor):
                 request.type,
                 request.name,
                 parent.name if parent else None,
-                pulumi_mocks.rpc.deserialize_properties(request.object),
+                {
+                    k: v
+                    for k, v in pulumi_mocks.rpc.deserialize_properties(request.object).items()
+                    if k != PROVIDER_KEY
+                },
                 request.provider,
             )
         return response
@@ -202,7 +217,7 @@ def test_every_child_is_parented_and_named_after_its_component(run: tuple[str, R
     for resource in result.resources:
         # The network is shared by the components, so it belongs to none of them.
         if resource.type in COMPONENT_TYPES or resource.type.startswith(
-            ("pulumi:providers:", "docker:index/network:Network")
+            ("pulumi:providers:", NETWORK)
         ):
             assert resource.parent is None, resource
             continue
@@ -224,7 +239,7 @@ def test_no_plain_text_secret_in_any_resource_input(run: tuple[str, Run]) -> Non
 def test_no_container_gets_a_secret_in_its_environment(run: tuple[str, Run]) -> None:
     """`docker inspect` shows a container's environment: secrets go in as 0400 files."""
     _, result = run
-    containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
+    containers = [r for r in result.resources if r.type == CONTAINER]
     assert containers
     for container in containers:
         envs = container.inputs.get("envs", [])
@@ -238,15 +253,15 @@ def test_no_container_gets_a_secret_in_its_environment(run: tuple[str, Run]) -> 
 
 def test_local_platform_runs_on_this_engine_bound_to_loopback() -> None:
     result = run_platform("local")
-    assert not [r for r in result.resources if r.type == "pulumi:providers:docker"]
-    containers = [r for r in result.resources if r.type == "docker:index/container:Container"]
+    containers = [r for r in result.resources if r.type == CONTAINER]
     assert {c.name for c in containers} == {"local-registry-container", "local-mlflow-container"}
     for container in containers:
         for port in _unwrap(container.inputs["ports"]):
             assert port["ip"] == "127.0.0.1"
         assert _unwrap(container.inputs["user"]) not in ("", "0", "root")
         # on the platform's network, where serving reaches MLflow by name
-        assert _unwrap(container.inputs["networksAdvanced"]) == [{"name": "modelyard-local"}]
+        assert _unwrap(container.inputs["networks"]) == ["modelyard-local"]
+        assert container.inputs.get("host") is None  # this machine's engine
     assert result.outputs["registry_address"] == "127.0.0.1:5443"
     assert result.outputs["mlflow_url"] == "http://127.0.0.1:5500"
     assert result.outputs["mlflow_internal_url"] == "http://modelyard-local-mlflow:5000"
@@ -259,25 +274,23 @@ def test_jenkins_joins_a_stack_by_its_key(environments: Path) -> None:
     edit_environment(environments, "local", {"platform.jenkins.enabled": True})
     result = run_platform("local")
     assert result.outputs["jenkins_url"] == "http://127.0.0.1:8080"
-    assert result.one("docker:index/container:Container", "jenkins-container")
+    assert result.one(CONTAINER, "jenkins-container")
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_remote_platforms_use_the_remote_engine_for_everything(env: str) -> None:
     result = run_platform(env)
-    providers = [r for r in result.resources if r.type == "pulumi:providers:docker"]
-    assert len(providers) == 1
-    assert _unwrap(providers[0].inputs["host"]) == load_environment(env).platform.docker.host  # type: ignore[union-attr]
-    docker_resources = [r for r in result.resources if r.type.startswith("docker:")]
+    host = load_environment(env).platform.docker.host  # type: ignore[union-attr]
+    docker_resources = [r for r in result.resources if r.type.startswith(DOCKER_TYPES)]
     assert docker_resources
-    # every container, volume and image build goes through that engine
-    assert all(f"::{env}-docker::" in r.provider for r in docker_resources)
+    # every container, volume, network and image build goes through that engine
+    assert {_unwrap(r.inputs["host"]) for r in docker_resources} == {host}
 
 
 def test_registry_config_htpasswd_tls_deletes_and_storage(run: tuple[str, Run]) -> None:
     env, result = run
     settings = load_environment(env).platform.registry  # type: ignore[union-attr]
-    container = _unwrap(result.one("docker:index/container:Container", "registry-container").inputs)
+    container = _unwrap(result.one(CONTAINER, "registry-container").inputs)
     uploads = {u["file"]: u for u in container["uploads"]}
     config = yaml.safe_load(uploads[registry.CONFIG_PATH]["content"])
     assert config["storage"]["delete"]["enabled"] is True
@@ -287,9 +300,9 @@ def test_registry_config_htpasswd_tls_deletes_and_storage(run: tuple[str, Run]) 
     user, digest = uploads[registry.HTPASSWD_PATH]["content"].strip().split(":", 1)
     assert user == settings.username and digest.startswith("$2")
     assert uploads[registry.KEY_PATH]["permissions"] == "0400"
-    assert {v["containerPath"] for v in container["volumes"]} == {registry.DATA_DIR}
+    assert {v["path"] for v in container["volumes"]} == {registry.DATA_DIR}
     assert container["ports"][0]["external"] == settings.port
-    key_resources = [r for r in result.resources if r.type == "tls:index/privateKey:PrivateKey"]
+    key_resources = [r for r in result.resources if r.type == CERTIFICATE]
     if settings.tls.source == "generated":
         assert len(key_resources) == 1
     else:
@@ -303,7 +316,7 @@ def test_mlflow_auth_backend_artifacts_and_allowed_hosts(run: tuple[str, Run]) -
     env, result = run
     settings = load_environment(env).platform  # type: ignore[union-attr]
     assert settings is not None
-    raw = result.one("docker:index/container:Container", "mlflow-container").inputs
+    raw = result.one(CONTAINER, "mlflow-container").inputs
     assert "envs" not in raw  # every secret is a file (container_secrets.py)
     container = _unwrap(raw)
     command = container["command"]
@@ -337,7 +350,7 @@ def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> Non
     env, result = jenkins_run
     settings = load_environment(env).platform  # type: ignore[union-attr]
     assert settings is not None
-    raw = result.one("docker:index/container:Container", "jenkins-container").inputs
+    raw = result.one(CONTAINER, "jenkins-container").inputs
     container = _unwrap(raw)
     casc = container["uploads"][0]["content"]
     # JCasC resolves ${NAME} from the file /run/secrets/NAME by itself.
@@ -383,17 +396,13 @@ def test_garbage_collection_runs_only_in_read_only_mode(environments: Any) -> No
     )
     path.write_text(text)
     result = run_platform("local")
-    collector = _unwrap(
-        result.one("docker:index/container:Container", "registry-garbage-collect").inputs
-    )
+    collector = _unwrap(result.one(CONTAINER, "registry-garbage-collect").inputs)
     assert collector["command"] == registry.garbage_collect_arguments()
     uploads = {u["file"]: u for u in collector["uploads"]}
     config = yaml.safe_load(uploads[registry.CONFIG_PATH]["content"])
     assert config["storage"]["maintenance"]["readonly"]["enabled"] is True
-    served = _unwrap(result.one("docker:index/container:Container", "registry-container").inputs)
-    assert {v["volumeName"] for v in collector["volumes"]} == {
-        v["volumeName"] for v in served["volumes"]
-    }
+    served = _unwrap(result.one(CONTAINER, "registry-container").inputs)
+    assert {v["volume"] for v in collector["volumes"]} == {v["volume"] for v in served["volumes"]}
 
 
 def test_garbage_collection_needs_read_only(environments: Any) -> None:
@@ -411,13 +420,13 @@ def test_generated_certificates_name_the_registry(env: str) -> None:
     platform = load_environment(env).platform
     assert platform is not None
     result = run_platform(env)
-    certs = [r for r in result.resources if r.type == "tls:index/selfSignedCert:SelfSignedCert"]
+    certs = [r for r in result.resources if r.type == CERTIFICATE]
     if platform.registry.tls.source == "provided":
         assert certs == []
         return
     [cert] = certs
     host = registry.registry_host(platform.docker, platform.registry)
-    names = _unwrap(cert.inputs).get("dnsNames", []) + _unwrap(cert.inputs).get("ipAddresses", [])
+    names = _unwrap(cert.inputs)["dns_names"] + _unwrap(cert.inputs)["ip_addresses"]
     assert host in names and "127.0.0.1" in names
 
 

@@ -86,7 +86,7 @@ def test_resource_limits(production: list[Resource], local_container: dict[str, 
     del _server(bad)["resources"]["limits"]["memory"]
     assert rules.resource_limits(DEPLOYMENT, bad) == ["container 'server' has no limits.memory"]
     assert rules.resource_limits(DOCKER_CONTAINER, local_container) == []
-    unbounded = {k: v for k, v in local_container.items() if k != "memory"}
+    unbounded = {k: v for k, v in local_container.items() if k != "memory_mb"}
     assert rules.resource_limits(DOCKER_CONTAINER, unbounded) == ["container has no memory limit"]
 
 

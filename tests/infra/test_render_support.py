@@ -65,7 +65,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def make_repo(folder: Path) -> Path:
     """A git repository holding this work tree's program and environment files, committed."""
-    shutil.copytree(REPO / "infra", folder / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("contracts", "infra", "ml"):  # what the program imports
+        shutil.copytree(REPO / part, folder / part, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copytree(REPO / "environments", folder / "environments")
     shutil.copy(REPO / "Pulumi.yaml", folder / "Pulumi.yaml")
     git(folder, "init", "-q", "-b", "main")

@@ -1,0 +1,213 @@
+"""The real Pulumi engine (built by `make tools`) applies a copy of the shipped `local` stack to
+this machine's Docker engine, through `modelyard infra ...` as a platform engineer types it: on
+free ports, under an environment name of its own, with its own state folder and backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from modelyard.infra import automation
+from modelyard.pipelines.local_mlflow import free_port
+
+from tests.docker_helpers import RUN_ID, docker, docker_result
+from tests.helpers import MODELYARD, REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.engine]
+PASSPHRASE = "modelyard-example"  # the shipped stack files' example passphrase (README)
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    """Engine tests skip with the reason without the built CLI, and fail in CI."""
+    try:
+        automation.pulumi_command()
+    except automation.PulumiCliMissing as exc:
+        if os.environ.get("MODELYARD_REQUIRE_PULUMI") == "1":
+            pytest.fail(f"MODELYARD_REQUIRE_PULUMI=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+class Stack:
+    """A project folder holding the program (linked) and a copy of the local environment."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = f"local-{RUN_ID}"
+        self.ports = {"registry": free_port(), "mlflow": free_port(), "serving": free_port()}
+
+    def create(self) -> None:
+        for part in ("infra", ".venv", "tools"):
+            (self.folder / part).symlink_to(REPO / part)
+        shutil.copy(REPO / "Pulumi.yaml", self.folder)
+        (self.folder / "environments").mkdir()
+        document = yaml.safe_load((REPO / "environments" / "Pulumi.local.yaml").read_text())
+        config = document["config"]
+        config["modelyard:mlflow"]["trackingUri"] = f"http://127.0.0.1:{self.ports['mlflow']}"
+        config["modelyard:serving"]["localPort"] = self.ports["serving"]
+        config["modelyard:platform"]["registry"]["port"] = self.ports["registry"]
+        config["modelyard:platform"]["mlflow"]["port"] = self.ports["mlflow"]
+        self.env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    @property
+    def env_file(self) -> Path:
+        return self.folder / "environments" / f"Pulumi.{self.env}.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "pulumi-state"
+
+    def variables(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PULUMI_BACKEND_URL": self.state.as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "MODELYARD_STATE_DIR": str(self.folder / "state"),
+        }
+
+    def cli(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MODELYARD, *args], cwd=self.folder, env=self.variables(), capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def infra(self, operation: str, *flags: str) -> dict[str, Any]:
+        done = self.cli("infra", operation, self.env, "--json", *flags)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        self.engine_output = done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+@pytest.fixture(scope="module")
+def stack(
+    engine: None, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    created = Stack(tmp_path_factory.mktemp("engine"))
+    created.create()
+    yield created
+    created.cli("infra", "destroy", created.env)
+
+
+@pytest.fixture(scope="module")
+def first_up(stack: Stack) -> dict[str, Any]:
+    return stack.infra("up", "--show-secrets")
+
+
+def _status(url: str, auth: tuple[str, str] | None = None, context: Any = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _wait(check: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()
+            if found:
+                return found
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {check}")
+        time.sleep(2)
+
+
+def test_up_from_nothing_brings_the_platform_up_with_auth_everywhere(
+    stack: Stack, first_up: dict[str, Any]
+) -> None:
+    assert first_up["outcome"] == "succeeded"
+    assert first_up["changes"]["created"] >= 15 and first_up["changes"]["deleted"] == 0
+    outputs = first_up["outputs"]
+    # The registry: TLS with the generated certificate, and only the generated credentials.
+    tls = ssl.create_default_context(cadata=outputs["registryCaCertificate"])
+    registry = f"https://127.0.0.1:{stack.ports['registry']}/v2/"
+    assert _wait(lambda: _status(registry, context=tls) == 401)
+    login = (outputs["registryUsername"], outputs["registryPassword"])
+    assert _status(registry, login, tls) == 200
+    assert _status(registry, (login[0], "not-the-password"), tls) == 401
+    # MLflow: anonymous calls refused, the generated admin password accepted.
+    search = f"{outputs['mlflowUrl']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _wait(lambda: _status(search) == 401)
+    assert _status(search, (outputs["mlflowUsername"], outputs["mlflowPassword"])) == 200
+    # Serving: up before any model, and says it is not ready.
+    health = f"http://127.0.0.1:{stack.ports['serving']}/health"
+    assert _wait(lambda: _status(health) == 503)
+
+
+def test_the_real_docker_client_pushes_with_the_generated_credentials(
+    stack: Stack, first_up: dict[str, Any], tmp_path: Path
+) -> None:
+    outputs = first_up["outputs"]
+    address = f"127.0.0.1:{stack.ports['registry']}"
+    certs = Path("/etc/docker/certs.d") / address  # how the Docker engine trusts a registry CA
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "ca.crt").write_text(outputs["registryCaCertificate"])
+    config = ("--config", str(tmp_path))
+    try:
+        refused = docker_result(*config, "pull", f"{address}/modelyard/anything:1")
+        assert refused.returncode != 0  # anonymous: the registry answers 401 (tested above)
+        login = docker_result(*config, "login", address, "-u", outputs["registryUsername"],
+                              "--password-stdin", input=outputs["registryPassword"].encode())  # fmt: skip
+        assert login.returncode == 0, login.stderr.decode()
+        tag = f"{address}/modelyard/base:{RUN_ID}"
+        assert docker_result("tag", "debian:bookworm-slim", tag).returncode == 0
+        pushed = docker_result(*config, "push", tag)
+        assert pushed.returncode == 0, pushed.stderr.decode()
+    finally:
+        docker_result("rmi", f"{address}/modelyard/base:{RUN_ID}")
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def test_a_second_up_changes_nothing(stack: Stack, first_up: dict[str, Any]) -> None:
+    again = stack.infra("up")
+    assert again["changes"]["unchanged"] == sum(first_up["changes"].values())
+    assert {k: v for k, v in again["changes"].items() if k != "unchanged" and v} == {}
+    preview = stack.infra("preview")
+    assert {k: v for k, v in preview["changes"].items() if k != "unchanged" and v} == {}
+
+
+def test_no_secret_in_plain_text_in_state_output_or_containers(
+    stack: Stack, first_up: dict[str, Any]
+) -> None:
+    outputs = first_up["outputs"]
+    secrets = [outputs["registryPassword"], outputs["mlflowPassword"]]
+    state = "".join(p.read_text() for p in stack.state.rglob("*.json"))
+    masked = stack.infra("up")  # without --show-secrets
+    assert masked["outputs"]["mlflowPassword"] == "[secret]"
+    inspected = "".join(
+        docker_result("inspect", f"modelyard-{stack.env}-{role}").stdout.decode()
+        for role in ("registry", "mlflow", "serving")
+    )
+    for secret in secrets:
+        assert len(secret) >= 32
+        assert secret not in state, "a secret is in the state file in plain text"
+        assert secret not in stack.engine_output + json.dumps(masked)
+        assert secret not in inspected, "a secret is in a container's inspect output"
+
+
+def test_destroy_leaves_nothing_of_the_stack_behind(stack: Stack, first_up: dict[str, Any]) -> None:
+    done = stack.infra("destroy")
+    assert done["changes"]["deleted"] >= 15
+    name = f"modelyard-{stack.env}"
+    assert docker("ps", "-aq", "--filter", f"name={name}") == ""
+    assert [v for v in docker("volume", "ls", "-q").split() if v.startswith(name)] == []
+    assert docker("network", "ls", "-q", "--filter", f"name={name}") == ""
