@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from modelyard.contracts.tags import Gate, Lineage
 from modelyard.infra import automation
 from modelyard.pipelines.local_mlflow import free_port
 
@@ -202,6 +203,62 @@ def test_no_secret_in_plain_text_in_state_output_or_containers(
         assert secret not in state, "a secret is in the state file in plain text"
         assert secret not in stack.engine_output + json.dumps(masked)
         assert secret not in inspected, "a secret is in a container's inspect output"
+
+
+def test_a_promotion_then_up_serves_the_promoted_version(
+    stack: Stack, first_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform's MLflow holds a registered version; `modelyard promote` writes it to the
+    environment file; the engine's preview names the serving change; `up` rolls it out, and the
+    container downloads the version from MLflow with its credentials file."""
+    from mlflow import MlflowClient
+
+    from tests.serving.helpers import records, register, train_booster
+
+    outputs = first_up["outputs"]
+    credentials = {"MLFLOW_TRACKING_URI": outputs["mlflowUrl"],
+                   "MLFLOW_TRACKING_USERNAME": outputs["mlflowUsername"],
+                   "MLFLOW_TRACKING_PASSWORD": outputs["mlflowPassword"]}  # fmt: skip
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+    booster, features = train_booster(rounds=10)
+    version = register(booster, features, "churn")
+    client = MlflowClient()
+    run_id = client.get_model_version("churn", version).run_id
+    assert run_id is not None
+    client.log_metric(run_id, "roc_auc", 0.9)
+    lineage = Lineage(stack.env, "0" * 40, "engine-test", "d" * 64, "churn.csv").to_tags()
+    for key, value in {**lineage, **Gate("roc_auc >= 0.5", "0.9", passed=True).to_tags()}.items():
+        client.set_model_version_tag("churn", version, key, value)
+
+    promoted = stack.cli("promote", "churn", "--to", stack.env, "--version", version)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    preview = stack.infra("preview")
+    # Exactly the serving container changes: it is replaced to run the promoted version.
+    assert {k: v for k, v in preview["changes"].items() if v and k != "unchanged"} == {
+        "replaced": 1
+    }
+    assert f"{stack.env}-serving-server" in stack.engine_output
+    rolled = stack.infra("up")
+    assert rolled["outcome"] == "succeeded" and rolled["outputs"]["servingVersion"] == int(version)
+
+    base = f"http://127.0.0.1:{stack.ports['serving']}"
+    identity = _wait(lambda: _json(f"{base}/version").get("ready") and _json(f"{base}/version"))
+    assert (identity["model_name"], str(identity["model_version"])) == ("churn", version)
+    rows = records(features.head(5))
+    request = urllib.request.Request(
+        f"{base}/invocations", data=json.dumps({"dataframe_records": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        predictions = json.loads(response.read())["predictions"]
+    assert predictions == pytest.approx(list(booster.predict(features.head(5))), rel=1e-9)
+
+
+def _json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
 
 def test_destroy_leaves_nothing_of_the_stack_behind(stack: Stack, first_up: dict[str, Any]) -> None:
