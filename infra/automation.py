@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modelyard.contracts.environment import ConfigError, load_environment, project_root
+from modelyard.contracts.environment import (
+    ConfigError,
+    check_cross_section,
+    load_environment,
+    project_root,
+)
 from modelyard.contracts.state import pulumi_state_dir
 from pulumi import automation as auto
 
@@ -119,7 +124,7 @@ def _require_passphrase(backend: str) -> None:
 
 def select_stack(env: str) -> auto.Stack:
     """The stack named after the environment, created on first use, running the project program."""
-    load_environment(env)  # every mistake in the file first, as one message
+    check_cross_section(load_environment(env))  # every mistake in the file first, one message
     command = pulumi_command()
     backend = state_backend()
     _require_passphrase(backend)

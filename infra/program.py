@@ -11,7 +11,7 @@ import re
 
 import pulumi
 import pulumi_kubernetes as k8s
-from modelyard.contracts.environment import ConfigError, Environment
+from modelyard.contracts.environment import ConfigError, Environment, check_cross_section
 from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.contracts.serving_options import server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
@@ -45,6 +45,7 @@ Credentials = tuple[pulumi.Input[str], pulumi.Input[str]]
 
 
 def build(environment: Environment) -> None:
+    check_cross_section(environment)  # before any resource, as one message
     platform = None
     if environment.platform is not None:
         platform = build_platform(environment)

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from modelyard.contracts.environment import (
     ConfigError,
+    check_cross_section,
     environment_path,
     load_environment,
     project_root,
@@ -207,7 +208,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def render(environment_name: str) -> RenderedState:
     """The desired state of one environment, as `pulumi up --stack ENV` would register it."""
-    load_environment(environment_name)  # every mistake in the file, as one message, first
+    # Every mistake in the file, as one message, first.
+    check_cross_section(load_environment(environment_name))
     config, secret_keys = _stack_config(environment_path(environment_name))
     try:
         return render_program(environment_name, _run_program, config, secret_keys)

@@ -4,6 +4,7 @@ from modelyard.contracts.environment.base import MetricRule, SecretValue, secret
 from modelyard.contracts.environment.environment import Environment
 from modelyard.contracts.environment.loader import (
     ConfigError,
+    check_cross_section,
     environment_path,
     environments_dir,
     list_environments,
@@ -16,6 +17,7 @@ __all__ = [
     "Environment",
     "MetricRule",
     "SecretValue",
+    "check_cross_section",
     "environment_path",
     "environments_dir",
     "list_environments",

@@ -69,33 +69,8 @@ class Environment(Section):
                     f"{serving.canary_weight} is not one of promotion.rollout.canarySteps "
                     f"{rollout.canary_steps}. Use one of those.",
                 ))  # fmt: skip
-        problems.extend(self._gate_problems())
         if self.platform is not None:
             problems.extend(self._platform_problems(self.platform))
-        return problems
-
-    def _gate_problems(self) -> list[tuple[str, str]]:
-        """training.gate is where tuning stops; promotion.gates decide what this environment
-        serves. Training for this environment stops at its gate, so a promotion gate on the
-        same metric may not ask for more: the versions it trains would never be promotable."""
-        if self.promotion.source != "registered":
-            return []  # its candidates were trained under another environment's gate
-        trained = self.training.gate
-        problems = []
-        for index, rule in enumerate(self.promotion.gates):
-            if rule.metric != trained.metric or rule.higher_is_better != trained.higher_is_better:
-                continue
-            stricter = (
-                rule.threshold > trained.threshold
-                if rule.higher_is_better
-                else rule.threshold < trained.threshold
-            )
-            if stricter:
-                problems.append((
-                    f"promotion.gates[{index}]",
-                    f"`{rule}` asks for more than training.gate `{trained}`, where tuning stops: "
-                    f"raise training.gate to `{rule}`, or lower this gate",
-                ))  # fmt: skip
         return problems
 
     def _platform_problems(self, platform: PlatformSettings) -> list[tuple[str, str]]:

@@ -105,6 +105,14 @@ def parse_environment(path: Path, name: str) -> Environment:
     environment._name = name
     environment._path = path
     environment._provider_config = providers
+    return environment
+
+
+def check_cross_section(environment: Environment) -> None:
+    """Refuse what `pulumi up` of this environment would fail on later (one message per rule).
+    `env validate` and the Pulumi program call it; the pipeline's other commands do not, so a
+    tracking URI pointed elsewhere for a run (a local MLflow, say) stays usable there."""
+    path = environment.path
     problems = environment.cross_section_problems()
     if len(problems) == 1:
         [(key, fix)] = problems
@@ -113,7 +121,6 @@ def parse_environment(path: Path, name: str) -> Environment:
         lines = [f"{path}: {len(problems)} problem(s) in the environment settings:"]
         lines += [f"  - {NAMESPACE}:{key}: {fix}" for key, fix in problems]
         raise ConfigError("\n".join(lines))
-    return environment
 
 
 def _describe(path: Path, exc: ValidationError) -> str:

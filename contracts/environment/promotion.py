@@ -71,8 +71,8 @@ class PromotionSettings(Section):
     # (e.g. [local] lets the demo's locally trained model into staging); default: only its own.
     trained_for: list[str] = Field(default_factory=list)
     # What a version must show to be served here, checked at promotion on the metrics its run
-    # recorded. For `registered` environments, training.gate already holds every candidate to
-    # its bar; these add other metrics, or the same one no stricter than training.gate.
+    # recorded. training.gate is where tuning stops: a promotion gate on the same metric set
+    # higher than it lets training register versions this environment will refuse.
     gates: list[MetricRule] = Field(default_factory=list)
     champion: Champion | None = None
     max_drift: float | None = Field(default=None, gt=0)

@@ -14,8 +14,7 @@ class Budget(Section):
 class TrainingSettings(Section):
     model: str = Field(min_length=1, description="model folder under ml/models/")
     # The bar tuning works towards: a candidate below it is never registered. What this
-    # environment will serve is decided by promotion.gates, which may not ask more of the same
-    # metric (env validate refuses that).
+    # environment will serve is decided by promotion.gates (promotion.py).
     gate: MetricRule
     budget: Budget = Budget()
     num_boost_round: int = Field(default=200, ge=1, le=100_000)

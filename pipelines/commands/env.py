@@ -6,7 +6,12 @@ from typing import Annotated
 
 import typer
 import yaml
-from modelyard.contracts.environment import ConfigError, list_environments, load_environment
+from modelyard.contracts.environment import (
+    ConfigError,
+    check_cross_section,
+    list_environments,
+    load_environment,
+)
 from rich.console import Console
 
 
@@ -31,6 +36,7 @@ def validate(
     for name in names:
         try:
             environment = load_environment(name)
+            check_cross_section(environment)  # what `pulumi up` would refuse later
             check_training_params(environment)  # LightGBM's verdict on training.params
         except ConfigError as exc:
             problems.append(str(exc))

@@ -35,12 +35,6 @@ MISTAKES: dict[str, tuple[str, Callable[[Path], object], str]] = {
         ),
         "modelyard:serving.canaryWeight: 30 is not one of promotion.rollout.canarySteps",
     ),
-    "a promotion gate stricter than the gate training stops at": (
-        "local",
-        lambda f: edit_environment(f, "local", {"promotion.gates": ["roc_auc >= 0.9"]}),
-        "modelyard:promotion.gates[0]: `roc_auc >= 0.9` asks for more than training.gate "
-        "`roc_auc >= 0.805`",
-    ),
     "a tracking host the MLflow server refuses": (
         "staging",
         _drop_allowed_host,

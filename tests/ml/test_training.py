@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from modelyard.contracts import artifacts
 from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.local_mlflow import free_port
 from modelyard.pipelines.notification_sink import NotificationSink
@@ -86,8 +87,8 @@ def test_train_tracks_registers_with_lineage_and_notifies(
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == digest[:32]
     assert run.data.metrics["roc_auc"] == pytest.approx(out["metrics"]["roc_auc"])
-    artifacts = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
-    assert artifacts == {f"{artifacts.PLOTS}/{n}.png" for n in
+    plots = {a.path for a in client.list_artifacts(out["run_id"], artifacts.PLOTS)}
+    assert plots == {f"{artifacts.PLOTS}/{n}.png" for n in
                          ("feature_importance", "roc_curve", "precision_recall_curve", "confusion_matrix")}  # fmt: skip
 
     [trial] = client.search_runs(
