@@ -9,8 +9,10 @@ reaches for the internet: no update check, no plugin downloads.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -122,12 +124,48 @@ def _require_passphrase(backend: str) -> None:
         )
 
 
-def select_stack(env: str) -> auto.Stack:
+def release_stale_locks(backend: str, stack: str, say: Callable[[str], None]) -> None:
+    """An `up` killed on this machine leaves its lock in a file backend, and every later
+    operation refuses to start. Pulumi's documented fix is to delete the lock file once its
+    process is gone: done here for locks whose process, on this host, no longer runs."""
+    if not backend.startswith("file://"):
+        return
+    folder = Path(backend.removeprefix("file://")) / ".pulumi/locks/organization/modelyard" / stack
+    for lock in folder.glob("*.json"):
+        try:
+            holder = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            continue
+        if holder.get("hostname") != socket.gethostname() or _alive(int(holder.get("pid", 0))):
+            continue
+        lock.unlink(missing_ok=True)
+        lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
+        say(f"removed the lock of {stack} left by process {holder.get('pid')}, which is gone")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process nobody reaped yet (a zombie) is gone all the same
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def select_stack(env: str, say: Callable[[str], None] = print) -> auto.Stack:
     """The stack named after the environment, created on first use, running the project program."""
     check_cross_section(load_environment(env))  # every mistake in the file first, one message
     command = pulumi_command()
     backend = state_backend()
     _require_passphrase(backend)
+    # Pending operations of a killed `up` are then the engine's to settle, as it documents.
+    release_stale_locks(backend, env, say)
     root = project_root()
     options = auto.LocalWorkspaceOptions(
         work_dir=str(root),
@@ -151,7 +189,11 @@ def run(
     try:
         return _run(env, operation, on_output, show_secrets)
     except auto.errors.CommandError as exc:
-        said = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("error")]
+        said = [
+            line.strip().removeprefix("stderr:").strip()
+            for line in str(exc).splitlines()
+            if line.strip().removeprefix("stderr:").strip().startswith("error")
+        ]
         raise EngineFailed(
             f"pulumi {operation} of {env} failed: " + " / ".join(said[-4:] or ["no output"])
         ) from None
@@ -160,7 +202,7 @@ def run(
 def _run(
     env: str, operation: Operation, on_output: Callable[[str], None], show_secrets: bool
 ) -> Result:
-    stack = select_stack(env)
+    stack = select_stack(env, on_output)
     if operation == "preview":
         preview = stack.preview(diff=True, on_output=on_output)
         return Result(env, operation, "preview", _counts(preview.change_summary))

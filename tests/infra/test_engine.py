@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -253,6 +254,45 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     with urllib.request.urlopen(request, timeout=30) as response:
         predictions = json.loads(response.read())["predictions"]
     assert predictions == pytest.approx(list(booster.predict(features.head(5))), rel=1e-9)
+
+
+def test_an_up_killed_midway_converges_on_the_next_and_keeps_the_volumes(
+    stack: Stack, first_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kill -9` of the whole `modelyard infra up` while it replaces the MLflow container; the
+    next `up` releases the dead process's lock, settles the pending operations and converges;
+    the runs and models in MLflow's volume are still there."""
+    from mlflow import MlflowClient
+
+    outputs = first_up["outputs"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", outputs["mlflowUrl"])
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", outputs["mlflowUsername"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", outputs["mlflowPassword"])
+    experiment = MlflowClient().create_experiment(f"kept-{RUN_ID}")
+    document = yaml.safe_load(stack.env_file.read_text())
+    document["config"]["modelyard:platform"]["mlflow"]["workers"] = 2  # replaces the container
+    stack.env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    up = subprocess.Popen(
+        [MODELYARD, "infra", "up", stack.env], cwd=stack.folder, env=stack.variables(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert up.stdout is not None
+    for line in up.stdout:  # killed as soon as the engine starts on the MLflow container
+        if "mlflow-container" in line and ("deleting" in line or "creating" in line):
+            break
+    os.killpg(up.pid, signal.SIGKILL)
+    up.wait(timeout=30)
+
+    again = stack.infra("up")
+    assert again["outcome"] == "succeeded"
+    assert "removed the lock" in stack.engine_output
+    health = f"{outputs['mlflowUrl']}/health"
+    assert _wait(lambda: _status(health) == 200)
+    assert _wait(lambda: MlflowClient().get_experiment(experiment).name == f"kept-{RUN_ID}")
+    assert MlflowClient().get_registered_model("churn").name == "churn"
+    settled = stack.infra("preview")
+    assert {k: v for k, v in settled["changes"].items() if v and k != "unchanged"} == {}
 
 
 def _json(url: str) -> dict[str, Any]:
