@@ -29,6 +29,7 @@ from modelyard.contracts.state import pulumi_state_dir
 from pulumi import automation as auto
 
 Operation = Literal["preview", "up", "refresh", "destroy"]
+POLICY_PACK = Path(__file__).resolve().parent / "policy"
 OFFLINE = {
     "PULUMI_SKIP_UPDATE_CHECK": "true",
     "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
@@ -203,11 +204,13 @@ def _run(
     env: str, operation: Operation, on_output: Callable[[str], None], show_secrets: bool
 ) -> Result:
     stack = select_stack(env, on_output)
+    # The kit's policy pack runs inside the engine on every preview and up: a mandatory
+    # violation stops the operation before anything changes.
     if operation == "preview":
-        preview = stack.preview(diff=True, on_output=on_output)
+        preview = stack.preview(diff=True, on_output=on_output, policy_packs=[str(POLICY_PACK)])
         return Result(env, operation, "preview", _counts(preview.change_summary))
     if operation == "up":
-        done: Any = stack.up(on_output=on_output)
+        done: Any = stack.up(on_output=on_output, policy_packs=[str(POLICY_PACK)])
     elif operation == "refresh":
         done = stack.refresh(on_output=on_output)
     else:

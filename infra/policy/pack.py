@@ -21,6 +21,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 
 def _resource_policy(name: str, rule: ResourceRule, description: str) -> ResourceValidationPolicy:
@@ -42,7 +43,29 @@ def _stack_policy(name: str, rule: StackRule, description: str) -> StackValidati
 
 
 def _plain(props: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in props.items()}
+    """The props as plain data; during a preview, values not known yet are left out (the
+    engine's proxy raises on reading them), so the rules judge what is known."""
+    plain: dict[str, Any] = {}
+    for key in props:
+        try:
+            plain[key] = _plain_value(props[key])
+        except UnknownValueError:
+            continue
+    return plain
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _plain(value)
+    if isinstance(value, list | tuple):
+        items = []
+        for index in range(len(value)):
+            try:
+                items.append(_plain_value(value[index]))
+            except UnknownValueError:
+                continue
+        return items
+    return value
 
 
 def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
