@@ -26,6 +26,7 @@ from modelyard.contracts.environment import (
     project_root,
 )
 from modelyard.contracts.state import pulumi_state_dir
+from modelyard.pipelines.processes import is_alive
 from pulumi import automation as auto
 
 Operation = Literal["preview", "up", "refresh", "destroy"]
@@ -137,26 +138,11 @@ def release_stale_locks(backend: str, stack: str, say: Callable[[str], None]) ->
             holder = json.loads(lock.read_text())
         except (OSError, ValueError):
             continue
-        if holder.get("hostname") != socket.gethostname() or _alive(int(holder.get("pid", 0))):
+        if holder.get("hostname") != socket.gethostname() or is_alive(int(holder.get("pid", 0))):
             continue
         lock.unlink(missing_ok=True)
         lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
         say(f"removed the lock of {stack} left by process {holder.get('pid')}, which is gone")
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process nobody reaped yet (a zombie) is gone all the same
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def select_stack(env: str, say: Callable[[str], None] = print) -> auto.Stack:

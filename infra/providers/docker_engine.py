@@ -24,7 +24,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -46,6 +46,15 @@ def _not_found() -> type[Exception]:
     import docker.errors
 
     return docker.errors.NotFound
+
+
+def _read(id_: str, props: dict[str, Any], fetch: Callable[[Any], Any]) -> ReadResult:
+    """`pulumi refresh`: gone from the engine means gone from the stack."""
+    try:
+        fetch(_client(props.get("host")))
+    except _not_found():
+        return ReadResult("", {})  # an empty id tells the engine it is gone
+    return ReadResult(id_, props)
 
 
 def _public(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,11 +91,7 @@ class _NetworkProvider(_Replaced):
         return CreateResult(network.id, {**_public(props), "fingerprint": self.fingerprint(props)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            _client(props.get("host")).networks.get(id_)
-        except _not_found():
-            return ReadResult(None, None)
-        return ReadResult(id_, props)
+        return _read(id_, props, lambda client: client.networks.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:
@@ -106,11 +111,7 @@ class _VolumeProvider(_Replaced):
         return CreateResult(volume.name, {**_public(props), "fingerprint": self.fingerprint(props)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            _client(props.get("host")).volumes.get(id_)
-        except _not_found():
-            return ReadResult(None, None)
-        return ReadResult(id_, props)
+        return _read(id_, props, lambda client: client.volumes.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:
@@ -142,11 +143,7 @@ class _ImageProvider(_Replaced):
         return CreateResult(image.id, outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            _client(props.get("host")).images.get(props["image_name"])
-        except _not_found():
-            return ReadResult(None, None)
-        return ReadResult(id_, props)
+        return _read(id_, props, lambda client: client.images.get(props["image_name"]))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         import docker.errors
@@ -268,11 +265,7 @@ class _ContainerProvider(_Replaced):
         return CreateResult(container.id, outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        try:
-            _client(props.get("host")).containers.get(id_)
-        except _not_found():
-            return ReadResult(None, None)
-        return ReadResult(id_, props)
+        return _read(id_, props, lambda client: client.containers.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         try:

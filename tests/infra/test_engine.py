@@ -295,6 +295,17 @@ def test_an_up_killed_midway_converges_on_the_next_and_keeps_the_volumes(
     assert {k: v for k, v in settled["changes"].items() if v and k != "unchanged"} == {}
 
 
+def test_refresh_notices_a_container_removed_by_hand_and_up_brings_it_back(
+    stack: Stack, first_up: dict[str, Any]
+) -> None:
+    docker("rm", "-f", f"modelyard-{stack.env}-serving")
+    refreshed = stack.infra("refresh")
+    assert refreshed["changes"]["deleted"] == 1
+    restored = stack.infra("up")
+    assert restored["changes"]["created"] == 1
+    assert docker("ps", "-q", "--filter", f"name=modelyard-{stack.env}-serving") != ""
+
+
 def _json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as response:
         answer: dict[str, Any] = json.loads(response.read())
