@@ -119,10 +119,17 @@ def registry_lease(registry: Registry, model: str, env: str, action: str) -> Ite
         "since": time.time(),
         "expires": time.time() + LEASE_TTL_SECONDS,
     }
-    registry.call(
-        f"write the promotion lease on {model}",
-        lambda: registry.client.set_registered_model_tag(model, lease_tag(env), json.dumps(mine)),
-    )
+
+    def write() -> None:
+        try:
+            registry.client.set_registered_model_tag(model, lease_tag(env), json.dumps(mine))
+        except MlflowException as exc:
+            # Two first writers at once: the database keeps the other's row and refuses ours.
+            # That is losing the race, told as such below, not an MLflow failure.
+            if "UNIQUE constraint" not in str(exc.message):
+                raise
+
+    registry.call(f"write the promotion lease on {model}", write)
     time.sleep(SETTLE_SECONDS)
     winner = _read_lease(registry, model, env)
     if winner is None or winner.get("token") != token:

@@ -234,3 +234,34 @@ def test_mlflow_down_or_failing_changes_nothing(
     assert len(aborted) == 1 and "alias could not be moved" in json.dumps(
         dict(aborted[0].data.tags)
     )
+
+
+def test_losing_the_databases_race_for_the_first_lease_is_told_as_a_lost_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two first writers at the same instant: MLflow's store keeps one row and refuses the
+    other with a UNIQUE constraint error. The refused one lost the lease; it must say so."""
+    from mlflow.exceptions import MlflowException
+    from modelyard.contracts.tags import lease_tag
+    from modelyard.pipelines.errors import PipelineError
+    from modelyard.pipelines.promotion import locking
+    from modelyard.pipelines.promotion.registry import Registry
+
+    other = {"token": "theirs", "host": "other", "pid": 1, "action": "promote", "since": 0.0,
+             "expires": 4e9}  # fmt: skip
+    tags: dict[str, str] = {}
+
+    class RacingClient:
+        def set_registered_model_tag(self, model: str, key: str, value: str) -> None:
+            tags[key] = json.dumps(other)  # the other writer's row lands first
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed")
+
+    registry = Registry("sqlite:///unused.db")
+    monkeypatch.setattr(registry, "client", RacingClient())
+    monkeypatch.setattr(registry, "require_model", lambda model: tags)
+    monkeypatch.setattr(locking, "SETTLE_SECONDS", 0.0)
+    lease = locking.registry_lease(registry, "churn", "production", "promote")
+    with pytest.raises(PipelineError, match="won the registry lease") as lost, lease:
+        pass
+    assert "pid 1 on other" in str(lost.value)
+    assert lease_tag("production") in tags
