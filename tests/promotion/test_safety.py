@@ -237,7 +237,7 @@ def test_mlflow_down_or_failing_changes_nothing(
 
 
 def test_losing_the_databases_race_for_the_first_lease_is_told_as_a_lost_lease(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Two first writers at the same instant: MLflow's store keeps one row and refuses the
     other with a UNIQUE constraint error. The refused one lost the lease; it must say so."""
@@ -256,7 +256,7 @@ def test_losing_the_databases_race_for_the_first_lease_is_told_as_a_lost_lease(
             tags[key] = json.dumps(other)  # the other writer's row lands first
             raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed")
 
-    registry = Registry("sqlite:///unused.db")
+    registry = Registry(f"sqlite:///{tmp_path / 'unused.db'}")
     monkeypatch.setattr(registry, "client", RacingClient())
     monkeypatch.setattr(registry, "require_model", lambda model: tags)
     monkeypatch.setattr(locking, "SETTLE_SECONDS", 0.0)
