@@ -4,6 +4,7 @@ free ports, under an environment name of its own, with its own state folder and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -281,8 +282,14 @@ def test_an_up_killed_midway_converges_on_the_next_and_keeps_the_volumes(
     for line in up.stdout:  # killed as soon as the engine starts on the MLflow container
         if "mlflow-container" in line and ("deleting" in line or "creating" in line):
             break
+    before = _engine_plugins()
     os.killpg(up.pid, signal.SIGKILL)
     up.wait(timeout=30)
+    # The engine starts its plugins in process groups of their own: a kill -9 of `up` leaves
+    # them running, orphaned, as it would for a user. This test cleans up what it caused.
+    for pid in _engine_plugins() - before:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
     again = stack.infra("up")
     assert again["outcome"] == "succeeded"
@@ -304,6 +311,20 @@ def test_refresh_notices_a_container_removed_by_hand_and_up_brings_it_back(
     restored = stack.infra("up")
     assert restored["changes"]["created"] == 1
     assert docker("ps", "-q", "--filter", f"name=modelyard-{stack.env}-serving") != ""
+
+
+def _engine_plugins() -> set[int]:
+    """Orphaned (parent: init) language-host and provider processes of a Pulumi engine."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if fields[1] == "1" and b"pulumi" in command:
+            found.add(int(stat.parent.name))
+    return found
 
 
 def _json(url: str) -> dict[str, Any]:
