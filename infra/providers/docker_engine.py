@@ -25,7 +25,7 @@ import json
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
@@ -55,6 +55,12 @@ def _read(id_: str, props: dict[str, Any], fetch: Callable[[Any], Any]) -> ReadR
     except _not_found():
         return ReadResult("", {})  # an empty id tells the engine it is gone
     return ReadResult(id_, props)
+
+
+def _remove(props: dict[str, Any], remove: Callable[[Any], Any]) -> None:
+    """`pulumi destroy`: what is gone already counts as deleted."""
+    with contextlib.suppress(_not_found()):
+        remove(_client(props.get("host")))
 
 
 def _public(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,10 +100,7 @@ class _NetworkProvider(_Replaced):
         return _read(id_, props, lambda client: client.networks.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        try:
-            _client(props.get("host")).networks.get(id_).remove()
-        except _not_found():
-            pass
+        _remove(props, lambda client: client.networks.get(id_).remove())
 
 
 class _VolumeProvider(_Replaced):
@@ -114,10 +117,7 @@ class _VolumeProvider(_Replaced):
         return _read(id_, props, lambda client: client.volumes.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        try:
-            _client(props.get("host")).volumes.get(id_).remove(force=True)
-        except _not_found():
-            pass
+        _remove(props, lambda client: client.volumes.get(id_).remove(force=True))
 
 
 class _ImageProvider(_Replaced):
@@ -268,36 +268,29 @@ class _ContainerProvider(_Replaced):
         return _read(id_, props, lambda client: client.containers.get(id_))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        try:
-            _client(props.get("host")).containers.get(id_).remove(force=True)
-        except _not_found():
-            pass
+        _remove(props, lambda client: client.containers.get(id_).remove(force=True))
 
 
-class Network(Resource, module="docker", name="Network"):
+class _Named(Resource):
+    """A Docker object known by its name alone (networks, volumes)."""
+
+    provider: ClassVar[type[_Replaced]]
     name: pulumi.Output[str]
 
     def __init__(
         self, resource_name: str, *, name: str, host: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(
-            _NetworkProvider(), resource_name, {"name": name, "host": host, "fingerprint": None},
-            opts,
-        )  # fmt: skip
+        props = {"name": name, "host": host, "fingerprint": None}
+        super().__init__(self.provider(), resource_name, props, opts)
 
 
-class Volume(Resource, module="docker", name="Volume"):
-    name: pulumi.Output[str]
+class Network(_Named, module="docker", name="Network"):
+    provider = _NetworkProvider
 
-    def __init__(
-        self, resource_name: str, *, name: str, host: str | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            _VolumeProvider(), resource_name, {"name": name, "host": host, "fingerprint": None},
-            opts,
-        )  # fmt: skip
+
+class Volume(_Named, module="docker", name="Volume"):
+    provider = _VolumeProvider
 
 
 class Image(Resource, module="docker", name="Image"):
