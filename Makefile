@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup checkov demo test test-fast lint bench clean tools
+.PHONY: setup checkov demo test test-fast lint bench clean tools cluster-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,9 @@ demo: setup
 test: setup checkov
 	$(BIN)/pytest
 
-## test-fast: the quick loop (no slow or Docker-backed tests)
+## test-fast: the quick loop (no slow, Docker, engine or cluster tests)
 test-fast: setup
-	$(BIN)/pytest -m "not slow and not docker and not engine" -x -q
+	$(BIN)/pytest -m "not slow and not docker and not engine and not cluster" -x -q
 
 ## lint: ruff, mypy and yamllint
 lint: setup
@@ -60,3 +60,8 @@ clean:
 ## into ~/.cache/modelyard/tools (tools/README.md); `modelyard infra ...` finds it there
 tools:
 	bash tools/build.sh
+
+## cluster-tools: the local Kubernetes (1.34 line) and etcd pinned in tools/versions.env, built from Go
+## modules once per machine into the same cache (tools/README.md); `modelyard cluster up` runs them
+cluster-tools:
+	bash tools/build-cluster.sh

@@ -38,6 +38,8 @@ LAYOUT = (
          "never while a stack has resources: `modelyard infra destroy ENV` first"),
     Part("image-contexts", "the build contexts `pulumi up` assembled for the platform's images",
          "any time (assembled again by the next `up`)"),
+    Part("cluster", "the local Kubernetes (`modelyard cluster up`): certificates, etcd's data, images",
+         "after `modelyard cluster down` (the next `up` starts an empty cluster)"),
     Part("demo", "everything `make demo` makes, laid out as above, and its MLflow server",
          "when the demo is not running (its runs and models go with it)"),
 )  # fmt: skip
@@ -84,6 +86,10 @@ def pulumi_state_dir() -> Path:
 
 def image_contexts_dir() -> Path:
     return state_dir() / "image-contexts"
+
+
+def cluster_dir() -> Path:
+    return state_dir() / "cluster"
 
 
 def demo_dir() -> Path:

@@ -26,6 +26,7 @@ from modelyard.contracts.environment import (
     project_root,
 )
 from modelyard.contracts.state import pulumi_state_dir
+from modelyard.infra.pinned_tools import pinned_versions, tools_dir
 from modelyard.pipelines.processes import is_alive
 from pulumi import automation as auto
 
@@ -49,6 +50,8 @@ class Result:
     # The engine's own summary: created/updated/replaced/deleted/unchanged -> count.
     changes: dict[str, int]
     outputs: dict[str, Any] = field(default_factory=dict)  # secrets masked unless asked
+    # created/updated/replaced/deleted -> the resources' names, from the engine's own events.
+    resources: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -62,18 +65,8 @@ class Result:
             "outcome": self.outcome,
             "changes": self.changes,
             "outputs": self.outputs,
+            "resources": self.resources,
         }
-
-
-def pinned_versions() -> dict[str, str]:
-    """tools/versions.env: what `make tools` builds and the SDKs are pinned to."""
-    text = (Path(__file__).resolve().parents[1] / "tools" / "versions.env").read_text("utf-8")
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and line[0] != "#")
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def tools_dir() -> Path:
-    return Path(os.environ.get("MODELYARD_TOOLS_DIR") or Path.home() / ".cache/modelyard/tools")
 
 
 def pulumi_command() -> auto.PulumiCommand:
@@ -190,30 +183,52 @@ def _run(
     env: str, operation: Operation, on_output: Callable[[str], None], show_secrets: bool
 ) -> Result:
     stack = select_stack(env, on_output)
+    steps = _Steps()
     # The kit's policy pack runs inside the engine on every preview and up: a mandatory
     # violation stops the operation before anything changes.
     if operation == "preview":
-        preview = stack.preview(diff=True, on_output=on_output, policy_packs=[str(POLICY_PACK)])
-        return Result(env, operation, "preview", _counts(preview.change_summary))
+        preview = stack.preview(
+            diff=True, on_output=on_output, on_event=steps, policy_packs=[str(POLICY_PACK)]
+        )
+        return Result(env, operation, "preview", _counts(preview.change_summary), {}, steps.names)
     if operation == "up":
-        done: Any = stack.up(on_output=on_output, policy_packs=[str(POLICY_PACK)])
+        done: Any = stack.up(on_output=on_output, on_event=steps, policy_packs=[str(POLICY_PACK)])
     elif operation == "refresh":
-        done = stack.refresh(on_output=on_output)
+        done = stack.refresh(on_output=on_output, on_event=steps)
     else:
-        done = stack.destroy(on_output=on_output)
+        done = stack.destroy(on_output=on_output, on_event=steps)
     outputs = _outputs(stack.outputs(), show_secrets) if operation != "destroy" else {}
     changes = _counts(done.summary.resource_changes or {})
-    return Result(env, operation, str(done.summary.result), changes, outputs)
+    return Result(env, operation, str(done.summary.result), changes, outputs, steps.names)
+
+
+_WORDS = {"create": "created", "update": "updated", "replace": "replaced",
+          "delete": "deleted", "same": "unchanged"}  # fmt: skip
+
+
+class _Steps:
+    """Collects which resource each of the engine's steps changes (a replacement's own
+    create/delete halves are part of its `replace`)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str]] = {}
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is None:
+            return
+        op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
+        if op in _WORDS and op != "same":
+            name = pre.metadata.urn.rpartition("::")[2]
+            self.names.setdefault(_WORDS[op], []).append(name)
 
 
 def _counts(changes: Mapping[Any, int]) -> dict[str, int]:
     """The engine's operation names, as people read them: create -> created, same -> unchanged."""
-    words = {"create": "created", "update": "updated", "replace": "replaced",
-             "delete": "deleted", "same": "unchanged"}  # fmt: skip
-    counts = dict.fromkeys(words.values(), 0)
+    counts = dict.fromkeys(_WORDS.values(), 0)
     for op, n in changes.items():
         name = str(getattr(op, "value", op))
-        counts[words.get(name, name)] = counts.get(words.get(name, name), 0) + int(n)
+        counts[_WORDS.get(name, name)] = counts.get(_WORDS.get(name, name), 0) + int(n)
     return counts
 
 

@@ -22,12 +22,12 @@ from typing import Any
 
 from modelyard.contracts import variables
 from modelyard.contracts.environment import project_root
+from modelyard.contracts.labels import VERSION_LABEL
 from modelyard.infra.render import RenderedState, render
 
 # What a past revision needs to render itself.
 # What the program imports (contracts/ since the namespace; ml/ for the serving image).
 _PROGRAM_PATHS = ("contracts", "infra", "ml", "Pulumi.yaml")
-VERSION_LABEL = "modelyard.io/model-version"
 
 
 class DiffError(Exception):
@@ -185,12 +185,11 @@ def serving_versions(state: RenderedState) -> list[str]:
     """The model versions the environment's serving Deployments/containers run."""
     found = set()
     for r in state.resources:
-        labels = r.inputs.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
-        if VERSION_LABEL in labels:
-            found.add(str(labels[VERSION_LABEL]))
-        for label in r.inputs.get("labels") or []:
-            if isinstance(label, dict) and label.get("label") == VERSION_LABEL:
-                found.add(str(label.get("value")))
+        pods = r.inputs.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+        container = r.inputs.get("labels") if "docker:Container" in r.type else None
+        for labels in (pods, container or {}):
+            if VERSION_LABEL in labels:
+                found.add(str(labels[VERSION_LABEL]))
     return sorted(found)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from modelyard.contracts.labels import ENVIRONMENT_LABEL
 
 # What the CI deployer may touch, resource by resource: no wildcards, no secrets, and none of
 # escalate/bind/impersonate, so a leaked deployer token cannot widen its own rights.
@@ -83,7 +84,7 @@ class Cluster(pulumi.ComponentResource):
         ns = args.namespace
         labels = {
             "app.kubernetes.io/part-of": "modelyard",
-            "modelyard.io/environment": args.environment,
+            ENVIRONMENT_LABEL: args.environment,
             **args.extra_labels,
         }
 

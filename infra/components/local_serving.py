@@ -20,6 +20,7 @@ from typing import Any
 
 import pulumi
 from modelyard.contracts import variables
+from modelyard.contracts.labels import ENVIRONMENT_LABEL, VERSION_LABEL
 from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import local_image
 from modelyard.infra.components.model_serving import (
@@ -135,8 +136,8 @@ class LocalModelServing(pulumi.ComponentResource):
                 },
                 "networks": [args.network] if args.network is not None else [],
                 "labels": {
-                    "modelyard.io/environment": args.environment,
-                    "modelyard.io/model-version": args.desired.label,
+                    ENVIRONMENT_LABEL: args.environment,
+                    VERSION_LABEL: args.desired.label,
                 },
             },
             opts=child,

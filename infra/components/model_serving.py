@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts import variables
+from modelyard.contracts.labels import TRACK_LABEL, VERSION_LABEL
 from modelyard.contracts.strategies import ON_KUBERNETES, Strategy
 
 SERVING_PORT = 8080
@@ -29,8 +30,6 @@ APP_LABELS = {
     "app.kubernetes.io/name": "modelyard-serving",
     "app.kubernetes.io/part-of": "modelyard",
 }
-VERSION_LABEL = "modelyard.io/model-version"
-TRACK_LABEL = "modelyard.io/track"
 # MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
 # credentials Secret is mounted read-only over its .mlflow folder (files, not env vars).
 SERVING_HOME = "/tmp/home"
@@ -212,7 +211,7 @@ class ModelServing(pulumi.ComponentResource):
     ) -> k8s.apps.v1.Deployment:
         release = track.release
         pod_labels = {**APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
-        annotations = {"modelyard.io/model-version": release.label}
+        annotations = {VERSION_LABEL: release.label}
         if release.version is None:
             # No model yet: pods are deliberately not-ready; don't fail the update waiting.
             annotations["pulumi.com/skipAwait"] = "true"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from modelyard.contracts.labels import ENVIRONMENT_LABEL, TRACK_LABEL
 from modelyard.infra.providers.resource_types import CONTAINER
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -198,7 +199,7 @@ def _namespace(resource: Resource) -> str | None:
 
 def _environment(resources: list[Resource]) -> str | None:
     for r in resources:
-        label = _get(r.props, "metadata", "labels", "modelyard.io/environment")
+        label = _get(r.props, "metadata", "labels", ENVIRONMENT_LABEL)
         if r.type == NAMESPACE and label:
             return str(label)
     return None
@@ -217,7 +218,7 @@ def production_replicas(resources: list[Resource]) -> list[tuple[str, str]]:
     for r in resources:
         if r.type != DEPLOYMENT:
             continue
-        track = _get(r.props, "spec", "template", "metadata", "labels", "modelyard.io/track")
+        track = _get(r.props, "spec", "template", "metadata", "labels", TRACK_LABEL)
         if track == "canary":
             continue  # the canary is sized by its weight; the stable track carries the load
         name = _get(r.props, "metadata", "name")

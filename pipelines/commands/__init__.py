@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from modelyard.pipelines.commands import (
+    cluster,
     configure,
     data,
     demo,
@@ -26,6 +27,7 @@ def register_all(app: typer.Typer) -> None:
         train,
         promote,
         infra,
+        cluster,
         configure,
         serve,
         deploy,

@@ -57,6 +57,14 @@ def test_nothing_changed_means_an_empty_diff(repo: Path) -> None:
     assert result.to_text().endswith(f"0 to add, 0 to change, 0 to delete, {total} unchanged")
 
 
+def test_a_promotion_on_docker_shows_the_container_changing_version(repo: Path) -> None:
+    """The `local` environment serves from a Docker container: its version label moves."""
+    edit_environment(repo / "environments", "local", serving={"desiredVersion": 4})
+    result = diff_environment("local", "HEAD", repo)
+    assert (result.versions_before, result.versions_after) == (["none"], ["v4"])
+    assert [c.name for c in result.changes] == ["local-serving-server"]
+
+
 def test_a_promotion_shows_as_the_serving_version_changing(repo: Path) -> None:
     image = pinned("staging", "v3")
     edit_environment(

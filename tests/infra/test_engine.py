@@ -52,7 +52,8 @@ class Stack:
         self.ports = {"registry": free_port(), "mlflow": free_port(), "serving": free_port()}
 
     def create(self) -> None:
-        for part in ("infra", ".venv", "tools"):
+        # The program's folders as links: `infra diff` renders a committed revision of them.
+        for part in ("contracts", "infra", "ml", ".venv", "tools"):
             (self.folder / part).symlink_to(REPO / part)
         shutil.copy(REPO / "Pulumi.yaml", self.folder)
         (self.folder / "environments").mkdir()
@@ -63,6 +64,11 @@ class Stack:
         config["modelyard:platform"]["registry"]["port"] = self.ports["registry"]
         config["modelyard:platform"]["mlflow"]["port"] = self.ports["mlflow"]
         self.env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the stack"]):
+            subprocess.run(
+                ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *command],
+                cwd=self.folder, check=True,
+            )  # fmt: skip
 
     @property
     def env_file(self) -> Path:
@@ -240,7 +246,14 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     assert {k: v for k, v in preview["changes"].items() if v and k != "unchanged"} == {
         "replaced": 1
     }
+    assert preview["resources"] == {"replaced": [f"{stack.env}-serving-server"]}
     assert f"{stack.env}-serving-server" in stack.engine_output
+    # The auditors' offline diff against the commit before the promotion names the same.
+    diffed = stack.cli("infra", "diff", stack.env, "--base", "HEAD", "--format", "json")
+    assert diffed.returncode == 0, diffed.stdout + diffed.stderr
+    audit = json.loads(diffed.stdout)
+    assert [c["name"] for c in audit["changes"]] == preview["resources"]["replaced"]
+    assert audit["servingVersion"] == {"before": ["none"], "after": [f"v{version}"]}
     rolled = stack.infra("up")
     assert rolled["outcome"] == "succeeded" and rolled["outputs"]["servingVersion"] == int(version)
 

@@ -7,7 +7,7 @@ import importlib.metadata
 import json
 from importlib import resources
 
-from modelyard.infra.automation import pinned_versions
+from modelyard.infra.pinned_tools import pinned_versions
 
 
 def test_the_sdks_ask_for_the_plugins_make_tools_builds() -> None:

@@ -1,0 +1,69 @@
+"""One local Kubernetes for the session, started and stopped through `modelyard cluster` as a user
+types it, in a state folder of the session's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
+
+from tests.helpers import MODELYARD
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    state: Path  # MODELYARD_STATE_DIR of the commands that run it
+
+    def variables(self) -> dict[str, str]:
+        return {**os.environ, "MODELYARD_STATE_DIR": str(self.state)}
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MODELYARD, "cluster", *args], env=self.variables(), capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        done = self.cli("status", "--json")
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        status = self.status()
+        done = subprocess.run(
+            [status["kubectl"], f"--kubeconfig={status['kubeconfig']}", *args], input=stdin,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def cluster_tools() -> Binaries:
+    """Cluster tests skip with the reason without the built cluster, and fail in CI."""
+    try:
+        return Binaries.find()
+    except ClusterToolsMissing as exc:
+        if os.environ.get("MODELYARD_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"MODELYARD_REQUIRE_CLUSTER=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def local_cluster(
+    cluster_tools: Binaries, docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster-state"))
+    started = cluster.cli("up")
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield cluster
+    cluster.cli("down")

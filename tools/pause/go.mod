@@ -1,0 +1,3 @@
+module modelyard.invalid/tools/pause
+
+go 1.24.0
