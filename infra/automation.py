@@ -169,14 +169,26 @@ def run(
     try:
         return _run(env, operation, on_output, show_secrets)
     except auto.errors.CommandError as exc:
-        said = [
-            line.strip().removeprefix("stderr:").strip()
-            for line in str(exc).splitlines()
-            if line.strip().removeprefix("stderr:").strip().startswith("error")
-        ]
+        lines = [line.strip().removeprefix("stderr:").strip() for line in str(exc).splitlines()]
+        errors = [line for line in lines if line.startswith("error")]
+        said = _policy_violations(lines) + errors[-4:]
         raise EngineFailed(
-            f"pulumi {operation} of {env} failed: " + " / ".join(said[-4:] or ["no output"])
+            f"pulumi {operation} of {env} failed: " + " / ".join(said or ["no output"])
         ) from None
+
+
+def _policy_violations(lines: list[str]) -> list[str]:
+    """The policy pack's findings: the lines under a failed pack's ❌, up to the next blank."""
+    found: list[str] = []
+    inside = False
+    for line in lines:
+        if "❌" in line:
+            inside = True
+        elif inside and not line:
+            inside = False
+        elif inside:
+            found.append(line.lstrip("- ").strip())
+    return [" ".join(found)] if found else []
 
 
 def _run(

@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts.environment import ConfigError, Environment, check_cross_section
-from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.contracts.serving_options import server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
 from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
@@ -21,9 +22,11 @@ from modelyard.infra.components.model_serving import (
     SERVING_PORT,
     ModelServing,
     ModelServingArgs,
+    PullSecret,
     Release,
 )
 from modelyard.infra.platform_services import PlatformOutputs, build_platform
+from modelyard.infra.stack_secrets import StackSecrets
 
 # Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
 _QUOTA_HEADROOM = 2
@@ -59,15 +62,12 @@ def build_serving(environment: Environment, platform: PlatformOutputs | None = N
     With the environment's `platform`, the server downloads models from its MLflow with its
     credentials; a container on the same engine reaches it over the platform's network."""
     credentials = (platform.mlflow_username, platform.mlflow_password) if platform else None
+    if environment.serving.platform == "process":
+        return  # served by the local runner's processes, nothing for the engine
     if environment.serving.platform == "docker":
         _build_local_serving(environment, platform, credentials)
     else:
         _build_kubernetes_serving(environment, credentials)
-
-
-def stack_secret(section: str, key: str) -> pulumi.Output[str]:
-    """A `{secure: ...}` value of this stack's config, decrypted by the engine, kept secret."""
-    return pulumi.Config(NAMESPACE).require_secret_object(section).apply(lambda v: str(v[key]))
 
 
 def _releases(environment: Environment) -> tuple[Release, Release | None]:
@@ -83,6 +83,23 @@ def _build_kubernetes_serving(
     environment: Environment, mlflow_credentials: Credentials | None
 ) -> None:
     serving = environment.serving
+    secrets = (
+        StackSecrets("serving") if serving.mlflow_credentials or serving.pull_credentials else None
+    )
+    if mlflow_credentials is None and serving.mlflow_credentials is not None:
+        assert secrets is not None
+        mlflow_credentials = (
+            serving.mlflow_credentials.username,
+            secrets.get("mlflowCredentials", "password"),
+        )
+    pull = None
+    if serving.pull_credentials is not None and serving.registry is not None:
+        assert secrets is not None
+        pull = PullSecret(
+            serving.registry,
+            serving.pull_credentials.username,
+            secrets.get("pullCredentials", "password"),
+        )
     rollout = environment.promotion.rollout
     provider = _kubernetes_provider(environment)
     on_cluster = pulumi.ResourceOptions(provider=provider)
@@ -131,6 +148,7 @@ def _build_kubernetes_serving(
             max_unavailable=serving.max_unavailable,
             env=server_variables(environment),
             mlflow_credentials=mlflow_credentials,
+            pull_secret=pull,
         ),
         opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
     )
@@ -142,7 +160,9 @@ def _build_kubernetes_serving(
 def _kubernetes_provider(environment: Environment) -> k8s.Provider:
     serving = environment.serving
     context = environment.provider_config.get("kubernetes:context")
-    kubeconfig = stack_secret("serving", "kubeconfig") if serving.kubeconfig else None
+    kubeconfig = (
+        StackSecrets("serving").get("kubeconfig") if serving.kubeconfig else _ambient_kubeconfig()
+    )
     return k8s.Provider(
         f"{environment.name}-kubernetes",
         kubeconfig=kubeconfig,
@@ -150,6 +170,17 @@ def _kubernetes_provider(environment: Environment) -> k8s.Provider:
         namespace=serving.namespace,
         enable_server_side_apply=True,
     )
+
+
+def _ambient_kubeconfig() -> pulumi.Output[str] | None:
+    """KUBECONFIG's file (Jenkins binds it from a file credential; the local cluster writes one),
+    handed to the provider as a secret: left to the provider, its content (client keys included)
+    would be a plain-text input in the stack's state."""
+    configured = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = Path(configured) if configured else Path.home() / ".kube" / "config"
+    if not path.is_file():
+        return None
+    return pulumi.Output.secret(path.read_text())
 
 
 def _build_local_serving(

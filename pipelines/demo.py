@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from modelyard.contracts import variables
+from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import load_environment, project_root
 from modelyard.contracts.state import demo_dir
 from modelyard.pipelines.errors import PipelineError
@@ -44,24 +45,30 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     """A private copy of environments/ the demo may write to (promotions record the desired
     version there), adjusted where a one-machine demo cannot wait as a real team would."""
     environments = folder / "environments"
-    if not environments.is_dir():
+    created = not environments.is_dir()
+    if created:
         shutil.copytree(project_root() / "environments", environments)
-        # The demo's own MLflow server, apart from the one `pulumi up --stack local` runs.
-        _adjust(environments / "Pulumi.local.yaml", {
-            "mlflow": {"trackingUri": f"http://127.0.0.1:{DEMO_MLFLOW_PORT}"},
-        })  # fmt: skip
-        _adjust(environments / "Pulumi.staging.yaml", {
-            "promotion": {"trainedFor": ["local"]},
-            "monitoring": {"sampleRate": 1.0},
-        })  # fmt: skip
-        _adjust(environments / "Pulumi.production.yaml", {
-            "promotion": {"soakMinutes": 0},
-            "monitoring": {"sampleRate": 1.0, "onDrift": "report"},
-        })  # fmt: skip
+    # Applied on every run (they only set keys), so a copy an older kit made gets them too.
+    # The demo's own MLflow server, apart from the one `pulumi up --stack local` runs.
+    _adjust(environments / "Pulumi.local.yaml", {
+        "mlflow": {"trackingUri": f"http://127.0.0.1:{DEMO_MLFLOW_PORT}"},
+    })  # fmt: skip
+    _adjust(environments / "Pulumi.staging.yaml", {
+        "promotion": {"trainedFor": ["local"]},
+        "monitoring": {"sampleRate": 1.0},
+        "serving": {"platform": "process"},
+    })  # fmt: skip
+    _adjust(environments / "Pulumi.production.yaml", {
+        "promotion": {"soakMinutes": 0},
+        "monitoring": {"sampleRate": 1.0, "onDrift": "report"},
+        "serving": {"platform": "process"},
+    })  # fmt: skip
+    if created:
         console.print(
             f"demo copy of the environment files in {environments}: staging takes models trained "
             "on this machine, production's 60-minute soak is waived, staging and production "
-            "sample every request, drift is reported (not retrained on)"
+            "sample every request and are served by local processes, drift is reported (not "
+            "retrained on)"
         )
     return environments
 
@@ -70,7 +77,7 @@ def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:
     document = yaml.safe_load(path.read_text())
     for section, values in changes.items():
         document["config"].setdefault(f"modelyard:{section}", {}).update(values)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(document, sort_keys=False))
 
 
 def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:

@@ -58,6 +58,19 @@ def docker_engine() -> None:
 
 
 @pytest.fixture(scope="session")
+def engine() -> None:
+    """Tests of the real Pulumi engine skip with the reason without the built CLI, and fail in CI."""
+    from modelyard.infra import automation
+
+    try:
+        automation.pulumi_command()
+    except automation.PulumiCliMissing as exc:
+        if os.environ.get("MODELYARD_REQUIRE_PULUMI") == "1":
+            pytest.fail(f"MODELYARD_REQUIRE_PULUMI=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
 def base_image(docker_engine: None) -> str:
     """debian:bookworm-slim, built from Debian's packages once (no registry can be pulled)."""
     subprocess.run([str(REPO / "infra/images/base/build-base-image.sh")], check=True)

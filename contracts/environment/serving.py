@@ -38,6 +38,13 @@ class Network(Section):
     egress_ports: list[int] = Field(default_factory=lambda: [443])
 
 
+class Credentials(Section):
+    """A user name and its password (a Pulumi secret): what the pods log in with."""
+
+    username: str = Field(min_length=1)
+    password: SecretValue
+
+
 class ServingSettings(Section):
     # Written by `modelyard promote` / `rollback`: what the next `pulumi up` rolls out.
     desired_version: int | None = Field(default=None, ge=1)
@@ -50,8 +57,9 @@ class ServingSettings(Section):
     # The embedded default serves each environment as local processes on 127.0.0.1.
     local_port: int = Field(ge=1024, le=65535)
     replicas: int = Field(default=1, ge=1, le=100)
-    # Where `pulumi up` runs the server: a Kubernetes cluster, or the local Docker engine.
-    platform: Literal["kubernetes", "docker"] = "kubernetes"
+    # Where the deploy stages serve it: `pulumi up` onto a Kubernetes cluster or a Docker engine,
+    # or `process`, the embedded default (`make demo`): a local server process on localPort.
+    platform: Literal["kubernetes", "docker", "process"] = "kubernetes"
     namespace: str = Field(default="modelyard-serving", pattern=_DNS_LABEL)
     # Registered model name in MLflow; defaults to the training model's name.
     model_name: str | None = None
@@ -60,6 +68,12 @@ class ServingSettings(Section):
     # reports not-ready, so the environment can be provisioned before any model exists.
     bootstrap_image: str | None = None
     kubeconfig: SecretValue | None = None
+    # Registry credentials for the pods (an image pull secret); none: the registry is open to
+    # the nodes, or the nodes carry their own credentials.
+    pull_credentials: Credentials | None = None
+    # MLflow credentials for the pods (a mounted credentials file) when MLflow is not in this
+    # environment's own stack (`platform` provides them then).
+    mlflow_credentials: Credentials | None = None
     resources: Resources = Resources()
     autoscaling: Autoscaling = Autoscaling()
     max_unavailable: int = Field(default=1, ge=1)
@@ -74,6 +88,11 @@ class ServingSettings(Section):
             )
         if (self.stable_version is None) != (self.stable_image is None):
             raise ValueError("stableVersion and stableImage go together: set both or neither")
+        if self.pull_credentials is not None and self.registry is None:
+            raise ValueError(
+                f"pullCredentials are set but imageRepository {self.image_repository!r} names no "
+                "registry: write it as REGISTRY_HOST[:PORT]/NAME"
+            )
         if self.platform == "kubernetes":
             if self.image is None and self.bootstrap_image is None:
                 raise ValueError(
@@ -95,6 +114,13 @@ class ServingSettings(Section):
                         f"{key} {ref!r} is not from imageRepository {self.image_repository!r}"
                     )
         return self
+
+    @property
+    def registry(self) -> str | None:
+        """The registry host of imageRepository (`host[:port]/...`), None for a bare name."""
+        first, slash, _ = self.image_repository.partition("/")
+        looks_like_host = "." in first or ":" in first or first == "localhost"
+        return first if slash and looks_like_host else None
 
     @property
     def server_image(self) -> str:

@@ -13,6 +13,8 @@ Deployments skip Pulumi's readiness wait then, so provisioning never fails for l
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from modelyard.contracts.labels import TRACK_LABEL, VERSION_LABEL
 from modelyard.contracts.strategies import ON_KUBERNETES, Strategy
 
 SERVING_PORT = 8080
+SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: don't wait for readiness
 SERVING_UID = 10001
 APP_LABELS = {
     "app.kubernetes.io/name": "modelyard-serving",
@@ -68,6 +71,25 @@ class Release:
 
 
 @dataclass(frozen=True)
+class PullSecret:
+    """Registry credentials the pods pull their image with (an image pull secret)."""
+
+    registry: str
+    username: str
+    password: pulumi.Input[str]
+
+    def docker_config(self) -> pulumi.Output[str]:
+        """`.dockerconfigjson`, as `kubectl create secret docker-registry` writes it."""
+
+        def render(password: str) -> str:
+            token = base64.b64encode(f"{self.username}:{password}".encode()).decode()
+            entry = {"username": self.username, "password": password, "auth": token}
+            return json.dumps({"auths": {self.registry: entry}})
+
+        return pulumi.Output.secret(pulumi.Output.from_input(self.password).apply(render))
+
+
+@dataclass(frozen=True)
 class ModelServingArgs:
     namespace: pulumi.Input[str]
     service_account: pulumi.Input[str]
@@ -87,6 +109,7 @@ class ModelServingArgs:
     env: Mapping[str, str] = field(default_factory=dict)
     # (username, password) for an MLflow server with authentication; the password a secret.
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
+    pull_secret: PullSecret | None = None
 
     def validate(self) -> None:
         if self.strategy not in ON_KUBERNETES:
@@ -120,17 +143,23 @@ class ModelServing(pulumi.ComponentResource):
         super().__init__("modelyard:serving:ModelServing", name, None, opts)
         tracks, primary, selector = _plan(args)
         credentials = self._credentials(name, args) if args.mlflow_credentials else None
+        pull = self._pull_secret(name, args, args.pull_secret) if args.pull_secret else None
         deployments = {
-            track.role: self._deployment(name, args, track, credentials) for track in tracks
+            track.role: self._deployment(name, args, track, credentials, pull, primary)
+            for track in tracks
         }
         self.deployments = [f"{name}-{t.role}" for t in tracks]
         primary_deployment = deployments[primary.role]
 
         # The Service switches only after the Deployment it points at exists (and, with a model,
         # is ready): that ordering is what makes blue/green a switch rather than a replacement.
+        service_meta: dict[str, Any] = dict(self._meta(name, args))
+        if args.desired.version is None:
+            # No model yet: no pod is ready, so the Service gets no endpoints to wait for.
+            service_meta["annotations"] = {SKIP_AWAIT: "true"}
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=self._meta(name, args),
+            metadata=service_meta,
             spec={
                 "type": "ClusterIP",
                 "selector": selector,
@@ -202,19 +231,32 @@ class ModelServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _pull_secret(
+        self, name: str, args: ModelServingArgs, pull: PullSecret
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{name}-pull",
+            metadata=self._meta(name, args, "-pull"),
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": pull.docker_config()},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _deployment(
         self,
         name: str,
         args: ModelServingArgs,
         track: _Track,
         credentials: k8s.core.v1.Secret | None,
+        pull: k8s.core.v1.Secret | None,
+        primary: _Track,
     ) -> k8s.apps.v1.Deployment:
         release = track.release
         pod_labels = {**APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
         annotations = {VERSION_LABEL: release.label}
         if release.version is None:
             # No model yet: pods are deliberately not-ready; don't fail the update waiting.
-            annotations["pulumi.com/skipAwait"] = "true"
+            annotations[SKIP_AWAIT] = "true"
         if args.strategy == "recreate":
             strategy: k8s.apps.v1.DeploymentStrategyArgsDict = {"type": "Recreate"}
         else:
@@ -296,6 +338,8 @@ class ModelServing(pulumi.ComponentResource):
                 "volumes": volumes,
             },
         }
+        if pull is not None:
+            template["spec"]["image_pull_secrets"] = [{"name": pull.metadata.name}]
         spec: k8s.apps.v1.DeploymentSpecArgsDict = {
             "replicas": track.replicas,
             "revision_history_limit": 5,
@@ -303,11 +347,15 @@ class ModelServing(pulumi.ComponentResource):
             "strategy": strategy,
             "template": template,
         }
+        # The autoscaler owns the replica count of the Deployment it drives once it exists:
+        # `up` must not set it back every time (the HPA's minimum carries `replicas` instead).
+        # A canary's other track keeps its count from the file: that count is its weight.
+        ignore = ["spec.replicas"] if track is primary else []
         return k8s.apps.v1.Deployment(
             f"{name}-{track.role}",
             metadata=metadata,
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=ignore),
         )
 
 

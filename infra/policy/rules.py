@@ -33,6 +33,7 @@ _POD_TEMPLATES = {
 _PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
 _SECRET_NAME = re.compile(r"(password|passwd|secret|token|api_?key|private_?key|kubeconfig)", re.I)
 MASKED = "[secret]"
+SECRETS_RULE = "no-plain-secrets"
 PRODUCTION_MIN_REPLICAS = 2
 
 
@@ -272,7 +273,7 @@ RESOURCE_RULES: dict[str, tuple[ResourceRule, str]] = {
     "non-root": (non_root, "Containers run as non-root without privilege escalation."),
     "probes": (probes, "Serving containers have readiness and liveness checks."),
     "resource-limits": (resource_limits, "Containers state CPU and memory requests and limits."),
-    "no-plain-secrets": (no_plain_secrets, "Secret values are Pulumi secrets, never plain text."),
+    SECRETS_RULE: (no_plain_secrets, "Secret values are Pulumi secrets, never plain text."),
 }
 STACK_RULES: dict[str, tuple[StackRule, str]] = {
     "production-replicas": (production_replicas, "Production serves from at least 2 replicas."),

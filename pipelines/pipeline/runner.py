@@ -148,6 +148,8 @@ def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: 
     )
     if needs is None or needs not in ctx.serving:
         return
+    if load_environment(needs).serving.platform != "process":
+        return  # pods and containers are restarted by their platform, not by this runner
     if status(needs) is not None:
         return
     key = f"serving-{needs}"

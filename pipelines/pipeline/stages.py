@@ -14,7 +14,7 @@ from typing import Any
 
 from modelyard.contracts import artifacts, tags
 from modelyard.contracts.digests import tree_digest
-from modelyard.contracts.environment import Environment, project_root
+from modelyard.contracts.environment import Environment, load_environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.pipeline.context import PipelineContext
@@ -169,9 +169,10 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     import requests
     from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.spec import load_model_spec
+    from modelyard.pipelines.deploy_targets import reachable
 
-    url = ctx.serving.get(STAGING)
-    if not url:
+    address = ctx.serving.get(STAGING)
+    if not address:
         raise PipelineError("staging is not serving: run the deploy-staging stage first")
     spec = load_model_spec(ctx.model)
     rows = (
@@ -179,27 +180,30 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         .frame.drop(columns=[spec.target])
         .head(environment.pipeline.smoke_requests)
     )
-    latencies, failures = [], 0
-    session = requests.Session()
-    for record in json.loads(rows.to_json(orient="records")):
-        started = time.perf_counter()
-        response = session.post(
-            f"{url}/invocations", json={"dataframe_records": [record]}, timeout=10
-        )
-        latencies.append((time.perf_counter() - started) * 1000)
-        body = response.json() if response.ok else {}
-        predictions = body.get("predictions") if isinstance(body, dict) else None
-        if not response.ok or not predictions or not 0.0 <= float(np.ravel(predictions)[0]) <= 1.0:
-            failures += 1
-    answered = session.get(f"{url}/version", timeout=5).json()
+    with reachable(address) as url:
+        latencies, failures = [], 0
+        session = requests.Session()
+        for record in json.loads(rows.to_json(orient="records")):
+            started = time.perf_counter()
+            response = session.post(
+                f"{url}/invocations", json={"dataframe_records": [record]}, timeout=10
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            body = response.json() if response.ok else {}
+            predictions = body.get("predictions") if isinstance(body, dict) else None
+            in_range = predictions and 0.0 <= float(np.ravel(predictions)[0]) <= 1.0
+            if not response.ok or not in_range:
+                failures += 1
+        answered = session.get(f"{url}/version", timeout=5).json()
     p99 = float(np.percentile(latencies, 99))
     if failures or str(answered.get("model_version")) != str(ctx.version):
         raise PipelineError(
-            f"smoke test against {url} failed: {failures}/{len(latencies)} bad answers, "
+            f"smoke test against {address} failed: {failures}/{len(latencies)} bad answers, "
             f"serving version {answered.get('model_version')} (expected {ctx.version})"
         )
     say(
-        f"{len(latencies)} requests to {url}: all answered by version {ctx.version}, p99 {p99:.1f} ms"
+        f"{len(latencies)} requests to {address}: all answered by version {ctx.version}, "
+        f"p99 {p99:.1f} ms"
     )
 
 
@@ -254,6 +258,9 @@ def rollback_after_failed_deploy(ctx: PipelineContext, target: str, reason: str,
     outcome = rollback(ctx.model, target, None, reason, [])
     say(f"rolled {target} back to version {outcome.version} ({reason})")
     ctx.promoted[target] = False
+    if load_environment(target).serving.platform != "process":
+        # A local server follows the alias by itself; a stack needs the next `up`.
+        _deploy(ctx, target, say)
 
 
 def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) -> None:
@@ -270,11 +277,11 @@ def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) 
 
 
 def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
-    from modelyard.pipelines.deploy import deploy
+    from modelyard.pipelines.deploy_targets import deploy_environment
 
-    deployment = deploy(target)
-    ctx.serving[target] = deployment.url
-    say(f"{target}: {deployment.message} at {deployment.url}")
+    deployed = deploy_environment(target, say)
+    ctx.serving[target] = deployed.address
+    say(f"{target}: {deployed.message} at {deployed.address}")
 
 
 def _served_version(client: Any, model: str, env: str) -> Any:

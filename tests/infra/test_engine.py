@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import yaml
 from modelyard.contracts.tags import Gate, Lineage
-from modelyard.infra import automation
 from modelyard.pipelines.local_mlflow import free_port
 
 from tests.docker_helpers import RUN_ID, docker, docker_result
@@ -30,17 +29,6 @@ from tests.helpers import MODELYARD, REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.engine]
 PASSPHRASE = "modelyard-example"  # the shipped stack files' example passphrase (README)
-
-
-@pytest.fixture(scope="module")
-def engine() -> None:
-    """Engine tests skip with the reason without the built CLI, and fail in CI."""
-    try:
-        automation.pulumi_command()
-    except automation.PulumiCliMissing as exc:
-        if os.environ.get("MODELYARD_REQUIRE_PULUMI") == "1":
-            pytest.fail(f"MODELYARD_REQUIRE_PULUMI=1 but {exc}")
-        pytest.skip(str(exc))
 
 
 class Stack:

@@ -35,6 +35,8 @@ def pipeline_env(
             "mlflow.trackingUri": tracking, "mlflow.experiment": experiment,
             "serving.localPort": free_port(), "notify.webhooks": [{"url": webhook.url}],
         })  # fmt: skip
+    for name in ("staging", "production"):  # the embedded default: local server processes
+        edit_environment(environments, name, {"serving.platform": "process"})
     edit_environment(environments, "local", {"training.numBoostRound": 120, "training.checkpointEvery": 5,
                                              "training.gate": "roc_auc >= 0.6",
                                              "pipeline.smokeRequests": 150})  # fmt: skip

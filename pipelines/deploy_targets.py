@@ -1,0 +1,104 @@
+"""Where the deploy stages deploy: as the environment's `serving.platform` says.
+
+- `kubernetes`: `pulumi up` of the environment's stack (Automation API), which waits for the
+  rollout; the smoke test then goes through the environment's Service (a `kubectl port-forward`
+  to it on 127.0.0.1, as a person would reach a cluster from outside);
+- `docker`: `pulumi up` of the stack, which replaces the serving container;
+- `process`: the embedded default, a local server process (pipelines/deploy.py).
+The address each deploy leaves in the pipeline's context is a URL, or `k8s-service://NS/NAME`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from modelyard.contracts.environment import load_environment
+from modelyard.infra.pinned_tools import pinned_versions, tools_dir
+from modelyard.pipelines.errors import PipelineError
+
+SERVICE_SCHEME = "k8s-service://"
+_FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+
+
+@dataclass(frozen=True)
+class Deployed:
+    address: str  # a URL, or k8s-service://NAMESPACE/NAME
+    message: str
+
+
+def deploy_environment(target: str, say: Callable[[str], None]) -> Deployed:
+    environment = load_environment(target)
+    platform = environment.serving.platform
+    if platform == "process":
+        from modelyard.pipelines.deploy import deploy
+
+        local = deploy(target)
+        return Deployed(local.url, local.message)
+    from modelyard.infra.automation import run
+
+    result = run(target, "up", say)
+    changed = {op: n for op, n in result.changes.items() if n and op != "unchanged"}
+    summary = ", ".join(f"{n} {op}" for op, n in changed.items()) or "no changes"
+    version = result.outputs.get("servingVersion")
+    if platform == "docker":
+        return Deployed(
+            str(result.outputs["servingUrl"]), f"pulumi up ({summary}), version {version}"
+        )
+    service = f"{result.outputs['servingNamespace']}/{result.outputs['servingService']}"
+    return Deployed(
+        f"{SERVICE_SCHEME}{service}",
+        f"pulumi up ({summary}): rollout of version {version} ready behind Service {service}",
+    )
+
+
+@contextmanager
+def reachable(address: str, timeout: float = 60.0) -> Iterator[str]:
+    """A URL on this machine that answers for `address` while the block runs."""
+    if not address.startswith(SERVICE_SCHEME):
+        yield address
+        return
+    namespace, _, service = address.removeprefix(SERVICE_SCHEME).partition("/")
+    command = [kubectl(), "port-forward", "--address", "127.0.0.1", "--namespace", namespace,
+               f"service/{service}", ":80"]  # fmt: skip
+    forward = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout is not None and forward.stderr is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = forward.stdout.readline()
+            found = _FORWARDING.search(line)
+            if found:
+                yield f"http://127.0.0.1:{found[1]}"
+                return
+            if not line and forward.poll() is not None:
+                break
+        problem = forward.stderr.read().strip() if forward.poll() is not None else "no answer"
+        raise PipelineError(
+            f"could not reach Service {namespace}/{service} with `kubectl port-forward` "
+            f"({problem}): check KUBECONFIG points at the environment's cluster"
+        )
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def kubectl() -> str:
+    """kubectl on PATH, else the one `make cluster-tools` built; KUBECONFIG says which cluster."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    built = (
+        tools_dir() / f"kubernetes-{pinned_versions()['KUBERNETES_VERSION']}" / "bin" / "kubectl"
+    )
+    if built.is_file():
+        return str(built)
+    raise PipelineError(
+        "no kubectl on PATH to reach the environment's Service: install one, or run "
+        "`make cluster-tools`, which builds the pinned one"
+    )
