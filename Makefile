@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup checkov demo test test-fast lint bench clean tools cluster-tools
+.PHONY: setup checkov demo test test-fast lint bench clean tools cluster-tools jenkinsfile-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,7 @@ tools:
 ## modules once per machine into the same cache (tools/README.md); `modelyard cluster up` runs them
 cluster-tools:
 	bash tools/build-cluster.sh
+
+## jenkinsfile-tools: Groovy 2.4 and npm-groovy-lint for the offline Jenkinsfile checks (tools/jenkinsfile-check)
+jenkinsfile-tools:
+	bash tools/jenkinsfile-check/install.sh

@@ -144,6 +144,12 @@ def _jenkins(
                 target: _secret(secrets, "jenkins", "kubeconfigs", target)
                 for target in settings.jenkins.kubeconfigs
             },
+            agent_user=environment.hosts.agent_user,
+            agent_private_key=(
+                _secret(secrets, "jenkins", "agentPrivateKey")
+                if settings.jenkins.agent_private_key is not None
+                else None
+            ),
         ),
     )
     return JenkinsOutputs(
@@ -161,6 +167,7 @@ def _has_secrets(environment: Environment) -> bool:
         settings.registry.tls.key is not None
         or settings.mlflow.postgresql is not None
         or settings.jenkins.kubeconfigs
+        or settings.jenkins.agent_private_key is not None
     )
 
 

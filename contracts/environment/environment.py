@@ -83,16 +83,27 @@ class Environment(Section):
                 f"names host {tracking_host!r}, which the MLflow server would refuse "
                 f"(DNS-rebinding protection): add it to {NAMESPACE}:platform.mlflow.allowedHosts",
             ))  # fmt: skip
-        repository = self.serving.image_repository
-        first = repository.split("/", 1)[0]
-        if "/" in repository and ("." in first or ":" in first or first == "localhost"):
-            address = platform.registry_address
-            if first != address:
-                problems.append((
-                    "serving.imageRepository",
-                    f"pushes to {first!r} but this environment's registry is {address!r}: use "
-                    f"{address}/... or fix {NAMESPACE}:platform.registry",
-                ))  # fmt: skip
+        registry, address = self.serving.registry, platform.registry_address
+        if registry is not None and registry != address:
+            problems.append((
+                "serving.imageRepository",
+                f"pushes to {registry!r} but this environment's registry is {address!r}: use "
+                f"{address}/... or fix {NAMESPACE}:platform.registry",
+            ))  # fmt: skip
+        if platform.jenkins.agents and not self.hosts.agent_authorized_key:
+            # Without it Ansible authorizes no key, and Jenkins cannot log in to its agents.
+            problems.append((
+                "hosts.agentAuthorizedKey",
+                "platform.jenkins.agents are set but the agents would not accept Jenkins' key: "
+                "set it to the public half of platform.jenkins.agentPrivateKey",
+            ))  # fmt: skip
+        jenkins = platform.jenkins
+        if jenkins.enabled and jenkins.executors == 0 and not jenkins.agents:
+            problems.append((
+                "platform.jenkins.agents",
+                "Jenkins has no executor and no agent, so no build would ever run: list the "
+                "jenkins_agents hosts of ansible/inventories/ENV/hosts.yml here",
+            ))  # fmt: skip
         return problems
 
     @property

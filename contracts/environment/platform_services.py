@@ -93,6 +93,22 @@ class MlflowServer(Section):
         return self
 
 
+# An SSH public key as sshd and known_hosts spell it: type, base64 blob, no comment.
+SSH_PUBLIC_KEY = r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$"
+
+
+class JenkinsAgent(Section):
+    """A machine Jenkins runs builds on over SSH: one of the `jenkins_agents` hosts of
+    ansible/inventories/ENV/hosts.yml, which the jenkins_agent role prepares."""
+
+    host: str = Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+    # The host's SSH host key (its /etc/ssh/ssh_host_ed25519_key.pub without the comment):
+    # Jenkins connects only to a machine that proves it holds this key.
+    host_key: str = Field(pattern=SSH_PUBLIC_KEY)
+    port: int = Field(default=22, ge=1, le=65535)
+    executors: int = Field(default=2, ge=1, le=16)
+
+
 class Jenkins(Section):
     # False leaves Jenkins out of the stack: its image needs the Jenkins base image and plugins
     # from the internet (the local stack ships without it until that image can be had).
@@ -107,6 +123,23 @@ class Jenkins(Section):
     scan_interval: str = Field(default="15m", pattern=_DURATION.pattern)
     # Kubeconfig per deployment environment, injected as Jenkins file credentials.
     kubeconfigs: dict[str, SecretValue] = Field(default_factory=dict)
+    # The SSH agents builds run on (label `modelyard`), as user modelyard:hosts.agentUser.
+    agents: list[JenkinsAgent] = Field(default_factory=list)
+    # The key the controller logs in to its agents with; modelyard:hosts.agentAuthorizedKey is
+    # its public half, which the jenkins_agent role authorizes.
+    agent_private_key: SecretValue | None = None
+
+    @model_validator(mode="after")
+    def _agents_need_a_key(self) -> Jenkins:
+        hosts = [agent.host for agent in self.agents]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError(f"agents lists a host twice: {hosts}")
+        if self.agents and self.agent_private_key is None:
+            raise ValueError(
+                "agents are set but agentPrivateKey is not: `pulumi config set --secret --path "
+                "modelyard:platform.jenkins.agentPrivateKey < KEYFILE`"
+            )
+        return self
 
 
 def registry_host(target: DockerTarget, settings: Registry) -> str:

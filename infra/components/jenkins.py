@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
 from modelyard.contracts import variables
-from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment import ConfigError, project_root
 from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
 from modelyard.infra.components.container_health import port_open
 from modelyard.infra.components.container_secrets import secret_files, upload
@@ -27,6 +28,13 @@ HTTP_PORT = 8080
 AGENT_PORT = 50000
 JOB_NAME = "modelyard"
 JENKINSFILE = "pipelines/Jenkinsfile"
+# The agents: the label the Jenkinsfile asks for, the home the jenkins_agent role gives the agent
+# user (its remoting jar and workspaces live there), and the SSH key the controller logs in with.
+AGENT_LABEL = "modelyard"
+AGENT_HOME = "/var/lib/jenkins-agent"
+AGENT_CREDENTIAL = "modelyard-agent-ssh"
+AGENT_KEY_VARIABLE = "JENKINS_AGENT_SSH_KEY"
+AGENT_GROUP = "jenkins_agents"  # the inventory group the jenkins_agent role is applied to
 # `${VAR}`, also inside JCasC functions such as `${base64:${VAR}}`.
 _REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -35,8 +43,45 @@ def kubeconfig_variable(environment: str) -> str:
     return "KUBECONFIG_" + re.sub(r"[^A-Z0-9]", "_", environment.upper())
 
 
+def agent_nodes(settings: Jenkins) -> list[dict[str, Any]]:
+    """One permanent SSH node per agent; the host must prove it holds its key from the
+    environment file (never trust on first use, never unverified)."""
+    return [
+        {
+            "permanent": {
+                "name": agent.host,
+                "labelString": AGENT_LABEL,
+                "mode": "EXCLUSIVE",  # only jobs asking for the label run there
+                "numExecutors": agent.executors,
+                "remoteFS": AGENT_HOME,
+                "retentionStrategy": "always",
+                "launcher": {
+                    "ssh": {
+                        "host": agent.host,
+                        "port": agent.port,
+                        "credentialsId": AGENT_CREDENTIAL,
+                        "launchTimeoutSeconds": 60,
+                        "maxNumRetries": 10,
+                        "retryWaitTime": 15,
+                        "sshHostKeyVerificationStrategy": {
+                            "manuallyProvidedKeyVerificationStrategy": {"key": agent.host_key}
+                        },
+                    }
+                },
+            }
+        }
+        for agent in settings.agents
+    ]
+
+
 def render_environment_casc(
-    settings: Jenkins, *, environment: str, url: str, registry_address: str, mlflow_url: str
+    settings: Jenkins,
+    *,
+    environment: str,
+    url: str,
+    registry_address: str,
+    mlflow_url: str,
+    agent_user: str,
 ) -> str:
     """The environment's JCasC file. Every secret is a `${VAR}` reference, never a value."""
     credentials: list[dict[str, Any]] = [
@@ -59,6 +104,20 @@ def render_environment_casc(
             }
         },
     ]
+    if settings.agents:
+        credentials.append(
+            {
+                "basicSSHUserPrivateKey": {
+                    "scope": "SYSTEM",  # for launching agents only: no job can bind it
+                    "id": AGENT_CREDENTIAL,
+                    "description": "SSH key of the build agents",
+                    "username": agent_user,
+                    "privateKeySource": {
+                        "directEntry": {"privateKey": "${" + AGENT_KEY_VARIABLE + "}"}
+                    },
+                }
+            }
+        )
     for target in sorted(settings.kubeconfigs):
         credentials.append(
             {
@@ -104,6 +163,7 @@ def render_environment_casc(
                     }
                 }
             ],
+            "nodes": agent_nodes(settings),
         },
         "unclassified": {"location": {"url": url.rstrip("/") + "/"}},
         "credentials": {"system": {"domainCredentials": [{"credentials": credentials}]}},
@@ -127,6 +187,7 @@ def controller_environment(
     mlflow_password: Any,
     webhook_token: Any,
     kubeconfigs: Mapping[str, Any],
+    agent_private_key: Any = None,
 ) -> dict[str, Any]:
     """Every variable the two JCasC files reference, by name (values are Pulumi secrets); JCasC
     reads each from its file in /run/secrets (container_secrets.py)."""
@@ -141,7 +202,32 @@ def controller_environment(
     }
     for target in sorted(settings.kubeconfigs):
         values[kubeconfig_variable(target)] = kubeconfigs[target]
+    if settings.agents:
+        values[AGENT_KEY_VARIABLE] = agent_private_key
     return values
+
+
+def inventory_path(environment: str) -> Path:
+    return project_root() / "ansible" / "inventories" / environment / "hosts.yml"
+
+
+def inventory_agents(environment: str) -> set[str] | None:
+    """The hosts of the environment's inventory group jenkins_agents (None: no YAML inventory)."""
+    path = inventory_path(environment)
+    if not path.is_file():
+        return None
+
+    def find(group: Any) -> set[str]:
+        if not isinstance(group, dict):
+            return set()
+        found: set[str] = set()
+        for name, child in (group.get("children") or {}).items():
+            if name == AGENT_GROUP and isinstance(child, dict):
+                found |= set(child.get("hosts") or {})
+            found |= find(child)
+        return found
+
+    return find(yaml.safe_load(path.read_text(encoding="utf-8")).get("all"))
 
 
 @dataclass(frozen=True)
@@ -157,6 +243,10 @@ class JenkinsArgs:
     mlflow_password: pulumi.Input[str]
     # Kubeconfig per deployment environment (Pulumi secrets), keyed like settings.kubeconfigs.
     kubeconfigs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # With settings.agents: the account the agents run as (modelyard:hosts.agentUser) and the
+    # controller's private key (the secret modelyard:platform.jenkins.agentPrivateKey).
+    agent_user: str | None = None
+    agent_private_key: pulumi.Input[str] | None = None
 
 
 def _validate(args: JenkinsArgs) -> None:
@@ -167,8 +257,28 @@ def _validate(args: JenkinsArgs) -> None:
             "set modelyard:platform.jenkins.kubeconfigs.<env> as a secret"
         )
     plain = [name for name, value in args.kubeconfigs.items() if isinstance(value, str)]
-    if plain or isinstance(args.registry_password, str) or isinstance(args.mlflow_password, str):
+    secrets = (args.registry_password, args.mlflow_password, args.agent_private_key)
+    if plain or any(isinstance(value, str) for value in secrets):
         raise ConfigError("Jenkins credentials must be Pulumi secrets, never plain strings")
+    if args.settings.agents:
+        _validate_agents(args)
+
+
+def _validate_agents(args: JenkinsArgs) -> None:
+    where = f"environment {args.environment}: modelyard:platform.jenkins.agents"
+    if args.agent_user is None or args.agent_private_key is None:
+        raise ConfigError(
+            f"{where} are set but Jenkins was not given the agent user (modelyard:hosts.agentUser)"
+            " and the secret modelyard:platform.jenkins.agentPrivateKey"
+        )
+    # Jenkins must launch builds on exactly the machines Ansible prepared as agents.
+    declared = {agent.host for agent in args.settings.agents}
+    prepared = inventory_agents(args.environment)
+    if prepared is not None and prepared != declared:
+        raise ConfigError(
+            f"{where} lists {sorted(declared)} but {inventory_path(args.environment)} puts "
+            f"{sorted(prepared)} in its {AGENT_GROUP} group: make the two lists the same"
+        )
 
 
 class JenkinsController(pulumi.ComponentResource):
@@ -197,6 +307,7 @@ class JenkinsController(pulumi.ComponentResource):
                 url=url,
                 registry_address=v[0],
                 mlflow_url=v[1],
+                agent_user=args.agent_user or "",
             )
         )
         env = controller_environment(
@@ -208,6 +319,11 @@ class JenkinsController(pulumi.ComponentResource):
             mlflow_password=pulumi.Output.secret(args.mlflow_password),
             webhook_token=pulumi.Output.secret(token.result),
             kubeconfigs={k: pulumi.Output.secret(v) for k, v in args.kubeconfigs.items()},
+            agent_private_key=(
+                pulumi.Output.secret(args.agent_private_key)
+                if args.agent_private_key is not None
+                else None
+            ),
         )
 
         image = local_image(f"{name}-image", "modelyard/jenkins", "jenkins", child, host=engine)

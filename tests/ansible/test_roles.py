@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from modelyard.infra.pinned_tools import pinned_versions
 
 from tests.ansible.conftest import Configured
 from tests.ansible.lab import SENTINEL, LabHost, ssh
@@ -200,6 +201,22 @@ def test_jenkins_agent_can_build_with_the_hosts_engine(configured: Configured) -
     assert host.sh(f"cat {keys}").stdout.strip() == lab.agent_public_key
     bundle = host.sh("cat /etc/ssl/certs/ca-certificates.crt").stdout
     assert lab.registry_ca.strip() in bundle  # the system trust store includes the registry CA
+
+
+def test_jenkins_agent_has_what_the_pipeline_calls(configured: Configured) -> None:
+    """`make setup`, and the pinned Pulumi engine the deploy stages run, as the agent user."""
+    host = configured.lab.hosts["platform"]
+    pins = pinned_versions()
+    make = host.sh("su - jenkins -c 'make --version'").stdout
+    assert make.startswith("GNU Make")
+    assert host.sh("dpkg-query -W -f '${Status}' libgomp1").stdout == "install ok installed"
+    engine = host.sh(
+        "su - jenkins -c '. ~/.cache/modelyard/tools/env.sh && pulumi version && pulumi plugin ls'"
+    ).stdout
+    assert engine.startswith(f"v{pins['PULUMI_VERSION']}")
+    assert re.search(
+        rf"kubernetes\s+resource\s+{re.escape(pins['PULUMI_KUBERNETES_VERSION'])}", engine
+    )
 
 
 def test_k3s_node_files_unit_and_kubeconfig(configured: Configured) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import pulumi
 import pytest
 import yaml
 from modelyard.contracts.environment import ConfigError, environment_path, load_environment
+from modelyard.contracts.environment.base import SecretValue
 from modelyard.contracts.environment.loader import read_stack_file
+from modelyard.contracts.environment.platform_services import JenkinsAgent
 from modelyard.infra.components import jenkins, mlflow_server, registry
 from modelyard.infra.components.container_secrets import SECRETS_DIR
 from modelyard.infra.platform_services import build_platform
@@ -374,7 +377,11 @@ def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> Non
         for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
     }
     kubeconfigs = {f"modelyard-kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
-    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs
+    agents = {jenkins.AGENT_CREDENTIAL} if settings.jenkins.agents else set()
+    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents
+    assert [n["permanent"]["name"] for n in document["jenkins"]["nodes"]] == [
+        a.host for a in settings.jenkins.agents
+    ]
     job = document["jobs"][0]["script"]
     assert jenkins.JENKINSFILE in job and settings.jenkins.repository in job
     assert "periodicFolderTrigger" in job and "computedFolderWebHookTrigger" in job
@@ -493,3 +500,68 @@ def test_components_refuse_bad_arguments_before_creating_anything() -> None:
         )
     )
     assert error is None and len(registered) > 3
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMp6gSUU4e2mKBi0IuVYxOmmrBhAvzW4x5i6OEq5QxcF"
+AGENT_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nsentinel-agent-key\n-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def _staging_jenkins(hosts: list[str], **overrides: Any) -> Any:
+    """A Jenkins controller for staging with SSH agents on `hosts`, under the mock runtime."""
+    platform = load_environment("staging").platform
+    assert platform is not None
+    agents = [JenkinsAgent(host=host, host_key=HOST_KEY) for host in hosts]
+    settings = platform.jenkins.model_copy(
+        update={"agents": agents, "agent_private_key": SecretValue("v1:x"), "kubeconfigs": {}}
+    )
+    secret = pulumi.Output.secret("s3cret")
+    args = {
+        "environment": "staging", "settings": settings, "target": platform.docker,
+        "registry_address": "r:5443", "registry_username": "u", "registry_password": secret,
+        "mlflow_url": "http://m", "mlflow_username": "admin", "mlflow_password": secret,
+        "agent_user": "jenkins", "agent_private_key": pulumi.Output.secret(AGENT_KEY),
+        **overrides,
+    }  # fmt: skip
+    return lambda: jenkins.JenkinsController("staging-jenkins", jenkins.JenkinsArgs(**args))
+
+
+def _inventory_agents() -> list[str]:
+    inventory = yaml.safe_load(jenkins.inventory_path("staging").read_text())
+    return sorted(inventory["all"]["children"]["jenkins_agents"]["hosts"])
+
+
+def test_agents_reach_jenkins_as_nodes_and_their_key_as_a_secret_file() -> None:
+    hosts = _inventory_agents()
+    registered, error = _attempt(_staging_jenkins(hosts))
+    assert error is None, error
+    [container] = [r for r in registered if r.type == CONTAINER]
+    uploads = {u["file"]: u for u in _unwrap(container.inputs["uploads"])}
+    key_file = f"{SECRETS_DIR}/{jenkins.AGENT_KEY_VARIABLE}"
+    assert uploads[key_file]["content"] == AGENT_KEY and uploads[key_file]["permissions"] == "0400"
+    assert not _leaks(container.inputs, {"sentinel-agent-key"})  # wrapped as a secret throughout
+    casc = yaml.safe_load(uploads[jenkins.ENVIRONMENT_CASC_PATH]["content"])
+    assert [n["permanent"]["name"] for n in casc["jenkins"]["nodes"]] == hosts
+    assert (
+        "${" + jenkins.AGENT_KEY_VARIABLE + "}" in uploads[jenkins.ENVIRONMENT_CASC_PATH]["content"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("hosts", "overrides", "message"),
+    [
+        (["build-9.staging.example.internal"], {}, r"jenkins_agents group"),
+        (None, {"agent_private_key": None}, r"agentPrivateKey"),
+        (None, {"agent_user": None}, r"agentUser"),
+        (None, {"agent_private_key": "plain key"}, r"never plain strings"),
+    ],
+    ids=["not the inventory's agents", "no key", "no user", "a plain key"],
+)
+def test_jenkins_with_agents_refuses_what_would_not_connect(
+    hosts: list[str] | None, overrides: dict[str, Any], message: str
+) -> None:
+    registered, error = _attempt(_staging_jenkins(hosts or _inventory_agents(), **overrides))
+    assert isinstance(error, ConfigError), error
+    assert re.search(message, str(error)), error
+    assert registered == []

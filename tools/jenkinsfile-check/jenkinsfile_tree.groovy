@@ -2,7 +2,7 @@
 // up to the CONVERSION phase: syntax only, nothing is resolved or run. Prints its tree of
 // statements as JSON for tests/pipelines, which checks the declarative structure on it:
 //   call:   {"call": NAME, "line": N, "strings": [string arguments], "body": [...] | null | "opaque"}
-//   assign: {"assign": NAME, "line": N}       other: {"other": STATEMENT CLASS, "line": N}
+//   assign: {"assign": NAME, "line": N}       other: {"other": "statement", "line": N}
 // A `script {}` body is "opaque": any Groovy may go there. A syntax error prints FILE:LINE:COLUMN.
 // Usage: groovy jenkinsfile_tree.groovy JENKINSFILE
 import groovy.json.JsonOutput
@@ -10,6 +10,7 @@ import org.codehaus.groovy.ast.expr.ArgumentListExpression
 import org.codehaus.groovy.ast.expr.BinaryExpression
 import org.codehaus.groovy.ast.expr.ClosureExpression
 import org.codehaus.groovy.ast.expr.ConstantExpression
+import org.codehaus.groovy.ast.expr.DeclarationExpression
 import org.codehaus.groovy.ast.expr.Expression
 import org.codehaus.groovy.ast.expr.GStringExpression
 import org.codehaus.groovy.ast.expr.ListExpression
@@ -68,11 +69,12 @@ Map node(Statement statement) {
         .collectMany { arg -> strings(arg) }
     return [call: expression.methodAsString, line: statement.lineNumber, strings: found, body: body]
   }
-  if (expression instanceof BinaryExpression && expression.operation.text == '=' &&
-      expression.leftExpression instanceof VariableExpression) {
+  // `NAME = value` (environment {}); a declaration such as `def x = 1` is plain Groovy.
+  if (expression instanceof BinaryExpression && !(expression instanceof DeclarationExpression) &&
+      expression.operation.text == '=' && expression.leftExpression instanceof VariableExpression) {
     return [assign: expression.leftExpression.name, line: statement.lineNumber]
   }
-  return [other: statement.getClass().simpleName, line: statement.lineNumber]
+  return [other: 'statement', line: statement.lineNumber]
 }
 
 File file = new File(args[0])
