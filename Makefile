@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup checkov demo test test-fast lint bench clean tools cluster-tools jenkinsfile-tools
+.PHONY: setup checkov demo demo-cluster test test-fast lint bench clean tools cluster-tools jenkinsfile-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ checkov: $(CHECKOV_STAMP)
 ## demo: the whole loop on this machine (the embedded default)
 demo: setup
 	$(BIN)/modelyard demo $(if $(KEEP),--keep-serving)
+
+## demo-cluster: the production path on this machine: the platform in Docker, staging and production
+## on the local Kubernetes, each deployed by `pulumi up` (needs `make tools cluster-tools`)
+demo-cluster: setup
+	$(BIN)/modelyard demo --cluster $(if $(KEEP),--keep-serving)
 
 ## test: the whole suite, as CI runs it
 test: setup checkov

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from modelyard.contracts import variables
 from modelyard.contracts.environment import (
     ConfigError,
     check_cross_section,
+    environment_path,
+    environments_dir,
     load_environment,
     project_root,
 )
@@ -140,13 +143,21 @@ def release_stale_locks(backend: str, stack: str, say: Callable[[str], None]) ->
 
 def select_stack(env: str, say: Callable[[str], None] = print) -> auto.Stack:
     """The stack named after the environment, created on first use, running the project program."""
+    root = project_root()
+    # The engine reads the stack's config (and decrypts its secrets) from the project's own
+    # environments/ (Pulumi.yaml: stackConfigDir); the kit must read the same file.
+    if environment_path(env).resolve() != (root / "environments" / f"Pulumi.{env}.yaml").resolve():
+        raise ConfigError(
+            f"{variables.ENVIRONMENTS_DIR} points at {environments_dir()}, but the engine reads "
+            f"stack files from {root / 'environments'} (Pulumi.yaml stackConfigDir): run from a "
+            "project folder whose environments/ holds the files, or unset the variable"
+        )
     check_cross_section(load_environment(env))  # every mistake in the file first, one message
     command = pulumi_command()
     backend = state_backend()
     _require_passphrase(backend)
     # Pending operations of a killed `up` are then the engine's to settle, as it documents.
     release_stale_locks(backend, env, say)
-    root = project_root()
     options = auto.LocalWorkspaceOptions(
         work_dir=str(root),
         pulumi_command=command,

@@ -1,0 +1,389 @@
+"""`modelyard demo --cluster` (`make demo-cluster`): the production path on one machine.
+
+The platform (registry, MLflow) by `pulumi up` of the `demo` stack in Docker, staging and production
+as namespaces of the local Kubernetes deployed by `pulumi up` of their stacks, the whole pipeline
+from data to production pods, a drifted load sent to production through its Service, the promotion
+history. Everything lives in .modelyard/demo-cluster (ignored by git). Without --keep-serving the
+cluster stops and the platform's containers stop at the end; the next run starts them again, so a
+second run trains again and either promotes or says why production keeps what it has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import yaml
+from modelyard.contracts import variables
+from modelyard.contracts.atomic_file import write_atomic
+from modelyard.contracts.environment import project_root
+from modelyard.contracts.state import state_dir
+from modelyard.pipelines.errors import PipelineError
+from rich.console import Console
+
+PLATFORM = "demo"  # the platform and training environment (its Docker objects: modelyard-demo-*)
+SERVED = ("staging", "production")
+PASSPHRASE = "modelyard-example"  # the example passphrase the shipped stack files use (README)
+DEMO_ROWS = 20_000
+DRIFT_ROWS = 1_500
+
+
+def run_cluster_demo(keep_serving: bool, console: Console) -> None:
+    from modelyard.infra.local_cluster import runtime
+    from modelyard.infra.local_cluster.settings import ClusterPaths
+
+    folder = (state_dir() / "demo-cluster").resolve()
+    _check_tools(console)
+    project = _project(folder, console)
+    # The engine reads stack files from the project it runs: the demo's own, whose environments/
+    # are copies the promotions may write to. Its state folder and backend are its own too.
+    os.chdir(project)
+    os.environ.pop(variables.ENVIRONMENTS_DIR, None)
+    os.environ[variables.STATE_DIR] = str(folder)
+    os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
+    os.environ["PULUMI_BACKEND_URL"] = (folder / "pulumi-state").as_uri()
+    (folder / "pulumi-state").mkdir(parents=True, exist_ok=True)
+    environments = project / "environments"
+
+    console.rule("[bold]local Kubernetes")
+    status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
+    os.environ["KUBECONFIG"] = status.kubeconfig
+    console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")
+    _start_platform_containers()
+    outputs = _provision_platform(environments, ClusterPaths.current(), console)
+    try:
+        data = folder / "data" / "churn.csv"
+        _sample_data(data, console)
+        served = _pipeline(data, console)
+        _drift(folder, served.get("production"), console)
+        _history(console)
+        _where_to_look(outputs, served, status.kubectl, status.kubeconfig, keep_serving, console)
+    finally:
+        if not keep_serving:
+            _stop(console)
+
+
+def _check_tools(console: Console) -> None:
+    """Everything the path needs, named with the command that provides it, before any work."""
+    from modelyard.infra.automation import pulumi_command
+    from modelyard.infra.local_cluster.binaries import Binaries
+    from modelyard.pipelines.docker_cli import engine_problem
+
+    problem = engine_problem()
+    if problem:
+        raise PipelineError(
+            f"the cluster demo builds images and runs the platform in Docker: {problem}"
+        )
+    pulumi_command()  # raises with `make tools` in its message
+    Binaries.find()  # raises with `make cluster-tools` in its message
+    console.print(
+        "builds on the first run: the platform's images (registry, MLflow: about 2 minutes) and the "
+        "serving image (about 30 s); later runs reuse Docker's layer cache"
+    )
+
+
+# What the demo's project folder links from the checkout: the program, the pipeline's code and
+# tests (the unit-tests stage runs them), the tools and the virtualenv the program runs in.
+_LINKED = ("contracts", "infra", "ml", "pipelines", "tests", "tools", ".venv")
+
+
+def _project(folder: Path, console: Console) -> Path:
+    """A project folder made once: Pulumi.yaml, links to the checkout's code, and copies of the
+    shipped environment files. `demo` is `local` with its ports published on this machine's
+    address (pods reach the platform there); staging and production are namespaces of the local
+    cluster. Promotions write to these copies, never to yours."""
+    from modelyard.infra.local_cluster.runtime import node_ip
+    from modelyard.pipelines.local_mlflow import free_port
+
+    project = folder / "project"
+    environments = project / "environments"
+    if environments.is_dir():
+        return project
+    root = project_root()
+    project.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "Pulumi.yaml", project / "Pulumi.yaml")
+    for name in _LINKED:
+        link = project / name
+        if not link.is_symlink():
+            link.symlink_to(root / name)
+    staging_dir = project / "environments.new"
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    staging_dir.mkdir(parents=True)
+    shipped = root / "environments"
+    address, registry_port, mlflow_port = node_ip(), free_port(), free_port()
+    registry = f"{address}:{registry_port}"
+    tracking = f"http://{address}:{mlflow_port}"
+    platform = _load(shipped / "Pulumi.local.yaml")
+    _set(platform, {
+        "mlflow.trackingUri": tracking,
+        "serving.platform": "process", "serving.imageRepository": "modelyard-serving",
+        "platform.docker.bindAddress": address, "platform.docker.address": address,
+        "platform.registry.port": registry_port, "platform.mlflow.port": mlflow_port,
+        "platform.mlflow.allowedHosts": [address], "notify": None,
+    })  # fmt: skip
+    _write(staging_dir / f"Pulumi.{PLATFORM}.yaml", platform)
+    repository = f"{registry}/modelyard-serving"
+    for env in SERVED:
+        document = _load(shipped / f"Pulumi.{env}.yaml")
+        for section in ("platform", "hosts", "notify"):
+            document["config"].pop(f"modelyard:{section}", None)
+        _set(document, {
+            "mlflow.trackingUri": tracking,
+            "serving.namespace": f"modelyard-{env}",
+            "serving.kubeconfig": None,  # KUBECONFIG: the local cluster's
+            "serving.imageRepository": repository,
+            # Never pulled: the pipeline promotes (writing `image`) before it deploys.
+            "serving.bootstrapImage": f"{repository}:none@sha256:{'0' * 64}",
+            "serving.resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                  "limits": {"cpu": "1", "memory": "768Mi"}},
+            "serving.network.egressPorts": [registry_port, mlflow_port],
+            "monitoring.sampleRate": 1.0,
+        })  # fmt: skip
+        _write(staging_dir / f"Pulumi.{env}.yaml", document)
+    staging = _load(staging_dir / "Pulumi.staging.yaml")
+    _set(staging, {"promotion.trainedFor": [PLATFORM], "serving.replicas": 1})
+    _write(staging_dir / "Pulumi.staging.yaml", staging)
+    production = _load(staging_dir / "Pulumi.production.yaml")
+    _set(production, {
+        "promotion.soakMinutes": 0, "promotion.approvals.required": 0,
+        # Drift evidence is read from local servers' samples; the pods' are not read by the gate yet.
+        "promotion.maxDrift": None,
+        "serving.replicas": 2, "serving.autoscaling.maxReplicas": 3,
+    })  # fmt: skip
+    _write(staging_dir / "Pulumi.production.yaml", production)
+    staging_dir.rename(environments)
+    console.print(
+        f"demo project in {project}: the platform publishes on {address} (the pods reach it "
+        "there), staging and production are namespaces of the local cluster, production's soak "
+        "and approvals are waived"
+    )
+    return project
+
+
+def _provision_platform(environments: Path, paths: Any, console: Console) -> dict[str, Any]:
+    from modelyard.infra.automation import run, select_stack
+    from modelyard.infra.local_cluster.registry_trust import trust_registry
+    from pulumi import automation as auto
+
+    result = run(PLATFORM, "up", lambda line: None, show_secrets=True)
+    console.print(f"  {result.summary}")
+    outputs = result.outputs
+    address = str(outputs["registryAddress"])
+    trust_registry(address, str(outputs["registryCaCertificate"]), paths)
+    # Pushes, pulls and model downloads use the platform's generated users, stored as Pulumi
+    # secrets in the environment files (encrypted with the stack's passphrase).
+    settings = {
+        PLATFORM: {"pipeline.package.registry": address,
+                   "pipeline.package.username": outputs["registryUsername"]},
+        **{env: {"serving.pullCredentials.username": outputs["registryUsername"],
+                 "serving.mlflowCredentials.username": outputs["mlflowUsername"]}
+           for env in SERVED},
+    }  # fmt: skip
+    secrets = {
+        PLATFORM: {"pipeline.package.password": outputs["registryPassword"]},
+        **{env: {"serving.pullCredentials.password": outputs["registryPassword"],
+                 "serving.mlflowCredentials.password": outputs["mlflowPassword"]}
+           for env in SERVED},
+    }  # fmt: skip
+    for env, values in settings.items():
+        # The secrets first (the file is valid without them), then the keys that need them.
+        stack = select_stack(env, lambda line: None)
+        for key, value in secrets[env].items():
+            stack.set_config(
+                f"modelyard:{key}", auto.ConfigValue(str(value), secret=True), path=True
+            )
+        path = environments / f"Pulumi.{env}.yaml"
+        document = _load(path)
+        _set(document, values)
+        _write(path, document)
+    os.environ["MLFLOW_TRACKING_URI"] = str(outputs["mlflowUrl"])
+    os.environ["MLFLOW_TRACKING_USERNAME"] = str(outputs["mlflowUsername"])
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = str(outputs["mlflowPassword"])
+    os.environ["MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD"] = str(outputs["registryPassword"])
+    console.print(f"  MLflow {outputs['mlflowUrl']}, registry {address} (auth and TLS)")
+    return dict(outputs)
+
+
+def _start_platform_containers() -> None:
+    """A run without --keep-serving stopped them: the same containers start again, data kept."""
+    names = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", f"name=^modelyard-{PLATFORM}-",
+         "--filter", "status=exited"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if names:
+        subprocess.run(["docker", "start", *names], capture_output=True, check=False)
+
+
+def _sample_data(path: Path, console: Console) -> None:
+    from modelyard.ml.data.sample import generate_churn
+
+    console.rule("[bold]sample data")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generate_churn(DEMO_ROWS, seed=0).to_csv(path, index=False)
+    console.print(f"{DEMO_ROWS} customers written to {path} (deterministic, nothing downloaded)")
+
+
+def _pipeline(data: Path, console: Console) -> dict[str, str]:
+    """The pipeline as Jenkins runs it; the deploy stages `pulumi up` staging and production."""
+    from modelyard.pipelines.commands.pipeline import print_summary
+    from modelyard.pipelines.pipeline.runner import run_pipeline
+
+    timings: list[tuple[str, str, float]] = []
+
+    def on_stage(name: str, status: str, seconds: float) -> None:
+        if status == "running":
+            console.rule(f"[bold]stage {name}")
+        else:
+            timings.append((name, status, seconds))
+
+    served: dict[str, str] = {}
+    try:
+        ctx = run_pipeline(
+            PLATFORM, data, lambda line: console.print(f"  {line}", highlight=False), on_stage
+        )
+        served = dict(ctx.serving)
+    except PipelineError as exc:
+        if not timings or timings[-1][0] != "promote-production":
+            raise
+        # A second run trains the same data again: production rightly keeps its champion.
+        console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
+    finally:
+        print_summary(console, timings)
+    for env in SERVED:
+        served.setdefault(env, f"k8s-service://modelyard-{env}/{env}-serving")
+    return served
+
+
+def _drift(folder: Path, address: str | None, console: Console) -> None:
+    """Drifted traffic through production's Service; the pods' live samples are then copied
+    out of the pods and judged against the training profile."""
+    import requests
+    from modelyard.contracts.environment import load_environment
+    from modelyard.ml.data.sample import generate_churn
+    from modelyard.ml.monitoring.check import check_drift
+    from modelyard.pipelines.deploy_targets import reachable
+
+    console.rule("[bold]drifted traffic to production")
+    if not address:
+        console.print("production is not serving: no drift check")
+        return
+    frame = generate_churn(DRIFT_ROWS, seed=99, drift=0.8).drop(columns=["churned"])
+    with reachable(address) as url:
+        session = requests.Session()
+        for start in range(0, DRIFT_ROWS, 50):
+            batch = json.loads(frame.iloc[start : start + 50].to_json(orient="split", index=False))
+            session.post(f"{url}/invocations", json={"dataframe_split": batch},
+                         timeout=30).raise_for_status()  # fmt: skip
+    console.print(f"{DRIFT_ROWS} rows from a drifted population sent to {address}")
+    production = load_environment("production")
+    samples = folder / "pod-samples" / "production"
+    time.sleep(2)  # the servers write their samples in the background
+    copied = copy_pod_samples(production.serving.namespace, samples)
+    report = folder / "reports" / "drift-production.html"
+    check = check_drift(production, samples, report)
+    drifted = [f.name for f in check.result.drifted_features]
+    verdict = f"DRIFT caught in {', '.join(drifted)}" if check.result.drifted else "no drift found"
+    console.print(f"{verdict} ({copied} sample files from the pods); report {check.report}")
+
+
+def copy_pod_samples(namespace: str, dest: Path) -> int:
+    """The live-sample files (samples-*.jsonl) of every running serving pod, into dest/POD/."""
+    from modelyard.pipelines.deploy_targets import kubectl
+
+    shutil.rmtree(dest, ignore_errors=True)
+    pods = json.loads(subprocess.run(
+        [kubectl(), "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=modelyard-serving",
+         "--field-selector=status.phase=Running", "-o", "json"],
+        capture_output=True, text=True, check=True,
+    ).stdout)["items"]  # fmt: skip
+    copied = 0
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        archive = subprocess.run(
+            [kubectl(), "exec", "-n", namespace, name, "--", "sh", "-c",
+             "cd /tmp && find . -name 'samples-*.jsonl' | tar -cf - -T -"],
+            capture_output=True, check=False,
+        ).stdout  # fmt: skip
+        if not archive:
+            continue
+        with tarfile.open(fileobj=BytesIO(archive)) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            tar.extractall(dest / name, members=members, filter="data")
+            copied += len(members)
+    return copied
+
+
+def _history(console: Console) -> None:
+    from modelyard.pipelines.commands.promote import print_history
+    from modelyard.pipelines.promotion import history
+
+    console.rule("[bold]promotion history")
+    print_history(history("churn"), console)
+
+
+def _where_to_look(
+    outputs: dict[str, Any], served: dict[str, str], kubectl: str, kubeconfig: str,
+    keep_serving: bool, console: Console,
+) -> None:  # fmt: skip
+    console.rule("[bold]where to look")
+    state = "" if keep_serving else " (stopped at the end; --keep-serving keeps it running)"
+    console.print(f"MLflow UI:     {outputs['mlflowUrl']} (user {outputs['mlflowUsername']}; "
+                  f"password: `modelyard infra up {PLATFORM} --json --show-secrets` run in "
+                  f"{Path.cwd()} with PULUMI_BACKEND_URL={os.environ['PULUMI_BACKEND_URL']}){state}")  # fmt: skip
+    console.print(f"pods:          {kubectl} --kubeconfig {kubeconfig} get pods -A{state}")
+    for env in SERVED:
+        console.print(f"{env + ':':<14} {served.get(env, '-')} "
+                      f"(kubectl port-forward -n modelyard-{env} service/{env}-serving 8080:80)")  # fmt: skip
+    console.print("history:       modelyard history churn")
+
+
+def _stop(console: Console) -> None:
+    from modelyard.infra.local_cluster import runtime
+
+    runtime.down(lambda line: None)
+    ids = subprocess.run(["docker", "ps", "--quiet", "--filter", f"name=^modelyard-{PLATFORM}-"],
+                         capture_output=True, text=True, check=False).stdout.split()  # fmt: skip
+    if ids:
+        subprocess.run(["docker", "stop", *ids], capture_output=True, check=False)
+    console.print(
+        "stopped the cluster and the platform's containers (their data stays for the next run; "
+        "--keep-serving keeps them running)"
+    )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    write_atomic(path, yaml.safe_dump(document, sort_keys=False))
+
+
+def _set(document: dict[str, Any], changes: dict[str, Any]) -> None:
+    """`modelyard:<section>.<path>` keys; None removes one."""
+    config = document["config"]
+    for dotted, value in changes.items():
+        section, *rest = dotted.split(".")
+        key = f"modelyard:{section}"
+        if not rest:
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+            continue
+        node = config.setdefault(key, {})
+        for part in rest[:-1]:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(rest[-1], None)
+        else:
+            node[rest[-1]] = value
