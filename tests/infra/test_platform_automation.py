@@ -84,3 +84,13 @@ def test_local_backend_needs_the_secrets_passphrase(monkeypatch: pytest.MonkeyPa
     automation._require_passphrase("https://api.pulumi.com")  # the service keeps its own keys
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "correct horse")
     automation._require_passphrase("file:///tmp/state")
+
+
+def test_an_environment_file_the_engine_would_not_read_is_refused(
+    environments: Path,
+) -> None:
+    """MODELYARD_ENVIRONMENTS_DIR elsewhere: the kit would read one file and the engine another
+    (Pulumi.yaml's stackConfigDir), so `up` would apply what nobody reviewed."""
+    with pytest.raises(ConfigError, match="stackConfigDir") as refused:
+        automation.select_stack("local")
+    assert str(environments) in str(refused.value)
