@@ -42,6 +42,8 @@ LAYOUT = (
          "after `modelyard cluster down` (the next `up` starts an empty cluster)"),
     Part("demo", "everything `make demo` makes, laid out as above, and its MLflow server",
          "when the demo is not running (its runs and models go with it)"),
+    Part("demo-cluster", "`make demo-cluster`'s project (environment copies), state, stacks and cluster",
+         "after the demo stopped, and its stacks are destroyed (`modelyard infra destroy` from its project)"),
 )  # fmt: skip
 
 
