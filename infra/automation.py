@@ -108,10 +108,10 @@ def state_backend() -> str:
     return folder.resolve().as_uri()
 
 
-def _require_passphrase(backend: str) -> None:
-    # Stack secrets are encrypted with the stack's passphrase; without it the CLI would stop at an
-    # interactive prompt the Automation API cannot answer.
-    if backend.startswith("file://") and not (
+def _require_passphrase() -> None:
+    # Stack secrets are encrypted with the stack's passphrase, whatever the backend; without it
+    # the CLI would stop at an interactive prompt the Automation API cannot answer.
+    if not (
         os.environ.get("PULUMI_CONFIG_PASSPHRASE")
         or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     ):
@@ -155,7 +155,7 @@ def select_stack(env: str, say: Callable[[str], None] = print) -> auto.Stack:
     check_cross_section(load_environment(env))  # every mistake in the file first, one message
     command = pulumi_command()
     backend = state_backend()
-    _require_passphrase(backend)
+    _require_passphrase()
     # Pending operations of a killed `up` are then the engine's to settle, as it documents.
     release_stale_locks(backend, env, say)
     options = auto.LocalWorkspaceOptions(

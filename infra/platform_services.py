@@ -150,6 +150,11 @@ def _jenkins(
                 if settings.jenkins.agent_private_key is not None
                 else None
             ),
+            pulumi_passphrase=(
+                _secret(secrets, "jenkins", "pulumi", "passphrase")
+                if settings.jenkins.pulumi is not None
+                else None
+            ),
         ),
     )
     return JenkinsOutputs(
@@ -168,6 +173,7 @@ def _has_secrets(environment: Environment) -> bool:
         or settings.mlflow.postgresql is not None
         or settings.jenkins.kubeconfigs
         or settings.jenkins.agent_private_key is not None
+        or settings.jenkins.pulumi is not None
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from modelyard.contracts.environment.base import SecretValue, Section
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 Port = Field(ge=1, le=65535)
 _DURATION = re.compile(r"^[1-9][0-9]*[mhd]$")
@@ -109,6 +110,61 @@ class JenkinsAgent(Section):
     executors: int = Field(default=2, ge=1, le=16)
 
 
+PASSPHRASE_KEY = "modelyard:platform.jenkins.pulumi.passphrase"
+# Backends every agent reaches alike, so each build sees what earlier builds deployed: S3 (or an
+# S3-compatible store, `?endpoint=...`), Azure Blob, Google Cloud Storage, and Pulumi Cloud or a
+# self-hosted Pulumi service (https). Their own credentials (an instance role, ~/.aws, `pulumi
+# login`) belong to the agent machines.
+SHARED_BACKENDS = ("s3", "azblob", "gs", "https")
+_BACKEND_FORMS = (
+    "s3://BUCKET[/PREFIX], azblob://CONTAINER[/PREFIX], gs://BUCKET[/PREFIX] or "
+    "https://HOST (Pulumi Cloud or a self-hosted Pulumi service)"
+)
+
+
+class JenkinsPulumi(Section):
+    """Where the pipeline's deploy stages keep the stacks' state, and the passphrase the stacks'
+    secrets are encrypted with: Jenkins gives them to every build (PULUMI_BACKEND_URL on each
+    node, the passphrase as the secret-text credential modelyard-pulumi-passphrase)."""
+
+    backend_url: str
+    # Whatever the backend, the stacks' secrets provider is the passphrase (their files carry an
+    # encryptionsalt; infra/automation.py selects stacks with it), so it is always needed.
+    passphrase: SecretValue | None = None
+
+    @field_validator("backend_url")
+    @classmethod
+    def _shared_backend(cls, url: str) -> str:
+        parts = urlsplit(url)
+        # First, so no message below echoes a password (the loader hides values near "secret").
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not carry credentials (user:password@): Jenkins sets this URL as a plain "
+                "node variable, never as a secret; give the agents the backend's credentials"
+            )
+        if parts.scheme == "file":
+            # A folder on one machine: a build on another agent, or after the agent is rebuilt,
+            # would not see what earlier builds deployed and would create it all again.
+            raise ValueError(
+                "file:// keeps the stacks' state on one agent, which other agents (and that agent "
+                f"rebuilt) would not see: use a backend every agent shares, {_BACKEND_FORMS}"
+            )
+        if parts.scheme not in SHARED_BACKENDS or not parts.hostname:
+            raise ValueError(f"must be a backend every agent shares: {_BACKEND_FORMS}")
+        if re.search(r"[\s$]", url):  # JCasC would read `${...}` in it as a variable
+            raise ValueError("must not contain spaces or `$`")
+        return url
+
+    @model_validator(mode="after")
+    def _needs_passphrase(self) -> JenkinsPulumi:
+        if self.passphrase is None:
+            raise ValueError(
+                "passphrase is not set: the deploy stages decrypt the stacks' secrets with it. "
+                f"`pulumi config set --secret --path {PASSPHRASE_KEY}`"
+            )
+        return self
+
+
 class Jenkins(Section):
     # False leaves Jenkins out of the stack: its image needs the Jenkins base image and plugins
     # from the internet (the local stack ships without it until that image can be had).
@@ -128,6 +184,21 @@ class Jenkins(Section):
     # The key the controller logs in to its agents with; modelyard:hosts.agentAuthorizedKey is
     # its public half, which the jenkins_agent role authorizes.
     agent_private_key: SecretValue | None = None
+    # The state backend and passphrase of the stacks the deploy stages `pulumi up`.
+    pulumi: JenkinsPulumi | None = None
+
+    @model_validator(mode="after")
+    def _deploys_need_pulumi(self) -> Jenkins:
+        # Without a shared backend each build would start from an empty state in its workspace
+        # (infra/automation.py's default) and create the environment all over again.
+        if self.enabled and self.pulumi is None:
+            raise ValueError(
+                "Jenkins is enabled but modelyard:platform.jenkins.pulumi is not set: its deploy "
+                "stages run `pulumi up`. Add pulumi.backendUrl (a backend every agent shares: "
+                f"{_BACKEND_FORMS}) and pulumi.passphrase (`pulumi config set --secret --path "
+                f"{PASSPHRASE_KEY}`)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _agents_need_a_key(self) -> Jenkins:

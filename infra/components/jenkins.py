@@ -12,7 +12,11 @@ import pulumi
 import yaml
 from modelyard.contracts import variables
 from modelyard.contracts.environment import ConfigError, project_root
-from modelyard.contracts.environment.platform_services import DockerTarget, Jenkins
+from modelyard.contracts.environment.platform_services import (
+    PASSPHRASE_KEY,
+    DockerTarget,
+    Jenkins,
+)
 from modelyard.infra.components.container_health import port_open
 from modelyard.infra.components.container_secrets import secret_files, upload
 from modelyard.infra.components.image_build import IMAGES, local_image
@@ -35,6 +39,12 @@ AGENT_HOME = "/var/lib/jenkins-agent"
 AGENT_CREDENTIAL = "modelyard-agent-ssh"
 AGENT_KEY_VARIABLE = "JENKINS_AGENT_SSH_KEY"
 AGENT_GROUP = "jenkins_agents"  # the inventory group the jenkins_agent role is applied to
+# What the deploy stages' `pulumi up` needs on every build: the stacks' shared state backend, a
+# plain node variable the CLI and infra/automation.py read, and the stacks' passphrase as a
+# secret-text credential the Jenkinsfile binds to PULUMI_CONFIG_PASSPHRASE.
+BACKEND_VARIABLE = "PULUMI_BACKEND_URL"
+PASSPHRASE_CREDENTIAL = "modelyard-pulumi-passphrase"
+PASSPHRASE_VARIABLE = "PULUMI_PASSPHRASE"  # its /run/secrets file on the controller
 # `${VAR}`, also inside JCasC functions such as `${base64:${VAR}}`.
 _REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -118,6 +128,17 @@ def render_environment_casc(
                 }
             }
         )
+    if settings.pulumi is not None:
+        credentials.append(
+            {
+                "string": {
+                    "scope": "GLOBAL",
+                    "id": PASSPHRASE_CREDENTIAL,
+                    "description": "Passphrase of the stacks the deploy stages update",
+                    "secret": "${" + PASSPHRASE_VARIABLE + "}",
+                }
+            }
+        )
     for target in sorted(settings.kubeconfigs):
         credentials.append(
             {
@@ -147,22 +168,19 @@ def render_environment_casc(
             "}",
         ]
     )
+    node_env = [
+        {"key": variables.ENVIRONMENT, "value": environment},
+        {"key": "MLFLOW_TRACKING_URI", "value": mlflow_url},
+        {"key": variables.REGISTRY, "value": registry_address},
+    ]
+    if settings.pulumi is not None:
+        node_env.append({"key": BACKEND_VARIABLE, "value": settings.pulumi.backend_url})
     document: dict[str, Any] = {
         "jenkins": {
             "systemMessage": f"modelyard {environment}: configured as code (UI edits are lost).",
             "numExecutors": settings.executors,
             "slaveAgentPort": AGENT_PORT,
-            "globalNodeProperties": [
-                {
-                    "envVars": {
-                        "env": [
-                            {"key": variables.ENVIRONMENT, "value": environment},
-                            {"key": "MLFLOW_TRACKING_URI", "value": mlflow_url},
-                            {"key": variables.REGISTRY, "value": registry_address},
-                        ]
-                    }
-                }
-            ],
+            "globalNodeProperties": [{"envVars": {"env": node_env}}],
             "nodes": agent_nodes(settings),
         },
         "unclassified": {"location": {"url": url.rstrip("/") + "/"}},
@@ -188,6 +206,7 @@ def controller_environment(
     webhook_token: Any,
     kubeconfigs: Mapping[str, Any],
     agent_private_key: Any = None,
+    pulumi_passphrase: Any = None,
 ) -> dict[str, Any]:
     """Every variable the two JCasC files reference, by name (values are Pulumi secrets); JCasC
     reads each from its file in /run/secrets (container_secrets.py)."""
@@ -204,6 +223,8 @@ def controller_environment(
         values[kubeconfig_variable(target)] = kubeconfigs[target]
     if settings.agents:
         values[AGENT_KEY_VARIABLE] = agent_private_key
+    if settings.pulumi is not None:
+        values[PASSPHRASE_VARIABLE] = pulumi_passphrase
     return values
 
 
@@ -247,6 +268,8 @@ class JenkinsArgs:
     # controller's private key (the secret modelyard:platform.jenkins.agentPrivateKey).
     agent_user: str | None = None
     agent_private_key: pulumi.Input[str] | None = None
+    # With settings.pulumi: the secret modelyard:platform.jenkins.pulumi.passphrase.
+    pulumi_passphrase: pulumi.Input[str] | None = None
 
 
 def _validate(args: JenkinsArgs) -> None:
@@ -256,8 +279,18 @@ def _validate(args: JenkinsArgs) -> None:
             f"environment {args.environment}: no kubeconfig secret reached Jenkins for {missing}: "
             "set modelyard:platform.jenkins.kubeconfigs.<env> as a secret"
         )
+    if args.settings.pulumi is not None and args.pulumi_passphrase is None:
+        raise ConfigError(
+            f"environment {args.environment}: no passphrase reached Jenkins for its deploy "
+            f"stages: set {PASSPHRASE_KEY} as a secret"
+        )
     plain = [name for name, value in args.kubeconfigs.items() if isinstance(value, str)]
-    secrets = (args.registry_password, args.mlflow_password, args.agent_private_key)
+    secrets = (
+        args.registry_password,
+        args.mlflow_password,
+        args.agent_private_key,
+        args.pulumi_passphrase,
+    )
     if plain or any(isinstance(value, str) for value in secrets):
         raise ConfigError("Jenkins credentials must be Pulumi secrets, never plain strings")
     if args.settings.agents:
@@ -322,6 +355,11 @@ class JenkinsController(pulumi.ComponentResource):
             agent_private_key=(
                 pulumi.Output.secret(args.agent_private_key)
                 if args.agent_private_key is not None
+                else None
+            ),
+            pulumi_passphrase=(
+                pulumi.Output.secret(args.pulumi_passphrase)
+                if args.pulumi_passphrase is not None
                 else None
             ),
         )

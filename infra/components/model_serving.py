@@ -153,10 +153,12 @@ class ModelServing(pulumi.ComponentResource):
 
         # The Service switches only after the Deployment it points at exists (and, with a model,
         # is ready): that ordering is what makes blue/green a switch rather than a replacement.
-        service_meta: dict[str, Any] = dict(self._meta(name, args))
-        if args.desired.version is None:
-            # No model yet: no pod is ready, so the Service gets no endpoints to wait for.
-            service_meta["annotations"] = {SKIP_AWAIT: "true"}
+        # Readiness is awaited on the Deployments (skipped only before any model exists, when no
+        # pod can be ready); the Service, created after them, has nothing of its own to wait for.
+        service_meta: dict[str, Any] = {
+            **self._meta(name, args),
+            "annotations": {SKIP_AWAIT: "true"},
+        }
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=service_meta,

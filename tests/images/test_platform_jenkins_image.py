@@ -179,12 +179,15 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
     expected = {"modelyard-registry", "modelyard-mlflow"} | {
         f"modelyard-kubeconfig-{k}" for k in settings.kubeconfigs
     }
-    assert set(by_id) == expected | ({jenkins.AGENT_CREDENTIAL} if settings.agents else set())
+    expected |= {jenkins.AGENT_CREDENTIAL} if settings.agents else set()
+    expected |= {jenkins.PASSPHRASE_CREDENTIAL} if settings.pulumi else set()
+    assert set(by_id) == expected
     reference = r"\$\{(base64:)?\$?\{?[A-Z_]+\}\}?"
     for kind, credential in by_id.values():
         secrets = {
             "usernamePassword": ("username", "password"),
             "file": ("secretBytes",),
+            "string": ("secret",),
             "basicSSHUserPrivateKey": (),
         }[kind]
         for field in secrets:
@@ -198,8 +201,26 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
         admin_password="x", registry_username="x", registry_password="x",
         mlflow_username="x", mlflow_password="x", webhook_token="x",
         kubeconfigs=dict.fromkeys(settings.kubeconfigs, "x"), agent_private_key="x",
+        pulumi_passphrase="x",
     )  # fmt: skip
     assert jenkins.referenced_variables(text) == set(provided)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_builds_get_the_stacks_backend_and_a_passphrase_credential(env: str) -> None:
+    document, text = _render(env)
+    _, settings = _settings(env)
+    [node_env] = document["jenkins"]["globalNodeProperties"]
+    variables = {e["key"]: e["value"] for e in node_env["envVars"]["env"]}
+    if settings.pulumi is None:  # a Jenkins the file leaves out (local)
+        assert jenkins.BACKEND_VARIABLE not in variables
+        assert jenkins.PASSPHRASE_CREDENTIAL not in text
+        return
+    # plain: the URL names where state lives, and every node's builds need it
+    assert variables[jenkins.BACKEND_VARIABLE] == settings.pulumi.backend_url
+    kind, credential = _credentials(document)[jenkins.PASSPHRASE_CREDENTIAL]
+    assert (kind, credential["secret"]) == ("string", "${" + jenkins.PASSPHRASE_VARIABLE + "}")
+    assert credential["scope"] == "GLOBAL"  # builds bind it; SYSTEM would hide it from them
 
 
 def _jenkinsfile_label() -> str:
@@ -315,6 +336,7 @@ CASC_PROVIDERS: dict[str, str | None] = {
     "credentials": "credentials",
     "credentials.system.domainCredentials.credentials.usernamePassword": "credentials",
     "credentials.system.domainCredentials.credentials.file": "plain-credentials",
+    "credentials.system.domainCredentials.credentials.string": "plain-credentials",
     "credentials.system.domainCredentials.credentials.basicSSHUserPrivateKey": "ssh-credentials",
     "jobs": "job-dsl",
 }
@@ -332,6 +354,9 @@ AGGREGATED = {"pipeline-model-definition", "workflow-basic-steps", "workflow-dur
 STEP_PROVIDERS = {
     "timestamps": "timestamper", "junit": "junit", "withCredentials": "credentials-binding",
     "usernamePassword": "credentials-binding", "file": "credentials-binding",
+    # `X = credentials('id')` in an environment block: Declarative binds it through
+    # credentials-binding (secret text and file types: plain-credentials, pinned for JCasC).
+    "credentials": "credentials-binding",
     "input": "pipeline-input-step", "retry": "workflow-basic-steps",
     "timeout": "workflow-basic-steps", "sh": "workflow-durable-task-step",
     "checkout": "workflow-scm-step", "pollSCM": "workflow-job", "cron": "workflow-job",
@@ -379,11 +404,13 @@ def test_every_step_and_directive_of_the_jenkinsfile_has_its_plugin_pinned() -> 
     source = (REPO / jenkins.JENKINSFILE).read_text()
     tree = jenkinsfile_model.parse(source)
     used = {node["call"] for node in jenkinsfile_model.walk(tree)}
+    used |= {n["function"] for n in jenkinsfile_model.assignments(tree) if n["function"]}
     unknown = sorted(used - set(STEP_PROVIDERS))
     assert unknown == [], f"which plugin provides {unknown}? Add them to STEP_PROVIDERS"
     # steps inside `script {}` (opaque to the tree): input, sh
     used |= {name for name in STEP_PROVIDERS if re.search(rf"\b{name}\(", source)}
-    assert {"timestamps", "input", "junit", "withCredentials", "retry", "pollSCM"} <= used
+    assert {"timestamps", "input", "junit", "withCredentials", "retry", "pollSCM",
+            "credentials"} <= used  # fmt: skip
     pins = _pins()
     missing = sorted(
         {STEP_PROVIDERS[name] for name in used}

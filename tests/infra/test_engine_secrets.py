@@ -50,6 +50,10 @@ def test_the_engine_decrypts_the_shipped_secrets_with_the_example_passphrase(
     key = "modelyard:serving.kubeconfig"
     shown = _pulumi(project, "config", "get", "--stack", env, "--path", key).stdout
     assert shown.startswith("example-serving-kubeconfig")
+    # What Jenkins hands the deploy stages is the passphrase these very stacks open with.
+    jenkins_key = "modelyard:platform.jenkins.pulumi.passphrase"
+    given = _pulumi(project, "config", "get", "--stack", env, "--path", jenkins_key).stdout
+    assert given.strip() == EXAMPLE_PASSPHRASE
     with pytest.raises(auto.errors.CommandError, match="incorrect passphrase"):
         _pulumi(project, "config", "get", "--stack", env, "--path", key, passphrase="wrong")
     # Selecting the stack changed nothing in the file (its salt is the example passphrase's).

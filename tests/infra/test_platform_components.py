@@ -273,11 +273,48 @@ def test_local_platform_runs_on_this_engine_bound_to_loopback() -> None:
     assert not [r for r in result.resources if "jenkins" in r.name]
 
 
+PULUMI_SETTINGS = {"backendUrl": "s3://state-bucket", "passphrase": {"secure": "v1:stand-in"}}
+
+
 def test_jenkins_joins_a_stack_by_its_key(environments: Path) -> None:
-    edit_environment(environments, "local", {"platform.jenkins.enabled": True})
+    edit_environment(
+        environments,
+        "local",
+        {"platform.jenkins.enabled": True, "platform.jenkins.pulumi": PULUMI_SETTINGS},
+    )
     result = run_platform("local")
     assert result.outputs["jenkins_url"] == "http://127.0.0.1:8080"
     assert result.one(CONTAINER, "jenkins-container")
+
+
+def test_the_pipelines_pulumi_settings_reach_jenkins_as_a_variable_and_a_secret_file(
+    jenkins_run: tuple[str, Run],
+) -> None:
+    env, result = jenkins_run
+    settings = load_environment(env).platform.jenkins  # type: ignore[union-attr]
+    assert settings.pulumi is not None
+    raw = result.one(CONTAINER, "jenkins-container").inputs
+    uploads = {u["file"]: u for u in _unwrap(raw["uploads"])}
+    casc = uploads[jenkins.ENVIRONMENT_CASC_PATH]["content"]
+    # the passphrase as the engine decrypts it from the file (this harness's stand-in)
+    assert settings.pulumi.passphrase is not None
+    passphrase = _plain_secret(settings.pulumi.passphrase.ciphertext)
+    secret_file = uploads[f"{SECRETS_DIR}/{jenkins.PASSPHRASE_VARIABLE}"]
+    assert (secret_file["content"], secret_file["permissions"]) == (passphrase, "0400")
+    assert not _leaks(raw, {passphrase})  # wrapped as a secret all the way to the container
+    assert passphrase not in casc
+    document = yaml.safe_load(casc)
+    [node_env] = document["jenkins"]["globalNodeProperties"]
+    assert {"key": jenkins.BACKEND_VARIABLE, "value": settings.pulumi.backend_url} in node_env[
+        "envVars"
+    ]["env"]
+    [credential] = [
+        c["string"]
+        for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
+        if "string" in c
+    ]
+    assert credential["id"] == jenkins.PASSPHRASE_CREDENTIAL
+    assert credential["secret"] == "${" + jenkins.PASSPHRASE_VARIABLE + "}"
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -378,7 +415,10 @@ def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> Non
     }
     kubeconfigs = {f"modelyard-kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
     agents = {jenkins.AGENT_CREDENTIAL} if settings.jenkins.agents else set()
-    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents
+    passphrase = {jenkins.PASSPHRASE_CREDENTIAL}  # every Jenkins the files enable deploys
+    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents | passphrase
+    assert settings.jenkins.pulumi is not None
+    assert pipeline_env[jenkins.BACKEND_VARIABLE] == settings.jenkins.pulumi.backend_url
     assert [n["permanent"]["name"] for n in document["jenkins"]["nodes"]] == [
         a.host for a in settings.jenkins.agents
     ]
@@ -522,6 +562,7 @@ def _staging_jenkins(hosts: list[str], **overrides: Any) -> Any:
         "registry_address": "r:5443", "registry_username": "u", "registry_password": secret,
         "mlflow_url": "http://m", "mlflow_username": "admin", "mlflow_password": secret,
         "agent_user": "jenkins", "agent_private_key": pulumi.Output.secret(AGENT_KEY),
+        "pulumi_passphrase": pulumi.Output.secret("stand-in passphrase"),
         **overrides,
     }  # fmt: skip
     return lambda: jenkins.JenkinsController("staging-jenkins", jenkins.JenkinsArgs(**args))
@@ -564,4 +605,22 @@ def test_jenkins_with_agents_refuses_what_would_not_connect(
     registered, error = _attempt(_staging_jenkins(hosts or _inventory_agents(), **overrides))
     assert isinstance(error, ConfigError), error
     assert re.search(message, str(error)), error
+    assert registered == []
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "message"),
+    [(None, r"no passphrase reached Jenkins.*modelyard:platform\.jenkins\.pulumi\.passphrase"),
+     ("modelyard-example", r"never plain strings")],
+    ids=["missing", "plain"],
+)  # fmt: skip
+def test_jenkins_refuses_a_passphrase_that_is_missing_or_not_a_secret(
+    passphrase: str | None, message: str
+) -> None:
+    registered, error = _attempt(
+        _staging_jenkins(_inventory_agents(), pulumi_passphrase=passphrase)
+    )
+    assert isinstance(error, ConfigError), error
+    assert re.search(message, str(error)), error
+    assert "modelyard-example" not in str(error)
     assert registered == []

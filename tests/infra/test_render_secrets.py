@@ -29,8 +29,9 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     secret = {"secure": SENTINEL}
     for env in ("staging", "production"):
         edit_environment(
-            envs, env, serving={"kubeconfig": secret}, notify={"webhooks": [{"url": secret}]}
-        )
+            envs, env, serving={"kubeconfig": secret}, notify={"webhooks": [{"url": secret}]},
+            platform={"jenkins": {"pulumi": {"backendUrl": "s3://state", "passphrase": secret}}},
+        )  # fmt: skip
     commit_all(folder, "plant the sentinel")
     monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(envs))
     monkeypatch.chdir(folder)

@@ -5,7 +5,9 @@ The tree is the one tools/jenkinsfile-check/jenkinsfile_tree.groovy prints from 
 (tests compare the two where `groovy` is installed), so the structure tests and the command
 tests also run where it is not:
     call:   {"call": NAME, "line": N, "strings": [string arguments], "body": [...] | None | "opaque"}
-    assign: {"assign": NAME, "line": N}       other: {"other": "statement", "line": N}
+    assign: {"assign": NAME, "line": N, "function": NAME | None, "strings": [...]}
+        (`X = credentials('id')`: function "credentials", strings ["id"]; `X = 'v'`: None, ["v"])
+    other:  {"other": "statement", "line": N}
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class _Parser:
         typed = bool(second and second.kind == "name" and third and third.text == "=")  # `int x =`
         if first.kind == "name" and first.text not in _KEYWORDS and second and not typed:
             if second.text == "=":
-                self.rest_of_statement()
-                return {"assign": first.text, "line": first.line}
+                self.at += 2
+                return {"assign": first.text, "line": first.line, **self.assigned()}
             if second.text == "(" or second.text == "{" or _starts_argument(second):
                 return self.call()
         self.rest_of_statement()
@@ -173,6 +175,27 @@ class _Parser:
                 found += self.until(")" if token.text == "(" else "]")
         return found
 
+    def assigned(self) -> dict[str, Any]:
+        """The right-hand side of `NAME = ...`: a call's name and string arguments, or one
+        string; anything else is neither (Groovy's tree says the same)."""
+        start = self.at
+        self.rest_of_statement()
+        right = self.tokens[start : self.at]
+        if len(right) == 1 and right[0].kind in ("string", "gstring"):
+            return {"function": None, "strings": [right[0].text]}
+        if (
+            len(right) >= 3
+            and right[0].kind == "name"
+            and right[1].text == "("
+            and right[-1].text == ")"
+        ):
+            self.at, end = start + 2, self.at
+            found = self.until(")")
+            if self.at == end:  # the `)` closing the call ends the statement
+                return {"function": right[0].text, "strings": found}
+            self.at = end
+        return {"function": None, "strings": []}
+
     def skip_block(self) -> None:
         depth = 1
         while depth:
@@ -206,6 +229,19 @@ def calls(nodes: Any, name: str | None = None) -> list[Node]:
     if not isinstance(nodes, list):
         return []
     return [n for n in nodes if "call" in n and (name is None or n["call"] == name)]
+
+
+def assignments(nodes: Any) -> list[Node]:
+    """Every `NAME = value` in the tree (environment blocks), depth first."""
+    if not isinstance(nodes, list):
+        return []
+    found: list[Node] = []
+    for node in nodes:
+        if "assign" in node:
+            found.append(node)
+        elif "call" in node:
+            found += assignments(node["body"])
+    return found
 
 
 def walk(nodes: Any) -> list[Node]:
@@ -356,6 +392,15 @@ def stages(tree: list[Node]) -> list[Node]:
     [pipeline] = calls(tree, "pipeline")
     [section] = calls(pipeline["body"], "stages")
     return calls(section["body"], "stage")
+
+
+def environment(block: Node) -> dict[str, Node]:
+    """NAME -> its assignment, of the `environment {}` directly in a pipeline or stage."""
+    return {
+        node["assign"]: node
+        for section in calls(block["body"], "environment")
+        for node in assignments(section["body"])
+    }
 
 
 def shell_commands(node: Node) -> list[str]:

@@ -163,9 +163,28 @@ def test_credentials_come_from_jenkins_never_the_repository() -> None:
     assert not re.search(r"(?i)(password|token|secret)\s*=\s*['\"][^'\"$]", JENKINSFILE)
 
 
+def _credentials_bound_by_environment(block: model.Node) -> dict[str, str]:
+    """NAME -> credential id, of `NAME = credentials('id')` in the block's `environment {}`."""
+    return {
+        name: node["strings"][0]
+        for name, node in model.environment(block).items()
+        if node["function"] == "credentials"
+    }
+
+
+def _all_bound_credentials() -> set[str]:
+    by_step = set(re.findall(r"credentialsId: '([^']+)'", JENKINSFILE))
+    by_environment = [
+        node["strings"][0] for node in model.assignments(TREE) if node["function"] == "credentials"
+    ]
+    # the tree saw every `credentials(...)` the file holds
+    assert len(by_environment) == len(re.findall(r"(?<![A-Za-z])credentials\(", JENKINSFILE))
+    return by_step | set(by_environment)
+
+
 def test_every_credential_the_jenkinsfile_binds_is_one_jenkins_is_configured_with() -> None:
-    bound = set(re.findall(r"credentialsId: '([^']+)'", JENKINSFILE))
-    assert {"modelyard-mlflow", "modelyard-registry"} <= bound
+    bound = _all_bound_credentials()
+    assert {"modelyard-mlflow", "modelyard-registry", jenkins.PASSPHRASE_CREDENTIAL} <= bound
     for env in ("staging", "production"):
         platform = load_environment(env).platform
         assert platform is not None
@@ -182,8 +201,7 @@ def test_every_credential_the_jenkinsfile_binds_is_one_jenkins_is_configured_wit
         elsewhere = {f"modelyard-kubeconfig-{t}" for t in ("staging", "production")} - provided
         assert bound - elsewhere <= provided, env
         node_env = casc["jenkins"]["globalNodeProperties"][0]["envVars"]["env"]
-        assert "MLFLOW_TRACKING_URI" in {e["key"] for e in node_env}
-    assert "credentials(" not in JENKINSFILE.replace("withCredentials(", "")
+        assert {"MLFLOW_TRACKING_URI", jenkins.BACKEND_VARIABLE} <= {e["key"] for e in node_env}
 
 
 def test_builds_ask_for_the_label_jenkins_gives_its_agents() -> None:
@@ -197,3 +215,46 @@ def test_triggers_approval_and_reports_are_declared() -> None:
     assert "input(" in JENKINSFILE and "submitter: 'ml-leads'" in JENKINSFILE
     [junit] = [c for c in model.walk(STAGE_NODES["unit-tests"]["body"]) if c["call"] == "junit"]
     assert junit["strings"] == [".modelyard/pipeline/**/junit.xml"]
+
+
+def _rolled_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """stage -> the environment `pipeline failed --stage STAGE` rolls back with `pulumi up`,
+    as the runner's own failure handler decides (the rollback itself recorded, not run)."""
+    from modelyard.pipelines import notify
+    from modelyard.pipelines.pipeline.context import PipelineContext
+
+    targets: dict[str, str] = {}
+    monkeypatch.setenv(variables.STATE_DIR, str(tmp_path / "state"))
+    monkeypatch.setattr(notify, "notify", lambda *_, **__: [])
+    for stage in STAGES:
+        monkeypatch.setattr(
+            runner, "rollback_after_failed_deploy",
+            lambda ctx, target, reason, say, name=stage.name: targets.__setitem__(name, target),
+        )  # fmt: skip
+        ctx = PipelineContext.load_or_start("run-1", ENV, str(tmp_path / "d.csv"))
+        runner.after_failure(ctx, load_environment(ENV), stage, "boom", lambda _: None)
+    return targets
+
+
+def test_stages_that_run_pulumi_or_reach_the_cluster_get_its_passphrase_and_kubeconfig(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rolled_back = _rolled_back(monkeypatch, tmp_path)
+    # The deploy stages run `pulumi up`; the smoke test reaches staging's Service; the failure
+    # handler of each rolls its environment back with another `up`, in the same stage.
+    assert rolled_back == {"deploy-staging": "staging", "smoke-test": "staging",
+                           "deploy-production": "production"}  # fmt: skip
+    for name, stage in STAGE_NODES.items():
+        bound = _credentials_bound_by_environment(stage)
+        if name not in rolled_back:
+            assert bound == {}, f"stage {name} needs no cluster and no stack passphrase"
+            continue
+        # Stage-level `environment {}`: Jenkins binds it around the steps and the stage's `post`.
+        assert bound == {
+            "PULUMI_CONFIG_PASSPHRASE": jenkins.PASSPHRASE_CREDENTIAL,
+            "KUBECONFIG": f"modelyard-kubeconfig-{rolled_back[name]}",
+        }, name
+    [pipeline] = model.calls(TREE, "pipeline")
+    assert _credentials_bound_by_environment(pipeline) == {}  # no other stage sees them
+    # and no step binds KUBECONFIG some other way (it would miss the stage's `post`)
+    assert "variable: 'KUBECONFIG'" not in JENKINSFILE

@@ -2,7 +2,9 @@
 // up to the CONVERSION phase: syntax only, nothing is resolved or run. Prints its tree of
 // statements as JSON for tests/pipelines, which checks the declarative structure on it:
 //   call:   {"call": NAME, "line": N, "strings": [string arguments], "body": [...] | null | "opaque"}
-//   assign: {"assign": NAME, "line": N}       other: {"other": "statement", "line": N}
+//   assign: {"assign": NAME, "line": N, "function": NAME | null, "strings": [...]}
+//           (`X = credentials('id')`: function "credentials", strings ["id"]; `X = 'v'`: null, ["v"])
+//   other:  {"other": "statement", "line": N}
 // A `script {}` body is "opaque": any Groovy may go there. A syntax error prints FILE:LINE:COLUMN.
 // Usage: groovy jenkinsfile_tree.groovy JENKINSFILE
 import groovy.json.JsonOutput
@@ -72,7 +74,12 @@ Map node(Statement statement) {
   // `NAME = value` (environment {}); a declaration such as `def x = 1` is plain Groovy.
   if (expression instanceof BinaryExpression && !(expression instanceof DeclarationExpression) &&
       expression.operation.text == '=' && expression.leftExpression instanceof VariableExpression) {
-    return [assign: expression.leftExpression.name, line: statement.lineNumber]
+    Expression right = expression.rightExpression
+    boolean call = right instanceof MethodCallExpression && right.implicitThis
+    boolean text = right instanceof ConstantExpression && right.value instanceof String ||
+        right instanceof GStringExpression
+    return [assign: expression.leftExpression.name, line: statement.lineNumber,
+            function: call ? right.methodAsString : null, strings: call || text ? strings(right) : []]
   }
   return [other: 'statement', line: statement.lineNumber]
 }
