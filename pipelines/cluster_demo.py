@@ -28,7 +28,8 @@ from modelyard.contracts.state import state_dir
 from modelyard.pipelines.errors import PipelineError
 from rich.console import Console
 
-PLATFORM = "demo"  # the platform and training environment (its Docker objects: modelyard-demo-*)
+# The platform and training environment (its Docker objects: modelyard-<name>-*).
+PLATFORM = os.environ.get(variables.DEMO_STACK, "demo")
 SERVED = ("staging", "production")
 PASSPHRASE = "modelyard-example"  # the example passphrase the shipped stack files use (README)
 DEMO_ROWS = 20_000

@@ -62,7 +62,9 @@ def cluster_tools() -> Binaries:
 def local_cluster(
     cluster_tools: Binaries, docker_engine: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster-state"))
+    # Where `modelyard demo --cluster` keeps its cluster under a state folder, so the demo's test
+    # (tests/cluster/test_the_demo.py) adopts this one: one cluster runs per machine.
+    cluster = LocalCluster(tmp_path_factory.mktemp("state") / "demo-cluster")
     started = cluster.cli("up")
     assert started.returncode == 0, started.stdout + started.stderr
     yield cluster

@@ -220,16 +220,18 @@ def test_the_pipeline_runs_from_data_to_production_pods(
 
 
 def test_production_pods_serve_the_registered_model_through_the_service(
-    project: Project, pipeline_run: subprocess.CompletedProcess[str]
-) -> None:
+    project: Project, pipeline_run: subprocess.CompletedProcess[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     import mlflow
     import pandas as pd
 
     assert pipeline_run.returncode == 0
     variables = project.variables()
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        os.environ[key] = variables[key]
-    mlflow.set_tracking_uri(f"http://{project.address}:{project.ports['mlflow']}")
+    # Through the environment (restored after the test): mlflow.set_tracking_uri would outlive it.
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "KUBECONFIG"):
+        monkeypatch.setenv(key, variables[key])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{project.address}:{project.ports['mlflow']}")
     version = mlflow.MlflowClient().get_model_version_by_alias("churn", "production").version
     booster = mlflow.lightgbm.load_model(f"models:/churn/{version}")
     rows = generate_churn(20, seed=11).drop(columns=["churned"])
@@ -239,7 +241,6 @@ def test_production_pods_serve_the_registered_model_through_the_service(
     for column, categories in zip(text, booster.pandas_categorical, strict=True):
         as_trained[column] = pd.Categorical(rows[column], categories=categories)
     expected = booster.predict(as_trained)
-    os.environ["KUBECONFIG"] = variables["KUBECONFIG"]
     namespace = project.namespace("production")
     (service,) = json.loads(project.cluster.kubectl(
         "get", "services", "-n", namespace, "-o", "json"))["items"]  # fmt: skip
