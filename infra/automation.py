@@ -230,8 +230,8 @@ _WORDS = {"create": "created", "update": "updated", "replace": "replaced",
 
 
 class _Steps:
-    """Collects which resource each of the engine's steps changes (a replacement's own
-    create/delete halves are part of its `replace`)."""
+    """Collects which resource each of the engine's steps changes, as the engine's summary counts
+    them (a replacement's own create/delete halves are part of its `replace`)."""
 
     def __init__(self) -> None:
         self.names: dict[str, list[str]] = {}
@@ -241,6 +241,9 @@ class _Steps:
         if pre is None:
             return
         op = str(getattr(pre.metadata.op, "value", pre.metadata.op))
+        # Provider resources (the default ones included) are not in the engine's own summary.
+        if pre.metadata.type.startswith("pulumi:providers:"):
+            return
         if op in _WORDS and op != "same":
             name = pre.metadata.urn.rpartition("::")[2]
             self.names.setdefault(_WORDS[op], []).append(name)

@@ -30,6 +30,7 @@ from modelyard.contracts.environment import (
     project_root,
 )
 from modelyard.contracts.environment.loader import read_stack_file
+from modelyard.contracts.state import state_dir
 from modelyard.infra.providers.resource_types import CERTIFICATE, PASSWORD
 from pulumi.dynamic.dynamic import PROVIDER_KEY
 from pulumi.runtime import mocks as pulumi_mocks
@@ -137,13 +138,17 @@ def mask(value: Any) -> Any:
 
 
 def _portable(value: Any) -> Any:
-    """Paths inside the checkout (image build contexts) as `./relative`: the same program
-    renders the same state wherever it is checked out, so diffs show only real changes."""
+    """Paths inside the state folder or the checkout (image build contexts) as `<state>/...` or
+    `./relative`: the same program renders the same state wherever it is checked out and
+    wherever its state lives, so diffs show only real changes."""
     if isinstance(value, str):
-        # The program's checkout, or the project it runs for (its state folder lives there).
-        for root in (_CHECKOUT, f"{project_root()}/"):
+        # The state folder (wherever MODELYARD_STATE_DIR puts it), the program's checkout, or
+        # the project it runs for.
+        roots = ((f"{state_dir().resolve()}/", "<state>/"), (_CHECKOUT, "./"),
+                 (f"{project_root()}/", "./"))  # fmt: skip
+        for root, shown in roots:
             if value.startswith(root):
-                return "./" + value[len(root) :]
+                return shown + value[len(root) :]
         return value
     if isinstance(value, dict):
         return {k: _portable(v) for k, v in value.items()}

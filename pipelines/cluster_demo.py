@@ -25,6 +25,7 @@ from modelyard.contracts import variables
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import project_root
 from modelyard.contracts.state import state_dir
+from modelyard.pipelines.deploy_targets import SERVICE_SCHEME
 from modelyard.pipelines.errors import PipelineError
 from rich.console import Console
 
@@ -258,8 +259,8 @@ def _pipeline(data: Path, console: Console) -> dict[str, str]:
         console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
     finally:
         print_summary(console, timings)
-    for env in SERVED:
-        served.setdefault(env, f"k8s-service://modelyard-{env}/{env}-serving")
+    for env in SERVED:  # a refused promotion leaves production's Service as it was
+        served.setdefault(env, f"{SERVICE_SCHEME}modelyard-{env}/{env}-serving")
     return served
 
 

@@ -48,6 +48,8 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     created = not environments.is_dir()
     if created:
         shutil.copytree(project_root() / "environments", environments)
+    else:
+        _refresh(environments, project_root() / "environments")
     # Applied on every run (they only set keys), so a copy an older kit made gets them too.
     # The demo's own MLflow server, apart from the one `pulumi up --stack local` runs.
     _adjust(environments / "Pulumi.local.yaml", {
@@ -71,6 +73,22 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
             "retrained on)"
         )
     return environments
+
+
+def _refresh(copies: Path, shipped: Path) -> None:
+    """The shipped files again, keeping what the demo's promotions wrote into the copies (the
+    served version and image): a kit upgrade's new settings reach an existing demo."""
+    from modelyard.pipelines.promotion.envfile import KEYS
+
+    for source in sorted(shipped.glob("Pulumi.*.yaml")):
+        copy = copies / source.name
+        kept: dict[str, Any] = {}
+        if copy.is_file():
+            serving = yaml.safe_load(copy.read_text())["config"].get("modelyard:serving") or {}
+            kept = {key: serving[key] for key in KEYS if key in serving}
+        document = yaml.safe_load(source.read_text())
+        document["config"].setdefault("modelyard:serving", {}).update(kept)
+        write_atomic(copy, yaml.safe_dump(document, sort_keys=False))
 
 
 def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:

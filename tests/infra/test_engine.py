@@ -40,8 +40,12 @@ class Stack:
         self.ports = {"registry": free_port(), "mlflow": free_port(), "serving": free_port()}
 
     def create(self) -> None:
-        # The program's folders as links: `infra diff` renders a committed revision of them.
-        for part in ("contracts", "infra", "ml", ".venv", "tools"):
+        # The program's folders as copies, committed below: `infra diff` renders the program and
+        # the file of a revision. The virtualenv and the tools as links.
+        for part in ("contracts", "infra", "ml"):
+            shutil.copytree(REPO / part, self.folder / part, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        for part in (".venv", "tools"):
             (self.folder / part).symlink_to(REPO / part)
         shutil.copy(REPO / "Pulumi.yaml", self.folder)
         (self.folder / "environments").mkdir()
@@ -240,7 +244,8 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     diffed = stack.cli("infra", "diff", stack.env, "--base", "HEAD", "--format", "json")
     assert diffed.returncode == 0, diffed.stdout + diffed.stderr
     audit = json.loads(diffed.stdout)
-    assert [c["name"] for c in audit["changes"]] == preview["resources"]["replaced"]
+    changed = [c["name"] for c in audit["changes"]]
+    assert changed == preview["resources"]["replaced"], audit["changes"]
     assert audit["servingVersion"] == {"before": ["none"], "after": [f"v{version}"]}
     rolled = stack.infra("up")
     assert rolled["outcome"] == "succeeded" and rolled["outputs"]["servingVersion"] == int(version)
