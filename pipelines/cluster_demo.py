@@ -25,6 +25,7 @@ from modelyard.contracts import variables
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import project_root
 from modelyard.contracts.state import state_dir
+from modelyard.pipelines.demo import sample_data, show_history
 from modelyard.pipelines.deploy_targets import SERVICE_SCHEME
 from modelyard.pipelines.errors import PipelineError
 from rich.console import Console
@@ -33,7 +34,6 @@ from rich.console import Console
 PLATFORM = os.environ.get(variables.DEMO_STACK, "demo")
 SERVED = ("staging", "production")
 PASSPHRASE = "modelyard-example"  # the example passphrase the shipped stack files use (README)
-DEMO_ROWS = 20_000
 DRIFT_ROWS = 1_500
 
 
@@ -61,11 +61,10 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     _start_platform_containers()
     outputs = _provision_platform(environments, ClusterPaths.current(), console)
     try:
-        data = folder / "data" / "churn.csv"
-        _sample_data(data, console)
+        data = sample_data(folder, console)
         served = _pipeline(data, console)
         _drift(folder, served.get("production"), console)
-        _history(console)
+        show_history(console)
         _where_to_look(outputs, served, status.kubectl, status.kubeconfig, keep_serving, console)
     finally:
         if not keep_serving:
@@ -224,41 +223,11 @@ def _start_platform_containers() -> None:
         subprocess.run(["docker", "start", *names], capture_output=True, check=False)
 
 
-def _sample_data(path: Path, console: Console) -> None:
-    from modelyard.ml.data.sample import generate_churn
-
-    console.rule("[bold]sample data")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    generate_churn(DEMO_ROWS, seed=0).to_csv(path, index=False)
-    console.print(f"{DEMO_ROWS} customers written to {path} (deterministic, nothing downloaded)")
-
-
 def _pipeline(data: Path, console: Console) -> dict[str, str]:
     """The pipeline as Jenkins runs it; the deploy stages `pulumi up` staging and production."""
-    from modelyard.pipelines.commands.pipeline import print_summary
-    from modelyard.pipelines.pipeline.runner import run_pipeline
+    from modelyard.pipelines.demo import run_demo_pipeline
 
-    timings: list[tuple[str, str, float]] = []
-
-    def on_stage(name: str, status: str, seconds: float) -> None:
-        if status == "running":
-            console.rule(f"[bold]stage {name}")
-        else:
-            timings.append((name, status, seconds))
-
-    served: dict[str, str] = {}
-    try:
-        ctx = run_pipeline(
-            PLATFORM, data, lambda line: console.print(f"  {line}", highlight=False), on_stage
-        )
-        served = dict(ctx.serving)
-    except PipelineError as exc:
-        if not timings or timings[-1][0] != "promote-production":
-            raise
-        # A second run trains the same data again: production rightly keeps its champion.
-        console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
-    finally:
-        print_summary(console, timings)
+    served, _ = run_demo_pipeline(PLATFORM, data, console)
     for env in SERVED:  # a refused promotion leaves production's Service as it was
         served.setdefault(env, f"{SERVICE_SCHEME}modelyard-{env}/{env}-serving")
     return served
@@ -321,14 +290,6 @@ def copy_pod_samples(namespace: str, dest: Path) -> int:
             tar.extractall(dest / name, members=members, filter="data")
             copied += len(members)
     return copied
-
-
-def _history(console: Console) -> None:
-    from modelyard.pipelines.commands.promote import print_history
-    from modelyard.pipelines.promotion import history
-
-    console.rule("[bold]promotion history")
-    print_history(history("churn"), console)
 
 
 def _where_to_look(

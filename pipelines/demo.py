@@ -117,10 +117,10 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
     sink_port = int(sink_url.split(":")[2].split("/")[0]) if sink_url else 0
     sink = NotificationSink(port=sink_port, journal=Path(outcome.notifications))
     try:
-        data = _sample_data(folder, console)
+        data = sample_data(folder, console)
         _pipeline(data, outcome, console)
         _drift(folder, outcome, console)
-        _history(console)
+        show_history(console)
     finally:
         sink.close()
         if not keep_serving:
@@ -128,7 +128,7 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
     return outcome
 
 
-def _sample_data(folder: Path, console: Console) -> Path:
+def sample_data(folder: Path, console: Console) -> Path:
     from modelyard.ml.data.sample import generate_churn
 
     console.rule("[bold]sample data")
@@ -140,6 +140,18 @@ def _sample_data(folder: Path, console: Console) -> Path:
 
 
 def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
+    outcome.serving, outcome.production_refusal = run_demo_pipeline("local", data, console)
+    from modelyard.pipelines.deploy import deploy
+
+    # Production keeps serving its champion when it refused the new version (a second run).
+    for env in ("staging", "production"):
+        if env not in outcome.serving:
+            outcome.serving[env] = deploy(env).url
+
+
+def run_demo_pipeline(env: str, data: Path, console: Console) -> tuple[dict[str, str], str]:
+    """Every stage, a rule per stage and the summary table; (where each environment serves, why
+    production refused the version, if it did: a second run on the same data keeps its champion)."""
     from modelyard.pipelines.commands.pipeline import print_summary
     from modelyard.pipelines.pipeline.runner import run_pipeline
 
@@ -153,23 +165,16 @@ def _pipeline(data: Path, outcome: DemoOutcome, console: Console) -> None:
 
     try:
         ctx = run_pipeline(
-            "local", data, lambda line: console.print(f"  {line}", highlight=False), on_stage
+            env, data, lambda line: console.print(f"  {line}", highlight=False), on_stage
         )
-        outcome.serving = dict(ctx.serving)
+        return dict(ctx.serving), ""
     except PipelineError as exc:
         if not timings or timings[-1][0] != "promote-production":
             raise
-        # A second run trains the same data again: production rightly keeps its champion.
-        outcome.production_refusal = str(exc)
         console.print(f"[yellow]production keeps its current version[/yellow]: {exc}")
+        return {}, str(exc)
     finally:
         print_summary(console, timings)
-    from modelyard.pipelines.deploy import deploy
-
-    # Production keeps serving its champion when it refused the new version (a second run).
-    for env in ("staging", "production"):
-        if env not in outcome.serving:
-            outcome.serving[env] = deploy(env).url
 
 
 def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
@@ -213,7 +218,7 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
     console.print(f"{verdict}; report {check.report}")
 
 
-def _history(console: Console) -> None:
+def show_history(console: Console) -> None:
     from modelyard.pipelines.commands.promote import print_history
     from modelyard.pipelines.promotion import history
 
