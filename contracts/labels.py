@@ -3,4 +3,13 @@ the policy pack, `infra diff` and the cluster path."""
 
 ENVIRONMENT_LABEL = "modelyard.io/environment"
 VERSION_LABEL = "modelyard.io/model-version"  # the model version a server or pod runs
-TRACK_LABEL = "modelyard.io/track"  # stable or candidate, for strategies with two releases
+# The candidate version a pod loads beside VERSION_LABEL's (canary, A/B, shadow).
+CANDIDATE_LABEL = "modelyard.io/candidate-version"
+TRACK_LABEL = "modelyard.io/track"  # which Deployment: blue/green names one per version
+
+# The labels of every serving object on Kubernetes; `SERVING_SELECTOR` finds its pods and Deployments.
+SERVING_APP_LABELS = {
+    "app.kubernetes.io/name": "modelyard-serving",
+    "app.kubernetes.io/part-of": "modelyard",
+}
+SERVING_SELECTOR = ",".join(f"{k}={v}" for k, v in SERVING_APP_LABELS.items())

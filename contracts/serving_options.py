@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 from modelyard.contracts import variables
 
+# The port the model server listens on in a container or a pod.
+SERVING_PORT = 8080
+
 if TYPE_CHECKING:
     from modelyard.contracts.environment import Environment
 

@@ -7,5 +7,6 @@ from typing import Literal, get_args
 
 Strategy = Literal["recreate", "rolling", "blue-green", "canary", "ab", "shadow"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
-# Kubernetes splits traffic by pods; A/B and shadow need per-request routing it lacks today.
-ON_KUBERNETES: tuple[str, ...] = ("recreate", "rolling", "blue-green", "canary")
+# The strategies whose server loads the stable and the candidate version side by side and routes
+# each request itself (locally and in each Kubernetes pod alike).
+TWO_VERSIONS_PER_POD: tuple[str, ...] = ("canary", "ab", "shadow")

@@ -27,6 +27,10 @@ SECRET_PREFIX = "MODELYARD_SECRET_"
 # The model server's options, as a container or pod receives them (contracts/serving_options.py
 # maps an environment's settings onto them; ml/serving/__main__.py reads them).
 MODEL_URI = "MODELYARD_MODEL_URI"
+# A candidate served beside MODEL_URI at a weight set from outside (a Kubernetes canary, A/B or
+# shadow: `pulumi up` sets both on the pods; the server does not step the weight itself).
+CANDIDATE_URI = "MODELYARD_CANDIDATE_URI"
+CANDIDATE_WEIGHT = "MODELYARD_CANDIDATE_WEIGHT"
 HOST = "MODELYARD_HOST"
 PORT = "MODELYARD_PORT"
 WORKERS = "MODELYARD_WORKERS"

@@ -14,12 +14,11 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts.environment import ConfigError, Environment, check_cross_section
-from modelyard.contracts.serving_options import server_variables
+from modelyard.contracts.labels import SERVING_APP_LABELS
+from modelyard.contracts.serving_options import SERVING_PORT, server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
 from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
 from modelyard.infra.components.model_serving import (
-    APP_LABELS,
-    SERVING_PORT,
     ModelServing,
     ModelServingArgs,
     PullSecret,
@@ -120,7 +119,7 @@ def _build_kubernetes_serving(
             ),
             default_requests={"cpu": requests.cpu, "memory": requests.memory},
             default_limits={"cpu": limits.cpu, "memory": limits.memory},
-            serving_selector=APP_LABELS,
+            serving_selector=SERVING_APP_LABELS,
             serving_port=SERVING_PORT,
             ingress_namespaces=serving.network.ingress_namespaces,
             egress_cidrs=serving.network.egress_cidrs,

@@ -24,6 +24,7 @@ import yaml
 from modelyard.contracts import variables
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import project_root
+from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.contracts.state import state_dir
 from modelyard.pipelines.demo import sample_data, show_history
 from modelyard.pipelines.deploy_targets import SERVICE_SCHEME
@@ -271,7 +272,7 @@ def copy_pod_samples(namespace: str, dest: Path) -> int:
 
     shutil.rmtree(dest, ignore_errors=True)
     pods = json.loads(subprocess.run(
-        [kubectl(), "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=modelyard-serving",
+        [kubectl(), "get", "pods", "-n", namespace, "-l", SERVING_SELECTOR,
          "--field-selector=status.phase=Running", "-o", "json"],
         capture_output=True, text=True, check=True,
     ).stdout)["items"]  # fmt: skip

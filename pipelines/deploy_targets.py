@@ -1,7 +1,9 @@
 """Where the deploy stages deploy: as the environment's `serving.platform` says.
 
-- `kubernetes`: `pulumi up` of the environment's stack (Automation API), which waits for the
-  rollout; the smoke test then goes through the environment's Service (a `kubectl port-forward`
+- `kubernetes`: `pulumi up` of the environment's stack (Automation API), then `kubectl rollout
+  status` of its serving Deployments (the provider's own wait can report an update done before the
+  Deployment controller has seen it); a canary is then stepped under analysis
+  (pipelines/progressive.py); the smoke test goes through the environment's Service (a `kubectl port-forward`
   to it on 127.0.0.1, as a person would reach a cluster from outside);
 - `docker`: `pulumi up` of the stack, which replaces the serving container;
 - `process`: the embedded default, a local server process (pipelines/deploy.py).
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modelyard.contracts.environment import load_environment
+from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.infra.pinned_tools import pinned_versions, tools_dir
 from modelyard.pipelines.errors import PipelineError
 
@@ -40,21 +43,60 @@ def deploy_environment(target: str, say: Callable[[str], None]) -> Deployed:
 
         local = deploy(target)
         return Deployed(local.url, local.message)
+    if platform == "docker":
+        from modelyard.infra.automation import run
+
+        result = run(target, "up", say)
+        return Deployed(
+            str(result.outputs["servingUrl"]),
+            f"pulumi up ({_summary(result.changes)}), version {result.outputs.get('servingVersion')}",
+        )
+    from modelyard.pipelines.progressive import canary_in_progress, run_canary
+
+    namespace, service, message = _kubernetes_up(target, say)
+    if canary_in_progress(load_environment(target)):
+        say(f"{target}: {message}")
+        message = run_canary(target, namespace, lambda env: _kubernetes_up(env, say), say)
+    return Deployed(f"{SERVICE_SCHEME}{namespace}/{service}", message)
+
+
+def _kubernetes_up(target: str, say: Callable[[str], None]) -> tuple[str, str, str]:
+    """`pulumi up` of the stack, then the rollout awaited: (namespace, Service, what happened)."""
     from modelyard.infra.automation import run
 
     result = run(target, "up", say)
-    changed = {op: n for op, n in result.changes.items() if n and op != "unchanged"}
-    summary = ", ".join(f"{n} {op}" for op, n in changed.items()) or "no changes"
     version = result.outputs.get("servingVersion")
-    if platform == "docker":
-        return Deployed(
-            str(result.outputs["servingUrl"]), f"pulumi up ({summary}), version {version}"
-        )
-    service = f"{result.outputs['servingNamespace']}/{result.outputs['servingService']}"
-    return Deployed(
-        f"{SERVICE_SCHEME}{service}",
-        f"pulumi up ({summary}): rollout of version {version} ready behind Service {service}",
+    namespace, service = str(result.outputs["servingNamespace"]), result.outputs["servingService"]
+    if version is not None:
+        _await_rollout(namespace, target)
+    return (
+        namespace,
+        str(service),
+        (
+            f"pulumi up ({_summary(result.changes)}): rollout of version {version} ready behind "
+            f"Service {namespace}/{service}"
+        ),
     )
+
+
+def _summary(changes: dict[str, int]) -> str:
+    changed = {op: n for op, n in changes.items() if n and op != "unchanged"}
+    return ", ".join(f"{n} {op}" for op, n in changed.items()) or "no changes"
+
+
+def _await_rollout(namespace: str, target: str, timeout: str = "300s") -> None:
+    """Wait until every serving Deployment of the namespace runs its current template, ready."""
+    waited = subprocess.run(
+        [kubectl(), "rollout", "status", "deployment", "--namespace", namespace,
+         "--selector", SERVING_SELECTOR, f"--timeout={timeout}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if waited.returncode != 0:
+        raise PipelineError(
+            f"{target}: the serving rollout in namespace {namespace} did not finish within "
+            f"{timeout}: {(waited.stderr or waited.stdout).strip()}; see `kubectl get pods "
+            f"--namespace {namespace}`"
+        )
 
 
 @contextmanager

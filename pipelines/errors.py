@@ -12,6 +12,10 @@ class PipelineError(Exception):
     """A pipeline or promotion step refused or failed for a reason the user can act on."""
 
 
+class RolledBack(PipelineError):
+    """A deploy failed and has already rolled itself back, durably: nothing is left to undo."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, ModelyardMlError, PipelineError)
 
 

@@ -15,7 +15,6 @@ from modelyard.contracts.environment.platform_services import PlatformSettings
 from modelyard.contracts.environment.promotion import PromotionSettings
 from modelyard.contracts.environment.serving import ServingSettings
 from modelyard.contracts.environment.training import TrainingSettings
-from modelyard.contracts.strategies import ON_KUBERNETES
 from pydantic import PrivateAttr
 
 NAMESPACE = "modelyard"
@@ -56,19 +55,12 @@ class Environment(Section):
         only later, in `pulumi up`, a component or a stage. The loader reports them all."""
         problems: list[tuple[str, str]] = []
         rollout, serving = self.promotion.rollout, self.serving
-        if serving.platform == "kubernetes":
-            if rollout.strategy not in ON_KUBERNETES:
-                problems.append((
-                    "promotion.rollout.strategy",
-                    f"{rollout.strategy!r} needs per-request routing this kit does not provision "
-                    f"on Kubernetes. Use one of {', '.join(ON_KUBERNETES)}.",
-                ))  # fmt: skip
-            if rollout.strategy == "canary" and serving.canary_weight not in rollout.canary_steps:
-                problems.append((
-                    "serving.canaryWeight",
-                    f"{serving.canary_weight} is not one of promotion.rollout.canarySteps "
-                    f"{rollout.canary_steps}. Use one of those.",
-                ))  # fmt: skip
+        if rollout.strategy == "canary" and serving.canary_weight not in rollout.canary_steps:
+            problems.append((
+                "serving.canaryWeight",
+                f"{serving.canary_weight} is not one of promotion.rollout.canarySteps "
+                f"{rollout.canary_steps}. Use one of those.",
+            ))  # fmt: skip
         if self.platform is not None:
             problems.extend(self._platform_problems(self.platform))
         return problems

@@ -49,10 +49,12 @@ class ServingSettings(Section):
     # Written by `modelyard promote` / `rollback`: what the next `pulumi up` rolls out.
     desired_version: int | None = Field(default=None, ge=1)
     image: str | None = None
-    # What served before the current rollout: the canary's stable track and blue/green's standby.
+    # What served before the current rollout: blue/green's warm standby, and the version canary,
+    # A/B and shadow pods answer with beside desiredVersion until the rollout ends.
     stable_version: int | None = Field(default=None, ge=1)
     stable_image: str | None = None
-    # Share of traffic (pods) on the desired version while a canary is in progress.
+    # Share of requests the desired version answers while a canary is in progress (the deploy
+    # steps it through promotion.rollout.canarySteps).
     canary_weight: int = Field(default=100, ge=1, le=100)
     # The embedded default serves each environment as local processes on 127.0.0.1.
     local_port: int = Field(ge=1024, le=65535)

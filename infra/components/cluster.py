@@ -28,6 +28,13 @@ DEPLOYER_RULES: list[Any] = [  # PolicyRuleArgsDict-shaped
         "verbs": _WRITE,
     },
     {"api_groups": [""], "resources": ["pods", "pods/log", "events", "endpoints"], "verbs": _READ},
+    # The canary's analysis reads each pod's /metrics; the smoke test reaches the Service.
+    {"api_groups": [""], "resources": ["pods/proxy"], "verbs": ["get"]},
+    {
+        "api_groups": [""],
+        "resources": ["pods/portforward", "services/portforward"],
+        "verbs": ["create"],
+    },
     {"api_groups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _WRITE},
     {"api_groups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _WRITE},
     {"api_groups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},

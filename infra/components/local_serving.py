@@ -21,11 +21,11 @@ from typing import Any
 import pulumi
 from modelyard.contracts import variables
 from modelyard.contracts.labels import ENVIRONMENT_LABEL, VERSION_LABEL
+from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import local_image
 from modelyard.infra.components.model_serving import (
     SERVING_HOME,
-    SERVING_PORT,
     SERVING_UID,
     Release,
     credentials_file,

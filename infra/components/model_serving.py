@@ -6,7 +6,10 @@ Strategies (from `modelyard:promotion.rollout.strategy`):
 - blue-green: one Deployment per version (the desired one, plus the stable one kept as a warm
   standby); the Service selects the desired version's pods, so switching is one selector change
   and Pulumi creates the new Deployment before it switches and deletes the old one;
-- canary: a stable and a canary Deployment behind one Service, pods split by the canary weight.
+- canary, ab, shadow: one Deployment whose pods load the stable and the candidate version and
+  split per request in-process (the canary's weight, A/B's sticky split, shadow's mirror), so the
+  weight is a real share of requests, set by `pulumi up`; without a stable version (or with a
+  canary at 100%) the pods serve the desired version alone.
 Before any model is promoted the server image runs without a model and reports not-ready; the
 Deployments skip Pulumi's readiness wait then, so provisioning never fails for lack of a model.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,16 +25,17 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts import variables
-from modelyard.contracts.labels import TRACK_LABEL, VERSION_LABEL
-from modelyard.contracts.strategies import ON_KUBERNETES, Strategy
+from modelyard.contracts.labels import (
+    CANDIDATE_LABEL,
+    SERVING_APP_LABELS,
+    TRACK_LABEL,
+    VERSION_LABEL,
+)
+from modelyard.contracts.serving_options import SERVING_PORT
+from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
-SERVING_PORT = 8080
 SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: don't wait for readiness
 SERVING_UID = 10001
-APP_LABELS = {
-    "app.kubernetes.io/name": "modelyard-serving",
-    "app.kubernetes.io/part-of": "modelyard",
-}
 # MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
 # credentials Secret is mounted read-only over its .mlflow folder (files, not env vars).
 SERVING_HOME = "/tmp/home"
@@ -103,7 +106,8 @@ class ModelServingArgs:
     max_replicas: int = 1
     target_cpu_percent: int = 70
     max_unavailable: int = 1
-    # What served before: the canary's stable track and blue/green's standby.
+    # What served before: blue/green's standby; the version canary, A/B and shadow pods answer
+    # with beside the desired one.
     stable: Release | None = None
     canary_weight: int = 100
     env: Mapping[str, str] = field(default_factory=dict)
@@ -112,11 +116,6 @@ class ModelServingArgs:
     pull_secret: PullSecret | None = None
 
     def validate(self) -> None:
-        if self.strategy not in ON_KUBERNETES:
-            raise ValueError(
-                f"rollout strategy {self.strategy!r} is not one ModelServing runs on Kubernetes; "
-                f"use one of {', '.join(ON_KUBERNETES)}"
-            )
         if not 1 <= self.replicas <= self.max_replicas:
             raise ValueError(f"replicas {self.replicas} must be within 1..{self.max_replicas}")
         if not 1 <= self.canary_weight <= 100:
@@ -130,6 +129,14 @@ class _Track:
     role: str  # the Deployment's name suffix and track label
     release: Release
     replicas: int
+    # Loaded beside `release` in the same pods, answering `weight`% of requests (canary, A/B).
+    candidate: Release | None = None
+    weight: int = 0
+
+    @property
+    def image(self) -> str:
+        """The server code of the newer release runs both versions."""
+        return (self.candidate or self.release).image
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -200,7 +207,7 @@ class ModelServing(pulumi.ComponentResource):
             metadata=self._meta(name, args),
             spec={
                 "max_unavailable": args.max_unavailable,
-                "selector": {"match_labels": APP_LABELS},
+                "selector": {"match_labels": SERVING_APP_LABELS},
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -220,7 +227,7 @@ class ModelServing(pulumi.ComponentResource):
         return {
             "name": f"{name}{suffix}",
             "namespace": args.namespace,
-            "labels": dict(APP_LABELS),
+            "labels": dict(SERVING_APP_LABELS),
         }
 
     def _credentials(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
@@ -253,9 +260,11 @@ class ModelServing(pulumi.ComponentResource):
         pull: k8s.core.v1.Secret | None,
         primary: _Track,
     ) -> k8s.apps.v1.Deployment:
-        release = track.release
-        pod_labels = {**APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
+        release, candidate = track.release, track.candidate
+        pod_labels = {**SERVING_APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
         annotations = {VERSION_LABEL: release.label}
+        if candidate is not None:
+            pod_labels[CANDIDATE_LABEL] = candidate.label
         if release.version is None:
             # No model yet: pods are deliberately not-ready; don't fail the update waiting.
             annotations[SKIP_AWAIT] = "true"
@@ -266,15 +275,19 @@ class ModelServing(pulumi.ComponentResource):
                 "type": "RollingUpdate",
                 "rolling_update": {"max_unavailable": 0, "max_surge": 1},
             }
-        model_uri = (
-            f"models:/{args.model_name}/{release.version}" if release.version is not None else ""
-        )
+
+        def uri(of: Release) -> str:
+            return f"models:/{args.model_name}/{of.version}" if of.version is not None else ""
+
         env = {
-            variables.MODEL_URI: model_uri,
+            variables.MODEL_URI: uri(release),
             "MLFLOW_TRACKING_URI": args.tracking_uri,
-            variables.IMAGE_DIGEST: release.digest,
+            variables.IMAGE_DIGEST: Release(None, track.image).digest,
             **args.env,
         }
+        if candidate is not None:
+            env[variables.CANDIDATE_URI] = uri(candidate)
+            env[variables.CANDIDATE_WEIGHT] = str(track.weight)
         security: dict[str, Any] = {
             "run_as_non_root": True,
             "run_as_user": SERVING_UID,
@@ -283,7 +296,7 @@ class ModelServing(pulumi.ComponentResource):
         }
         container: dict[str, Any] = {
             "name": "server",
-            "image": release.image,
+            "image": track.image,
             "image_pull_policy": "Always",
             "ports": [{"name": "http", "container_port": SERVING_PORT, "protocol": "TCP"}],
             "env": [{"name": k, "value": v} for k, v in env.items()],
@@ -345,13 +358,13 @@ class ModelServing(pulumi.ComponentResource):
         spec: k8s.apps.v1.DeploymentSpecArgsDict = {
             "replicas": track.replicas,
             "revision_history_limit": 5,
-            "selector": {"match_labels": {**APP_LABELS, TRACK_LABEL: track.role}},
+            "selector": {"match_labels": {**SERVING_APP_LABELS, TRACK_LABEL: track.role}},
             "strategy": strategy,
             "template": template,
         }
         # The autoscaler owns the replica count of the Deployment it drives once it exists:
         # `up` must not set it back every time (the HPA's minimum carries `replicas` instead).
-        # A canary's other track keeps its count from the file: that count is its weight.
+        # Blue/green's standby keeps its count from the file.
         ignore = ["spec.replicas"] if track is primary else []
         return k8s.apps.v1.Deployment(
             f"{name}-{track.role}",
@@ -371,17 +384,11 @@ def _plan(args: ModelServingArgs) -> tuple[list[_Track], _Track, dict[str, str]]
         tracks = [active]
         if stable is not None:
             tracks.append(_Track(stable.label, stable, args.replicas))
-        return tracks, active, {**APP_LABELS, TRACK_LABEL: active.role}
-    if args.strategy == "canary" and stable is not None and args.canary_weight < 100:
-        total = max(args.replicas, 2)
-        canary_pods = min(total - 1, max(1, math.ceil(total * args.canary_weight / 100)))
-        stable_track = _Track("stable", stable, total - canary_pods)
-        return (
-            [stable_track, _Track("canary", desired, canary_pods)],
-            stable_track,
-            dict(APP_LABELS),
-        )
-    # rolling, recreate, and a canary that has reached 100% (or has nothing to compare with).
-    role = "stable" if args.strategy == "canary" else "server"
-    only = _Track(role, desired, args.replicas)
-    return [only], only, {**APP_LABELS, TRACK_LABEL: role}
+        return tracks, active, {**SERVING_APP_LABELS, TRACK_LABEL: active.role}
+    finished_canary = args.strategy == "canary" and args.canary_weight >= 100
+    if args.strategy in TWO_VERSIONS_PER_POD and stable is not None and not finished_canary:
+        weight = args.canary_weight if args.strategy == "canary" else 0
+        both = _Track("server", stable, args.replicas, candidate=desired, weight=weight)
+        return [both], both, {**SERVING_APP_LABELS, TRACK_LABEL: both.role}
+    only = _Track("server", desired, args.replicas)
+    return [only], only, {**SERVING_APP_LABELS, TRACK_LABEL: only.role}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.contracts.labels import ENVIRONMENT_LABEL, TRACK_LABEL
+from modelyard.contracts.labels import ENVIRONMENT_LABEL
 from modelyard.infra.providers.resource_types import CONTAINER
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -219,9 +219,6 @@ def production_replicas(resources: list[Resource]) -> list[tuple[str, str]]:
     for r in resources:
         if r.type != DEPLOYMENT:
             continue
-        track = _get(r.props, "spec", "template", "metadata", "labels", TRACK_LABEL)
-        if track == "canary":
-            continue  # the canary is sized by its weight; the stable track carries the load
         name = _get(r.props, "metadata", "name")
         replicas = autoscaled.get(name) or _get(r.props, "spec", "replicas") or 1
         if replicas < PRODUCTION_MIN_REPLICAS:

@@ -51,6 +51,8 @@ def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
     steps = env.get(v.CANARY_STEPS)
     return ServeOptions(
         model_uri=env.get(v.MODEL_URI) or baked,
+        candidate_uri=env.get(v.CANDIDATE_URI, ""),
+        candidate_weight=int(env.get(v.CANDIDATE_WEIGHT, default.candidate_weight)),
         host=env.get(v.HOST, "0.0.0.0"),
         port=int(env.get(v.PORT, "8080")),
         workers=int(env.get(v.WORKERS, default.workers)),

@@ -7,10 +7,12 @@ so a 1,000-row batch costs a few vector operations instead of thousands of metri
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
@@ -133,8 +135,26 @@ def read_version_stats(multiproc_dir: str) -> dict[str, dict[str, Any]]:
     """Per version: requests by status, latency buckets, prediction bins (cumulative)."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=multiproc_dir)
+    return _version_stats(registry.collect())
+
+
+def parse_version_stats(*exposition: str) -> dict[str, dict[str, Any]]:
+    """The same from `/metrics` answers (one per server or pod), summed over them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total: dict[str, dict[str, Any]] = {}
+    for text in exposition:
+        for version, entry in _version_stats(text_string_to_metric_families(text)).items():
+            into = total.setdefault(version, {"status": {}, "buckets": {}, "bins": {}})
+            for kind, counts in entry.items():
+                for key, value in counts.items():
+                    into[kind][key] = into[kind].get(key, 0.0) + value
+    return total
+
+
+def _version_stats(families: Iterable[Metric]) -> dict[str, dict[str, Any]]:
     stats: dict[str, dict[str, Any]] = {}
-    for family in registry.collect():
+    for family in families:
         for sample in family.samples:
             version = sample.labels.get("model_version")
             if version is None:

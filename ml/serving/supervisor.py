@@ -47,10 +47,18 @@ class ServeOptions:
     max_body_bytes: int = 64 * 1024 * 1024
     image_digest: str = ""
     environment: str = ""
+    # A candidate pinned beside model_uri (both fixed versions); `strategy` says how they split
+    # and candidate_weight is the canary's share, set by whoever deploys (no stepping here).
+    candidate_uri: str = ""
+    candidate_weight: int = 0
 
     @property
     def follows(self) -> bool:
-        return self.model_uri.startswith("models:/") and "@" in self.model_uri
+        return (
+            not self.candidate_uri
+            and self.model_uri.startswith("models:/")
+            and "@" in self.model_uri
+        )
 
 
 @dataclass
@@ -154,7 +162,7 @@ class Supervisor:
         due = now - self._last_poll >= self.options.poll_seconds
         if due and (self.options.follows or not self._resolved_once):
             self._last_poll = now
-            self._follow()
+            self._pin() if self.options.candidate_uri else self._follow()
         if self._load_failed():
             self._keep_previous()
         elif self.routing.candidate is not None:
@@ -186,6 +194,33 @@ class Supervisor:
         self._resolved_once = True
         self._target = key
         self._apply(ref)
+
+    def _pin(self) -> None:
+        """Serve the stable and the candidate the deployment names, split as it says."""
+        models = self.state_dir.parent / "models"
+        try:
+            stable = materialise(resolve(self.options.model_uri), models)
+            candidate = materialise(resolve(self.options.candidate_uri), models)
+        except Exception as exc:  # registry down or a version missing: not ready, say why
+            log.warning("cannot load the pinned versions: %s", exc)
+            self._publish(replace(self.routing, message=f"not ready: {exc}"))
+            return
+        self._resolved_once = True
+        strategy = self.options.strategy
+        mode = cast(Mode, strategy if strategy in ("ab", "shadow") else "canary")
+        weight = {"canary": self.options.candidate_weight, "ab": self.options.ab_split}.get(mode, 0)
+        self.rollout.baseline = metrics.read_version_stats(str(self.multiproc_dir))
+        self._publish(
+            Routing(
+                stable=stable,
+                candidate=candidate,
+                mode=mode,
+                weight=weight,
+                message=f"{mode}: version {candidate.version} at {weight}% beside "
+                f"{stable.version} (weight set by the deployment)",
+            )
+        )
+        self._event(mode, candidate.version, f"weight {weight}%")
 
     def _apply(self, ref: VersionRef) -> None:
         """The alias (or URI) now points at `ref`: roll it out the environment's way."""
@@ -251,8 +286,8 @@ class Supervisor:
             )
             self._tag(candidate, f"rolled back: {reason}")
             return
-        if routing.mode != "canary":
-            return
+        if routing.mode != "canary" or self.options.candidate_uri:
+            return  # only a canary this server started steps itself
         elapsed = time.monotonic() - self.rollout.step_started
         if (
             elapsed < self.options.canary_step_seconds

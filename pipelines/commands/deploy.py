@@ -1,4 +1,8 @@
-"""`modelyard deploy ENV`: bring the environment's local serving up to date (blue/green)."""
+"""`modelyard deploy ENV`: serve what the environment file says, where `serving.platform` says.
+
+`process` (the embedded default): a local server, replaced blue/green when out of date.
+`kubernetes`, `docker`: `pulumi up` of the environment's stack, waiting for the rollout; a canary
+that `modelyard promote` started is stepped through its canarySteps under analysis."""
 
 from __future__ import annotations
 
@@ -12,17 +16,27 @@ def register(app: typer.Typer) -> None:
 
 
 def deploy_command(
-    environment: Annotated[str, typer.Argument(help="Environment whose alias is served.")],
-    port: Annotated[int | None, typer.Option(help="Override serving.localPort.")] = None,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the local server.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds the new server may take.")] = 120.0,
+    environment: Annotated[str, typer.Argument(help="Environment to serve.")],
+    port: Annotated[int | None, typer.Option(help="Override serving.localPort (process).")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the local server (process).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds a new local server may take.")] = 120.0,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Start a new server even if up to date.")
+        bool, typer.Option("--replace", help="Start a new local server even if up to date.")
     ] = False,
 ) -> None:
-    """Serve the version the environment's alias points to on 127.0.0.1, blue/green."""
+    """Serve the environment's desired version where its serving.platform says."""
+    from modelyard.contracts.environment import load_environment
     from modelyard.pipelines import deploy as local_deploy
+    from modelyard.pipelines.deploy_targets import deploy_environment
 
+    if load_environment(environment).serving.platform != "process":
+        if stop or port is not None or replace:
+            raise typer.BadParameter(
+                "--stop, --port and --replace are for local servers (serving.platform: process)"
+            )
+        deployed = deploy_environment(environment, typer.echo)
+        typer.echo(f"{environment}: {deployed.message} at {deployed.address}")
+        return
     if stop:
         stopped = local_deploy.stop(environment)
         typer.echo(f"{environment}: {'stopped' if stopped else 'no local server was running'}")

@@ -16,7 +16,7 @@ from modelyard.contracts import artifacts, tags
 from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import Environment, load_environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
-from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.errors import PipelineError, RolledBack
 from modelyard.pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]
@@ -279,7 +279,11 @@ def _promote(ctx: PipelineContext, target: str, approvers: list[str], say: Say) 
 def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
     from modelyard.pipelines.deploy_targets import deploy_environment
 
-    deployed = deploy_environment(target, say)
+    try:
+        deployed = deploy_environment(target, say)
+    except RolledBack:
+        ctx.promoted[target] = False  # the canary's analysis already rolled it back, durably
+        raise
     ctx.serving[target] = deployed.address
     say(f"{target}: {deployed.message} at {deployed.address}")
 

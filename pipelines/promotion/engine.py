@@ -34,6 +34,7 @@ from modelyard.contracts.environment import (
     load_environment,
 )
 from modelyard.contracts.state import promotion_dir
+from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD
 from modelyard.contracts.tags import Gate, Lineage
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import drift, envfile, faults, locking, rules
@@ -295,7 +296,7 @@ def _record(
     gates: list[rules.Gate],
     approvers: Sequence[str],
     reason: str | None,
-    image: str | None,
+    serving: dict[str, Any],
     change: list[dict[str, Any]],
     now: datetime,
 ) -> dict[str, Any]:
@@ -323,7 +324,8 @@ def _record(
         "gates": [gate.as_dict() for gate in gates],
         "gates_blocking": action == "promote",
         "rollout": environment.promotion.rollout.model_dump(mode="json", by_alias=True),
-        "image": image,
+        "image": serving["image"],
+        "serving": serving,
         "env_file_change": {"file": _shown(environment.path), "changes": change},
         "tracking_uri": target.registry.shown_uri,
     }
@@ -361,7 +363,7 @@ def repair(target: _Target, model: str) -> list[str]:
         to, rid = record.get("to_version"), run.info.run_id
         action = record.get("action", "promotion")
         if registry.alias(model, env) == to:
-            changed = envfile.set_desired(target.path, to, record.get("image"))
+            changed = envfile.set_serving(target.path, _written(record))
             wrote = (
                 f"set {target.path.name} desiredVersion to {to}"
                 if changed
@@ -393,15 +395,49 @@ def _reconcile_file(target: _Target, model: str) -> list[str]:
     current = envfile.read_serving(target.path)
     if current["desiredVersion"] == serving:
         return []
-    image = history[-1].get("image")
-    envfile.set_desired(target.path, serving, image)
+    envfile.set_serving(target.path, _written(history[-1]))
     return [
         f"repaired: {target.path.name} said desiredVersion {current['desiredVersion']} but "
         f"{model}@{target.env} and record {history[-1]['id']} say v{serving}; file updated"
     ]
 
 
-def _apply(target: _Target, record: dict[str, Any], image: str | None) -> str:
+def _written(record: dict[str, Any]) -> dict[str, Any]:
+    """What a record's promotion or rollback writes into the environment file."""
+    written = record.get("serving")
+    if isinstance(written, dict):
+        return written
+    return {"desiredVersion": record.get("to_version"), "image": record.get("image")}
+
+
+def _serving_values(
+    target: _Target, to: int | None, image: str | None, keep: int | None
+) -> dict[str, Any]:
+    """The file's serving keys for serving `to`; `keep`, what serves now, stays loaded beside it
+    on Kubernetes where the strategy needs it: blue/green's warm standby, or the version canary,
+    A/B and shadow pods answer with (the canary starting at its first step). None: one version."""
+    values: dict[str, Any] = dict.fromkeys(envfile.KEYS)
+    values.update(desiredVersion=to, image=image)
+    environment = target.environment
+    rollout = environment.promotion.rollout
+    current = envfile.read_serving(target.path)
+    two_versions = rollout.strategy in ("blue-green", *TWO_VERSIONS_PER_POD)
+    if (
+        keep is None
+        or environment.serving.platform != "kubernetes"
+        or not two_versions
+        or current["desiredVersion"] != keep
+        or not current["image"]
+        or (rollout.strategy == "canary" and rollout.canary_steps[0] == 100)
+    ):
+        return values
+    values.update(stableVersion=keep, stableImage=current["image"])
+    if rollout.strategy == "canary":
+        values["canaryWeight"] = rollout.canary_steps[0]
+    return values
+
+
+def _apply(target: _Target, record: dict[str, Any]) -> str:
     """Steps 2-5 of the transaction; returns the record id."""
     model, env, to = record["model"], record["env"], record["to_version"]
     store, registry = target.store, target.registry
@@ -415,7 +451,7 @@ def _apply(target: _Target, record: dict[str, Any], image: str | None) -> str:
         raise PipelineError(f"{exc}; the promotion was aborted and nothing changed") from None
     faults.hit("after-alias")
     try:
-        envfile.set_desired(target.path, to, image)
+        envfile.set_serving(target.path, _written(record))
     except OSError as exc:
         # Undo the alias so registry and file agree; a crash here is repaired by `repair`.
         registry.set_alias(model, env, record["from_version"])
@@ -463,7 +499,8 @@ def promote(
         if dry_run or not all(gate.passed for gate in gates):
             return outcome
         chosen = _image_for(target, candidate, image)
-        _, new_text, change = envfile.render(target.path, number, chosen)
+        values = _serving_values(target, number, chosen, champion)
+        _, new_text, change = envfile.render(target.path, values)
         envfile.validate_text(target.path, new_text)
         record = _record(
             target,
@@ -474,11 +511,11 @@ def promote(
             gates,
             approvers,
             None,
-            chosen,
+            values,
             change,
             now,
         )
-        outcome.record_id = _apply(target, record, chosen)
+        outcome.record_id = _apply(target, record)
         outcome.promoted = True
         outcome.file_change = record["env_file_change"]
         return outcome
@@ -548,7 +585,8 @@ def rollback(
                 raise PipelineError(f"{model} v{number} never passed its training gate.")
             gates = _evaluate(target, candidate, approvers, current, now)
             image = _last_image(history, number)
-        _, new_text, change = envfile.render(target.path, number, image)
+        values = _serving_values(target, number, image, None)
+        _, new_text, change = envfile.render(target.path, values)
         envfile.validate_text(target.path, new_text)
         record = _record(
             target,
@@ -559,12 +597,12 @@ def rollback(
             gates,
             approvers,
             reason,
-            image,
+            values,
             change,
             now,
         )
         outcome = Outcome("rollback", True, model, number, env, current, gates, notes=notes)
-        outcome.record_id = _apply(target, record, image)
+        outcome.record_id = _apply(target, record)
         outcome.file_change = record["env_file_change"]
         return outcome
 

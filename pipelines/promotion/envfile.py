@@ -1,5 +1,7 @@
-"""Sets `modelyard:serving.desiredVersion` and `.image` in an environment file, keeping the rest
-byte for byte (comments, order, quoting), so the git diff of a promotion is exactly those lines.
+"""Sets what a promotion or rollout writes into `modelyard:serving` of an environment file
+(`desiredVersion`, `image`, and while a rollout keeps two versions, `stableVersion`,
+`stableImage`, `canaryWeight`), keeping the rest byte for byte (comments, order, quoting), so the
+git diff of a promotion is exactly those lines.
 
 The new text is validated by the typed model before it replaces the file, and the replace is
 atomic (write a sibling temp file, fsync, rename): a crash leaves the old file or the new one.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 SERVING = "modelyard:serving"
-KEYS = ("desiredVersion", "image")
+KEYS = ("desiredVersion", "image", "stableVersion", "stableImage", "canaryWeight")
 
 
 def _yaml() -> YAML:
@@ -33,16 +36,15 @@ def _yaml() -> YAML:
 
 
 def read_serving(path: Path) -> dict[str, Any]:
-    """The current desiredVersion and image in the file (None when unset)."""
+    """The current value of each of KEYS in the file (None when unset)."""
     document = _yaml().load(path.read_text(encoding="utf-8")) or {}
     serving = (document.get("config") or {}).get(SERVING) or {}
     return {key: serving.get(key) for key in KEYS}
 
 
-def render(
-    path: Path, version: int | None, image: str | None
-) -> tuple[str, str, list[dict[str, Any]]]:
-    """(old text, new text, changed keys) with desiredVersion/image set; nothing written yet."""
+def render(path: Path, wanted: Mapping[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    """(old text, new text, changed keys) with the keys of `wanted` set (None: removed); nothing
+    written yet."""
     old = path.read_text(encoding="utf-8")
     yaml = _yaml()
     document = yaml.load(old)
@@ -50,7 +52,8 @@ def render(
     serving = config.get(SERVING) if isinstance(config, CommentedMap) else None
     if not isinstance(serving, CommentedMap):
         raise ConfigError(f"{path}: no `{SERVING}:` mapping to record the promoted version in.")
-    wanted = {"desiredVersion": version, "image": image}
+    unknown = set(wanted) - set(KEYS)
+    assert not unknown, f"not a key promotions write: {unknown}"
     changes = []
     for key, value in wanted.items():
         before = serving.get(key)
@@ -63,7 +66,7 @@ def render(
             serving[key] = value
         else:
             # New keys go first in the section, where a reader of the diff looks.
-            serving.insert(list(KEYS).index(key), key, value)
+            serving.insert(min(KEYS.index(key), len(serving)), key, value)
     out = io.StringIO()
     yaml.dump(document, out)
     return old, out.getvalue(), changes
@@ -96,9 +99,9 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return stale
 
 
-def set_desired(path: Path, version: int | None, image: str | None) -> list[dict[str, Any]]:
-    """Write desiredVersion/image into the file (no-op when already so); the keys changed."""
-    _, new, changes = render(path, version, image)
+def set_serving(path: Path, wanted: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Write the keys of `wanted` into the file (no-op when already so); the keys changed."""
+    _, new, changes = render(path, wanted)
     if changes:
         validate_text(path, new)
         write_atomic(path, new)

@@ -23,11 +23,6 @@ def _registry_elsewhere(folder: Path) -> None:
 
 
 MISTAKES: dict[str, tuple[str, Callable[[Path], object], str]] = {
-    "a strategy Kubernetes cannot run": (
-        "staging",
-        lambda f: edit_environment(f, "staging", {"promotion.rollout.strategy": "shadow"}),
-        "modelyard:promotion.rollout.strategy: 'shadow' needs per-request routing",
-    ),
     "a canary weight that is not a step": (
         "staging",
         lambda f: edit_environment(

@@ -137,7 +137,9 @@ def test_blue_green_keeps_the_stable_version_warm_and_switches_the_service(
     )
 
 
-def test_canary_splits_pods_by_weight_behind_one_service(environments: Path) -> None:
+def test_canary_pods_load_both_versions_and_split_requests_by_the_weight(
+    environments: Path,
+) -> None:
     state = _promote(
         environments,
         "production",
@@ -149,26 +151,50 @@ def test_canary_splits_pods_by_weight_behind_one_service(environments: Path) -> 
         canaryWeight=10,
         replicas=4,
     )
-    found = deployments(state)
-    assert set(found) == {"production-serving-stable", "production-serving-canary"}
-    stable, canary = found["production-serving-stable"], found["production-serving-canary"]
-    assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (3, 1)
-    assert env_vars(canary)["MODELYARD_MODEL_URI"] == "models:/churn/9"
-    assert env_vars(stable)["MODELYARD_MODEL_URI"] == "models:/churn/8"
-    service = one(state, "core/v1:Service").inputs["spec"]
-    assert "modelyard.io/track" not in service["selector"]  # both tracks take traffic
-    pdb = one(state, "PodDisruptionBudget").inputs["spec"]
-    assert pdb["maxUnavailable"] == 1
+    (pods,) = deployments(state).values()
+    assert pods["spec"]["replicas"] == 4  # the weight is per request: every pod takes both
+    variables = env_vars(pods)
+    assert variables["MODELYARD_MODEL_URI"] == "models:/churn/8"
+    assert variables["MODELYARD_CANDIDATE_URI"] == "models:/churn/9"
+    assert variables["MODELYARD_CANDIDATE_WEIGHT"] == "10"
+    assert pods["spec"]["template"]["spec"]["containers"][0]["image"] == pinned("production", "v9")
+    labels = pods["spec"]["template"]["metadata"]["labels"]
+    assert (labels["modelyard.io/model-version"], labels["modelyard.io/candidate-version"]) == (
+        "v8",
+        "v9",
+    )
 
     halfway = _promote(environments, "production", "canary", canaryWeight=50)
-    found = deployments(halfway)
-    assert found["production-serving-canary"]["spec"]["replicas"] == 2
-    assert found["production-serving-stable"]["spec"]["replicas"] == 2
+    (pods,) = deployments(halfway).values()
+    assert env_vars(pods)["MODELYARD_CANDIDATE_WEIGHT"] == "50"
 
     done = _promote(environments, "production", "canary", canaryWeight=100)
     (only,) = deployments(done).values()
     assert env_vars(only)["MODELYARD_MODEL_URI"] == "models:/churn/9"
+    assert "MODELYARD_CANDIDATE_URI" not in env_vars(only)
     assert only["spec"]["replicas"] == 4
+
+
+@pytest.mark.parametrize("strategy", ["ab", "shadow"])
+def test_ab_and_shadow_pods_serve_both_versions_on_kubernetes(
+    environments: Path, strategy: str
+) -> None:
+    state = _promote(
+        environments,
+        "staging",
+        strategy,
+        desiredVersion=5,
+        image=pinned("staging", "v5"),
+        stableVersion=4,
+        stableImage=pinned("staging", "v4"),
+    )
+    (pods,) = deployments(state).values()
+    variables = env_vars(pods)
+    assert variables["MODELYARD_ROLLOUT"] == strategy
+    assert (variables["MODELYARD_MODEL_URI"], variables["MODELYARD_CANDIDATE_URI"]) == (
+        "models:/churn/4",
+        "models:/churn/5",
+    )
 
 
 def test_canary_weight_must_be_one_of_the_configured_steps(environments: Path) -> None:
@@ -207,8 +233,8 @@ def test_args_are_validated_before_any_resource_exists() -> None:
     )
     with pytest.raises(ValueError, match="pinned by digest"):
         args.validate()
-    with pytest.raises(ValueError, match="is not one ModelServing runs"):
-        ModelServingArgs(**{**args.__dict__, "strategy": "ab"}).validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="weight 0 must be a percentage"):
+        ModelServingArgs(**{**args.__dict__, "canary_weight": 0}).validate()  # type: ignore[arg-type]
 
 
 def test_local_environment_serves_from_a_hardened_self_restarting_container() -> None:

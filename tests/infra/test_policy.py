@@ -121,7 +121,7 @@ def test_production_replicas(production: list[Resource]) -> None:
     ]
     (problem,) = rules.production_replicas(single)
     assert problem == (
-        "production-serving-stable",
+        "production-serving-server",
         "runs 1 replica(s) in production; at least 2 are required",
     )
 
@@ -137,7 +137,7 @@ def test_pdb_present(production: list[Resource]) -> None:
     assert rules.pdb_present(production) == []
     without = [r for r in production if "PodDisruptionBudget" not in r.type]
     assert rules.pdb_present(without) == [
-        ("production-serving-stable", "no PodDisruptionBudget selects its pods")
+        ("production-serving-server", "no PodDisruptionBudget selects its pods")
     ]
 
 
@@ -146,7 +146,7 @@ def test_default_deny_present(production: list[Resource]) -> None:
     without = [r for r in production if r.name != "production-cluster-default-deny"]
     assert rules.default_deny_present(without) == [
         (
-            "production-serving-stable",
+            "production-serving-server",
             "namespace 'modelyard-production' has no default-deny NetworkPolicy",
         )
     ]
@@ -178,7 +178,7 @@ def test_every_policy_in_the_pack_is_mandatory_and_runs_its_rule(
         StackValidationArgs(stack), lambda message, urn=None: reported.append((message, urn))
     )  # type: ignore[operator, misc]
     assert reported == [
-        ("no PodDisruptionBudget selects its pods", "urn:production-serving-stable")
+        ("no PodDisruptionBudget selects its pods", "urn:production-serving-server")
     ]
 
 
@@ -208,7 +208,7 @@ def test_policy_command_names_each_violation_and_fails(environments: Path) -> No
         environments, "production", serving={"replicas": 1, "autoscaling": {"maxReplicas": 1}}
     )
     result = CliRunner().invoke(app, ["infra", "policy", "production"])
-    assert "[production-replicas] production-serving-stable: runs 1 replica(s)" in result.output
+    assert "[production-replicas] production-serving-server: runs 1 replica(s)" in result.output
     assert isinstance(result.exception, PipelineError)
     assert "1 policy violation(s)" in str(result.exception)
     passing = CliRunner().invoke(app, ["infra", "policy", "staging"])

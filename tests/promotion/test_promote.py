@@ -271,3 +271,37 @@ def test_a_failed_first_deploy_rolls_back_to_serving_nothing(
         ("rollback", None),
     ]
     assert promote(model, "staging").promoted  # and it can be promoted again
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green", "ab", "rolling"])
+def test_a_promotion_keeps_what_served_beside_the_candidate_where_the_strategy_needs_it(
+    model: str, register: Register, environments: Path, strategy: str
+) -> None:
+    set_keys(environments, "staging", "promotion",
+             {"rollout": {"strategy": strategy, "canarySteps": [25, 100]}})  # fmt: skip
+    first, second = (STAGING_IMAGE.replace("b" * 64, digit * 64) for digit in "12")
+    v1 = register(0.91)
+    assert promote(model, "staging", image=first).promoted
+    assert load_environment("staging").serving.stable_version is None  # nothing served before
+    v2 = register(0.93)
+    done = promote(model, "staging", image=second)
+    serving = load_environment("staging").serving
+    assert (serving.desired_version, serving.image) == (v2, second)
+    kept = (serving.stable_version, serving.stable_image, serving.canary_weight)
+    if strategy == "rolling":
+        assert kept == (None, None, 100)  # one version at a time
+    else:
+        # The outgoing version stays loaded: blue/green's warm standby, the canary's stable
+        # share (starting at the first step), A/B's other arm.
+        assert kept == (v1, first, 25 if strategy == "canary" else 100)
+    assert history(model, "staging")[-1]["serving"]["stableVersion"] == kept[0]
+    assert done.record_id == history(model, "staging")[-1]["id"]
+
+    rollback(model, "staging", reason="the candidate misbehaves")
+    serving = load_environment("staging").serving
+    assert (serving.desired_version, serving.image) == (v1, first)
+    assert (serving.stable_version, serving.stable_image, serving.canary_weight) == (
+        None,
+        None,
+        100,
+    )

@@ -169,3 +169,34 @@ def test_a_version_that_cannot_be_loaded_is_rolled_back_and_the_old_one_keeps_se
         time.sleep(1)
     assert status["stable"]["version"] == good and "could not be loaded" in status["message"]
     assert load.failures == [] and set(load.versions) == {good}
+
+
+def test_a_canary_pinned_by_the_deployment_splits_by_its_weight_and_never_steps_itself(
+    tracking: str, server, model_name: str, model_a: Trained, model_needs_new_column: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    """What a Kubernetes pod runs during a canary step: both versions, the weight `pulumi up`
+    set, per request; stepping and rolling back are the deploy's, which reads /metrics."""
+    from modelyard.ml.serving.metrics import parse_version_stats
+    from modelyard.ml.serving.rollout import window
+
+    stable = register(*model_a, model_name)
+    broken = register(*model_needs_new_column, model_name)
+    handle = server(
+        f"models:/{model_name}/{stable}", candidate_uri=f"models:/{model_name}/{broken}",
+        candidate_weight=30, strategy="canary", canary_steps=(30, 100), canary_step_seconds=0.5,
+        limits=Limits(max_error_rate=1.0, max_latency_p99_ms=10_000.0, min_requests=10),
+    )  # fmt: skip
+    handle.wait(lambda s: s.get("ready") and s.get("candidate"), what="both versions loaded")
+    with Load(handle.url, records(model_a[1].iloc[:50]), threads=2) as load:
+        time.sleep(4)
+    status = handle.status()
+    # Still at the weight it was given, long after its step time: the server did not step.
+    assert status["candidate"]["version"] == broken and status["weight"] == 30
+    assert not any(e["event"] in ("promote", "canary") for e in status["events"][1:])
+    # Every request the candidate failed was answered by the stable version.
+    assert load.failures == [] and load.versions[broken] == 0
+    counted = parse_version_stats(call(handle.url, "GET", "/metrics")[2].decode())
+    tried = window(counted[broken], None)
+    assert tried.error_rate == 1.0
+    share = tried.requests / window(counted[stable], None).requests
+    assert 0.2 < share < 0.45, share  # ~30% of requests went to the candidate first

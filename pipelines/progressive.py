@@ -1,0 +1,161 @@
+"""A canary on Kubernetes, stepped under analysis the way Flagger or Argo Rollouts step one.
+
+`modelyard promote` starts it: the environment file says desiredVersion (the candidate),
+stableVersion and canaryWeight (the first of promotion.rollout.canarySteps), and `pulumi up` gives
+every serving pod both versions and that weight: each pod splits its requests in-process, so the
+weight is a share of requests, not of pods. The deploy then, for each step:
+- holds for monitoring.canaryStepSeconds, reading every serving pod's /metrics (through the API
+  server) every few seconds, and judges the candidate on its own requests against
+  promotion.rollout.maxErrorRate and maxLatencyP99Ms, the stable version's figures beside them;
+- passes the step once the hold is over and the candidate answered monitoring.canaryMinRequests,
+  writes the next weight into the file and runs `pulumi up` again; the last step (100) drops the
+  stable version;
+- fails it as soon as the candidate breaks a limit, or when it never got enough requests within
+  three holds: then it rolls back durably (the alias, the file and a history record carrying the
+  figures, through `modelyard rollback`'s transaction) and runs `pulumi up`, so a restart of
+  anything serves the stable version again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modelyard.contracts.environment import Environment, load_environment
+from modelyard.contracts.labels import SERVING_SELECTOR
+from modelyard.contracts.serving_options import SERVING_PORT
+from modelyard.ml.serving.metrics import parse_version_stats
+from modelyard.ml.serving.rollout import Limits, VersionWindow, verdict, window
+from modelyard.pipelines.errors import PipelineError, RolledBack
+
+Say = Callable[[str], None]
+Apply = Callable[[str], object]  # `pulumi up` of the environment, waiting for the rollout
+POLL_SECONDS = 2.0
+HOLDS_FOR_TRAFFIC = 3  # holds without enough requests before the candidate counts as failed
+
+
+@dataclass(frozen=True)
+class StepAnalysis:
+    weight: int
+    candidate: VersionWindow
+    stable: VersionWindow
+    seconds: float
+    failure: str | None
+
+    def evidence(self, candidate: int, stable: int) -> str:
+        def figures(of: VersionWindow) -> str:
+            return (
+                f"{of.requests:.0f} requests, error rate {of.error_rate:.2%}, "
+                f"p99 {of.latency_p99_ms():.1f} ms"
+            )
+
+        return (
+            f"at {self.weight}% after {self.seconds:.0f} s: candidate v{candidate} "
+            f"{figures(self.candidate)}; stable v{stable} {figures(self.stable)}"
+        )
+
+
+def canary_in_progress(environment: Environment) -> bool:
+    serving = environment.serving
+    return (
+        environment.promotion.rollout.strategy == "canary"
+        and serving.stable_version is not None
+        and serving.desired_version is not None
+        and serving.canary_weight < 100
+    )
+
+
+def run_canary(target: str, namespace: str, apply: Apply, say: Say) -> str:
+    """Step the canary the environment file describes to 100%, or roll it back; what happened."""
+    from modelyard.pipelines.promotion import envfile, rollback
+
+    environment = load_environment(target)
+    rollout, monitoring = environment.promotion.rollout, environment.monitoring
+    candidate, stable = environment.serving.desired_version, environment.serving.stable_version
+    assert candidate is not None and stable is not None
+    limits = Limits(
+        rollout.max_error_rate, rollout.max_latency_p99_ms, monitoring.canary_min_requests
+    )
+    weight = environment.serving.canary_weight
+    started = time.monotonic()
+    while True:
+        analysis = _analyse(namespace, weight, candidate, stable, limits,
+                            monitoring.canary_step_seconds)  # fmt: skip
+        evidence = analysis.evidence(candidate, stable)
+        if analysis.failure is not None:
+            reason = (
+                f"canary v{candidate} failed its analysis: {analysis.failure} ({evidence}); "
+                f"rolled back to v{stable} automatically"
+            )
+            say(f"{target}: {reason}")
+            rollback(environment.served_model, target, str(stable), reason)
+            apply(target)
+            raise RolledBack(f"{target}: {reason}")
+        steps = [step for step in rollout.canary_steps if step > weight]
+        weight = steps[0]
+        say(f"{target}: step passed {evidence}; next {weight}%")
+        last = weight == 100
+        envfile.set_serving(
+            environment.path,
+            {"canaryWeight": None, "stableVersion": None, "stableImage": None}
+            if last
+            else {"canaryWeight": weight},
+        )
+        apply(target)
+        if last:
+            return (
+                f"canary v{candidate} passed every step ({', '.join(map(str, rollout.canary_steps))}%"
+                f") in {time.monotonic() - started:.0f} s and serves all requests"
+            )
+
+
+def _analyse(
+    namespace: str, weight: int, candidate: int, stable: int, limits: Limits, hold: float
+) -> StepAnalysis:
+    """Watch the step until it passes (held long enough, enough requests) or fails."""
+    started = time.monotonic()
+    while True:
+        stats = parse_version_stats(*_pod_metrics(namespace))
+        elapsed = time.monotonic() - started
+        ours = window(stats.get(str(candidate), {}), None)
+        theirs = window(stats.get(str(stable), {}), None)
+        failure = verdict(ours, limits)
+        starved = elapsed >= hold * HOLDS_FOR_TRAFFIC and ours.requests < limits.min_requests
+        if failure is None and starved:
+            failure = (
+                f"too little traffic to judge: {ours.requests:.0f} requests, "
+                f"canaryMinRequests {limits.min_requests}"
+            )
+        if failure is not None:
+            return StepAnalysis(weight, ours, theirs, elapsed, failure)
+        if elapsed >= hold and ours.requests >= limits.min_requests:
+            return StepAnalysis(weight, ours, theirs, elapsed, None)
+        time.sleep(POLL_SECONDS)
+
+
+def _pod_metrics(namespace: str) -> list[str]:
+    """The /metrics answer of each running serving pod: counters since that pod started, and
+    each step's `pulumi up` starts new pods, so they count that step alone."""
+    from modelyard.pipelines.deploy_targets import kubectl
+
+    listed = subprocess.run(
+        [kubectl(), "get", "pods", "--namespace", namespace, "--selector", SERVING_SELECTOR,
+         "--field-selector=status.phase=Running", "--output", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        raise PipelineError(f"cannot list the serving pods of {namespace}: {listed.stderr.strip()}")
+    answers = []
+    for pod in json.loads(listed.stdout)["items"]:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue  # an old pod on its way out
+        name = pod["metadata"]["name"]
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}:{SERVING_PORT}/proxy/metrics"
+        scraped = subprocess.run([kubectl(), "get", "--raw", path],
+                                 capture_output=True, text=True, check=False)  # fmt: skip
+        if scraped.returncode == 0:
+            answers.append(scraped.stdout)
+    return answers
