@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup checkov demo demo-cluster test test-fast lint bench clean tools cluster-tools jenkinsfile-tools
+.PHONY: setup checkov demo demo-cluster test test-fast lint bench clean tools cluster-tools jenkinsfile-tools monitoring-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,3 +74,21 @@ cluster-tools:
 ## jenkinsfile-tools: Groovy 2.4 and npm-groovy-lint for the offline Jenkinsfile checks (tools/jenkinsfile-check)
 jenkinsfile-tools:
 	bash tools/jenkinsfile-check/install.sh
+
+## monitoring-tools: Debian's Prometheus 2.42 (prometheus, promtool) and node-exporter 1.5, for the
+## monitoring/ checks (tests/monitoring/test_prometheus.py); apt-get only when one is missing
+MONITORING_PACKAGES := prometheus prometheus-node-exporter
+monitoring-tools:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v prometheus-node-exporter >/dev/null; then \
+	  if [[ $$(id -u) -ne 0 ]]; then \
+	    echo "Prometheus tools missing: run 'sudo apt-get install -y $(MONITORING_PACKAGES)', then this target again" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "==> $(MONITORING_PACKAGES): apt-get install"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q $(MONITORING_PACKAGES) >/dev/null \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q $(MONITORING_PACKAGES) >/dev/null; }; \
+	else \
+	  echo "==> promtool, prometheus, prometheus-node-exporter: installed"; \
+	fi

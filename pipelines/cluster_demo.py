@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,8 @@ import yaml
 from modelyard.contracts import variables
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import project_root
-from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.contracts.state import state_dir
+from modelyard.pipelines.cluster_load import LoadPod
 from modelyard.pipelines.demo import sample_data, show_history
 from modelyard.pipelines.deploy_targets import SERVICE_SCHEME
 from modelyard.pipelines.errors import PipelineError
@@ -158,6 +156,10 @@ def _project(folder: Path, console: Console) -> Path:
         # Drift evidence is read from local servers' samples; the pods' are not read by the gate yet.
         "promotion.maxDrift": None,
         "serving.replicas": 2, "serving.autoscaling.maxReplicas": 3,
+        # A canary the demo can watch: short steps, judged on its callers' requests (a latency
+        # limit a busy 2-core machine keeps while the pipeline runs beside the pods).
+        "monitoring.canaryStepSeconds": 5, "monitoring.canaryMinRequests": 30,
+        "promotion.rollout.maxLatencyP99Ms": 500,
     })  # fmt: skip
     _write(staging_dir / "Pulumi.production.yaml", production)
     staging_dir.rename(environments)
@@ -225,13 +227,39 @@ def _start_platform_containers() -> None:
 
 
 def _pipeline(data: Path, console: Console) -> dict[str, str]:
-    """The pipeline as Jenkins runs it; the deploy stages `pulumi up` staging and production."""
+    """The pipeline as Jenkins runs it; the deploy stages `pulumi up` staging and production.
+    Once production serves, callers inside the cluster send it requests all along: a canary is
+    judged on them, and they show whether anyone saw a failed request."""
     from modelyard.pipelines.demo import run_demo_pipeline
 
-    served, _ = run_demo_pipeline(PLATFORM, data, console)
+    callers = _production_callers(console)
+    try:
+        served, _ = run_demo_pipeline(PLATFORM, data, console)
+    finally:
+        if callers is not None:
+            counted = callers.stop()
+            answered = ", ".join(f"v{v}: {n}" for v, n in sorted(counted["versions"].items()))
+            console.print(
+                f"production's callers during the run: {counted['sent']} requests, "
+                f"{counted['failed']} failed; answered by {answered or 'nobody'}"
+            )
     for env in SERVED:  # a refused promotion leaves production's Service as it was
         served.setdefault(env, f"{SERVICE_SCHEME}modelyard-{env}/{env}-serving")
     return served
+
+
+def _production_callers(console: Console) -> LoadPod | None:
+    from modelyard.contracts.environment import load_environment
+    from modelyard.ml.data.sample import generate_churn
+    from modelyard.pipelines.cluster_load import start_load
+
+    serving = load_environment("production").serving
+    if serving.desired_version is None or serving.image is None:
+        return None  # the first run: production serves nothing yet
+    rows = generate_churn(20, seed=3).drop(columns=["churned"]).to_json(orient="records")
+    callers = start_load(serving.namespace, "production-serving", serving.image, json.loads(rows))
+    console.print(f"callers inside the cluster send production v{serving.desired_version} requests")
+    return callers
 
 
 def _drift(folder: Path, address: str | None, console: Console) -> None:
@@ -242,6 +270,7 @@ def _drift(folder: Path, address: str | None, console: Console) -> None:
     from modelyard.ml.data.sample import generate_churn
     from modelyard.ml.monitoring.check import check_drift
     from modelyard.pipelines.deploy_targets import reachable
+    from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
 
     console.rule("[bold]drifted traffic to production")
     if not address:
@@ -256,41 +285,13 @@ def _drift(folder: Path, address: str | None, console: Console) -> None:
                          timeout=30).raise_for_status()  # fmt: skip
     console.print(f"{DRIFT_ROWS} rows from a drifted population sent to {address}")
     production = load_environment("production")
-    samples = folder / "pod-samples" / "production"
     time.sleep(2)  # the servers write their samples in the background
-    copied = copy_pod_samples(production.serving.namespace, samples)
+    copied = refresh_pod_samples(production)
     report = folder / "reports" / "drift-production.html"
-    check = check_drift(production, samples, report)
+    check = check_drift(production, pods_folder("production"), report)
     drifted = [f.name for f in check.result.drifted_features]
     verdict = f"DRIFT caught in {', '.join(drifted)}" if check.result.drifted else "no drift found"
     console.print(f"{verdict} ({copied} sample files from the pods); report {check.report}")
-
-
-def copy_pod_samples(namespace: str, dest: Path) -> int:
-    """The live-sample files (samples-*.jsonl) of every running serving pod, into dest/POD/."""
-    from modelyard.pipelines.deploy_targets import kubectl
-
-    shutil.rmtree(dest, ignore_errors=True)
-    pods = json.loads(subprocess.run(
-        [kubectl(), "get", "pods", "-n", namespace, "-l", SERVING_SELECTOR,
-         "--field-selector=status.phase=Running", "-o", "json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)["items"]  # fmt: skip
-    copied = 0
-    for pod in pods:
-        name = pod["metadata"]["name"]
-        archive = subprocess.run(
-            [kubectl(), "exec", "-n", namespace, name, "--", "sh", "-c",
-             "cd /tmp && find . -name 'samples-*.jsonl' | tar -cf - -T -"],
-            capture_output=True, check=False,
-        ).stdout  # fmt: skip
-        if not archive:
-            continue
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            tar.extractall(dest / name, members=members, filter="data")
-            copied += len(members)
-    return copied
 
 
 def _where_to_look(

@@ -34,6 +34,7 @@ from modelyard.contracts.labels import (
 from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
+PRE_STOP_SECONDS = 5
 SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: don't wait for readiness
 SERVING_UID = 10001
 # MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
@@ -314,6 +315,9 @@ class ModelServing(pulumi.ComponentResource):
                 "period_seconds": 10,
                 "failure_threshold": 3,
             },
+            # A pod being replaced keeps answering until the Service has stopped sending it new
+            # connections (endpoints and kube-proxy lag its deletion); then SIGTERM drains it.
+            "lifecycle": {"pre_stop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
             "resources": {"requests": dict(args.requests), "limits": dict(args.limits)},
             "security_context": {
                 **security,

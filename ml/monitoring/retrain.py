@@ -45,7 +45,8 @@ def trigger_retraining(
 
 def _jenkins_build(base: str, environment: str, reason: str) -> str:
     job = os.environ.get("JENKINS_JOB", "modelyard")
-    query = urllib.parse.urlencode({"ENVIRONMENT": environment, "REASON": reason})
+    # The parameters pipelines/Jenkinsfile declares (a test holds the two together).
+    query = urllib.parse.urlencode({"ENV": environment, "REASON": reason})
     url = f"{base}/job/{urllib.parse.quote(job)}/buildWithParameters?{query}"
     request = urllib.request.Request(url, method="POST", data=b"")
     user, token = os.environ.get("JENKINS_USER"), os.environ.get("JENKINS_API_TOKEN")

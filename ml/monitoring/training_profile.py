@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from modelyard.contracts import artifacts
 from modelyard.ml.errors import ModelyardMlError
+from modelyard.ml.monitoring.drift import bin_shares
 
 FORMAT = 1
 SAMPLE_SIZE = 1000
@@ -24,12 +25,6 @@ BINS = 10
 
 class ProfileError(ModelyardMlError):
     """A reference profile is missing or unreadable."""
-
-
-def bin_shares(present: np.ndarray, edges: np.ndarray, total: int) -> np.ndarray:
-    """Share of all `total` rows falling in each bin (-inf, e0], (e0, e1], ..., (eN, inf)."""
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return counts / total if total else counts.astype(float)
 
 
 def build_profile(features: pd.DataFrame, predictions: np.ndarray, seed: int = 0) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""`modelyard deploy ENV`: serve what the environment file says, where `serving.platform` says.
+"""`modelyard deploy ENV`: serve what the environment says.
 
-`process` (the embedded default): a local server, replaced blue/green when out of date.
-`kubernetes`, `docker`: `pulumi up` of the environment's stack, waiting for the rollout; a canary
-that `modelyard promote` started is stepped through its canarySteps under analysis."""
+`kubernetes`: `pulumi up` of the environment's stack, waiting for the rollout; a canary that
+`modelyard promote` started is stepped through its canarySteps under analysis (the deploy stages
+run the same). Otherwise a local server of the alias on 127.0.0.1, replaced blue/green when out
+of date (for `docker`, `modelyard infra up ENV` replaces the container instead)."""
 
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ def register(app: typer.Typer) -> None:
 
 def deploy_command(
     environment: Annotated[str, typer.Argument(help="Environment to serve.")],
-    port: Annotated[int | None, typer.Option(help="Override serving.localPort (process).")] = None,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the local server (process).")] = False,
+    port: Annotated[int | None, typer.Option(help="Override serving.localPort.")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the local server.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds a new local server may take.")] = 120.0,
     replace: Annotated[
         bool, typer.Option("--replace", help="Start a new local server even if up to date.")
     ] = False,
 ) -> None:
-    """Serve the environment's desired version where its serving.platform says."""
+    """Serve the environment: on its cluster (kubernetes), else a local server of its alias."""
     from modelyard.contracts.environment import load_environment
     from modelyard.pipelines import deploy as local_deploy
     from modelyard.pipelines.deploy_targets import deploy_environment
 
-    if load_environment(environment).serving.platform != "process":
+    if load_environment(environment).serving.platform == "kubernetes":
         if stop or port is not None or replace:
             raise typer.BadParameter(
-                "--stop, --port and --replace are for local servers (serving.platform: process)"
+                "--stop, --port and --replace are for local servers, not a Kubernetes environment"
             )
         deployed = deploy_environment(environment, typer.echo)
         typer.echo(f"{environment}: {deployed.message} at {deployed.address}")

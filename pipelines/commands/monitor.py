@@ -20,7 +20,11 @@ def register(app: typer.Typer) -> None:
 def drift_command(
     environment: Annotated[str, typer.Argument(help="Environment whose live traffic is checked.")],
     samples: Annotated[
-        Path | None, typer.Option(help="Live samples folder (default: the local deploy's).")
+        Path | None,
+        typer.Option(
+            help="Live samples folder (default: the environment's pods on Kubernetes, copied "
+            "out; otherwise the local deploy's)."
+        ),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
     retrain_data: Annotated[
@@ -28,6 +32,13 @@ def drift_command(
     ] = None,
     rows: Annotated[
         int | None, typer.Option(min=10, help="Judge only the newest N live rows.")
+    ] = None,
+    textfile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="node-exporter's textfile directory: the result is written there as "
+            "modelyard-drift-ENV.prom for Prometheus (monitoring/prometheus/alerts.yml)."
+        ),
     ] = None,
     profile: Annotated[
         str | None,
@@ -45,6 +56,12 @@ def drift_command(
     env = load_environment(environment)
     use_tracking_of(env)
     samples_dir = samples or serving_dir(environment)
+    if samples is None and env.serving.platform == "kubernetes":
+        from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
+
+        copied = refresh_pod_samples(env)
+        typer.echo(f"{copied} sample files copied from the pods of {env.serving.namespace}")
+        samples_dir = pods_folder(environment)
     report_path = report or default_report_path(state_dir(), environment)
     check = check_drift(env, samples_dir, report_path, profile, rows)
     result = check.result
@@ -56,6 +73,16 @@ def drift_command(
         typer.echo(f"  {'DRIFT' if result.prediction.drifted else 'ok   '} predictions{'':<13} "
                    f"PSI {result.prediction.psi:7.3f}")  # fmt: skip
     typer.echo(f"report: {check.report}")
+    if textfile_dir is not None:
+        import time
+
+        from modelyard.ml.monitoring.exposition import write_drift_textfile
+
+        written = write_drift_textfile(
+            textfile_dir / f"modelyard-drift-{environment}.prom", environment, result.drifted,
+            {f.name: f.psi for f in result.features}, time.time(),
+        )  # fmt: skip
+        typer.echo(f"metrics: {written}")
     if not result.drifted:
         typer.echo(f"{environment}: no drift in {result.rows} live rows")
         return

@@ -1,6 +1,7 @@
 """Drift evidence for the `maxDrift` rule: the candidate's training profile (its run's
 `reference/profile.json`) against the live inputs its source environment's model servers
-sampled (`.modelyard/serving/SOURCE/**/samples-*.jsonl`, written by ml/serving). The score is
+sampled (`.modelyard/serving/SOURCE/**/samples-*.jsonl`, written by ml/serving; on Kubernetes
+copied out of the source's pods first). The score is
 the largest PSI over features and predictions (ml.monitoring.drift). Without a profile or live
 sample there is no evidence, and the rule fails closed."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelyard.contracts import artifacts
+from modelyard.contracts.environment import load_environment
 from modelyard.contracts.state import serving_dir
 from modelyard.ml.monitoring.drift import compare
 from modelyard.ml.monitoring.sampling import read_samples
@@ -18,8 +20,16 @@ MIN_ROWS = 100  # fewer live rows than this say nothing about a distribution
 
 
 def samples_of(environment: str) -> list[dict[str, object]]:
-    """Every live sample the environment's local model servers kept, any slot, any version."""
-    root = serving_dir(environment)
+    """Every live sample the environment's model servers kept, any slot, any version: its pods'
+    on Kubernetes, its local servers' otherwise."""
+    settings = load_environment(environment)
+    if settings.serving.platform == "kubernetes":
+        from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
+
+        refresh_pod_samples(settings)  # unreachable pods: one clear error, no stale evidence
+        root = pods_folder(environment)
+    else:
+        root = serving_dir(environment)
     folders = sorted({path.parent for path in root.glob("**/samples-*.jsonl")})
     return [record for folder in folders for record in read_samples(Path(folder))]
 

@@ -9,12 +9,15 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
 
 from tests.helpers import MODELYARD
+
+if TYPE_CHECKING:
+    from tests.cluster.project import Project
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,30 @@ def local_cluster(
     assert started.returncode == 0, started.stdout + started.stderr
     yield cluster
     cluster.cli("down")
+
+
+@pytest.fixture(scope="session")
+def project(
+    local_cluster: LocalCluster, engine: None, base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Project]:  # fmt: skip
+    """The production path's project, provisioned (platform stack up, credentials stored)."""
+    from tests.cluster.project import SERVED, Project, provisioned
+
+    created = Project(tmp_path_factory.mktemp("production-path"), local_cluster)
+    created.create()
+    try:
+        yield provisioned(created, local_cluster)
+    finally:
+        for env in (*SERVED, created.platform):
+            created.cli("infra", "destroy", env)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(project: Project) -> subprocess.CompletedProcess[str]:
+    """`modelyard pipeline run` from data to production pods, once."""
+    from modelyard.ml.data.sample import generate_churn
+
+    data = project.folder / "churn.csv"
+    generate_churn(4000, seed=7).to_csv(data, index=False)
+    return project.cli("pipeline", "run", project.platform, "--data", str(data))

@@ -53,6 +53,12 @@ def model(environments: Path, tracking: str, state: Path) -> str:
     for path in environments.glob("Pulumi.*.yaml"):
         text = path.read_text(encoding="utf-8")
         path.write_text(text.replace("model: churn\n", f"model: {name}\n"), encoding="utf-8")
+    # Staging's live traffic comes from local servers here (promotion_helpers.live_traffic); the
+    # drift evidence read out of Kubernetes pods is the cluster tests' (tests/cluster).
+    staging = environments / "Pulumi.staging.yaml"
+    text = staging.read_text(encoding="utf-8")
+    assert "    platform: kubernetes\n" in text
+    staging.write_text(text.replace("    platform: kubernetes\n", "    platform: process\n"))
     MlflowClient(tracking).create_registered_model(name)
     return name
 

@@ -279,6 +279,7 @@ def test_a_promotion_keeps_what_served_beside_the_candidate_where_the_strategy_n
 ) -> None:
     set_keys(environments, "staging", "promotion",
              {"rollout": {"strategy": strategy, "canarySteps": [25, 100]}})  # fmt: skip
+    set_keys(environments, "staging", "serving", {"platform": "kubernetes"})
     first, second = (STAGING_IMAGE.replace("b" * 64, digit * 64) for digit in "12")
     v1 = register(0.91)
     assert promote(model, "staging", image=first).promoted

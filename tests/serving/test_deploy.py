@@ -88,10 +88,14 @@ def test_deploy_blue_green_then_drift_is_caught(
         assert len(predictions) == len(drifted) and version == v2
         time.sleep(1.5)
         report = tmp_path / "drift.html"
-        checked = modelyard("monitor", "drift", "local", "--report", str(report), "--rows", "1500")
+        checked = modelyard("monitor", "drift", "local", "--report", str(report), "--rows", "1500",
+                            "--textfile-dir", str(tmp_path))  # fmt: skip
         assert checked.returncode == 1, checked.stdout + checked.stderr
         assert "DRIFT in" in checked.stdout and "contract" in checked.stdout
         assert "<img" in report.read_text()
+        # For Prometheus (node-exporter's textfile collector): what ModelyardDrift alerts on.
+        exposed = (tmp_path / "modelyard-drift-local.prom").read_text()
+        assert 'modelyard_drift_detected{environment="local"} 1.0' in exposed
     finally:
         stopped = modelyard("deploy", "local", "--stop")
     assert "stopped" in stopped.stdout

@@ -1,0 +1,237 @@
+"""Progressive delivery on the local Kubernetes, under load from inside the cluster, as a platform
+engineer drives it: `modelyard promote` then `modelyard deploy production`. Builds on the
+production path's project once its pipeline has put a version into production."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from modelyard.ml.data.sample import generate_churn
+from modelyard.pipelines.cluster_load import LoadPod, start_load
+from modelyard.pipelines.deploy_targets import reachable
+
+from tests.cluster.project import Project
+from tests.helpers import DELETE, edit_environment
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.engine, pytest.mark.cluster]
+ENV = "production"
+
+
+class Production:
+    """Production of the project: its file, alias, pods, and versions registered beside v1."""
+
+    def __init__(self, project: Project) -> None:
+        from mlflow import MlflowClient
+
+        self.project = project
+        self.namespace = project.namespace(ENV)
+        self.client = MlflowClient()  # MLFLOW_TRACKING_URI and credentials: the fixture's
+
+    def settings(self, env: str = ENV) -> dict[str, Any]:
+        text = (self.project.environments / f"Pulumi.{env}.yaml").read_text()
+        return dict(yaml.safe_load(text)["config"]["modelyard:serving"])
+
+    def alias(self) -> int:
+        return int(self.client.get_model_version_by_alias("churn", ENV).version)
+
+    def copy_of_serving(self) -> int:
+        """A new registration of what production serves: a healthy candidate."""
+        served = self.client.get_model_version_by_alias("churn", ENV)
+        return int(self.client.create_model_version(
+            "churn", served.source, run_id=served.run_id, tags=served.tags,
+            model_id=getattr(served, "model_id", None),
+        ).version)  # fmt: skip
+
+    def broken(self) -> int:
+        """A version that needs a column no caller sends: it fails every request it gets."""
+        import lightgbm as lgb
+        import mlflow
+        from mlflow.models import infer_signature
+
+        served = self.client.get_model_version_by_alias("churn", ENV)
+        frame = generate_churn(600, seed=5)
+        features = frame.drop(columns=["churned"]).select_dtypes("number")
+        features["loyalty_points"] = range(len(features))
+        booster = lgb.train(
+            {"objective": "binary", "verbose": -1}, lgb.Dataset(features, frame["churned"]), 5
+        )
+        run = self.client.create_run(self.client.get_run(served.run_id).info.experiment_id)
+        self.client.log_metric(run.info.run_id, "roc_auc", 0.9)
+        with mlflow.start_run(run_id=run.info.run_id):  # MLFLOW_TRACKING_URI: the fixture's
+            signature = infer_signature(features, booster.predict(features))
+            logged = mlflow.lightgbm.log_model(booster, name="model", signature=signature)
+        return int(self.client.create_model_version(
+            "churn", f"models:/{logged.model_id}", run_id=run.info.run_id, tags=served.tags,
+            model_id=logged.model_id,
+        ).version)  # fmt: skip
+
+    def deployment(self) -> dict[str, Any]:
+        found = json.loads(self.project.cluster.kubectl(
+            "get", "deployments", "-n", self.namespace, "-o", "json"))["items"]  # fmt: skip
+        (only,) = found
+        return dict(only)
+
+    def served_version(self) -> str:
+        (service,) = json.loads(self.project.cluster.kubectl(
+            "get", "services", "-n", self.namespace, "-o", "json"))["items"]  # fmt: skip
+        with reachable(f"k8s-service://{self.namespace}/{service['metadata']['name']}") as url:
+            import urllib.request
+
+            return str(
+                json.loads(urllib.request.urlopen(f"{url}/version", timeout=10).read())[
+                    "model_version"
+                ]
+            )
+
+    def load(self) -> LoadPod:
+        (service,) = json.loads(self.project.cluster.kubectl(
+            "get", "services", "-n", self.namespace, "-o", "json"))["items"]  # fmt: skip
+        rows = json.loads(
+            generate_churn(20, seed=3).drop(columns=["churned"]).to_json(orient="records")
+        )
+        return start_load(
+            self.namespace, service["metadata"]["name"], self.settings()["image"], rows
+        )
+
+    def promote(self, version: int) -> None:
+        """Through staging (production takes what staging serves), then into production; the
+        images are the ones each environment runs (the server code is not what changes here)."""
+        for env in ("staging", ENV):
+            image = self.settings(env)["image"]
+            self.project.ok("promote", "churn", "--to", env, "--version", str(version),
+                            "--image", image)  # fmt: skip
+
+    def deploy(self) -> subprocess.CompletedProcess[str]:
+        return self.project.cli("deploy", ENV)
+
+
+@pytest.fixture(scope="module")
+def production(
+    project: Project,
+    pipeline_run: subprocess.CompletedProcess[str],
+    monkeypatch_module: pytest.MonkeyPatch,
+) -> Iterator[Production]:
+    assert pipeline_run.returncode == 0, pipeline_run.stdout[-3000:]
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "KUBECONFIG"):
+        monkeypatch_module.setenv(key, project.variables()[key])
+    tracking = f"http://{project.address}:{project.ports['mlflow']}"
+    monkeypatch_module.setenv("MLFLOW_TRACKING_URI", tracking)
+    # Quick steps for a test, a latency limit a shared 2-core machine keeps; every candidate here
+    # is as good as the champion, so the champion rule is left out.
+    edit_environment(project.environments, ENV, {
+        "promotion.champion": DELETE, "promotion.rollout.maxLatencyP99Ms": 2000,
+        "monitoring.canaryStepSeconds": 4, "monitoring.canaryMinRequests": 20,
+    })  # fmt: skip
+    edit_environment(project.environments, "staging", {"promotion.champion": DELETE})
+    yield Production(project)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_canary_that_errors_is_rolled_back_at_its_first_step_and_stays_rolled_back(
+    production: Production,
+) -> None:
+    stable, broken = production.alias(), production.broken()
+    load = production.load()
+    try:
+        production.promote(broken)
+        assert production.settings()["canaryWeight"] == 10
+        deployed = production.deploy()
+        counted = load.summary()
+    finally:
+        load.stop()
+    said = deployed.stdout + deployed.stderr
+    assert deployed.returncode != 0, said[-3000:]
+    assert f"canary v{broken} failed its analysis: error rate" in said and "at 10%" in said, said[
+        -3000:
+    ]
+    assert "next 50%" not in said  # rolled back at its first step
+    # Callers never saw it: what the candidate failed, the stable version answered.
+    assert counted["failed"] == 0, counted["failures"]
+    assert counted["versions"].get(str(broken), 0) == 0 and counted["versions"][str(stable)] > 0
+
+    # Durable: the alias, the file, the history (with the figures) and the cluster went back.
+    assert production.alias() == stable
+    settings = production.settings()
+    assert settings["desiredVersion"] == stable and "stableVersion" not in settings
+    last = json.loads(production.project.ok("history", "churn", "--env", ENV, "--json"))[-1]
+    assert (last["action"], last["from_version"], last["to_version"]) == (
+        "rollback",
+        broken,
+        stable,
+    )
+    assert "error rate" in last["reason"] and "requests" in last["reason"]
+    variables = {e["name"]: e["value"] for e in
+                 production.deployment()["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert variables["MODELYARD_MODEL_URI"].endswith(f"/{stable}")
+    assert "MODELYARD_CANDIDATE_URI" not in variables
+    # The runner again, and the pods restarted: still the stable version, nothing to change.
+    again = production.deploy()
+    assert again.returncode == 0 and "no changes" in again.stdout, again.stdout[-2000:]
+    production.project.cluster.kubectl(
+        "rollout", "restart", "deployment", "-n", production.namespace
+    )
+    production.project.cluster.kubectl("rollout", "status", "deployment", "-n", production.namespace,
+                                       "--timeout=180s")  # fmt: skip
+    assert production.served_version() == str(stable)
+
+
+def test_a_healthy_canary_climbs_every_step_with_no_failed_request(production: Production) -> None:
+    healthy = production.copy_of_serving()
+    load = production.load()
+    try:
+        production.promote(healthy)
+        deployed = production.deploy()
+        counted = load.summary()
+    finally:
+        load.stop()
+    said = deployed.stdout + deployed.stderr
+    assert deployed.returncode == 0, said[-3000:]
+    assert "step passed at 10%" in said and "step passed at 50%" in said
+    assert f"canary v{healthy} passed every step" in said
+    assert counted["failed"] == 0, counted["failures"]
+    assert counted["versions"].get(str(healthy), 0) > 0
+    settings = production.settings()
+    assert settings["desiredVersion"] == healthy and "stableVersion" not in settings
+    assert "canaryWeight" not in settings and production.alias() == healthy
+    assert production.served_version() == str(healthy)
+
+
+def test_blue_green_switches_and_rolls_back_with_no_failed_request(production: Production) -> None:
+    edit_environment(
+        production.project.environments, ENV, {"promotion.rollout.strategy": "blue-green"}
+    )
+    assert production.deploy().returncode == 0  # the current version, now as the blue Deployment
+    before, after = production.alias(), production.copy_of_serving()
+    load = production.load()
+    try:
+        production.promote(after)
+        switched = production.deploy()
+        assert switched.returncode == 0, switched.stdout[-3000:]
+        # The outgoing version stays warm beside the new one; the Service points at the new one.
+        deployments = {d["metadata"]["name"]: d for d in json.loads(production.project.cluster.kubectl(
+            "get", "deployments", "-n", production.namespace, "-o", "json"))["items"]}  # fmt: skip
+        assert {f"production-serving-v{before}", f"production-serving-v{after}"} <= set(deployments)
+        assert deployments[f"production-serving-v{before}"]["status"].get("readyReplicas") == 2
+        assert production.settings()["stableVersion"] == before
+        assert production.served_version() == str(after)
+        production.project.ok("rollback", "churn", "--env", ENV, "--reason", "blue/green drill")
+        rolled = production.deploy()
+        counted = load.summary()
+    finally:
+        load.stop()
+    assert rolled.returncode == 0, rolled.stdout[-3000:]
+    assert production.served_version() == str(before)
+    assert counted["failed"] == 0, counted["failures"]
+    assert (
+        counted["versions"].get(str(after), 0) > 0 and counted["versions"].get(str(before), 0) > 0
+    )

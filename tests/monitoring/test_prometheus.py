@@ -1,0 +1,515 @@
+"""monitoring/: the alert rules, the scrape config and the Grafana dashboard, checked by Debian's
+promtool and exercised by a real Prometheus scraping a real model server and node-exporter."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from modelyard.ml.monitoring.exposition import write_drift_textfile
+from modelyard.ml.serving.rollout import Limits
+from modelyard.pipelines.local_mlflow import free_port
+
+from tests.serving.helpers import Server, call, records, save_local, start_server, train_booster
+
+pytestmark = pytest.mark.prometheus
+
+REPO = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = REPO / "monitoring/prometheus"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+DASHBOARD = REPO / "monitoring/grafana/modelyard-serving.json"
+TOOLS = ("promtool", "prometheus", "prometheus-node-exporter")
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict[str, str]:
+    """Debian's Prometheus tools: skip with the reason without them, fail in CI."""
+    found = {name: shutil.which(name) for name in TOOLS}
+    missing = [name for name, path in found.items() if path is None]
+    if not missing:
+        return {name: str(path) for name, path in found.items()}
+    problem = f"{', '.join(missing)} not on PATH (`make monitoring-tools` installs Debian's)"
+    if os.environ.get("MODELYARD_REQUIRE_PROMETHEUS") == "1":
+        pytest.fail(f"MODELYARD_REQUIRE_PROMETHEUS=1 but {problem}")
+    pytest.skip(f"Prometheus-backed test: {problem}")
+
+
+def promtool(tools: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tools["promtool"], *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """The first truthy result of `check`, or fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@contextmanager
+def running(command: list[str], log: Path, ready_url: str, what: str) -> Iterator[None]:
+    """A process for the length of the block, stopped (then killed) whatever happens."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"{what} exited: {log.read_text(errors='replace')[-3000:]}")
+            return answers(ready_url)
+
+        poll(ready, 60, f"{what} to answer {ready_url}", every=0.2)
+        yield
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def prometheus(tools: dict[str, str], config: dict[str, Any], folder: Path) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 with `config`; yields its URL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [
+        tools["prometheus"],
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    with running(command, folder / "prometheus.log", f"{url}/-/ready", "prometheus"):
+        yield url
+
+
+def alert_names(rules: dict[str, Any]) -> set[str]:
+    return {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+
+
+# -- promtool on the shipped files ---------------------------------------------------------------
+
+
+def test_the_alert_rules_pass_promtool_and_their_unit_tests(tools: dict[str, str]) -> None:
+    checked = promtool(tools, "check", "rules", ALERTS.name, cwd=PROMETHEUS_DIR)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = yaml.safe_load(ALERTS.read_text())
+    assert [group["name"] for group in rules["groups"]] == ["modelyard-serving"]
+    assert f"SUCCESS: {len(alert_names(rules))} rules found" in checked.stdout
+    tested = promtool(tools, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    """Each alert has a case where it fires and one where it must not."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    tests = yaml.safe_load((PROMETHEUS_DIR / "alerts_test.yml").read_text())
+    cases = [case for group in tests["tests"] for case in group["alert_rule_test"]]
+    fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert fires == alert_names(rules)
+    assert quiet == alert_names(rules)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("page", "warning"), rule["alert"]
+            for annotation in ("summary", "description"):
+                assert "$labels.environment" in rule["annotations"][annotation], rule["alert"]
+
+
+def test_the_unit_tests_catch_an_alert_that_counts_client_errors(
+    tools: dict[str, str], tmp_path: Path
+) -> None:
+    """The unit tests can fail: a rule blaming the server for 400s breaks them."""
+    shutil.copy(PROMETHEUS_DIR / "alerts_test.yml", tmp_path)
+    text = ALERTS.read_text()
+    assert 'status=~"5..|422"' in text
+    (tmp_path / "alerts.yml").write_text(text.replace('status=~"5..|422"', 'status=~"[45]..|422"'))
+    tested = promtool(tools, "test", "rules", "alerts_test.yml", cwd=tmp_path)
+    assert tested.returncode != 0
+    assert "ModelyardHighErrorRate" in tested.stdout + tested.stderr
+    assert 'model_version="7"' in tested.stdout + tested.stderr  # the 400s' version
+
+
+# -- the scrape config ---------------------------------------------------------------------------
+
+# Pods as Kubernetes' pod discovery would describe them (its __meta_ labels), to run the shipped
+# relabelling on: Debian builds Prometheus without Kubernetes discovery (see below).
+PODS: dict[str, dict[str, str]] = {
+    "with-environment-label": {
+        "__meta_kubernetes_namespace": "prod-eu",
+        "__meta_kubernetes_pod_name": "serving-blue-7d9f",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "modelyard-serving",
+        "__meta_kubernetes_pod_label_modelyard_io_environment": "production",
+        "__meta_kubernetes_pod_label_modelyard_io_track": "blue",
+        "__meta_kubernetes_pod_container_port_number": "8080",
+        "__meta_kubernetes_pod_phase": "Running",
+    },
+    "namespace-only": {
+        "__meta_kubernetes_namespace": "staging",
+        "__meta_kubernetes_pod_name": "serving-stable-5c2a",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "modelyard-serving",
+        "__meta_kubernetes_pod_container_port_number": "8080",
+        "__meta_kubernetes_pod_phase": "Running",
+    },
+    "another-port-of-a-serving-pod": {
+        "__meta_kubernetes_namespace": "staging",
+        "__meta_kubernetes_pod_name": "serving-stable-5c2a",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "modelyard-serving",
+        "__meta_kubernetes_pod_container_port_number": "9901",
+        "__meta_kubernetes_pod_phase": "Running",
+    },
+    "another-app": {
+        "__meta_kubernetes_namespace": "staging",
+        "__meta_kubernetes_pod_name": "mlflow-0",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "mlflow",
+        "__meta_kubernetes_pod_container_port_number": "8080",
+        "__meta_kubernetes_pod_phase": "Running",
+    },
+    "finished": {
+        "__meta_kubernetes_namespace": "staging",
+        "__meta_kubernetes_pod_name": "serving-old-1b1b",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "modelyard-serving",
+        "__meta_kubernetes_pod_container_port_number": "8080",
+        "__meta_kubernetes_pod_phase": "Failed",
+    },
+}
+
+
+def shipped_config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    return config
+
+
+def with_static_pods(config: dict[str, Any], rule_dir: Path) -> dict[str, Any]:
+    """The shipped config with the pod discovery replaced by static targets carrying the pods'
+    discovery labels; everything else (relabelling, node job, rules) as shipped."""
+    config = copy.deepcopy(config)
+    config["rule_files"] = [str(rule_dir / name) for name in config["rule_files"]]
+    serving = next(j for j in config["scrape_configs"] if j["job_name"] == "modelyard-serving")
+    del serving["kubernetes_sd_configs"]
+    serving["static_configs"] = [
+        {"targets": [f"127.0.0.1:{free_port()}"], "labels": labels} for labels in PODS.values()
+    ]
+    return config
+
+
+def test_the_scrape_config_finds_serving_pods_and_passes_promtool(
+    tools: dict[str, str], tmp_path: Path
+) -> None:
+    config = shipped_config()
+    assert config["rule_files"] == ["alerts.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["modelyard-serving"]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    assert jobs["node"]["static_configs"] == [{"targets": ["127.0.0.1:9100"]}]
+    checked = promtool(tools, "check", "config", "prometheus.yml", cwd=PROMETHEUS_DIR)
+    output = checked.stdout + checked.stderr
+    if checked.returncode != 0:
+        # Debian's prometheus is built without Kubernetes discovery; its promtool refuses the
+        # kubernetes_sd_configs field and nothing else. Check all the rest with it.
+        assert "field kubernetes_sd_configs not found" in output, output
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(with_static_pods(config, PROMETHEUS_DIR), sort_keys=False)
+        )
+        checked = promtool(tools, "check", "config", "prometheus.yml", cwd=tmp_path)
+        output = checked.stdout + checked.stderr
+    assert checked.returncode == 0, output
+    # The rule file was found beside the config and checked too.
+    assert f"SUCCESS: {len(alert_names(yaml.safe_load(ALERTS.read_text())))} rules found" in output
+
+
+def test_the_relabelling_keeps_serving_pods_and_labels_their_environment(
+    tools: dict[str, str], tmp_path: Path
+) -> None:
+    """Run by a real Prometheus: one target per serving pod, `environment` from the pod label
+    modelyard.io/environment or else the namespace."""
+    config = with_static_pods(shipped_config(), PROMETHEUS_DIR)
+    with prometheus(tools, config, tmp_path) as url:
+
+        def targets() -> dict[str, Any] | None:
+            data = get_json(f"{url}/api/v1/targets")["data"]
+            active = [t for t in data["activeTargets"] if t["labels"]["job"] == "modelyard-serving"]
+            return data if len(active) + len(data["droppedTargets"]) == len(PODS) else None
+
+        data = poll(targets, 30, "every pod to be kept or dropped")
+    kept = sorted(
+        (t["labels"] for t in data["activeTargets"] if t["labels"]["job"] == "modelyard-serving"),
+        key=lambda labels: labels["environment"],
+    )
+    assert [{k: v for k, v in labels.items() if k != "instance"} for labels in kept] == [
+        {
+            "job": "modelyard-serving",
+            "environment": "production",
+            "namespace": "prod-eu",
+            "pod": "serving-blue-7d9f",
+            "track": "blue",
+        },
+        {
+            "job": "modelyard-serving",
+            "environment": "staging",
+            "namespace": "staging",
+            "pod": "serving-stable-5c2a",
+        },
+    ]
+    dropped = {
+        (t["discoveredLabels"]["__meta_kubernetes_pod_name"],
+         t["discoveredLabels"]["__meta_kubernetes_pod_container_port_number"])
+        for t in data["droppedTargets"]
+    }  # fmt: skip
+    assert dropped == {
+        ("serving-stable-5c2a", "9901"),
+        ("mlflow-0", "8080"),
+        ("serving-old-1b1b", "8080"),
+    }
+
+
+# -- a real Prometheus scraping a real model server and node-exporter --------------------------
+
+
+def shortened_rules(text: str) -> str:
+    """The shipped rules with their windows and `for:` durations cut to seconds, for a test that
+    cannot wait 5 minutes; thresholds and expressions stay as shipped."""
+    shorter = re.sub(r"\[\d+m\]", "[10s]", text)
+    shorter = re.sub(r"(?m)^(\s+for:) \S+$", r"\1 2s", shorter)
+    assert "[5m]" not in shorter and "for: 5m" not in shorter and shorter != text
+    return shorter
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    server: Server
+    stable: str
+    candidate: str
+    load_failures: list[str]
+
+
+def send_load(
+    url: str, rows: list[dict[str, Any]], stop: threading.Event, failures: list[str]
+) -> None:
+    """Single-row requests, about 50 a second, until stopped or for 5 minutes at most."""
+    deadline = time.monotonic() + 300
+    n = 0
+    while not stop.is_set() and time.monotonic() < deadline:
+        body = json.dumps({"dataframe_records": [rows[n % len(rows)]]}).encode()
+        n += 1
+        try:
+            status, _, payload = call(url, "POST", "/invocations", body,
+                                      {"Content-Type": "application/json"})  # fmt: skip
+        except OSError as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+        else:
+            if status != 200:
+                failures.append(f"{status} {payload[:200]!r}")
+        stop.wait(0.02)
+
+
+def local_model(folder: Path, version: str, **training: Any) -> tuple[Path, list[dict[str, Any]]]:
+    """A packaged model folder (modelyard-model.json names its version, as the package stage
+    writes it) and rows a client sends."""
+    booster, features = train_booster(**training)
+    save_local(booster, features, folder)
+    (folder / "modelyard-model.json").write_text(json.dumps({"name": "churn", "version": version}))
+    return folder, records(features.iloc[:50])
+
+
+@pytest.fixture(scope="module")
+def stack(tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A model server whose pinned canary fails every request (it needs a column clients do not
+    send yet: the stable version answers them, users see no error), node-exporter reading a drift
+    textfile, and Prometheus scraping both every second with the shortened shipped rules."""
+    root = tmp_path_factory.mktemp("monitoring-stack")
+    stable_dir, rows = local_model(root / "model-1", "1", rounds=30, seed=0)
+    candidate_dir, _ = local_model(root / "model-2", "2", rounds=20, seed=2, extra_column=True)
+    textfiles = root / "textfiles"
+    textfiles.mkdir()
+    write_drift_textfile(textfiles / "drift-test.prom", "test", True,
+                         {"tenure_months": 0.42, "age": 0.03}, checked_at=time.time())  # fmt: skip
+    rules = root / "alerts.yml"
+    rules.write_text(shortened_rules(ALERTS.read_text()))
+
+    server = start_server(
+        str(stable_dir), root / "server", workers=1, environment="test",
+        candidate_uri=str(candidate_dir), candidate_weight=50, strategy="canary",
+        canary_steps=(50, 100),
+        # No in-server rollback: the alert is what should notice this canary.
+        limits=Limits(max_error_rate=1.0, max_latency_p99_ms=10_000.0, min_requests=10),
+    )  # fmt: skip
+    stop = threading.Event()
+    failures: list[str] = []
+    load = threading.Thread(target=send_load, args=(server.url, rows, stop, failures))
+    try:
+        server.wait(lambda s: s.get("ready") and s.get("candidate"), what="both versions loaded")
+        node_exporter = f"127.0.0.1:{free_port()}"
+        command = [
+            tools["prometheus-node-exporter"],
+            f"--web.listen-address={node_exporter}",
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={textfiles}",
+        ]
+        with running(command, root / "node-exporter.log", f"http://{node_exporter}/metrics",
+                     "node-exporter"):  # fmt: skip
+            # Outside Kubernetes the environment is a static label on the target.
+            serving = {
+                "targets": [server.url.removeprefix("http://")],
+                "labels": {"environment": "test"},
+            }
+            config = {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [
+                    {"job_name": "modelyard-serving", "static_configs": [serving]},
+                    {"job_name": "node", "static_configs": [{"targets": [node_exporter]}]},
+                ],
+            }
+            with prometheus(tools, config, root / "prometheus") as url:
+                load.start()
+                yield Stack(url, server, "1", "2", failures)
+    finally:
+        stop.set()
+        if load.is_alive():
+            load.join(timeout=30)
+        server.stop()
+
+
+def alerts(url: str, name: str) -> list[dict[str, Any]]:
+    return [a for a in get_json(f"{url}/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == name]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_failing_canary_fires_the_error_rate_alert_for_its_version_only(stack: Stack) -> None:
+    def firing() -> list[dict[str, Any]]:
+        return [a for a in alerts(stack.prometheus, "ModelyardHighErrorRate")
+                if a["state"] == "firing"]  # fmt: skip
+
+    fired = poll(firing, 90, "ModelyardHighErrorRate to fire")
+    assert [a["labels"] for a in fired] == [
+        {
+            "alertname": "ModelyardHighErrorRate",
+            "environment": "test",
+            "model_version": stack.candidate,
+            "severity": "page",
+        }
+    ]
+    summary = fired[0]["annotations"]["summary"]
+    assert summary == f"test: model version {stack.candidate} fails 100% of its requests"
+    # The stable version answered every request the canary failed: no alert, no user error.
+    assert not [a for a in alerts(stack.prometheus, "ModelyardHighErrorRate")
+                if a["labels"]["model_version"] == stack.stable]  # fmt: skip
+    assert stack.load_failures == []
+    assert alerts(stack.prometheus, "ModelyardServerDown") == []
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_drift_textfile_served_by_node_exporter_fires_the_drift_alert(stack: Stack) -> None:
+    def firing() -> list[dict[str, Any]]:
+        return [a for a in alerts(stack.prometheus, "ModelyardDrift") if a["state"] == "firing"]
+
+    fired = poll(firing, 90, "ModelyardDrift to fire")
+    assert [(a["labels"]["environment"], a["labels"]["job"]) for a in fired] == [("test", "node")]
+    # Checked just now: not stale.
+    assert alerts(stack.prometheus, "ModelyardDriftCheckStale") == []
+
+
+# -- the Grafana dashboard -----------------------------------------------------------------------
+
+
+def dashboard_targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(panel["title"], target["expr"])
+            for panel in dashboard["panels"] for target in panel["targets"]]  # fmt: skip
+
+
+def test_the_dashboard_is_importable_and_covers_the_server() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["schemaVersion"] == 39
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    environment = variables["environment"]
+    assert environment["datasource"]["uid"] == "${datasource}"
+    assert environment["query"]["query"] == "label_values(modelyard_requests_total, environment)"
+    assert dashboard["panels"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"] and target["datasource"]["uid"] == "${datasource}"
+            assert 'environment="$environment"' in target["expr"], panel["title"]
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for subject in ("request", "error", "latency", "prediction", "drift", "psi", "restart"):
+        assert subject in titles, subject
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_every_dashboard_query_runs_and_shows_the_live_server(stack: Stack) -> None:
+    """What a user opening the dashboard on environment `test` sees: every panel has data."""
+    dashboard = json.loads(DASHBOARD.read_text())
+
+    def query(expr: str) -> dict[str, Any]:
+        expr = expr.replace("$environment", "test").replace("$__rate_interval", "1m")
+        url = f"{stack.prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        try:
+            return dict(get_json(url))
+        except urllib.error.HTTPError as exc:  # a bad query is a 400 with the reason
+            return dict(json.loads(exc.read()))
+
+    for title, expr in dashboard_targets(dashboard):
+        answer = query(expr)
+        assert answer["status"] == "success", (title, expr, answer)
+
+    # Rates need two scrapes, and the once-a-second flush brings the prediction counts.
+    empty: list[str] = []
+
+    def every_panel_has_data() -> bool:
+        empty[:] = [title for title, expr in dashboard_targets(dashboard)
+                    if not query(expr)["data"]["result"]]  # fmt: skip
+        return not empty
+
+    try:
+        poll(every_panel_has_data, 90, "data in every panel")
+    except AssertionError:
+        raise AssertionError(f"panels without data: {empty}") from None
