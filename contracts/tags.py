@@ -57,12 +57,14 @@ class Lineage:
     pipeline_run_id: str
     dataset_digest: str
     dataset_path: str
+    reason: str = ""  # why the pipeline run started (a drift check names its report)
 
     ENVIRONMENT = PREFIX + "environment"
     GIT_COMMIT = PREFIX + "git.commit"
     PIPELINE_RUN_ID = PREFIX + "pipeline.run_id"
     DATASET_DIGEST = PREFIX + "dataset.digest"
     DATASET_PATH = PREFIX + "dataset.path"
+    REASON = PREFIX + "pipeline.reason"
 
     def to_tags(self) -> dict[str, str]:
         return {
@@ -71,6 +73,7 @@ class Lineage:
             self.PIPELINE_RUN_ID: self.pipeline_run_id,
             self.DATASET_DIGEST: self.dataset_digest,
             self.DATASET_PATH: self.dataset_path,
+            **({self.REASON: self.reason} if self.reason else {}),
         }
 
     @classmethod
@@ -82,6 +85,7 @@ class Lineage:
             pipeline_run_id=tags.get(cls.PIPELINE_RUN_ID, ""),
             dataset_digest=tags.get(cls.DATASET_DIGEST, ""),
             dataset_path=tags.get(cls.DATASET_PATH, ""),
+            reason=tags.get(cls.REASON, ""),
         )
 
 

@@ -9,6 +9,9 @@ STATE_DIR = "MODELYARD_STATE_DIR"
 ENVIRONMENTS_DIR = "MODELYARD_ENVIRONMENTS_DIR"
 # The pipeline run a stage belongs to (Jenkins: BUILD_TAG).
 PIPELINE_RUN_ID = "MODELYARD_PIPELINE_RUN_ID"
+# Why the pipeline run started: push, nightly, or the drift check that asked for it with its
+# report (Jenkins: the REASON parameter); kept on the versions it registers.
+PIPELINE_REASON = "MODELYARD_PIPELINE_REASON"
 # Set by the training image: the train stage is already inside its container.
 TRAINING_CONTAINER = "MODELYARD_TRAINING_CONTAINER"
 # Who promotes (Jenkins: BUILD_USER_ID; elsewhere the login name).

@@ -26,6 +26,11 @@ def git_commit(folder: Path) -> str:
     return f"{head}-dirty" if dirty else head
 
 
+def pipeline_reason() -> str:
+    """Why the pipeline run started ("" when nobody said)."""
+    return os.environ.get(variables.PIPELINE_REASON, "")
+
+
 def pipeline_run_id() -> str:
     """The pipeline run this training belongs to (the local runner or Jenkins' BUILD_TAG)."""
     return os.environ.get(variables.PIPELINE_RUN_ID) or os.environ.get("BUILD_TAG") or "manual"

@@ -67,7 +67,7 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
         _where_to_look(outputs, served, status.kubectl, status.kubeconfig, keep_serving, console)
     finally:
         if not keep_serving:
-            _stop(console)
+            stop_serving(console)
 
 
 def _check_tools(console: Console) -> None:
@@ -310,7 +310,7 @@ def _where_to_look(
     console.print("history:       modelyard history churn")
 
 
-def _stop(console: Console) -> None:
+def stop_serving(console: Console) -> None:
     from modelyard.infra.local_cluster import runtime
 
     runtime.down(lambda line: None)
@@ -322,6 +322,13 @@ def _stop(console: Console) -> None:
         "stopped the cluster and the platform's containers (their data stays for the next run; "
         "--keep-serving keeps them running)"
     )
+
+
+def edit_environment_file(path: Path, changes: dict[str, Any]) -> None:
+    """Set `modelyard:<section>.<path>` keys of a demo environment file (None removes one)."""
+    document = _load(path)
+    _set(document, changes)
+    _write(path, document)
 
 
 def _load(path: Path) -> dict[str, Any]:

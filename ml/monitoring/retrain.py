@@ -35,7 +35,7 @@ def trigger_retraining(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"retrain-{environment}.log"
     command = [str(Path(sys.executable).with_name("modelyard")), "pipeline", "run", environment,
-               "--data", str(data.resolve())]  # fmt: skip
+               "--data", str(data.resolve()), "--reason", reason]  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

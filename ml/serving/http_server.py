@@ -40,6 +40,12 @@ def _reason(status: int) -> bytes:
         return b"Unknown"
 
 
+# A keep-alive connection is asked to reconnect (`Connection: close` on an answer) once this old:
+# a Service spreads connections, not requests, so without it a long-lived client would stay on
+# the pods it first reached, after a blue/green switch on the standby for good.
+MAX_CONNECTION_AGE_SECONDS = 10.0
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, handler: Handler, max_body: int, server: HttpServer) -> None:
         self.handler = handler
@@ -48,7 +54,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False
-        self.last_active = 0.0
+        self.last_active = self.opened = 0.0
         # After a refusal, the bytes still to read and drop before closing (see _refuse).
         self.discard_left: int | None = None
         self.discard_timer: asyncio.TimerHandle | None = None
@@ -60,7 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
-        self.last_active = time.monotonic()
+        self.last_active = self.opened = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -139,7 +145,8 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("unhandled error answering %s %s", method, target)
             self._send_error(500, "internal error (logged by the server)", close=not keep_alive)
             return keep_alive
-        close = not keep_alive or self.server.draining
+        aged = time.monotonic() - self.opened > MAX_CONNECTION_AGE_SECONDS
+        close = not keep_alive or self.server.draining or aged
         self._write(
             response.status, response.headers, b"" if method == "HEAD" else response.body, close
         )

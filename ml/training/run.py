@@ -29,7 +29,7 @@ from modelyard.contracts.state import training_dir
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.data.validation import ValidationReport, validate_dataset
 from modelyard.ml.errors import DataValidationError, GateNotMet
-from modelyard.ml.lineage import git_commit, pipeline_run_id
+from modelyard.ml.lineage import git_commit, pipeline_reason, pipeline_run_id
 from modelyard.ml.monitoring.training_profile import build_profile
 from modelyard.ml.spec import ModelSpec
 from modelyard.ml.training import mlflow_job
@@ -120,6 +120,7 @@ def train(
         environment=environment.name,
         git_commit=git_commit(project_root),
         pipeline_run_id=pipeline_run_id(),
+        reason=pipeline_reason(),
         dataset_digest=dataset.digest,
         dataset_path=str(dataset.path),
     ).to_tags()

@@ -89,5 +89,6 @@ def drift_command(
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
     if env.monitoring.on_drift == "retrain":
-        typer.echo(trigger_retraining(environment, f"drift in {names}", logs_dir(), retrain_data))
+        reason = f"drift in {environment}: {names} (report {check.report})"
+        typer.echo(trigger_retraining(environment, reason, logs_dir(), retrain_data))
     raise typer.Exit(1)

@@ -90,8 +90,17 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run's context as JSON.")
     ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Why this run starts (kept on the version it registers, and shown in "
+            "the promotion history); Jenkins passes its REASON parameter."
+        ),
+    ] = None,
 ) -> None:
     """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
+    if reason:
+        os.environ[variables.PIPELINE_REASON] = reason
     from modelyard.pipelines.pipeline.runner import run_pipeline
     from modelyard.pipelines.pipeline.stages import STAGES
 

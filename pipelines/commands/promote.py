@@ -157,6 +157,8 @@ def _action(record: dict[str, Any]) -> str:
     text = str(record.get("action"))
     if record.get("reason"):
         text += f": {record['reason']}"
+    if record.get("trigger"):
+        text += f" (trained after: {record['trigger']})"
     text += " (repaired)" if record.get("repair") else ""
     return text + (" (run deleted in MLflow)" if record.get("deleted_in_mlflow") else "")
 

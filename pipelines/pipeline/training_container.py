@@ -24,7 +24,8 @@ from modelyard.pipelines.pipeline.training_image import ensure_image
 # The checkout is mounted a second time as the `modelyard` namespace package the image runs.
 NAMESPACE_ROOT = "/opt/modelyard-src"
 PASSED_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
-               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", variables.PIPELINE_RUN_ID)  # fmt: skip
+               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", variables.PIPELINE_RUN_ID,
+               variables.PIPELINE_REASON)  # fmt: skip
 
 
 def inside() -> bool:

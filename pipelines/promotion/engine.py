@@ -318,6 +318,7 @@ def _record(
         "dataset_digest": lineage.dataset_digest or None,
         "git_commit": lineage.git_commit or None,
         "pipeline_run_id": lineage.pipeline_run_id or None,
+        "trigger": lineage.reason or None,
         "model_version_run_id": candidate.run_id if candidate else None,
         "training_gate": {"rule": gate.rule or None, "value": gate.value or None},
         "metrics": candidate.metrics if candidate else {},

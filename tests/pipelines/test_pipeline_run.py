@@ -75,7 +75,7 @@ def test_pipeline_survives_a_killed_training_and_a_killed_server_and_ends_in_pro
     # First half: up to staging, with the training process killed mid-boosting.
     process = subprocess.Popen(
         [MODELYARD, "pipeline", "run", "local", "--data", str(pipeline_env), "--run-id", "e2e",
-         "--until", "deploy-staging"],
+         "--until", "deploy-staging", "--reason", "drift in local: region (report r.html)"],
         stdout=subprocess.PIPE, stderr=log.open("wb"), cwd=REPO, env=dict(os.environ),
     )  # fmt: skip
     deadline = time.monotonic() + 400
@@ -129,6 +129,10 @@ def test_pipeline_survives_a_killed_training_and_a_killed_server_and_ends_in_pro
         assert str(answer["model_version"]) == str(ctx["version"])
     version = client.get_model_version("churn", str(ctx["version"]))
     assert version.tags["modelyard.pipeline.run_id"] == ctx["run_id"]
+    # Why the run started (a drift check names its report) stays with what it produced.
+    assert version.tags["modelyard.pipeline.reason"] == "drift in local: region (report r.html)"
+    promoted = json.loads(run_cli("history", "churn", "--env", "production", "--json").stdout)
+    assert promoted[-1]["trigger"] == "drift in local: region (report r.html)"
     assert version.tags["modelyard.package.digest"] == ctx["package"]["digest"]
     assert webhook.bodies[-1]["event"] == "success"
     assert (
