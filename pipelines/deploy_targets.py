@@ -1,10 +1,10 @@
 """Where the deploy stages deploy: as the environment's `serving.platform` says.
 
 - `kubernetes`: `pulumi up` of the environment's stack (Automation API), then `kubectl rollout
-  status` of its serving Deployments (the provider's own wait can report an update done before the
-  Deployment controller has seen it); a canary is then stepped under analysis
-  (pipelines/progressive.py); the smoke test goes through the environment's Service (a `kubectl port-forward`
-  to it on 127.0.0.1, as a person would reach a cluster from outside);
+  status` of its serving Deployments (the provider's own wait can report an update done before
+  the Deployment controller has seen it); a canary is then stepped under analysis
+  (pipelines/progressive.py); the smoke test goes through the environment's Service (a
+  `kubectl port-forward` to it on 127.0.0.1, as a person would reach a cluster from outside);
 - `docker`: `pulumi up` of the stack, which replaces the serving container;
 - `process`: the embedded default, a local server process (pipelines/deploy.py).
 The address each deploy leaves in the pipeline's context is a URL, or `k8s-service://NS/NAME`.
