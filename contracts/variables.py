@@ -34,6 +34,10 @@ MODEL_URI = "MODELYARD_MODEL_URI"
 # shadow: `pulumi up` sets both on the pods; the server does not step the weight itself).
 CANDIDATE_URI = "MODELYARD_CANDIDATE_URI"
 CANDIDATE_WEIGHT = "MODELYARD_CANDIDATE_WEIGHT"
+# A server that rolls a candidate back by itself runs this (a JSON list: the start of a command;
+# `--to-version V --reason TEXT` are appended) so the rollback outlives it: a local deploy sets it
+# to the kit's `modelyard rollback MODEL --env ENV` (alias, file and history go back).
+ROLLBACK_COMMAND = "MODELYARD_ROLLBACK_COMMAND"
 HOST = "MODELYARD_HOST"
 PORT = "MODELYARD_PORT"
 WORKERS = "MODELYARD_WORKERS"

@@ -61,7 +61,11 @@ def serve_options(
     poll_seconds: float = 10.0,
 ) -> ServeOptions:
     """Everything the server needs, read from the environment file through the same mapping
-    a container or a pod gets (contracts/serving_options.py)."""
+    a container or a pod gets (contracts/serving_options.py). A server following the
+    environment's alias makes its automatic rollbacks durable with `modelyard rollback`."""
+    follows = model_uri is None or model_uri == env.alias_uri
+    modelyard = str(Path(sys.executable).with_name("modelyard"))
+    rollback = [modelyard, "rollback", env.served_model, "--env", env.name] if follows else []
     return options_from_environment({
         **server_variables(env),
         variables.MODEL_URI: model_uri or env.alias_uri,
@@ -70,6 +74,7 @@ def serve_options(
         variables.STATE_DIR: str(state or serving_dir(env.name) / "foreground"),
         variables.WORKERS: str(workers),
         variables.POLL_SECONDS: repr(poll_seconds),
+        variables.ROLLBACK_COMMAND: orjson.dumps(rollback).decode(),
     })  # fmt: skip
 
 

@@ -118,7 +118,7 @@ def _analyse(
     """Watch the step until it passes (held long enough, enough requests) or fails."""
     started = time.monotonic()
     while True:
-        stats = parse_version_stats(*_pod_metrics(namespace))
+        stats = parse_version_stats(*serving_pod_metrics(namespace))
         elapsed = time.monotonic() - started
         ours = window(stats.get(str(candidate), {}), None)
         theirs = window(stats.get(str(stable), {}), None)
@@ -136,7 +136,7 @@ def _analyse(
         time.sleep(POLL_SECONDS)
 
 
-def _pod_metrics(namespace: str) -> list[str]:
+def serving_pod_metrics(namespace: str) -> list[str]:
     """The /metrics answer of each running serving pod: counters since that pod started, and
     each step's `pulumi up` starts new pods, so they count that step alone."""
     from modelyard.pipelines.deploy_targets import kubectl

@@ -105,3 +105,11 @@ def webhook() -> Iterator[NotificationSink]:
     receiver = NotificationSink()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> dict[str, str]:
+    """Debian's Prometheus, promtool and node-exporter: skip with the reason, fail in CI."""
+    from tests.monitoring.prometheus_stack import require_tools
+
+    return require_tools()

@@ -33,6 +33,7 @@ def options_from_json(data: bytes) -> ServeOptions:
     raw["state_dir"] = Path(raw["state_dir"])
     raw["limits"] = Limits(**raw["limits"])
     raw["canary_steps"] = tuple(raw["canary_steps"])
+    raw["rollback_command"] = tuple(raw.get("rollback_command", ()))
     return ServeOptions(**raw)
 
 
@@ -52,6 +53,7 @@ def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
     return ServeOptions(
         model_uri=env.get(v.MODEL_URI) or baked,
         candidate_uri=env.get(v.CANDIDATE_URI, ""),
+        rollback_command=tuple(orjson.loads(env.get(v.ROLLBACK_COMMAND, "[]"))),
         candidate_weight=int(env.get(v.CANDIDATE_WEIGHT, default.candidate_weight)),
         host=env.get(v.HOST, "0.0.0.0"),
         port=int(env.get(v.PORT, "8080")),

@@ -51,6 +51,8 @@ class ServeOptions:
     # and candidate_weight is the canary's share, set by whoever deploys (no stepping here).
     candidate_uri: str = ""
     candidate_weight: int = 0
+    # Run after rolling a candidate back (variables.ROLLBACK_COMMAND): the rollback made durable.
+    rollback_command: tuple[str, ...] = ()
 
     @property
     def follows(self) -> bool:
@@ -285,6 +287,7 @@ class Supervisor:
                 )
             )
             self._tag(candidate, f"rolled back: {reason}")
+            self._make_durable(candidate, stable, reason)
             return
         if routing.mode != "canary" or self.options.candidate_uri:
             return  # only a canary this server started steps itself
@@ -369,6 +372,18 @@ class Supervisor:
         self._publish(Routing(stable=keep, message=f"serving {keep.name} version {keep.version}; "
                               f"{reason}"))  # fmt: skip
         self._tag(broken, f"rolled back: {reason}")
+        self._make_durable(broken, keep, reason)
+
+    def _make_durable(self, bad: VersionRef, keep: VersionRef, reason: str) -> None:
+        """Hand the rollback to the environment's own (alias, file, history), so a restart of
+        this server or the runner serves `keep` too; the server itself already does."""
+        if not self.options.rollback_command:
+            return
+        command = [*self.options.rollback_command, "--to-version", keep.version, "--reason",
+                   f"automatic: the server rolled version {bad.version} back: {reason}"]  # fmt: skip
+        with (self.state_dir / "rollback.log").open("ab") as log:
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._event("durable", bad.version, f"`{' '.join(command[:5])}` started")
 
     def _acked(self) -> bool:
         acks = self.state_dir / "acks"

@@ -248,3 +248,47 @@ def test_blue_green_switches_and_rolls_back_with_no_failed_request(production: P
         load.stop()
     assert production.served_version() == str(before)
     assert counted["failed"] == 0, counted["failures"]
+
+
+def _score(url: str, row: dict[str, Any], key: str | None = None) -> str:
+    """One request through the Service; the version that answered."""
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"X-Request-Key": key} if key else {})}
+    body = json.dumps({"dataframe_records": [row]}).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers=headers)
+    return str(json.loads(urllib.request.urlopen(request, timeout=10).read())["model_version"])
+
+
+def test_ab_is_sticky_per_key_and_shadow_answers_with_the_stable_version(
+    production: Production,
+) -> None:
+    from modelyard.ml.serving.metrics import parse_version_stats
+    from modelyard.pipelines.progressive import serving_pod_metrics
+
+    edit_environment(production.project.environments, ENV, {"promotion.rollout.strategy": "ab",
+                                                            "promotion.rollout.abSplit": 50})  # fmt: skip
+    assert production.deploy().returncode == 0  # the current version alone, as one Deployment
+    stable, candidate = production.alias(), production.copy_of_serving()
+    production.promote(candidate)
+    assert production.deploy().returncode == 0
+    row = json.loads(generate_churn(1, seed=4).drop(columns=["churned"]).to_json(orient="records"))[
+        0
+    ]
+    (service,) = json.loads(production.project.cluster.kubectl(
+        "get", "services", "-n", production.namespace, "-o", "json"))["items"]  # fmt: skip
+    address = f"k8s-service://{production.namespace}/{service['metadata']['name']}"
+    with reachable(address) as url:
+        # A/B: each caller's key always gets the same version, and the keys split between both.
+        assignment = {f"customer-{i}": _score(url, row, f"customer-{i}") for i in range(40)}
+        assert all(_score(url, row, key) == version for key, version in assignment.items())
+        assert set(assignment.values()) == {str(stable), str(candidate)}
+
+    # Shadow, same two versions: every answer from the stable one; the candidate scores a copy.
+    edit_environment(production.project.environments, ENV, {"promotion.rollout.strategy": "shadow"})
+    assert production.deploy().returncode == 0
+    with reachable(address) as url:
+        answered = {_score(url, row) for _ in range(40)}
+    assert answered == {str(stable)}
+    counted = parse_version_stats(*serving_pod_metrics(production.namespace))
+    assert sum(counted[str(candidate)]["status"].values()) >= 40  # shadowed, never returned

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,8 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from modelyard.ml.monitoring.exposition import write_drift_textfile
 from modelyard.ml.serving.rollout import Limits
 from modelyard.pipelines.local_mlflow import free_port
 
+from tests.monitoring.prometheus_stack import get_json, poll, prometheus, running
 from tests.serving.helpers import Server, call, records, save_local, start_server, train_booster
 
 pytestmark = pytest.mark.prometheus
@@ -34,92 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "monitoring/prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 DASHBOARD = REPO / "monitoring/grafana/modelyard-serving.json"
-TOOLS = ("promtool", "prometheus", "prometheus-node-exporter")
 
 
-@pytest.fixture(scope="module")
-def tools() -> dict[str, str]:
-    """Debian's Prometheus tools: skip with the reason without them, fail in CI."""
-    found = {name: shutil.which(name) for name in TOOLS}
-    missing = [name for name, path in found.items() if path is None]
-    if not missing:
-        return {name: str(path) for name, path in found.items()}
-    problem = f"{', '.join(missing)} not on PATH (`make monitoring-tools` installs Debian's)"
-    if os.environ.get("MODELYARD_REQUIRE_PROMETHEUS") == "1":
-        pytest.fail(f"MODELYARD_REQUIRE_PROMETHEUS=1 but {problem}")
-    pytest.skip(f"Prometheus-backed test: {problem}")
-
-
-def promtool(tools: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def promtool(
+    prometheus_tools: dict[str, str], *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tools["promtool"], *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [prometheus_tools["promtool"], *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """The first truthy result of `check`, or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-@contextmanager
-def running(command: list[str], log: Path, ready_url: str, what: str) -> Iterator[None]:
-    """A process for the length of the block, stopped (then killed) whatever happens."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"{what} exited: {log.read_text(errors='replace')[-3000:]}")
-            return answers(ready_url)
-
-        poll(ready, 60, f"{what} to answer {ready_url}", every=0.2)
-        yield
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
-def prometheus(tools: dict[str, str], config: dict[str, Any], folder: Path) -> Iterator[str]:
-    """A real Prometheus on 127.0.0.1 with `config`; yields its URL."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    url = f"http://127.0.0.1:{free_port()}"
-    command = [
-        tools["prometheus"],
-        f"--config.file={config_file}",
-        f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address={url.removeprefix('http://')}",
-    ]
-    with running(command, folder / "prometheus.log", f"{url}/-/ready", "prometheus"):
-        yield url
 
 
 def alert_names(rules: dict[str, Any]) -> set[str]:
@@ -129,13 +50,15 @@ def alert_names(rules: dict[str, Any]) -> set[str]:
 # -- promtool on the shipped files ---------------------------------------------------------------
 
 
-def test_the_alert_rules_pass_promtool_and_their_unit_tests(tools: dict[str, str]) -> None:
-    checked = promtool(tools, "check", "rules", ALERTS.name, cwd=PROMETHEUS_DIR)
+def test_the_alert_rules_pass_promtool_and_their_unit_tests(
+    prometheus_tools: dict[str, str],
+) -> None:
+    checked = promtool(prometheus_tools, "check", "rules", ALERTS.name, cwd=PROMETHEUS_DIR)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = yaml.safe_load(ALERTS.read_text())
     assert [group["name"] for group in rules["groups"]] == ["modelyard-serving"]
     assert f"SUCCESS: {len(alert_names(rules))} rules found" in checked.stdout
-    tested = promtool(tools, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
+    tested = promtool(prometheus_tools, "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
 
@@ -157,14 +80,14 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 
 def test_the_unit_tests_catch_an_alert_that_counts_client_errors(
-    tools: dict[str, str], tmp_path: Path
+    prometheus_tools: dict[str, str], tmp_path: Path
 ) -> None:
     """The unit tests can fail: a rule blaming the server for 400s breaks them."""
     shutil.copy(PROMETHEUS_DIR / "alerts_test.yml", tmp_path)
     text = ALERTS.read_text()
     assert 'status=~"5..|422"' in text
     (tmp_path / "alerts.yml").write_text(text.replace('status=~"5..|422"', 'status=~"[45]..|422"'))
-    tested = promtool(tools, "test", "rules", "alerts_test.yml", cwd=tmp_path)
+    tested = promtool(prometheus_tools, "test", "rules", "alerts_test.yml", cwd=tmp_path)
     assert tested.returncode != 0
     assert "ModelyardHighErrorRate" in tested.stdout + tested.stderr
     assert 'model_version="7"' in tested.stdout + tested.stderr  # the 400s' version
@@ -234,14 +157,14 @@ def with_static_pods(config: dict[str, Any], rule_dir: Path) -> dict[str, Any]:
 
 
 def test_the_scrape_config_finds_serving_pods_and_passes_promtool(
-    tools: dict[str, str], tmp_path: Path
+    prometheus_tools: dict[str, str], tmp_path: Path
 ) -> None:
     config = shipped_config()
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["modelyard-serving"]["kubernetes_sd_configs"] == [{"role": "pod"}]
     assert jobs["node"]["static_configs"] == [{"targets": ["127.0.0.1:9100"]}]
-    checked = promtool(tools, "check", "config", "prometheus.yml", cwd=PROMETHEUS_DIR)
+    checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=PROMETHEUS_DIR)
     output = checked.stdout + checked.stderr
     if checked.returncode != 0:
         # Debian's prometheus is built without Kubernetes discovery; its promtool refuses the
@@ -250,7 +173,7 @@ def test_the_scrape_config_finds_serving_pods_and_passes_promtool(
         (tmp_path / "prometheus.yml").write_text(
             yaml.safe_dump(with_static_pods(config, PROMETHEUS_DIR), sort_keys=False)
         )
-        checked = promtool(tools, "check", "config", "prometheus.yml", cwd=tmp_path)
+        checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=tmp_path)
         output = checked.stdout + checked.stderr
     assert checked.returncode == 0, output
     # The rule file was found beside the config and checked too.
@@ -258,12 +181,12 @@ def test_the_scrape_config_finds_serving_pods_and_passes_promtool(
 
 
 def test_the_relabelling_keeps_serving_pods_and_labels_their_environment(
-    tools: dict[str, str], tmp_path: Path
+    prometheus_tools: dict[str, str], tmp_path: Path
 ) -> None:
     """Run by a real Prometheus: one target per serving pod, `environment` from the pod label
     modelyard.io/environment or else the namespace."""
     config = with_static_pods(shipped_config(), PROMETHEUS_DIR)
-    with prometheus(tools, config, tmp_path) as url:
+    with prometheus(prometheus_tools, config, tmp_path) as url:
 
         def targets() -> dict[str, Any] | None:
             data = get_json(f"{url}/api/v1/targets")["data"]
@@ -353,7 +276,9 @@ def local_model(folder: Path, version: str, **training: Any) -> tuple[Path, list
 
 
 @pytest.fixture(scope="module")
-def stack(tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    prometheus_tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """A model server whose pinned canary fails every request (it needs a column clients do not
     send yet: the stable version answers them, users see no error), node-exporter reading a drift
     textfile, and Prometheus scraping both every second with the shortened shipped rules."""
@@ -381,7 +306,7 @@ def stack(tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
         server.wait(lambda s: s.get("ready") and s.get("candidate"), what="both versions loaded")
         node_exporter = f"127.0.0.1:{free_port()}"
         command = [
-            tools["prometheus-node-exporter"],
+            prometheus_tools["prometheus-node-exporter"],
             f"--web.listen-address={node_exporter}",
             "--collector.disable-defaults",
             "--collector.textfile",
@@ -402,7 +327,7 @@ def stack(tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
                     {"job_name": "node", "static_configs": [{"targets": [node_exporter]}]},
                 ],
             }
-            with prometheus(tools, config, root / "prometheus") as url:
+            with prometheus(prometheus_tools, config, root / "prometheus") as url:
                 load.start()
                 yield Stack(url, server, "1", "2", failures)
     finally:

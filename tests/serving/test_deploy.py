@@ -132,3 +132,63 @@ def test_a_killed_server_takes_its_workers_along_and_deploy_starts_a_new_one(
         assert status_code == 200 and len(body["predictions"]) == 50
     finally:
         modelyard("deploy", "local", "--stop")
+
+
+def _registered_by_the_pipeline(model: str, version: str) -> None:
+    """The lineage, gate and metric training records on a version (these are logged by hand)."""
+    from modelyard.contracts.tags import Gate, Lineage
+
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(model, version).run_id
+    assert run_id is not None
+    client.log_metric(run_id, "roc_auc", 0.9)
+    recorded = {**Lineage("local", "0" * 40, "test", "d" * 64, "data.csv").to_tags(),
+                **Gate("roc_auc >= 0.5", "0.900000", passed=True).to_tags()}  # fmt: skip
+    for key, value in recorded.items():
+        client.set_model_version_tag(model, version, key, value)
+
+
+def test_a_canary_the_local_server_rolls_back_stays_rolled_back(
+    local_env: int, environments: Path, model_name: str, model_a: Trained,
+    model_needs_new_column: Trained,
+) -> None:  # fmt: skip
+    """The server judges its canary and rolls it back at once; the environment's own rollback
+    then moves the alias, the file and the history back, so a new server serves the stable one."""
+    from tests.helpers import edit_environment
+
+    edit_environment(environments, "local", {
+        "promotion.rollout.strategy": "canary", "promotion.rollout.canarySteps": [50, 100],
+        "promotion.gates": ["roc_auc >= 0.5"],
+        "monitoring.canaryStepSeconds": 30, "monitoring.canaryMinRequests": 10,
+    })  # fmt: skip
+    stable = register(*model_a, model_name)
+    broken = register(*model_needs_new_column, model_name)
+    for version in (stable, broken):
+        _registered_by_the_pipeline(model_name, version)
+    client = mlflow.MlflowClient()
+    url = f"http://127.0.0.1:{local_env}"
+    try:
+        assert (
+            modelyard("promote", model_name, "--to", "local", "--version", stable).returncode == 0
+        )
+        assert modelyard("deploy", "local").returncode == 0
+        with Load(url, records(churn_frame(50, seed=3)[0]), threads=2) as load:
+            promoted = modelyard("promote", model_name, "--to", "local", "--version", broken)
+            assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+            deadline = time.monotonic() + 90
+            while client.get_model_version_by_alias(model_name, "local").version != stable:
+                assert time.monotonic() < deadline, "the alias never went back"
+                time.sleep(0.5)
+        assert load.failures == [] and load.versions[broken] == 0
+        record = json.loads(modelyard("history", model_name, "--env", "local", "--json").stdout)[-1]
+        assert (record["action"], record["from_version"], record["to_version"]) == (
+            "rollback", int(broken), int(stable))  # fmt: skip
+        assert record["reason"].startswith(f"automatic: the server rolled version {broken} back")
+        assert "maxErrorRate" in record["reason"]
+        text = (environments / "Pulumi.local.yaml").read_text()
+        assert f"desiredVersion: {stable}\n" in text
+        # A new server (a restart, the runner's next deploy) serves the stable version.
+        replaced = modelyard("deploy", "local", "--replace")
+        assert replaced.returncode == 0 and f"serving version {stable}" in replaced.stdout
+    finally:
+        modelyard("deploy", "local", "--stop")
