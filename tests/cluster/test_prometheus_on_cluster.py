@@ -58,9 +58,12 @@ def test_prometheus_scrapes_the_serving_pods_and_node_exporter(
     assert pipeline_run.returncode == 0
     monkeypatch.setenv("KUBECONFIG", project.variables()["KUBECONFIG"])  # for reachable()
     namespace = project.namespace("production")
+    # The pods of the current rollout only: a pod on its way out would leave a dead target.
+    project.cluster.kubectl("rollout", "status", "deployment", "-n", namespace, "--timeout=180s")
     pods = [p["metadata"]["name"] for p in json.loads(project.cluster.kubectl(
         "get", "pods", "-n", namespace, "-l", SERVING_SELECTOR,
-        "--field-selector=status.phase=Running", "-o", "json"))["items"]]  # fmt: skip
+        "--field-selector=status.phase=Running", "-o", "json"))["items"]
+        if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
     assert pods
     (service,) = json.loads(project.cluster.kubectl(
         "get", "services", "-n", namespace, "-o", "json"))["items"]  # fmt: skip
@@ -105,8 +108,9 @@ def test_prometheus_scrapes_the_serving_pods_and_node_exporter(
             return list(found["data"]["result"])
 
         def scraped() -> list[dict[str, Any]] | None:
-            results = query("up == 1")
-            return results if len(results) == len(pods) + 1 else None
+            results = query("up")
+            healthy = all(float(r["value"][1]) == 1 for r in results)
+            return results if len(results) == len(pods) + 1 and healthy else None
 
         up = poll(scraped, 60, "every pod and node-exporter scraped")
         assert {r["metric"]["job"] for r in up} == {"modelyard-serving", "node"}
