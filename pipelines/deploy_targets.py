@@ -12,6 +12,7 @@ The address each deploy leaves in the pipeline's context is a URL, or `k8s-servi
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from modelyard.contracts.environment import load_environment
 from modelyard.contracts.labels import SERVING_SELECTOR
@@ -144,3 +146,20 @@ def kubectl() -> str:
         "no kubectl on PATH to reach the environment's Service: install one, or run "
         "`make cluster-tools`, which builds the pinned one"
     )
+
+
+def running_serving_pods(namespace: str) -> list[dict[str, Any]]:
+    """The serving pods of `namespace` in phase Running (a terminating one included: its
+    `metadata.deletionTimestamp` says so), as `kubectl get pods -o json` lists them."""
+    listed = subprocess.run(
+        [kubectl(), "get", "pods", "--namespace", namespace, "--selector", SERVING_SELECTOR,
+         "--field-selector=status.phase=Running", "--output", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        raise PipelineError(
+            f"cannot read the serving pods of namespace {namespace}: {listed.stderr.strip()} "
+            "(KUBECONFIG names the environment's cluster)"
+        )
+    pods: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
+    return pods

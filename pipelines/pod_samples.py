@@ -4,7 +4,6 @@ Kubernetes environment's traffic the way they read a local one's."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tarfile
@@ -12,9 +11,7 @@ from io import BytesIO
 from pathlib import Path
 
 from modelyard.contracts.environment import Environment
-from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.contracts.state import serving_dir
-from modelyard.pipelines.errors import PipelineError
 
 
 def pods_folder(environment: str) -> Path:
@@ -28,21 +25,12 @@ def refresh_pod_samples(environment: Environment) -> int:
 
 def copy_pod_samples(namespace: str, dest: Path) -> int:
     """The live-sample files (samples-*.jsonl) of every running serving pod, into dest/POD/."""
-    from modelyard.pipelines.deploy_targets import kubectl
+    from modelyard.pipelines.deploy_targets import kubectl, running_serving_pods
 
-    listed = subprocess.run(
-        [kubectl(), "get", "pods", "-n", namespace, "-l", SERVING_SELECTOR,
-         "--field-selector=status.phase=Running", "-o", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if listed.returncode != 0:
-        raise PipelineError(
-            f"cannot read the serving pods of namespace {namespace}: {listed.stderr.strip()} "
-            "(KUBECONFIG names the environment's cluster)"
-        )
+    pods = running_serving_pods(namespace)
     shutil.rmtree(dest, ignore_errors=True)
     copied = 0
-    for pod in json.loads(listed.stdout)["items"]:
+    for pod in pods:
         name = pod["metadata"]["name"]
         archive = subprocess.run(
             [kubectl(), "exec", "-n", namespace, name, "--", "sh", "-c",

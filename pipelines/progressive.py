@@ -18,18 +18,16 @@ weight is a share of requests, not of pods. The deploy then, for each step:
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelyard.contracts.environment import Environment, load_environment
-from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.ml.serving.metrics import parse_version_stats
 from modelyard.ml.serving.rollout import Limits, VersionWindow, verdict, window
-from modelyard.pipelines.errors import PipelineError, RolledBack
+from modelyard.pipelines.errors import RolledBack
 
 Say = Callable[[str], None]
 Apply = Callable[[str], object]  # `pulumi up` of the environment, waiting for the rollout
@@ -139,17 +137,10 @@ def _analyse(
 def serving_pod_metrics(namespace: str) -> list[str]:
     """The /metrics answer of each running serving pod: counters since that pod started, and
     each step's `pulumi up` starts new pods, so they count that step alone."""
-    from modelyard.pipelines.deploy_targets import kubectl
+    from modelyard.pipelines.deploy_targets import kubectl, running_serving_pods
 
-    listed = subprocess.run(
-        [kubectl(), "get", "pods", "--namespace", namespace, "--selector", SERVING_SELECTOR,
-         "--field-selector=status.phase=Running", "--output", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if listed.returncode != 0:
-        raise PipelineError(f"cannot list the serving pods of {namespace}: {listed.stderr.strip()}")
     answers = []
-    for pod in json.loads(listed.stdout)["items"]:
+    for pod in running_serving_pods(namespace):
         if pod["metadata"].get("deletionTimestamp"):
             continue  # an old pod on its way out
         name = pod["metadata"]["name"]
