@@ -101,6 +101,14 @@ def _await_rollout(namespace: str, target: str, timeout: str = "300s") -> None:
         )
 
 
+def await_serving(address: str) -> None:
+    """For a Service address: wait until its namespace's serving pods are all ready again (one
+    killed or evicted since the deploy is being replaced), so a port-forward reaches a ready pod."""
+    if address.startswith(SERVICE_SCHEME):
+        namespace = address.removeprefix(SERVICE_SCHEME).partition("/")[0]
+        _await_rollout(namespace, address)
+
+
 @contextmanager
 def reachable(address: str, timeout: float = 60.0) -> Iterator[str]:
     """A URL on this machine that answers for `address` while the block runs."""

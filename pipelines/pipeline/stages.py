@@ -169,11 +169,12 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     import requests
     from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.spec import load_model_spec
-    from modelyard.pipelines.deploy_targets import reachable
+    from modelyard.pipelines.deploy_targets import await_serving, reachable
 
     address = ctx.serving.get(STAGING)
     if not address:
         raise PipelineError("staging is not serving: run the deploy-staging stage first")
+    await_serving(address)
     spec = load_model_spec(ctx.model)
     rows = (
         read_dataset(Path(ctx.data))

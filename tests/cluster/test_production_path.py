@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from modelyard.contracts.labels import SERVING_SELECTOR
 from modelyard.ml.data.sample import generate_churn
+from modelyard.pipelines.cluster_load import LoadPod, start_load
 from modelyard.pipelines.deploy_targets import reachable
 
 from tests.cluster.project import SERVED, Project
+from tests.helpers import DELETE, edit_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.engine, pytest.mark.cluster]
 
@@ -129,3 +132,105 @@ def test_a_second_up_changes_nothing_and_the_history_names_the_version(
     version = str(_deployment(project, "production")["spec"]["template"]["metadata"]["labels"]
                   ["modelyard.io/model-version"]).removeprefix("v")  # fmt: skip
     assert version in history
+
+
+def test_the_namespaces_hold_their_network_policies_and_the_api_server_refuses_a_root_pod(
+    project: Project, pipeline_run: subprocess.CompletedProcess[str]
+) -> None:
+    """The policy pack is not the only guard: the API server's Pod Security admission refuses the
+    serving pod itself once it is changed to run as root, in the namespace the stack made."""
+    assert pipeline_run.returncode == 0
+    for env in SERVED:
+        namespace = project.namespace(env)
+        policies = json.loads(project.cluster.kubectl(
+            "get", "networkpolicies", "-n", namespace, "-o", "json"))["items"]  # fmt: skip
+        assert {p["metadata"]["name"] for p in policies} >= {
+            "default-deny-all",
+            "allow-serving-ingress",
+            "allow-dns-egress",
+            "allow-model-egress",
+        }
+        template = _deployment(project, env)["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "as-root", "namespace": namespace},
+               "spec": template["spec"]}  # fmt: skip
+        pod["spec"]["securityContext"] = {**pod["spec"]["securityContext"], "runAsUser": 0,
+                                          "runAsNonRoot": False}  # fmt: skip
+        refused = project.cluster.kubectl("create", "--dry-run=server", "-f", "-",
+                                          stdin=json.dumps(pod), check=False)  # fmt: skip
+        assert 'violates PodSecurity "restricted:latest"' in refused, refused
+
+
+def _load(project: Project, env: str) -> LoadPod:
+    namespace = project.namespace(env)
+    (service,) = json.loads(project.cluster.kubectl(
+        "get", "services", "-n", namespace, "-o", "json"))["items"]  # fmt: skip
+    image = _deployment(project, env)["spec"]["template"]["spec"]["containers"][0]["image"]
+    rows = json.loads(
+        generate_churn(20, seed=3).drop(columns=["churned"]).to_json(orient="records")
+    )
+    return start_load(namespace, service["metadata"]["name"], image, rows)
+
+
+def test_a_new_version_reaches_production_under_load_through_a_runner_restart_and_a_killed_pod(
+    project: Project, pipeline_run: subprocess.CompletedProcess[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A second run on new data: callers inside the cluster send to both Services throughout. The
+    runner stops after deploy-staging (`--until`) and a new process continues the run; between the
+    two, the staging pod is killed: it is replaced and the smoke test still passes. Production
+    takes the version through its canary steps. No caller sees a failed request."""
+    assert pipeline_run.returncode == 0
+    monkeypatch.setenv("KUBECONFIG", project.variables()["KUBECONFIG"])  # the Services' cluster
+    # Quick canary steps for a test; a new model on new data need not beat the champion here.
+    for env in SERVED:
+        edit_environment(project.environments, env, {"promotion.champion": DELETE})
+    edit_environment(project.environments, "production", {
+        "promotion.rollout.maxLatencyP99Ms": 2000,
+        "monitoring.canaryStepSeconds": 4, "monitoring.canaryMinRequests": 20,
+    })  # fmt: skip
+    before = {env: _served(project, env) for env in SERVED}
+    data = project.folder / "churn-2.csv"
+    generate_churn(4000, seed=8).to_csv(data, index=False)
+    loads = {env: _load(project, env) for env in SERVED}
+    try:
+        first = project.cli("pipeline", "run", project.platform, "--data", str(data),
+                            "--until", "deploy-staging", "--json")  # fmt: skip
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+        run = json.loads(first.stdout)
+        assert _served(project, "staging") == str(run["version"]) != before["staging"]
+        assert _served(project, "production") == before["production"]
+        staging = loads["staging"].stop()
+
+        namespace = project.namespace("staging")
+        pods = json.loads(project.cluster.kubectl(
+            "get", "pods", "-n", namespace, "-l", SERVING_SELECTOR, "-o", "json"))["items"]  # fmt: skip
+        # The rollout's old pod may still be draining; kill the one serving the new version.
+        (pod,) = [p["metadata"]["name"] for p in pods if "deletionTimestamp" not in p["metadata"]]
+        project.cluster.kubectl("delete", "pod", "-n", namespace, pod, "--wait=false")
+
+        rest = project.cli("pipeline", "run", project.platform, "--data", str(data),
+                           "--run-id", run["run_id"])  # fmt: skip
+        said = rest.stdout + rest.stderr
+        assert rest.returncode == 0, said[-6000:]
+        assert "checkout" not in said and "passed smoke-test" in said
+        production = loads["production"].stop()
+    finally:
+        for load in loads.values():
+            load.stop()
+    assert staging["failed"] == 0 and staging["sent"] > 0, staging
+    assert production["failed"] == 0 and production["sent"] > 0, production
+    # The callers saw both versions in production: the canary's share, then all of it.
+    assert set(production["versions"]) == {before["production"], str(run["version"])}, production
+    assert _served(project, "production") == str(run["version"])
+    replaced = json.loads(project.cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))
+    assert pod not in {p["metadata"]["name"] for p in replaced["items"]}
+
+
+def _served(project: Project, env: str) -> str:
+    namespace = project.namespace(env)
+    (service,) = json.loads(project.cluster.kubectl(
+        "get", "services", "-n", namespace, "-o", "json"))["items"]  # fmt: skip
+    with reachable(f"k8s-service://{namespace}/{service['metadata']['name']}") as url:
+        answered = json.loads(urllib.request.urlopen(f"{url}/version", timeout=10).read())
+    return str(answered["model_version"])
