@@ -10,52 +10,27 @@ Docker, `make tools` and `make cluster-tools`; about 6 minutes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks._cluster_project import demo_production, edit, run_in_own_state
 
 STEP = 5.0  # monitoring.canaryStepSeconds for the measurement (the demo's)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="modelyard-bench-progressive-") as tmp:
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.progressive"],
-            env={**os.environ, "MODELYARD_STATE_DIR": tmp, "MODELYARD_DEMO_STACK": "bench"},
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"the progressive-delivery benchmark failed (exit {done.returncode})")
+    run_in_own_state("benchmarks.progressive", "progressive-delivery")
 
 
 def _measure() -> None:
-    from modelyard.pipelines.cluster_demo import run_cluster_demo, stop_serving
-    from rich.console import Console
-
-    log = Path(os.environ["MODELYARD_STATE_DIR"]) / "bench.log"
-    quiet = Console(file=log.open("w"), width=120)
-    print(
-        "setting production up as make demo-cluster does (log: a temporary folder) ...", flush=True
-    )
-    run_cluster_demo(keep_serving=True, console=quiet)
-    try:
-        environments = Path.cwd() / "environments"  # the demo's project
-        _edit(environments, "staging", {"promotion.champion": None})
-        _edit(environments, "production", {"promotion.champion": None,
-                                           "monitoring.canaryStepSeconds": STEP})  # fmt: skip
+    with demo_production() as environments:
+        edit(environments, "staging", {"promotion.champion": None})
+        edit(environments, "production", {"promotion.champion": None,
+                                          "monitoring.canaryStepSeconds": STEP})  # fmt: skip
         canary = _rollout(environments, "canary")
         blue_green = _rollout(environments, "blue-green", rollback=True)
         rolling = _rollout(environments, "rolling", rollback=True)
-    finally:
-        from modelyard.infra.automation import run
-        from modelyard.pipelines.cluster_demo import PLATFORM
-
-        stop_serving(quiet)
-        run(PLATFORM, "destroy", lambda line: None)  # its containers, volumes and images
     steps = canary["steps"]
     print(f"canary {'/'.join(str(w) for w, _ in steps)}% (hold {STEP:g} s a step, analysis on "
           "the pods' /metrics, pulumi up and rollout per step)")  # fmt: skip
@@ -82,7 +57,7 @@ def _rollout(environments: Path, strategy: str, rollback: bool = False) -> dict[
     from modelyard.pipelines.promotion import envfile, promote
     from modelyard.pipelines.promotion import rollback as roll_back
 
-    _edit(environments, "production", {"promotion.rollout.strategy": strategy})
+    edit(environments, "production", {"promotion.rollout.strategy": strategy})
     deploy_environment("production", lambda line: None)  # the current version, this strategy's way
     client = MlflowClient()
     served = client.get_model_version_by_alias("churn", "production")
@@ -121,12 +96,6 @@ def _rollout(environments: Path, strategy: str, rollback: bool = False) -> dict[
         counted = load.stop()
     result.update(sent=counted["sent"], failed=counted["failed"])
     return result
-
-
-def _edit(environments: Path, env: str, changes: dict[str, Any]) -> None:
-    from modelyard.pipelines.cluster_demo import edit_environment_file
-
-    edit_environment_file(environments / f"Pulumi.{env}.yaml", changes)
 
 
 if __name__ == "__main__":
