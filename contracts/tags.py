@@ -30,6 +30,7 @@ RESUMED = PREFIX + "resumed"
 # What the model predicts; copied onto the version (the server and the drift check read them).
 CLASSES = PREFIX + "classes"
 TARGET = PREFIX + "target"
+TASK = PREFIX + "task"  # binary, multiclass or regression (contracts/tasks.py)
 # On a model version: the digest of the artifact the package stage downloaded.
 PACKAGE_DIGEST = PREFIX + "package.digest"
 

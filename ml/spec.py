@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from modelyard.contracts.tasks import Task
 from modelyard.ml.errors import ModelyardMlError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -45,10 +46,11 @@ class DataSchema(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     framework: Literal["lightgbm"]
-    task: Literal["binary"] = "binary"
+    task: Task = "binary"
     target: str = Field(min_length=1)
     requirements: list[str] = Field(default_factory=list)
-    data_schema: DataSchema = Field(default_factory=DataSchema, alias="schema")
+    # None: no schema declared (a dataset's own model): only the checks every dataset gets.
+    data_schema: DataSchema | None = Field(default=None, alias="schema")
 
 
 def load_model_spec(name: str, models_dir: Path = MODELS_DIR) -> ModelSpec:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelyard.contracts.environment.base import MetricRule, Section
-from pydantic import Field
+from modelyard.contracts.tasks import TASKS, Task, rule_problem
+from pydantic import Field, field_validator
 
 
 class Budget(Section):
@@ -14,8 +17,9 @@ class Budget(Section):
 class TrainingSettings(Section):
     model: str = Field(min_length=1, description="model folder under ml/models/")
     # The bar tuning works towards: a candidate below it is never registered. What this
-    # environment will serve is decided by promotion.gates (promotion.py).
-    gate: MetricRule
+    # environment will serve is decided by promotion.gates (promotion.py). One rule for every
+    # task that has its metric, or one per task: {binary: roc_auc >= 0.8, regression: ...}.
+    gate: MetricRule | dict[Task, MetricRule]
     budget: Budget = Budget()
     num_boost_round: int = Field(default=200, ge=1, le=100_000)
     early_stopping_rounds: int | None = Field(default=30, ge=1)
@@ -24,3 +28,39 @@ class TrainingSettings(Section):
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     checkpoint_every: int = Field(default=10, ge=1)
     seed: int = 42
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate_per_task_fits_its_task(cls, gate: Any) -> Any:
+        if isinstance(gate, dict):
+            for task, text in gate.items():
+                if task not in TASKS or not isinstance(text, str):
+                    continue  # pydantic names the unknown task or the wrong type
+                rule = MetricRule.parse(text)
+                problem = rule_problem(task, rule.metric, rule.higher_is_better)
+                if problem:
+                    raise ValueError(f"{task}: `{rule}`: {problem}")
+        return gate
+
+    def gate_for(self, task: Task) -> MetricRule:
+        """The gate a `task` model trains to; ValueError says what to write when there is none."""
+        rule = self.gate.get(task) if isinstance(self.gate, dict) else self.gate
+        if rule is None:
+            raise ValueError(
+                f"no gate for {task} models: add one under training.gate, "
+                f"e.g. `{task}: {_EXAMPLE[task]}`"
+            )
+        problem = rule_problem(task, rule.metric, rule.higher_is_better)
+        if problem:
+            raise ValueError(
+                f"`{rule}` cannot judge a {task} model ({problem}); write the gate per task, "
+                f"e.g. `gate: {{binary: roc_auc >= 0.8, {task}: {_EXAMPLE[task]}}}`"
+            )
+        return rule
+
+
+_EXAMPLE: dict[Task, str] = {
+    "binary": "roc_auc >= 0.8",
+    "multiclass": "macro_f1 >= 0.6",
+    "regression": "r2 >= 0.5",
+}

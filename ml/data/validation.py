@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from modelyard.contracts.tasks import Task
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.spec import ColumnSpec, DataSchema
 
 DEFAULT_MIN_ROWS = 100
 _EXAMPLES = 3
+MIN_CLASS_ROWS = 3  # stratified_split puts one row of each class in each part at least
+MAX_CLASSES = 100
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class ValidationReport:
         return {**asdict(self), "passed": self.passed}
 
 
-def validate_dataset(dataset: Dataset, target: str, schema: DataSchema | None) -> ValidationReport:
+def validate_dataset(
+    dataset: Dataset, target: str, schema: DataSchema | None, task: Task = "binary"
+) -> ValidationReport:
     frame = dataset.frame
     report = ValidationReport(
         path=str(dataset.path),
@@ -58,7 +63,7 @@ def validate_dataset(dataset: Dataset, target: str, schema: DataSchema | None) -
     if len(frame) < min_rows:
         add(Problem("(dataset)", f"{len(frame)} rows, at least {min_rows} needed"))
 
-    _check_target(frame, target, add)
+    _check_target(frame, target, task, add)
     for name in frame.columns:
         _check_generic(str(name), frame[name], add, is_target=name == target)
     if schema is not None:
@@ -66,7 +71,7 @@ def validate_dataset(dataset: Dataset, target: str, schema: DataSchema | None) -
     return report
 
 
-def _check_target(frame: pd.DataFrame, target: str, add: Any) -> None:
+def _check_target(frame: pd.DataFrame, target: str, task: Task, add: Any) -> None:
     if target not in frame.columns:
         add(Problem(target, "the target column is missing: add it or name another with --target"))
         return
@@ -74,15 +79,43 @@ def _check_target(frame: pd.DataFrame, target: str, add: Any) -> None:
     missing = int(labels.isna().sum())
     if missing:
         add(Problem(target, f"{missing} rows have no label: drop or label them"))
-    classes = labels.dropna().unique()
-    if len(classes) < 2:
-        add(Problem(target, f"the target has {len(classes)} class(es); a binary model needs 2"))
-    elif len(classes) > 2:
-        add(
-            Problem(
-                target, f"the target has {len(classes)} classes; a binary model needs exactly 2"
-            )
-        )
+    present = labels.dropna()
+    if task == "regression":
+        _check_regression_target(target, present, add)
+        return
+    counts = present.value_counts()
+    if task == "binary" and len(counts) != 2:
+        other = " (for more classes: --task multiclass)" if len(counts) > 2 else ""
+        add(Problem(target, f"the target has {len(counts)} class(es); a binary model needs "
+                            f"exactly 2{other}"))  # fmt: skip
+        return
+    if task == "multiclass" and not 3 <= len(counts) <= MAX_CLASSES:
+        add(Problem(target, f"the target has {len(counts)} class(es); a multiclass model needs "
+                            f"3 to {MAX_CLASSES} (2 classes: --task binary)"))  # fmt: skip
+        return
+    rare = counts[counts < MIN_CLASS_ROWS]
+    if len(rare):
+        seen = ", ".join(f"{label!r} in {n} row{'s' if n > 1 else ''}"
+                         for label, n in rare.items())  # fmt: skip
+        add(Problem(target, f"class {seen}: every class needs at least {MIN_CLASS_ROWS} rows "
+                            "(one each for training, validation and the holdout); add rows, "
+                            "merge the class into another or drop its rows"))  # fmt: skip
+
+
+def _check_regression_target(target: str, present: pd.Series, add: Any) -> None:
+    if pd.api.types.is_bool_dtype(present):
+        add(Problem(target, "a regression target must be numbers, not true/false: --task binary"))
+        return
+    as_numbers = pd.to_numeric(present, errors="coerce")
+    text = present[as_numbers.isna()]
+    if len(text):
+        sample = ", ".join(map(repr, text.astype(str).unique()[:_EXAMPLES]))
+        rows = f"{len(text)} rows hold" if len(text) > 1 else "1 row holds"
+        add(Problem(target, f"a regression target must be numbers; {rows} text "
+                            f"(e.g. {sample}): clean them, or train classes with --task "
+                            "multiclass"))  # fmt: skip
+    elif as_numbers.nunique() < 2:
+        add(Problem(target, "the target is constant: there is nothing to predict"))
 
 
 def _check_generic(name: str, column: pd.Series, add: Any, is_target: bool) -> None:
@@ -95,7 +128,7 @@ def _check_generic(name: str, column: pd.Series, add: Any, is_target: bool) -> N
     if not is_target and constant:
         first = column.loc[column.first_valid_index()]
         add(Problem(name, f"the column is constant ({first!r}): it carries no signal, drop it"))
-    if not numeric:
+    if not numeric and not is_target:
         present = column.dropna()
         as_numbers = pd.to_numeric(present, errors="coerce")
         numbers, text = int(as_numbers.notna().sum()), int(as_numbers.isna().sum())

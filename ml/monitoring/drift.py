@@ -88,8 +88,11 @@ def compare(
             features.append(_numeric(name, ref, values, psi_threshold, p_value))
     prediction = None
     if "prediction" in profile and rows:
-        prediction = _numeric(
-            "prediction", profile["prediction"], [r.get("p") for r in rows], psi_threshold, p_value
+        ref, values = profile["prediction"], [r.get("p") for r in rows]
+        prediction = (
+            _categorical("prediction", ref, values, profile["rows"], psi_threshold, p_value)
+            if ref["kind"] == "categorical"
+            else _numeric("prediction", ref, values, psi_threshold, p_value)
         )
     return DriftResult(len(rows), features, prediction, psi_threshold, p_value)
 

@@ -45,7 +45,7 @@ class SampleWriter:
             return list(range(n_rows))
         return sorted(self._random.sample(range(n_rows), self.rows_per_request))
 
-    def add(self, version: str, row: dict[str, object], score: float) -> None:
+    def add(self, version: str, row: dict[str, object], score: float | str) -> None:
         self._buffer.append(orjson.dumps({"t": time.time(), "v": version, "x": row, "p": score}))
 
     def flush(self) -> None:

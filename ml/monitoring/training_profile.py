@@ -17,6 +17,7 @@ import pandas as pd
 from modelyard.contracts import artifacts
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.ml.monitoring.drift import bin_shares
+from modelyard.ml.prediction_kind import PredictionKind
 
 FORMAT = 1
 SAMPLE_SIZE = 1000
@@ -27,7 +28,9 @@ class ProfileError(ModelyardMlError):
     """A reference profile is missing or unreadable."""
 
 
-def build_profile(features: pd.DataFrame, predictions: np.ndarray, seed: int = 0) -> dict[str, Any]:
+def build_profile(
+    features: pd.DataFrame, predictions: np.ndarray, kind: PredictionKind, seed: int = 0
+) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     profile: dict[str, Any] = {"format": FORMAT, "rows": len(features), "features": {}}
     for name in features.columns:
@@ -37,8 +40,13 @@ def build_profile(features: pd.DataFrame, predictions: np.ndarray, seed: int = 0
         else:
             values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
             profile["features"][str(name)] = numeric_summary(values, rng)
-    scores = np.asarray(predictions, dtype=float).ravel()
-    profile["prediction"] = numeric_summary(scores, rng, edges=np.linspace(0, 1, BINS + 1)[1:-1])
+    # Binned as the server counts live predictions: a class, or the kind's edges.
+    if kind.task == "multiclass":
+        predicted = np.asarray(predictions).reshape(len(features), -1).argmax(axis=1)
+        profile["prediction"] = categorical_summary(pd.Series(np.asarray(kind.classes)[predicted]))
+    else:
+        scores = np.asarray(predictions, dtype=float).ravel()
+        profile["prediction"] = numeric_summary(scores, rng, edges=np.asarray(kind.edges))
     return profile
 
 

@@ -162,15 +162,17 @@ class ScoringApp:
                 f"model version {model.version} failed to predict: {exc}",
                 model_version=model.version,
             )
-        self.summaries.add(model.version, model.summary_columns, matrix, scores)
+        self.summaries.add(model.version, model.summary_columns, matrix, scores, model.prediction)
         self._child(metrics.BATCH_ROWS, model.version).observe(len(scores))
         if self.samples is not None and self.samples.wants():
             for i in self.samples.pick(len(scores)):
-                self.samples.add(model.version, decode_row(model, matrix[i]), float(scores[i]))
+                self.samples.add(model.version, decode_row(model, matrix[i]),
+                                 model.prediction.sample_value(scores[i]))  # fmt: skip
         version = model.version.encode()
         body_out = (
             b'{"predictions":'
             + orjson.dumps(scores, option=orjson.OPT_SERIALIZE_NUMPY)
+            + model.prediction.extra_answer(scores)
             + b',"model_version":"'
             + version
             + b'"}'

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from modelyard.ml.prediction_kind import PredictionKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -35,7 +36,6 @@ LATENCY_BUCKETS = (
     2.5,
 )
 ROW_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
-PREDICTION_BINS = 10
 
 REQUESTS = Counter(
     "modelyard_requests_total",
@@ -52,7 +52,10 @@ BATCH_ROWS = Histogram(
     "modelyard_batch_rows", "Rows per scoring request", ["model_version"], buckets=ROW_BUCKETS
 )
 PREDICTIONS = Counter(
-    "modelyard_predictions_total", "Predicted scores by tenth of [0, 1]", ["model_version", "bin"]
+    "modelyard_predictions_total",
+    "Predictions by bin: tenth of [0, 1] (binary), decile of the training target (regression, "
+    "named by its lower edge), predicted class (multiclass)",
+    ["model_version", "bin"],
 )
 # A gauge, not a counter: feature values can be negative. "sum" adds up every worker's total.
 FEATURE_SUM = Gauge(
@@ -72,8 +75,6 @@ FEATURE_MISSING = Counter(
     ["model_version", "feature"],
 )
 
-_BIN_LABELS = [f"{i / PREDICTION_BINS:.1f}" for i in range(PREDICTION_BINS)]
-
 
 class RowSummaries:
     """Predictions and feature values of answered requests, summed into the metrics once a
@@ -84,13 +85,20 @@ class RowSummaries:
     FLUSH_ROWS = 200_000  # bound the memory held between flushes
 
     def __init__(self) -> None:
-        self._pending: list[tuple[str, list[tuple[str, bool]], np.ndarray, np.ndarray]] = []
+        self._pending: list[
+            tuple[str, list[tuple[str, bool]], np.ndarray, np.ndarray, PredictionKind]
+        ] = []
         self._rows = 0
 
     def add(
-        self, version: str, features: list[tuple[str, bool]], matrix: np.ndarray, scores: np.ndarray
+        self,
+        version: str,
+        features: list[tuple[str, bool]],
+        matrix: np.ndarray,
+        scores: np.ndarray,
+        kind: PredictionKind,
     ) -> None:
-        self._pending.append((version, features, matrix, scores))
+        self._pending.append((version, features, matrix, scores, kind))
         self._rows += len(scores)
         if self._rows >= self.FLUSH_ROWS:
             self.flush()
@@ -98,21 +106,17 @@ class RowSummaries:
     def flush(self) -> None:
         pending, self._pending, self._rows = self._pending, [], 0
         by_version: dict[
-            str, tuple[list[tuple[str, bool]], list[np.ndarray], list[np.ndarray]]
+            str,
+            tuple[list[tuple[str, bool]], PredictionKind, list[np.ndarray], list[np.ndarray]],
         ] = {}
-        for version, features, matrix, scores in pending:
-            entry = by_version.setdefault(version, (features, [], []))
-            entry[1].append(matrix)
-            entry[2].append(scores.ravel())
-        for version, (features, matrices, score_lists) in by_version.items():
+        for version, features, matrix, scores, kind in pending:
+            entry = by_version.setdefault(version, (features, kind, [], []))
+            entry[2].append(matrix)
+            entry[3].append(scores)
+        for version, (features, kind, matrices, score_lists) in by_version.items():
             matrix, scores = np.vstack(matrices), np.concatenate(score_lists)
-            bins = np.bincount(
-                np.clip((scores * PREDICTION_BINS).astype(np.intp), 0, PREDICTION_BINS - 1),
-                minlength=PREDICTION_BINS,
-            )
-            for label, n in zip(_BIN_LABELS, bins.tolist(), strict=True):
-                if n:
-                    PREDICTIONS.labels(version, label).inc(n)
+            for label, n in kind.bin_counts(scores).items():
+                PREDICTIONS.labels(version, label).inc(n)
             present = ~np.isnan(matrix)
             sums = np.where(present, matrix, 0.0).sum(axis=0)
             counts = present.sum(axis=0)

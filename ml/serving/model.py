@@ -13,6 +13,7 @@ import lightgbm as lgb
 import numpy as np
 import yaml
 from modelyard.ml.errors import ModelyardMlError
+from modelyard.ml.prediction_kind import METADATA_KEY, PredictionKind
 from modelyard.ml.serving.predictor import FastPredictor
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
@@ -45,6 +46,7 @@ class LoadedModel:
     categorical_idx: list[int]
     # decoded category lists, for turning codes back into strings (live samples)
     categories: dict[str, list[str]]
+    prediction: PredictionKind = field(default_factory=PredictionKind)  # its task's predictions
 
     @cached_property
     def summary_columns(self) -> list[tuple[str, bool]]:
@@ -74,6 +76,7 @@ class LoadedModel:
             "run_id": self.run_id,
             "digest": self.digest,
             "features": [c.name for c in self.columns],
+            "prediction": self.prediction.to_metadata(),
         }
 
 
@@ -140,6 +143,20 @@ def load_model(
         ),
         categorical_idx=categorical_idx,
         categories={c.name: list(c.codes) for c in columns if c.categorical},
+        prediction=_prediction_kind(mlmodel, data, booster),
+    )
+
+
+def _prediction_kind(
+    mlmodel: dict[str, object], data: Path, booster: lgb.Booster
+) -> PredictionKind:
+    """From the kit's metadata in MLmodel; a model logged without it by its booster's objective."""
+    metadata = mlmodel.get("metadata")
+    found = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    with data.open("rb") as handle:
+        head = handle.read(4096)  # the model file's header names its objective
+    return PredictionKind.from_metadata(found) or PredictionKind.of_booster_file(
+        head, booster.num_model_per_iteration()
     )
 
 

@@ -21,6 +21,12 @@ from modelyard.contracts.atomic_file import write_atomic
 # the same row over again after a crash repeats it exactly, and MLflow stores it once.
 MetricRows = list[tuple[int, str, float, int]]
 FINAL_MODEL = "final.txt"  # in the checkpoint folder: the fit's model, trimmed to its best round
+# What LightGBM reports each round beside the metric early stopping tracks, by objective.
+REPORTED = {
+    "binary": ("binary_logloss", "auc"),
+    "multiclass": ("multi_logloss", "multi_error"),
+    "regression": ("l2", "l1"),
+}
 
 
 @dataclass
@@ -120,7 +126,7 @@ def fit(
     remaining = num_boost_round - done
     if remaining > 0 and not _stopped_early(history, early_stopping_rounds):
         booster = lgb.train(
-            {**params, "metric": sorted({metric, "binary_logloss", "auc"})},
+            {**params, "metric": sorted({metric, *REPORTED[params.get("objective", "binary")]})},
             train,
             num_boost_round=remaining,
             valid_sets=[valid],

@@ -1,5 +1,5 @@
-"""Holdout metrics, named as the environment files name them (e.g. `roc_auc >= 0.85`), and the
-curves the plots draw.
+"""Holdout metrics of each task (contracts/tasks.py), named as the environment files name them
+(e.g. `roc_auc >= 0.85`, `rmse <= 3.5`), and the curves the plots draw.
 
 Written with NumPy rather than taken from scikit-learn on purpose: importing scikit-learn loads
 SciPy's statistics (about two seconds of one core), which a training job would pay between the
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from modelyard.contracts.tasks import Task
 
 LOG_LOSS_EPS = 1e-15
 
@@ -100,3 +101,47 @@ def holdout_metrics(
         "recall": float(recall),
         "log_loss": float(log_loss),
     }
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Class codes 0..K-1 against a row of K class probabilities per row."""
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    k = probabilities.shape[1]
+    predicted = probabilities.argmax(axis=1)
+    matrix = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    hits, actual, called = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    present = actual > 0  # scikit-learn's balanced accuracy averages the classes present
+    recall = np.divide(hits, actual, out=np.zeros(k), where=present)
+    f1 = np.divide(2 * hits, actual + called, out=np.zeros(k), where=actual + called > 0)
+    # scikit-learn's macro F1 averages the classes seen in the labels or the predictions.
+    seen = (actual + called) > 0
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], LOG_LOSS_EPS, None)
+    # scikit-learn renormalises each row before the loss; LightGBM's rows already sum to 1.
+    picked = picked / probabilities.sum(axis=1)
+    return {
+        "accuracy": float(hits.sum() / len(labels)),
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[seen].mean()),
+        "log_loss": float(-np.mean(np.log(picked))),
+    }
+
+
+def regression_metrics(values: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    errors = np.asarray(predicted, dtype=np.float64) - values
+    spread = float(np.sum((values - values.mean()) ** 2))
+    return {
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "mae": float(np.mean(np.abs(errors))),
+        "r2": 1.0 - float(np.sum(errors**2)) / spread if spread else 0.0,
+    }
+
+
+def task_metrics(task: Task, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """The holdout metrics of a `task` model: the names contracts/tasks.py lists for it."""
+    if task == "multiclass":
+        return multiclass_metrics(labels, predictions)
+    if task == "regression":
+        return regression_metrics(labels, predictions)
+    return holdout_metrics(labels, predictions)

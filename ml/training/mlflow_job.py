@@ -26,6 +26,7 @@ from modelyard.ml.training.sidecar import Sidecar
 if TYPE_CHECKING:  # this module is imported by the training process before pandas is
     import numpy as np
     import pandas as pd
+    from modelyard.ml.prediction_kind import PredictionKind
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class _Job:
     # The tags naming the model the job delivers; found on the run if an attempt that crashed
     # had completed it.
     identity: dict[str, str] = field(default_factory=dict)
+    # What its predictions are (ml/prediction_kind.py), written into every logged model's MLmodel.
+    prediction: dict[str, Any] = field(default_factory=dict)
 
 
 _job: _Job | None = None  # the sidecar serves one training job
@@ -96,6 +99,7 @@ def open_job(
     dataset: DatasetRecord,
     report: dict[str, Any],
     resumes: int,
+    prediction: dict[str, Any],
 ) -> None:
     """Create the job's run, with its lineage, dataset and validation report, or pick up the
     run a crashed attempt created."""
@@ -117,7 +121,7 @@ def open_job(
         _log_dataset(client, run_id, dataset)
         client.log_dict(run_id, report, artifacts.VALIDATION_REPORT)
     write_atomic(Path(workdir) / _RUN_FILE, json.dumps({"run_id": run_id}))
-    _job = _Job(client, experiment_id, run_id, identity=identity)
+    _job = _Job(client, experiment_id, run_id, identity=identity, prediction=prediction)
 
 
 def trial_started(number: int, params: dict[str, Any], resumed: bool) -> None:
@@ -232,6 +236,7 @@ def _log_model(
     import lightgbm as lgb
     import mlflow
     from mlflow.models import infer_signature
+    from modelyard.ml.prediction_kind import METADATA_KEY
 
     request = _as_request_frame(sample)
     with mlflow.start_run(run_id=run_id):
@@ -245,6 +250,7 @@ def _log_model(
             validate_serving_input=False,
             # Given, not inferred: inference costs seconds and guesses.
             pip_requirements=_requirements(),
+            metadata={METADATA_KEY: _current().prediction},
         )
 
 
@@ -255,13 +261,15 @@ def log_profile(profile: dict[str, Any]) -> None:
     job.client.log_dict(job.run_id, profile, artifacts.PROFILE)
 
 
-def log_plots(importances: dict[str, float], labels: np.ndarray, scores: np.ndarray) -> None:
+def log_plots(
+    importances: dict[str, float], kind: PredictionKind, labels: np.ndarray, scores: np.ndarray
+) -> None:
     from modelyard.ml.training.plots import write_plots
 
     job = _current()
     folder = Path(tempfile.mkdtemp(prefix="modelyard-plots-"))
     try:
-        write_plots(importances, labels, scores, folder)
+        write_plots(importances, kind, labels, scores, folder)
         job.client.log_artifacts(job.run_id, str(folder), artifacts.PLOTS)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

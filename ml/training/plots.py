@@ -1,4 +1,6 @@
-"""The pictures people look at before they read numbers: importance, ROC, PR, confusion matrix.
+"""The pictures people look at before they read numbers: importance, then per task ROC, PR and
+the confusion matrix (binary), the confusion matrix (multiclass), predicted against actual and the
+residuals (regression).
 
 Drawn in the training job's sidecar process (ml/training/sidecar.py), from the curves
 ml/training/evaluation.py computes.
@@ -6,16 +8,27 @@ ml/training/evaluation.py computes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from modelyard.ml.training import evaluation
 
+if TYPE_CHECKING:
+    from modelyard.ml.prediction_kind import PredictionKind
+
+Save = Callable[[Any, str], None]  # a figure and its file name
+
 
 def write_plots(
-    importances: dict[str, float], labels: np.ndarray, scores: np.ndarray, folder: Path
+    importances: dict[str, float],
+    kind: PredictionKind,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    folder: Path,
 ) -> list[Path]:
-    """`importances`: total gain per feature name."""
+    """`importances`: total gain per feature name; `labels` and `scores`: the holdout's."""
     load_matplotlib()
     import matplotlib.pyplot as plt
 
@@ -37,6 +50,12 @@ def write_plots(
     ax.set_xlabel("total gain")
     ax.set_title("Feature importance")
     save(fig, "feature_importance.png")
+    if kind.task == "multiclass":
+        _confusion(kind.classes, labels, scores.argmax(axis=1), "Confusion matrix (holdout)", save)
+        return written
+    if kind.task == "regression":
+        _regression(labels, scores, save)
+        return written
 
     counts = evaluation.threshold_counts(labels, scores)
     fpr, tpr = evaluation.roc_points(counts)
@@ -56,15 +75,45 @@ def write_plots(
     ax.legend(loc="upper right")
     save(fig, "precision_recall_curve.png")
 
-    matrix = evaluation.confusion_matrix(labels, scores >= 0.5)
-    fig, ax = plt.subplots(figsize=(4, 4))
+    _confusion(
+        kind.classes or ("0", "1"), labels, scores >= 0.5, "Confusion matrix (threshold 0.5)", save
+    )
+    return written
+
+
+def _confusion(
+    classes: tuple[str, ...], labels: np.ndarray, predicted: np.ndarray, title: str, save: Save
+) -> None:
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    cells = np.asarray(labels).astype(np.int64) * k + np.asarray(predicted).astype(np.int64)
+    matrix = np.bincount(cells, minlength=k * k).reshape(k, k)
+    size = max(4, 0.6 * k + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual",
-           title="Confusion matrix (threshold 0.5)")  # fmt: skip
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=classes, yticklabels=classes,
+           xlabel="predicted", ylabel="actual", title=title)  # fmt: skip
     save(fig, "confusion_matrix.png")
-    return written
+
+
+def _regression(values: np.ndarray, predicted: np.ndarray, save: Save) -> None:
+    import matplotlib.pyplot as plt
+
+    # A few thousand points show the shape; a million draw slowly and look the same.
+    shown = np.random.default_rng(0).permutation(len(values))[:5000]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(values[shown], predicted[shown], s=4, alpha=0.4, color="#3b7dd8")
+    low, high = float(np.min(values)), float(np.max(values))
+    ax.plot([low, high], [low, high], linestyle="--", color="grey")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted against actual (holdout)")
+    save(fig, "predicted_vs_actual.png")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.hist(predicted - values, bins=50, color="#3b7dd8")
+    ax.set(xlabel="predicted - actual", ylabel="rows", title="Residuals (holdout)")
+    save(fig, "residuals.png")
 
 
 def load_matplotlib() -> None:

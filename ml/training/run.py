@@ -24,17 +24,22 @@ import pandas as pd
 from modelyard.contracts import tags
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import Environment
+from modelyard.contracts.environment.base import MetricRule
+from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.contracts.environment.lightgbm_params import check_training_params
+from modelyard.contracts.environment.loader import ConfigError
 from modelyard.contracts.state import training_dir
+from modelyard.contracts.tasks import Task
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.data.validation import ValidationReport, validate_dataset
 from modelyard.ml.errors import DataValidationError, GateNotMet
 from modelyard.ml.lineage import git_commit, pipeline_reason, pipeline_run_id
 from modelyard.ml.monitoring.training_profile import build_profile
+from modelyard.ml.prediction_kind import PredictionKind
 from modelyard.ml.spec import ModelSpec
 from modelyard.ml.training import mlflow_job
 from modelyard.ml.training.booster import MetricRows
-from modelyard.ml.training.features import PreparedData, prepare, stratified_split
+from modelyard.ml.training.features import PreparedData, Split, prepare, strata, stratified_split
 from modelyard.ml.training.plots import load_matplotlib
 from modelyard.ml.training.sidecar import Sidecar
 from modelyard.ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
@@ -56,11 +61,15 @@ class TrainResult:
     trials: int
     stopped_by: str
     resumes: int
+    task: str = "binary"
+    classes: tuple[str, ...] = ()  # classification: the labels, in the order of the outputs
 
     def to_json(self) -> dict[str, Any]:
-        keys = ("run_id", "model_name", "model_version", "metrics", "gate", "dataset_digest")
+        keys = ("run_id", "model_name", "model_version", "task", "metrics", "gate",
+                "dataset_digest")  # fmt: skip
         data = asdict(self)
-        return {**{k: data[k] for k in keys}, "trials": self.trials, "stopped_by": self.stopped_by,
+        return {**{k: data[k] for k in keys}, "classes": list(self.classes),
+                "trials": self.trials, "stopped_by": self.stopped_by,
                 "resumes": self.resumes}  # fmt: skip
 
 
@@ -69,6 +78,7 @@ def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target:
         "environment": environment.name,
         "model": spec.name,
         "target": target,
+        "task": spec.task,
         "training": environment.training.model_dump(mode="json"),
         "dataset": dataset.digest,
     }
@@ -78,7 +88,7 @@ def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target:
 def check_dataset(dataset: Dataset, spec: ModelSpec, target: str) -> ValidationReport:
     """Validation before any training: a failing dataset raises, nothing is trained from it."""
     schema = spec.data_schema if target == spec.target else None
-    report = validate_dataset(dataset, target, schema)
+    report = validate_dataset(dataset, target, schema, spec.task)
     if not report.passed:
         lines = "\n".join(f"  - {p.column}: {p.problem}" for p in report.problems)
         raise DataValidationError(
@@ -103,12 +113,14 @@ def train(
     (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
     `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data."""
     check_training_params(environment)  # callers check sooner; this is for every other one
+    rule = training_gate(environment, spec.task)
     report = check_dataset(dataset, spec, target)
     settings = environment.training
-    data = prepare(dataset.frame, target)
+    data = prepare(dataset.frame, target, spec.task)
     split = stratified_split(
-        data.labels, settings.validation_fraction, settings.holdout_fraction, settings.seed
+        strata(data), settings.validation_fraction, settings.holdout_fraction, settings.seed
     )
+    kind = prediction_kind(data, split)
 
     workdir = training_dir(state_root) / job_key(environment, spec, dataset, target)
     state = _JobState.begin(workdir)
@@ -126,12 +138,12 @@ def train(
     ).to_tags()
     sidecar.send(mlflow_job.open_job, str(workdir), state.job_id, environment.mlflow.experiment,
                  f"train-{spec.name}", lineage, _dataset_record(dataset, target),
-                 report.to_dict(), state.resumes)  # fmt: skip
+                 report.to_dict(), state.resumes, kind.to_metadata())  # fmt: skip
 
     sample = data.features.iloc[split.holdout[:SIGNATURE_ROWS]]
-    hooks = _SidecarHooks(sidecar, sample, settings.gate.metric, say)
+    hooks = _SidecarHooks(sidecar, sample, rule.metric, say)
     loop = run_gate_loop(
-        data, split, settings, workdir, hooks,
+        data, split, settings, rule, workdir, hooks,
         spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
     )  # fmt: skip
     best = loop.best
@@ -155,6 +167,8 @@ def train(
         trials=len(loop.trials),
         stopped_by=loop.stopped_by,
         resumes=state.resumes,
+        task=spec.task,
+        classes=data.classes,
     )
     if not loop.passed:
         result.run_id = sidecar.call(mlflow_job.fail)
@@ -168,7 +182,7 @@ def train(
         )
 
     say(f"gate `{loop.rule}` passed: {loop.rule.metric} {loop.value:.4f}; logging the model")
-    _deliver_model(sidecar, loop, data, split.holdout, sample, gate, target)
+    _deliver_model(sidecar, loop, data, kind, split.holdout, sample, gate, target)
     result.run_id, result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -178,6 +192,7 @@ def _deliver_model(
     sidecar: Sidecar,
     loop: GateLoopResult,
     data: PreparedData,
+    kind: PredictionKind,
     holdout_rows: np.ndarray,
     sample: pd.DataFrame,
     gate: dict[str, Any],
@@ -192,7 +207,7 @@ def _deliver_model(
         scores = np.asarray(booster.predict(data.features.iloc[holdout_rows]))
     # Plots first: drawing them is the sidecar's longest step, and it overlaps the profile below.
     importances = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
-    sidecar.send(mlflow_job.log_plots, importances, data.labels[holdout_rows], scores)
+    sidecar.send(mlflow_job.log_plots, importances, kind, data.labels[holdout_rows], scores)
     sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file), sample,
                  scores[: len(sample)])  # fmt: skip
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
@@ -205,13 +220,33 @@ def _deliver_model(
         )
     reference = data.features.iloc[train_rows]
     sidecar.send(mlflow_job.log_profile,
-                 build_profile(reference, np.asarray(booster.predict(reference)), seed=0))  # fmt: skip
+                 build_profile(reference, np.asarray(booster.predict(reference)), kind))  # fmt: skip
     sidecar.send(mlflow_job.mark_complete, {
         tags.Gate.VALUE: f"{gate['value']:.6f}",
         tags.Gate.PASSED: "true",
         tags.CLASSES: json.dumps(data.classes),
         tags.TARGET: target,
+        tags.TASK: data.task,
     })  # fmt: skip
+
+
+def training_gate(environment: Environment, task: Task) -> MetricRule:
+    """The environment's gate for a `task` model, or one message naming the file and the key."""
+    try:
+        return environment.training.gate_for(task)
+    except ValueError as exc:
+        raise ConfigError(f"{environment.path}: {NAMESPACE}:training.gate: {exc}") from None
+
+
+def prediction_kind(data: PreparedData, split: Split) -> PredictionKind:
+    """What the model's predictions are; a regression model's bins are the deciles of the
+    target it trained on."""
+    if data.task == "regression":
+        deciles = np.quantile(data.labels[split.train], np.linspace(0, 1, 11)[1:-1])
+        return PredictionKind("regression", (), tuple(float(e) for e in np.unique(deciles)))
+    if data.task == "multiclass":
+        return PredictionKind("multiclass", data.classes, ())
+    return PredictionKind("binary", data.classes)
 
 
 def _dataset_record(dataset: Dataset, target: str) -> mlflow_job.DatasetRecord:
@@ -269,7 +304,7 @@ class _SidecarHooks(TrialHooks):
     def trial_started(self, number: int, params: dict[str, Any], resumed: bool) -> None:
         self.sidecar.send(mlflow_job.trial_started, number, params, resumed)
         tuned = {k: round(v, 4) if isinstance(v, float) else v for k, v in params.items()
-                 if k not in ("objective", "verbose", "seed", "deterministic")}  # fmt: skip
+                 if k not in ("objective", "num_class", "verbose", "seed", "deterministic")}  # fmt: skip
         note = " (resuming from its checkpoint)" if resumed else ""
         self.say(f"trial {number}{note}: {tuned}")
 

@@ -21,14 +21,21 @@ import numpy as np
 import optuna
 from modelyard.contracts.environment.base import MetricRule
 from modelyard.contracts.environment.training import TrainingSettings
+from modelyard.contracts.tasks import Task
 from modelyard.ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
-from modelyard.ml.training.evaluation import holdout_metrics
+from modelyard.ml.training.evaluation import task_metrics
 from modelyard.ml.training.features import PreparedData, Split
 from optuna.storages.journal import JournalFileBackend
 
 STUDY = "gate-loop"
-# The LightGBM validation metric that tracks each gate metric during boosting.
-EARLY_STOPPING_METRIC = {"roc_auc": "auc", "pr_auc": "average_precision"}
+# Per task, the LightGBM validation metric that tracks a gate metric during boosting; any other
+# gate metric is tracked by the task's loss (the first entry).
+EARLY_STOPPING_METRIC: dict[Task, dict[str, str]] = {
+    "binary": {"": "binary_logloss", "roc_auc": "auc", "pr_auc": "average_precision"},
+    "multiclass": {"": "multi_logloss", "accuracy": "multi_error"},
+    "regression": {"": "l2", "rmse": "rmse", "mae": "l1"},
+}
+_HIGHER_IS_BETTER = {"auc", "average_precision"}  # of those LightGBM metrics
 
 
 @dataclass(frozen=True)
@@ -96,12 +103,13 @@ def run_gate_loop(
     data: PreparedData,
     split: Split,
     settings: TrainingSettings,
+    rule: MetricRule,
     workdir: Path,
     hooks: TrialHooks,
     spent_seconds: float = 0.0,
     on_time_spent: Callable[[float], None] | None = None,
 ) -> GateLoopResult:
-    rule = settings.gate
+    """`rule`: the environment's gate for the data's task (TrainingSettings.gate_for)."""
     storage = optuna.storages.JournalStorage(
         JournalFileBackend(str(workdir / "optuna-journal.log"))
     )
@@ -129,15 +137,15 @@ def run_gate_loop(
     def objective(trial: optuna.Trial) -> float:
         baseline = bool(trial.user_attrs.get("baseline"))
         tuned = {} if baseline else search_space(trial)
-        params = {**_base_params(settings), **settings.params, **tuned}
+        params = {**_base_params(settings, data), **settings.params, **tuned}
         checkpoint_dir = workdir / f"fit-{_params_key(params)}"
         resumed = (checkpoint_dir / "model.txt").is_file()
         hooks.trial_started(trial.number, params, resumed)
-        result = _fit(data, split, settings, params, checkpoint_dir, trial.number, hooks)
+        result = _fit(data, split, settings, rule, params, checkpoint_dir, trial.number, hooks)
         hooks.model_trained(trial.number, checkpoint_dir / FINAL_MODEL, result.booster)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         scores_by_trial[trial.number] = scores
-        metrics = holdout_metrics(data.labels[split.holdout], scores)
+        metrics = task_metrics(data.task, data.labels[split.holdout], scores)
         outcome = TrialOutcome(
             number=trial.number,
             params=params,
@@ -196,6 +204,7 @@ def _fit(
     data: PreparedData,
     split: Split,
     settings: TrainingSettings,
+    rule: MetricRule,
     params: dict[str, Any],
     checkpoint_dir: Path,
     number: int,
@@ -211,7 +220,8 @@ def _fit(
         )
 
     train = dataset(split.train)
-    metric = EARLY_STOPPING_METRIC.get(settings.gate.metric, "binary_logloss")
+    tracking = EARLY_STOPPING_METRIC[data.task]
+    metric = tracking.get(rule.metric, tracking[""])
     return fit(
         params,
         train,
@@ -219,15 +229,19 @@ def _fit(
         num_boost_round=settings.num_boost_round,
         early_stopping_rounds=settings.early_stopping_rounds,
         metric=metric,
-        higher_is_better=metric != "binary_logloss",
+        higher_is_better=metric in _HIGHER_IS_BETTER,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=settings.checkpoint_every,
         on_checkpoint=lambda rows: hooks.metrics_checkpointed(number, rows),
     )
 
 
-def _base_params(settings: TrainingSettings) -> dict[str, Any]:
-    return {"objective": "binary", "verbose": -1, "seed": settings.seed, "deterministic": True}
+def _base_params(settings: TrainingSettings, data: PreparedData) -> dict[str, Any]:
+    # LightGBM's objectives are named as the tasks are.
+    task: dict[str, Any] = {"objective": data.task}
+    if data.task == "multiclass":
+        task["num_class"] = len(data.classes)
+    return {**task, "verbose": -1, "seed": settings.seed, "deterministic": True}
 
 
 def _params_key(params: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from modelyard.contracts.environment import load_environment
+from modelyard.contracts.tasks import Task
 from rich.console import Console
 from rich.table import Table
 
@@ -28,20 +29,42 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="data")
 
 
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model: a folder under ml/models (default: the environment's), or a dataset's own "
+        "model's name (with --target)."
+    ),
+]
+TaskOption = Annotated[
+    Task | None,
+    typer.Option(
+        help="binary, multiclass or regression, for a dataset's own model (default: inferred "
+        "from the target)."
+    ),
+]
+
+
 def validate(
-    env: str, data: DataOption, target: TargetOption = None, as_json: JsonOption = False
+    env: str,
+    data: DataOption,
+    target: TargetOption = None,
+    model: ModelOption = None,
+    task: TaskOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Check a dataset against the schema the environment's model declares."""
+    """Check a dataset against the schema its model declares, and its target against the task."""
     from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.data.validation import validate_dataset
-    from modelyard.ml.spec import load_model_spec
+    from modelyard.ml.training.choice import choose_model, choose_task
 
     environment = load_environment(env)
-    spec = load_model_spec(environment.training.model)
-    target = target or spec.target
-    report = validate_dataset(
-        read_dataset(data), target, spec.data_schema if target == spec.target else None
-    )
+    spec = choose_model(environment.training.model, data, model, target)
+    dataset = read_dataset(data)
+    choice = choose_task(spec, dataset.frame, task)
+    if not as_json:
+        Console(stderr=True).print(f"task: {choice.task} ({choice.source}: {choice.reason})")
+    report = validate_dataset(dataset, spec.target, spec.data_schema, choice.task)
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
     else:
@@ -74,14 +97,23 @@ def print_report(report: ValidationReport, console: Console | None = None) -> No
 
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Where to write (.csv or .parquet).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Sample model: churn (binary), segment (multiclass), demand (regression)."
+        ),
+    ] = "churn",
     rows: Annotated[int, typer.Option(min=1)] = 20_000,
     seed: int = 0,
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = training population.")] = 0.0,
 ) -> None:
-    """Write the deterministic churn sample data (nothing is downloaded)."""
-    from modelyard.ml.data.sample import generate_churn
+    """Write a sample model's deterministic data (nothing is downloaded)."""
+    from modelyard.ml.data.sample import SAMPLES
 
-    frame = generate_churn(rows, seed=seed, drift=drift)
+    if model not in SAMPLES:
+        raise typer.BadParameter(f"no sample data for {model!r}; samples: {', '.join(SAMPLES)}",
+                                 param_hint="--model")  # fmt: skip
+    frame = SAMPLES[model](rows, seed=seed, drift=drift)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".parquet", ".pq"):
         frame.to_parquet(out, index=False)

@@ -1,4 +1,5 @@
-"""`modelyard train ENV --data PATH`: validate, tune until the gate passes, register, notify."""
+"""`modelyard train ENV --data PATH [--target COLUMN] [--model NAME] [--task TASK]`: validate,
+tune until the gate passes, register, notify."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 from modelyard.contracts.environment import load_environment, project_root
 from modelyard.contracts.state import state_dir
+from modelyard.contracts.tasks import Task
 from modelyard.ml.errors import DataValidationError, GateNotMet
 from modelyard.pipelines.commands.data import DataOption, JsonOption, TargetOption, print_report
 from modelyard.pipelines.notify import notify
@@ -24,20 +26,37 @@ def train_command(
     env: str,
     data: DataOption,
     target: TargetOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to train: a folder under ml/models (default: the environment's), or "
+            "the name to register a dataset's own model under (with --target)."
+        ),
+    ] = None,
+    task: Annotated[
+        Task | None,
+        typer.Option(
+            help="binary, multiclass or regression, for a dataset's own model (default: "
+            "inferred from the target)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Do not notify the team.")] = False,
 ) -> None:
-    """Train the environment's model; tune until its gate passes; register it; notify."""
+    """Train a model; tune until the environment's gate for its task passes; register it; notify.
+
+    A --target no model under ml/models predicts trains a model of the dataset's own (named by
+    --model, or after the file), its task from --task or inferred from the target."""
     from modelyard.contracts.environment.lightgbm_params import check_training_params
-    from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import reachable_uri
+    from modelyard.ml.training.choice import choose_model
     from modelyard.ml.training.mlflow_job import tracking_sidecar
 
     skip_teardown()  # it shuts its sidecar down and writes its files before it returns
     environment = load_environment(env)
     check_training_params(environment)  # before MLflow, the data and LightGBM's import
-    spec = load_model_spec(environment.training.model)
-    target = target or spec.target
+    spec = choose_model(environment.training.model, data, model, target)
+    target = spec.target
     console = Console(stderr=True)
 
     def send(event: str, subject: str, payload: dict[str, object]) -> None:
@@ -54,13 +73,17 @@ def train_command(
 
         import_lightgbm_alone()
         from modelyard.ml.data.dataset import read_dataset
+        from modelyard.ml.training.choice import choose_task
         from modelyard.ml.training.run import TrainResult, train
 
         dataset = read_dataset(data)
+        choice = choose_task(spec, dataset.frame, task)
+        spec = spec.model_copy(update={"task": choice.task})
         console.print(
             f"training {spec.name} for {env} on {data} (version {dataset.short_digest}), "
             f"tracking {uri}"
         )
+        console.print(f"task: {choice.task} ({choice.source}: {choice.reason})")
         try:
             result = train(environment, spec, dataset, target, state_dir(), project_root(),
                            sidecar, say=console.print)  # fmt: skip
@@ -72,7 +95,8 @@ def train_command(
         except GateNotMet as exc:
             send("failure", f"training {spec.name} did not pass its gate", {"reason": str(exc)})
             if as_json and isinstance(exc.result, TrainResult):
-                typer.echo(json.dumps(exc.result.to_json()))
+                typer.echo(json.dumps({**exc.result.to_json(), "task_source": choice.source,
+                                       "task_reason": choice.reason}))  # fmt: skip
             console.print(f"[red]error[/red]: {exc}")
             raise typer.Exit(1) from None
 
@@ -81,9 +105,10 @@ def train_command(
         f"the best model is ready: {spec.name} version {result.model_version}, "
         f"{gate['metric']} {gate['value']:.4f}"
     )
-    send("success", subject, result.to_json())
+    answer = {**result.to_json(), "task_source": choice.source, "task_reason": choice.reason}
+    send("success", subject, answer)
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(answer))
     else:
         console.print(f"[green]{subject}[/green] (gate `{gate['rule']}`, run {result.run_id})")
     sys.stdout.flush()

@@ -168,6 +168,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     import numpy as np
     import requests
     from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.prediction_kind import PredictionKind
     from modelyard.ml.spec import load_model_spec
     from modelyard.pipelines.deploy_targets import await_serving, reachable
 
@@ -182,25 +183,27 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         .head(environment.pipeline.smoke_requests)
     )
     with reachable(address) as url:
-        latencies, failures = [], 0
+        latencies, problems = [], []
         session = requests.Session()
+        answered = session.get(f"{url}/version", timeout=5).json()
+        kind = PredictionKind.from_metadata(answered.get("prediction")) or PredictionKind()
         for record in json.loads(rows.to_json(orient="records")):
             started = time.perf_counter()
             response = session.post(
                 f"{url}/invocations", json={"dataframe_records": [record]}, timeout=10
             )
             latencies.append((time.perf_counter() - started) * 1000)
-            body = response.json() if response.ok else {}
-            predictions = body.get("predictions") if isinstance(body, dict) else None
-            in_range = predictions and 0.0 <= float(np.ravel(predictions)[0]) <= 1.0
-            if not response.ok or not in_range:
-                failures += 1
-        answered = session.get(f"{url}/version", timeout=5).json()
+            problem = kind.answer_problem(response.json(), 1) if response.ok else (
+                f"HTTP {response.status_code}: {response.text[:200]}")  # fmt: skip
+            if problem:
+                problems.append(problem)
     p99 = float(np.percentile(latencies, 99))
-    if failures or str(answered.get("model_version")) != str(ctx.version):
+    if problems or kind.task != spec.task or str(answered.get("model_version")) != str(ctx.version):
         raise PipelineError(
-            f"smoke test against {address} failed: {failures}/{len(latencies)} bad answers, "
-            f"serving version {answered.get('model_version')} (expected {ctx.version})"
+            f"smoke test against {address} failed: {len(problems)}/{len(latencies)} bad answers"
+            f"{f' (first: {problems[0]})' if problems else ''}, serving version "
+            f"{answered.get('model_version')} of a {kind.task} model (expected version "
+            f"{ctx.version} of {spec.name}, a {spec.task} model)"
         )
     say(
         f"{len(latencies)} requests to {address}: all answered by version {ctx.version}, "

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from modelyard.ml.prediction_kind import PredictionKind
 from modelyard.ml.training import mlflow_job
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,8 @@ def _attempt(workdir: Path, frame: pd.DataFrame) -> None:
     )  # fmt: skip
     mlflow_job._job = None  # a new sidecar process knows nothing of the last one
     mlflow_job.open_job(str(workdir), "job-after-complete", "job-resume", "train-churn",
-                        {"modelyard.environment": "test"}, record, {"passed": True}, 0)  # fmt: skip
+                        {"modelyard.environment": "test"}, record, {"passed": True}, 0,
+                        PredictionKind().to_metadata())  # fmt: skip
     scores = np.full(len(sample), 0.5)
     mlflow_job.choose_model(0, str(workdir / "model.txt"), sample, scores)
     mlflow_job.mark_complete({"modelyard.gate.passed": "true", "modelyard.target": "label"})

@@ -14,6 +14,7 @@ from modelyard.ml.monitoring.training_profile import (
     load_profile,
     save_profile,
 )
+from modelyard.ml.prediction_kind import PredictionKind
 
 from tests.serving.helpers import churn_frame, records
 
@@ -28,7 +29,9 @@ def _live(drift: float, seed: int, n: int = 1500) -> list[dict[str, object]]:
 def profile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     features, _ = churn_frame(4000, seed=0)
     scores = np.clip(features["monthly_charges"].to_numpy() / 200, 0, 1)
-    path = save_profile(build_profile(features, scores), tmp_path_factory.mktemp("p") / "p.json")
+    path = save_profile(
+        build_profile(features, scores, PredictionKind()), tmp_path_factory.mktemp("p") / "p.json"
+    )
     return load_profile(path)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from modelyard.ml.data.sample import TARGET, generate_churn
 from modelyard.ml.monitoring.sampling import SampleWriter
 from modelyard.ml.monitoring.training_profile import build_profile
+from modelyard.ml.prediction_kind import PredictionKind
 from ruamel.yaml import YAML
 
 Register = Callable[..., int]
@@ -36,4 +37,4 @@ def live_traffic(state: Path, env: str, rows: int, drift: float, seed: int) -> N
 
 def training_profile(rows: int = 2000) -> dict[str, object]:
     frame = generate_churn(rows, seed=1).drop(columns=[TARGET])
-    return build_profile(frame, np.random.default_rng(1).uniform(size=rows))
+    return build_profile(frame, np.random.default_rng(1).uniform(size=rows), PredictionKind())

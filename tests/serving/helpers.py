@@ -22,6 +22,7 @@ from mlflow.models import infer_signature
 from modelyard.contracts import artifacts
 from modelyard.ml.data.sample import TARGET, generate_churn
 from modelyard.ml.monitoring.training_profile import build_profile, save_profile
+from modelyard.ml.prediction_kind import PredictionKind
 from modelyard.ml.serving.__main__ import options_to_json
 from modelyard.ml.serving.supervisor import ServeOptions, read_status
 from modelyard.pipelines.local_mlflow import free_port
@@ -63,7 +64,8 @@ def register(booster: lgb.Booster, features: pd.DataFrame, name: str) -> str:
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as folder:
             profile = save_profile(
-                build_profile(features, predictions), Path(folder) / "profile.json"
+                build_profile(features, predictions, PredictionKind()),
+                Path(folder) / "profile.json",
             )
             mlflow.log_artifact(str(profile), artifact_path=str(Path(artifacts.PROFILE).parent))
     client = mlflow.MlflowClient()
