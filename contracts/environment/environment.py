@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from modelyard.contracts.environment.base import Section
+from modelyard.contracts.environment.base import MetricRule, Section
 from modelyard.contracts.environment.hosts import HostsSettings
 from modelyard.contracts.environment.mlflow import MlflowSettings
 from modelyard.contracts.environment.monitoring import MonitoringSettings
@@ -15,6 +15,7 @@ from modelyard.contracts.environment.platform_services import PlatformSettings
 from modelyard.contracts.environment.promotion import PromotionSettings
 from modelyard.contracts.environment.serving import ServingSettings
 from modelyard.contracts.environment.training import TrainingSettings
+from modelyard.contracts.tasks import Task
 from pydantic import PrivateAttr
 
 NAMESPACE = "modelyard"
@@ -49,6 +50,15 @@ class Environment(Section):
     def alias_uri(self) -> str:
         """The MLflow alias naming the version this environment serves: models:/MODEL@ENV."""
         return f"models:/{self.served_model}@{self.name}"
+
+    def training_gate(self, task: Task) -> MetricRule:
+        """The gate a `task` model trains to here, or one message naming the file and the key."""
+        from modelyard.contracts.environment.loader import ConfigError
+
+        try:
+            return self.training.gate_for(task)
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: {NAMESPACE}:training.gate: {exc}") from None
 
     def cross_section_problems(self) -> list[tuple[str, str]]:
         """(key, what to do) for each rule that spans sections; every one would otherwise fail

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import Any, Literal
 
 from modelyard.contracts.environment.base import MetricRule, Section
 from modelyard.contracts.strategies import Strategy
-from pydantic import Field, model_validator
+from modelyard.contracts.tasks import METRICS, TASKS, Task, rule_problem
+from pydantic import Field, field_validator, model_validator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -15,8 +16,14 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 class Champion(Section):
     metric: str = Field(min_length=1)
     min_delta: float = Field(default=0.0, ge=0)
-    # False for metrics where lower wins (log_loss, latency): then the candidate must be lower.
-    higher_is_better: bool = True
+    # Unset: the direction of the task's metric (contracts/tasks.py: lower wins for log_loss,
+    # rmse, mae). Set it for a metric the kit does not record itself.
+    higher_is_better: bool | None = None
+
+    def better_when_higher(self, task: Task) -> bool:
+        if self.higher_is_better is not None:
+            return self.higher_is_better
+        return METRICS[task].get(self.metric, True)
 
 
 class Approvals(Section):
@@ -73,10 +80,35 @@ class PromotionSettings(Section):
     # What a version must show to be served here, checked at promotion on the metrics its run
     # recorded. training.gate is where tuning stops: a promotion gate on the same metric set
     # higher than it lets training register versions this environment will refuse.
-    gates: list[MetricRule] = Field(default_factory=list)
-    champion: Champion | None = None
+    # One list for every task, or one per task: {binary: [roc_auc >= 0.8], regression: [...]}.
+    gates: list[MetricRule] | dict[Task, list[MetricRule]] = Field(default_factory=list)
+    champion: Champion | dict[Task, Champion] | None = None
     max_drift: float | None = Field(default=None, gt=0)
     soak_minutes: float = Field(default=0.0, ge=0)
     approvals: Approvals = Approvals()
     freeze: Freeze = Freeze()
     rollout: Rollout = Rollout()
+
+    @field_validator("gates", "champion", mode="before")
+    @classmethod
+    def _per_task_rules_fit_their_task(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not set(value) <= set(TASKS):
+            return value  # one rule for every task, or pydantic names the unknown task
+        for task, rules in value.items():
+            for text in rules if isinstance(rules, list) else []:
+                rule = MetricRule.parse(text) if isinstance(text, str) else None
+                problem = rule and rule_problem(task, rule.metric, rule.higher_is_better)
+                if problem:
+                    raise ValueError(f"{task}: `{rule}`: {problem}")
+            if isinstance(rules, dict) and rules.get("metric") not in (None, *METRICS[task]):
+                raise ValueError(
+                    f"{task}: champion metric {rules['metric']!r}: {task} models have "
+                    f"{', '.join(METRICS[task])}"
+                )
+        return value
+
+    def gates_for(self, task: Task) -> list[MetricRule]:
+        return self.gates.get(task, []) if isinstance(self.gates, dict) else self.gates
+
+    def champion_for(self, task: Task) -> Champion | None:
+        return self.champion.get(task) if isinstance(self.champion, dict) else self.champion

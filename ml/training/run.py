@@ -24,12 +24,8 @@ import pandas as pd
 from modelyard.contracts import tags
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import Environment
-from modelyard.contracts.environment.base import MetricRule
-from modelyard.contracts.environment.environment import NAMESPACE
 from modelyard.contracts.environment.lightgbm_params import check_training_params
-from modelyard.contracts.environment.loader import ConfigError
 from modelyard.contracts.state import training_dir
-from modelyard.contracts.tasks import Task
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.data.validation import ValidationReport, validate_dataset
 from modelyard.ml.errors import DataValidationError, GateNotMet
@@ -113,7 +109,7 @@ def train(
     (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
     `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data."""
     check_training_params(environment)  # callers check sooner; this is for every other one
-    rule = training_gate(environment, spec.task)
+    rule = environment.training_gate(spec.task)
     report = check_dataset(dataset, spec, target)
     settings = environment.training
     data = prepare(dataset.frame, target, spec.task)
@@ -228,14 +224,6 @@ def _deliver_model(
         tags.TARGET: target,
         tags.TASK: data.task,
     })  # fmt: skip
-
-
-def training_gate(environment: Environment, task: Task) -> MetricRule:
-    """The environment's gate for a `task` model, or one message naming the file and the key."""
-    try:
-        return environment.training.gate_for(task)
-    except ValueError as exc:
-        raise ConfigError(f"{environment.path}: {NAMESPACE}:training.gate: {exc}") from None
 
 
 def prediction_kind(data: PreparedData, split: Split) -> PredictionKind:

@@ -98,6 +98,7 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     """The evidence report: the candidate's holdout metrics beside what staging serves now."""
     import mlflow
+    from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import connect
 
     connect(environment.mlflow)
@@ -114,7 +115,8 @@ def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     who = f"version {champion.version}" if champion else "nothing yet (first promotion)"
     lines += ["", f"Staging serves {who}. Promotion rules decide; this is the evidence."]
     client.log_text(ctx.training_run_id, "\n".join(lines) + "\n", artifacts.EVALUATION_REPORT)
-    say(f"candidate roc_auc {ctx.metrics.get('roc_auc', float('nan')):.4f}; staging serves {who}")
+    metric = environment.training_gate(load_model_spec(ctx.model).task).metric
+    say(f"candidate {metric} {ctx.metrics.get(metric, float('nan')):.4f}; staging serves {who}")
 
 
 def register(ctx: PipelineContext, environment: Environment, say: Say) -> None:

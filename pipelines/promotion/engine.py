@@ -198,14 +198,17 @@ def _evaluate(
     if settings.source != REGISTERED:
         serves = registry.alias(candidate.model, settings.source)
         gates.append(rules.source_gate(settings.source, candidate.number, serves))
-    gates += [rules.metric_gate(g, candidate.metrics, candidate.run_id) for g in settings.gates]
-    if settings.champion is not None:
+    task = candidate.task
+    gates += [
+        rules.metric_gate(g, candidate.metrics, candidate.run_id) for g in settings.gates_for(task)
+    ]
+    rule = settings.champion_for(task)
+    if rule is not None:
         champion_metrics = (
             registry.version(candidate.model, champion).metrics if champion is not None else {}
         )
-        gates.append(
-            rules.champion_gate(settings.champion, candidate.metrics, champion, champion_metrics)
-        )
+        gates.append(rules.champion_gate(rule, rule.better_when_higher(task), candidate.metrics,
+                                         champion, champion_metrics))  # fmt: skip
     if settings.max_drift is not None:
         score, detail = drift.evidence(registry, candidate, settings.source)
         gates.append(rules.drift_gate(settings.max_drift, score, detail))

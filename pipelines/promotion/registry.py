@@ -15,13 +15,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from modelyard.contracts import tags
 from modelyard.contracts.environment import Environment
 from modelyard.contracts.tags import Gate, Lineage, ServingImage
+from modelyard.contracts.tasks import TASKS, Task
 from modelyard.pipelines.errors import PipelineError
 
 T = TypeVar("T")
@@ -60,6 +62,12 @@ class Version:
     @property
     def gate(self) -> Gate:
         return Gate.from_tags(self.tags)
+
+    @property
+    def task(self) -> Task:
+        """What kind of model it is (a version trained before tasks were recorded: binary)."""
+        found = self.tags.get(tags.TASK, "binary")
+        return cast(Task, found) if found in TASKS else "binary"
 
     @property
     def serving_image(self) -> ServingImage | None:

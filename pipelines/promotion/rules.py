@@ -54,11 +54,12 @@ def metric_gate(rule: MetricRule, metrics: dict[str, float], run_id: str) -> Gat
 
 def champion_gate(
     rule: Champion,
+    higher_is_better: bool,
     candidate: dict[str, float],
     champion_version: int | None,
     champion: dict[str, float],
 ) -> Gate:
-    better = "higher" if rule.higher_is_better else "lower"
+    better = "higher" if higher_is_better else "lower"
     name = f"beats champion on {rule.metric} by >= {rule.min_delta:g} ({better} is better)"
     if champion_version is None:
         return Gate(name, True, "first promotion: the environment serves no model yet, no champion")
@@ -66,7 +67,7 @@ def champion_gate(
     if mine is None or theirs is None:
         missing = "the candidate" if mine is None else f"champion v{champion_version}"
         return Gate(name, False, f"no evidence: {rule.metric!r} is not logged for {missing}")
-    delta = mine - theirs if rule.higher_is_better else theirs - mine
+    delta = mine - theirs if higher_is_better else theirs - mine
     passed = delta >= rule.min_delta
     return Gate(
         name,

@@ -306,3 +306,25 @@ def test_a_promotion_keeps_what_served_beside_the_candidate_where_the_strategy_n
         None,
         100,
     )
+
+
+def test_a_regression_version_is_judged_by_staging_s_regression_rules(
+    model: str, register: Register, tracking: str
+) -> None:
+    """The shipped staging file states gates and a champion rule per task: a regression version
+    is held to `r2 >= 0.8` and must beat the champion's rmse downwards."""
+    regression = {"modelyard.task": "regression"}
+    first = register(extra_metrics={"rmse": 3.4, "r2": 0.86}, tags=regression)
+    staged = promote(model, "staging", image=STAGING_IMAGE)
+    assert staged.promoted, [(g.name, g.evidence) for g in staged.gates]
+    assert {g.name for g in staged.gates} >= {"r2 >= 0.8"}
+    assert "roc_auc >= 0.8" not in {g.name for g in staged.gates}
+
+    worse = register(extra_metrics={"rmse": 3.9, "r2": 0.84}, tags=regression)
+    refused = promote(model, "staging", version=str(worse), image=STAGING_IMAGE)
+    champion = next(g for g in refused.gates if g.name.startswith("beats champion"))
+    assert not refused.promoted and not champion.passed
+    assert "lower is better" in champion.name and f"champion v{first}" in champion.evidence
+    better = register(extra_metrics={"rmse": 3.1, "r2": 0.9}, tags=regression)
+    assert promote(model, "staging", version=str(better), image=STAGING_IMAGE).promoted
+    assert alias(tracking, model, "staging") == better

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
 from modelyard.contracts.environment import MetricRule
-from modelyard.contracts.environment.promotion import Approvals, Champion, Freeze, FreezeWindow
+from modelyard.contracts.environment.promotion import (
+    Approvals,
+    Champion,
+    Freeze,
+    FreezeWindow,
+    PromotionSettings,
+)
 from modelyard.pipelines.promotion import rules
 
 SUNDAY_NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -25,15 +32,41 @@ def test_metric_gates_compare_in_their_direction_and_fail_without_evidence() -> 
 
 def test_champion_comparison_first_promotion_delta_and_direction() -> None:
     rule = Champion(metric="roc_auc", min_delta=0.01)
-    first = rules.champion_gate(rule, {"roc_auc": 0.9}, None, {})
+    up = rule.better_when_higher("binary")
+    first = rules.champion_gate(rule, up, {"roc_auc": 0.9}, None, {})
     assert first.passed and "first promotion" in first.evidence
-    assert rules.champion_gate(rule, {"roc_auc": 0.92}, 3, {"roc_auc": 0.905}).passed
-    close = rules.champion_gate(rule, {"roc_auc": 0.91}, 3, {"roc_auc": 0.905})
+    assert rules.champion_gate(rule, up, {"roc_auc": 0.92}, 3, {"roc_auc": 0.905}).passed
+    close = rules.champion_gate(rule, up, {"roc_auc": 0.91}, 3, {"roc_auc": 0.905})
     assert not close.passed and "champion v3" in close.evidence
-    lower = Champion(metric="log_loss", min_delta=0.0, higher_is_better=False)
-    assert rules.champion_gate(lower, {"log_loss": 0.3}, 1, {"log_loss": 0.4}).passed
-    assert not rules.champion_gate(lower, {"log_loss": 0.5}, 1, {"log_loss": 0.4}).passed
-    assert not rules.champion_gate(rule, {}, 1, {"roc_auc": 0.9}).passed
+    # The direction is the task's metric's: lower wins for log_loss and rmse, unless the
+    # environment says otherwise for a metric the kit does not record.
+    lower = Champion(metric="log_loss", min_delta=0.0)
+    down = lower.better_when_higher("binary")
+    assert rules.champion_gate(lower, down, {"log_loss": 0.3}, 1, {"log_loss": 0.4}).passed
+    assert not rules.champion_gate(lower, down, {"log_loss": 0.5}, 1, {"log_loss": 0.4}).passed
+    rmse = Champion(metric="rmse")
+    gate = rules.champion_gate(rmse, rmse.better_when_higher("regression"), {"rmse": 3.1}, 2,
+                               {"rmse": 3.4})  # fmt: skip
+    assert gate.passed and "lower is better" in gate.name
+    assert (
+        Champion(metric="custom_lift", higher_is_better=False).better_when_higher("binary") is False
+    )
+    assert not rules.champion_gate(rule, up, {}, 1, {"roc_auc": 0.9}).passed
+
+
+def test_promotion_rules_per_task_pick_the_candidate_s_task() -> None:
+    settings = PromotionSettings.model_validate({
+        "gates": {"binary": ["roc_auc >= 0.8"], "regression": ["rmse <= 3.5", "r2 >= 0.8"]},
+        "champion": {"regression": {"metric": "rmse"}},
+    })  # fmt: skip
+    assert [str(g) for g in settings.gates_for("regression")] == ["rmse <= 3.5", "r2 >= 0.8"]
+    assert settings.gates_for("multiclass") == [] and settings.champion_for("binary") is None
+    champion = settings.champion_for("regression")
+    assert champion is not None and champion.better_when_higher("regression") is False
+    with pytest.raises(ValueError, match="lower is better for rmse"):
+        PromotionSettings.model_validate({"gates": {"regression": ["rmse >= 3.5"]}})
+    with pytest.raises(ValueError, match="multiclass models have"):
+        PromotionSettings.model_validate({"champion": {"multiclass": {"metric": "roc_auc"}}})
 
 
 def test_soak_counts_minutes_in_the_source_and_needs_a_start() -> None:
