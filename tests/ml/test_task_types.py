@@ -153,3 +153,23 @@ def test_a_text_target_trained_as_regression_is_refused_before_training(
                      "regression")  # fmt: skip
     assert result.returncode != 0
     assert "3 rows hold text" in result.stderr and "nothing was trained" in result.stderr
+
+
+@pytest.mark.parametrize(("model", "task", "metric"), [("segment", "multiclass", "macro_f1"),
+                                                        ("demand", "regression", "r2")])  # fmt: skip
+def test_each_sample_model_validates_and_trains_to_local_s_gate(
+    model: str, task: str, metric: str, tracking: str, environments: Path, state: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    data = tmp_path / f"{model}.csv"
+    written = run_cli("data", "sample", "--model", model, "--rows", "8000", "--out", str(data))
+    assert written.returncode == 0, written.stderr
+    valid = run_cli("data", "validate", "local", "--model", model, "--data", str(data))
+    assert valid.returncode == 0, valid.stderr
+    assert "schema and generic checks" in valid.stderr
+    edit_environment(environments, "local", {"mlflow.experiment": f"sample-{model}"})
+    trained = run_cli("train", "local", "--model", model, "--data", str(data), "--json")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    out = json.loads(trained.stdout)
+    assert (out["model_name"], out["task"], out["task_source"]) == (model, task, "model")
+    assert out["gate"]["metric"] == metric and out["gate"]["passed"]

@@ -79,3 +79,36 @@ def test_a_file_that_is_not_a_profile_is_refused(tmp_path: Path) -> None:
     path.write_text('{"hello": 1}')
     with pytest.raises(ProfileError, match="not a modelyard reference profile"):
         load_profile(path)
+
+
+def test_a_multiclass_model_s_predicted_classes_and_a_regression_model_s_values_drift() -> None:
+    """The prediction is profiled as the task has it (the predicted class, or the value binned by
+    the training target's deciles) and live samples carry the same."""
+    rng = np.random.default_rng(4)
+    features, _ = churn_frame(3000, seed=0)
+    tiers = PredictionKind("multiclass", ("basic", "plus", "pro"), ())
+    probabilities = rng.dirichlet([4, 2, 1], size=len(features))
+    profile = build_profile(features, probabilities, tiers)
+    assert profile["prediction"]["kind"] == "categorical"
+    assert profile["prediction"]["frequencies"]["basic"] > 0.5
+
+    def live(weights: list[float]) -> list[dict[str, object]]:
+        rows = records(features.head(1500))
+        picked = rng.dirichlet(weights, size=len(rows))
+        return [{"x": row, "p": tiers.sample_value(p)} for row, p in zip(rows, picked, strict=True)]
+
+    assert compare(profile, live([4, 2, 1])).prediction is not None
+    assert not compare(profile, live([4, 2, 1])).prediction.drifted  # type: ignore[union-attr]
+    shifted = compare(profile, live([1, 2, 4])).prediction
+    assert shifted is not None and shifted.drifted and shifted.kind == "categorical"
+
+    values = rng.normal(60, 20, len(features))
+    demand = PredictionKind("regression", (), tuple(np.quantile(values, np.linspace(0.1, 0.9, 9))))
+    profile = build_profile(features, values, demand)
+    assert profile["prediction"]["edges"] == pytest.approx(list(demand.edges))
+    same = [{"x": row, "p": float(v)} for row, v in
+            zip(records(features.head(1500)), rng.normal(60, 20, 1500), strict=True)]  # fmt: skip
+    higher = [{"x": row, "p": float(v)} for row, v in
+              zip(records(features.head(1500)), rng.normal(85, 20, 1500), strict=True)]  # fmt: skip
+    assert not compare(profile, same).prediction.drifted  # type: ignore[union-attr]
+    assert compare(profile, higher).prediction.drifted  # type: ignore[union-attr]
