@@ -44,7 +44,8 @@ DOCS = "https://lightgbm.readthedocs.io/en/stable/Parameters.html"
 _TRAINING = f"{NAMESPACE}:training"
 
 # What training passes beside these params on every fit (ml/training/tuning.py `_base_params`),
-# so each value is judged as training will use it. `verbose=-1` first: LightGBM stays quiet.
+# so each value is judged as training will use it. `verbose=-1` first: LightGBM stays quiet. The
+# objective differs by task; no parameter's check depends on it.
 _KIT_BASE = "verbose=-1 objective=binary"
 
 _THE_DATA = (
@@ -61,8 +62,9 @@ _OWN_EARLY_STOPPING = (
 SET_BY_THE_KIT: dict[str, str] = {
     "objective": "the kit sets LightGBM's objective from the model's task (`task:` in its "
     "model.yaml). Remove it",
-    "num_class": "the kit trains binary models, one LightGBM class. Remove it",
-    "metric": "the kit sets LightGBM's metrics itself (auc, binary_logloss and the one "
+    "num_class": "the kit sets it from the classes in the data (a multiclass model's "
+    "model.yaml says `task: multiclass`). Remove it",
+    "metric": "the kit sets LightGBM's metrics itself (the task's loss and the one "
     f"{_TRAINING}.gate tracks) and replaces these. Remove it",
     "seed": f"the kit passes {_TRAINING}.seed as LightGBM's seed; this would override it. "
     f"Set {_TRAINING}.seed instead",

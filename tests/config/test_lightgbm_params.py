@@ -97,7 +97,7 @@ def test_settings_the_kit_owns_are_refused_with_where_they_belong(environments: 
         ({"early_stopping_rounds": 5}, "Set modelyard:training.earlyStoppingRounds instead."),
         ({"num_boost_round": 50}, "Set modelyard:training.numBoostRound instead."),
         ({"verbose": 1}, "verbose (LightGBM's verbosity) is the kit's to set"),
-        ({"num_class": 3}, "the kit trains binary models"),
+        ({"num_class": 3}, "the kit sets it from the classes in the data"),
         ({"categorical_feature": "0"}, "so LightGBM would ignore it. Remove it."),
         ({"seeed": 1}, "If you meant `seed`: the kit passes modelyard:training.seed"),
     ],
