@@ -28,6 +28,8 @@ LAYOUT = (
          "when no training runs (the next one starts from zero)"),
     Part("serving/ENV", "the local model servers: slots, logs, the live samples drift reads",
          "when the servers are stopped (the drift samples go with it)"),
+    Part("serving-models/ENV/MODEL", "the same for each model of `modelyard:models`, served "
+         "beside training.model", "when its server is stopped"),
     Part("promotion", "the machine's promotion locks", "when no promotion runs"),
     Part("reports", "drift reports", "any time"),
     Part("logs", "logs of background work (retraining the monitor started, the git hook)",
@@ -64,6 +66,12 @@ def training_dir(state: Path) -> Path:
 
 def serving_dir(environment: str) -> Path:
     return state_dir() / "serving" / environment
+
+
+def model_serving_dir(environment: str, model: str) -> Path:
+    """A model served beside training.model (`modelyard:models`): apart from the environment's
+    own folder, whose live samples are training.model's."""
+    return state_dir() / "serving-models" / environment / model
 
 
 def promotion_dir() -> Path:

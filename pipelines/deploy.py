@@ -2,7 +2,9 @@
 127.0.0.1 at its `serving.localPort`, replaced blue/green: the new server binds the same port
 (SO_REUSEPORT), and only once it is loaded and answering does the old one drain and stop.
 
-State lives under `.modelyard/serving/ENV/` (deploy.json, one folder per slot, logs, samples).
+State lives under `.modelyard/serving/ENV/` (deploy.json, one folder per slot, logs, samples)
+for training.model, under `.modelyard/serving-models/ENV/NAME/` for each model of
+`modelyard:models`, which is served on its own port and deployed on its own.
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ def use_tracking_of(env: Environment) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = env.mlflow.tracking_uri
 
 
-def serving_dir(environment: str) -> Path:
-    return state.serving_dir(environment)
+def serving_dir(environment: str, model: str | None = None) -> Path:
+    """A served model's state folder: None (training.model) is the environment's own."""
+    return state.serving_dir(environment) if model is None else state.model_serving_dir(
+        environment, model)  # fmt: skip
+
+
+def _folder(env: Environment, model: str) -> Path:
+    return serving_dir(env.name, None if model == env.served_model else model)
 
 
 def serve_options(
@@ -59,28 +67,32 @@ def serve_options(
     state: Path | None = None,
     workers: int = 2,
     poll_seconds: float = 10.0,
+    model: str | None = None,
 ) -> ServeOptions:
     """Everything the server needs, read from the environment file through the same mapping
     a container or a pod gets (contracts/serving_options.py). A server following the
-    environment's alias makes its automatic rollbacks durable with `modelyard rollback`."""
-    follows = model_uri is None or model_uri == env.alias_uri
+    environment's alias makes its automatic rollbacks durable with `modelyard rollback`.
+    `model`: one of the environment's served models (default: training.model)."""
+    model = model or env.served_model
+    alias = env.alias_of(model)
+    follows = model_uri is None or model_uri == alias
     modelyard = str(Path(sys.executable).with_name("modelyard"))
-    rollback = [modelyard, "rollback", env.served_model, "--env", env.name] if follows else []
+    rollback = [modelyard, "rollback", model, "--env", env.name] if follows else []
     return options_from_environment({
         **server_variables(env),
-        variables.MODEL_URI: model_uri or env.alias_uri,
+        variables.MODEL_URI: model_uri or alias,
         variables.HOST: host,
-        variables.PORT: str(port or env.serving.local_port),
-        variables.STATE_DIR: str(state or serving_dir(env.name) / "foreground"),
+        variables.PORT: str(port or env.local_port(model)),
+        variables.STATE_DIR: str(state or _folder(env, model) / "foreground"),
         variables.WORKERS: str(workers),
         variables.POLL_SECONDS: repr(poll_seconds),
         variables.ROLLBACK_COMMAND: orjson.dumps(rollback).decode(),
     })  # fmt: skip
 
 
-def _record(environment: str) -> dict[str, Any] | None:
+def _record(folder: Path) -> dict[str, Any] | None:
     try:
-        return orjson.loads((serving_dir(environment) / "deploy.json").read_bytes())
+        return orjson.loads((folder / "deploy.json").read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
 
@@ -91,27 +103,31 @@ def deploy(
     timeout: float = 120.0,
     poll_seconds: float = 5.0,
     replace: bool = False,
+    model: str | None = None,
 ) -> Deployment:
-    """Bring the environment's local serving up to date, blue/green.
+    """Bring the environment's local serving of `model` (default: training.model) up to date,
+    blue/green. Each model has its own server, port and state; deploying one leaves the others.
 
     A running server already follows the alias by itself; it is replaced when it is not
     serving the alias's version, when the environment's serving settings changed since it
     started, or when `replace` asks for it (e.g. after upgrading the kit)."""
     env = load_environment(environment)
+    model = model or env.served_model
     use_tracking_of(env)
     try:
-        target = resolve(env.alias_uri).version
+        target = resolve(env.alias_of(model)).version
     except NoModelYet as exc:
         raise PipelineError(f"nothing to deploy to {environment}: {exc}") from None
-    record = _record(environment)
+    home = _folder(env, model)
+    record = _record(home)
     running = record is not None and is_alive(int(record["pid"]))
     slot = "green" if record and record.get("slot") == "blue" else "blue"
-    folder = serving_dir(environment) / slot
-    options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds)
+    folder = home / slot
+    options = serve_options(env, port=port, state=folder, poll_seconds=poll_seconds, model=model)
     old_version = None
     if running:
         assert record is not None
-        old_folder = serving_dir(environment) / str(record["slot"])
+        old_folder = home / str(record["slot"])
         status = read_status(old_folder) or {}
         old_version = (status.get("stable") or {}).get("version")
         same = _same_settings(old_folder / "options.json", replace_state(options, old_folder))
@@ -134,7 +150,7 @@ def deploy(
         raise
     if running and record is not None:
         _terminate(int(record["pid"]))
-    (serving_dir(environment) / "deploy.json").write_bytes(
+    (home / "deploy.json").write_bytes(
         orjson.dumps({"pid": process.pid, "slot": slot, "version": target, "url": url,
                       "time": time.time()})
     )  # fmt: skip
@@ -213,18 +229,21 @@ def _terminate(pid: int, timeout: float = 20.0) -> None:
     os.killpg(pid, signal.SIGKILL)
 
 
-def stop(environment: str) -> bool:
-    """Stop the environment's local server; False when none was running."""
-    record = _record(environment)
-    (serving_dir(environment) / "deploy.json").unlink(missing_ok=True)
+def stop(environment: str, model: str | None = None) -> bool:
+    """Stop the environment's local server of `model` (default: training.model's); False when
+    none was running."""
+    home = serving_dir(environment, model)
+    record = _record(home)
+    (home / "deploy.json").unlink(missing_ok=True)
     if not record or not is_alive(int(record["pid"])):
         return False
     _terminate(int(record["pid"]))
     return True
 
 
-def status(environment: str) -> dict[str, Any] | None:
-    record = _record(environment)
+def status(environment: str, model: str | None = None) -> dict[str, Any] | None:
+    home = serving_dir(environment, model)
+    record = _record(home)
     if not record or not is_alive(int(record["pid"])):
         return None
-    return read_status(serving_dir(environment) / str(record["slot"]))
+    return read_status(home / str(record["slot"]))

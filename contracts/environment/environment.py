@@ -13,10 +13,10 @@ from modelyard.contracts.environment.notify import NotifySettings
 from modelyard.contracts.environment.pipeline import PipelineSettings
 from modelyard.contracts.environment.platform_services import PlatformSettings
 from modelyard.contracts.environment.promotion import PromotionSettings
-from modelyard.contracts.environment.serving import ServingSettings
+from modelyard.contracts.environment.serving import ModelSettings, Release, ServingSettings
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.tasks import Task
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 NAMESPACE = "modelyard"
 
@@ -30,6 +30,8 @@ class Environment(Section):
     notify: NotifySettings = NotifySettings()
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings
+    # Models served beside training.model, by registered name: each promoted on its own.
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
     monitoring: MonitoringSettings = MonitoringSettings()
     pipeline: PipelineSettings = PipelineSettings()
     # Jenkins, registry and MLflow server as Pulumi provisions them (None: not provisioned).
@@ -47,9 +49,47 @@ class Environment(Section):
         return self.serving.model_name or self.training.model
 
     @property
+    def served_models(self) -> list[str]:
+        """Every model this environment serves: training.model's first, then `models`."""
+        return [self.served_model, *self.models]
+
+    def release(self, model: str) -> Release:
+        """What promotions wrote for `model` here; ConfigError names the file when it is not
+        served here."""
+        if model == self.served_model:
+            return self.serving
+        if model in self.models:
+            return self.models[model]
+        from modelyard.contracts.environment.loader import ConfigError
+
+        raise ConfigError(
+            f"{self.path}: environment {self.name} serves {', '.join(self.served_models)}, not "
+            f"{model!r}: add it under {NAMESPACE}:models (with its localPort) to serve it here"
+        )
+
+    def local_port(self, model: str) -> int:
+        """Where the embedded default serves `model` on 127.0.0.1."""
+        release = self.release(model)
+        assert isinstance(release, (ServingSettings, ModelSettings))
+        return release.local_port
+
+    def alias_of(self, model: str) -> str:
+        """The MLflow alias naming the version of `model` this environment serves."""
+        self.release(model)
+        return f"models:/{model}@{self.name}"
+
+    def release_key(self, model: str) -> str:
+        """Where `model`'s release keys live in the file: `modelyard:serving` for
+        training.model's, `modelyard:models.NAME` for the others'."""
+        self.release(model)
+        return (
+            f"{NAMESPACE}:serving" if model == self.served_model else f"{NAMESPACE}:models.{model}"
+        )
+
+    @property
     def alias_uri(self) -> str:
         """The MLflow alias naming the version this environment serves: models:/MODEL@ENV."""
-        return f"models:/{self.served_model}@{self.name}"
+        return self.alias_of(self.served_model)
 
     def training_gate(self, task: Task) -> MetricRule:
         """The gate a `task` model trains to here, or one message naming the file and the key."""
@@ -71,6 +111,25 @@ class Environment(Section):
                 f"{serving.canary_weight} is not one of promotion.rollout.canarySteps "
                 f"{rollout.canary_steps}. Use one of those.",
             ))  # fmt: skip
+        for name, entry in self.models.items():
+            if rollout.strategy == "canary" and entry.canary_weight not in rollout.canary_steps:
+                problems.append((
+                    f"models.{name}.canaryWeight",
+                    f"{entry.canary_weight} is not one of promotion.rollout.canarySteps "
+                    f"{rollout.canary_steps}. Use one of those.",
+                ))  # fmt: skip
+        if self.served_model in self.models:
+            problems.append((
+                f"models.{self.served_model}",
+                "is training.model, served from modelyard:serving already: remove it here",
+            ))  # fmt: skip
+        ports = [("serving.localPort", serving.local_port)] + [
+            (f"models.{name}.localPort", entry.local_port) for name, entry in self.models.items()
+        ]
+        for i, (key, port) in enumerate(ports):
+            taken = [other for other, theirs in ports[:i] if theirs == port]
+            if taken:
+                problems.append((key, f"{port} is {taken[0]}'s too: give each model its own port"))
         if self.platform is not None:
             problems.extend(self._platform_problems(self.platform))
         return problems

@@ -45,8 +45,10 @@ class Credentials(Section):
     password: SecretValue
 
 
-class ServingSettings(Section):
-    # Written by `modelyard promote` / `rollback`: what the next `pulumi up` rolls out.
+class Release(Section):
+    """What `modelyard promote` / `rollback` write for one served model: what the next deploy
+    (`pulumi up`, or the local server) rolls out."""
+
     desired_version: int | None = Field(default=None, ge=1)
     image: str | None = None
     # What served before the current rollout: blue/green's warm standby, and the version canary,
@@ -56,6 +58,22 @@ class ServingSettings(Section):
     # Share of requests the desired version answers while a canary is in progress (the deploy
     # steps it through promotion.rollout.canarySteps).
     canary_weight: int = Field(default=100, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _stable_pair(self) -> Release:
+        if (self.stable_version is None) != (self.stable_image is None):
+            raise ValueError("stableVersion and stableImage go together: set both or neither")
+        return self
+
+
+class ModelSettings(Release):
+    """A model served beside `training.model` (`modelyard:models.NAME`, NAME its registered
+    name): its own local port, and its own release, written by promotions of that model."""
+
+    local_port: int = Field(ge=1024, le=65535)
+
+
+class ServingSettings(Release):
     # The embedded default serves each environment as local processes on 127.0.0.1.
     local_port: int = Field(ge=1024, le=65535)
     replicas: int = Field(default=1, ge=1, le=100)
@@ -88,8 +106,6 @@ class ServingSettings(Section):
                 f"autoscaling.maxReplicas ({self.autoscaling.max_replicas}) is below replicas "
                 f"({self.replicas}): raise maxReplicas"
             )
-        if (self.stable_version is None) != (self.stable_image is None):
-            raise ValueError("stableVersion and stableImage go together: set both or neither")
         if self.pull_credentials is not None and self.registry is None:
             raise ValueError(
                 f"pullCredentials are set but imageRepository {self.image_repository!r} names no "

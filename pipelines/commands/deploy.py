@@ -24,23 +24,41 @@ def deploy_command(
     replace: Annotated[
         bool, typer.Option("--replace", help="Start a new local server even if up to date.")
     ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Which served model (default: training.model; others: modelyard:models)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the environment: on its cluster (kubernetes), else a local server of its alias."""
     from modelyard.contracts.environment import load_environment
     from modelyard.pipelines import deploy as local_deploy
     from modelyard.pipelines.deploy_targets import deploy_environment
 
-    if load_environment(environment).serving.platform == "kubernetes":
+    env = load_environment(environment)
+    model = model or env.served_model
+    env.release(model)  # one message when the environment does not serve it
+    if env.serving.platform == "kubernetes":
         if stop or port is not None or replace:
             raise typer.BadParameter(
                 "--stop, --port and --replace are for local servers, not a Kubernetes environment"
             )
+        if model != env.served_model:
+            raise typer.BadParameter(
+                f"{model} is served locally only for now: on Kubernetes an environment serves "
+                f"training.model ({env.served_model})",
+                param_hint="--model",
+            )
         deployed = deploy_environment(environment, typer.echo)
         typer.echo(f"{environment}: {deployed.message} at {deployed.address}")
         return
+    who = environment if model == env.served_model else f"{environment} ({model})"
     if stop:
-        stopped = local_deploy.stop(environment)
-        typer.echo(f"{environment}: {'stopped' if stopped else 'no local server was running'}")
+        stopped = local_deploy.stop(environment, None if model == env.served_model else model)
+        typer.echo(f"{who}: {'stopped' if stopped else 'no local server was running'}")
         return
-    result = local_deploy.deploy(environment, port=port, timeout=timeout, replace=replace)
-    typer.echo(f"{environment}: {result.message} at {result.url} (pid {result.pid})")
+    result = local_deploy.deploy(
+        environment, port=port, timeout=timeout, replace=replace, model=model
+    )
+    typer.echo(f"{who}: {result.message} at {result.url} (pid {result.pid})")

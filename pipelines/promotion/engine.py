@@ -86,6 +86,12 @@ class _Target:
     environment: Environment
     registry: Registry
     store: RecordStore
+    model: str
+
+    @property
+    def key(self) -> str:
+        """Where the model's release keys live in the environment file."""
+        return self.environment.release_key(self.model)
 
     @property
     def env(self) -> str:
@@ -111,16 +117,16 @@ def parse_version(model: str, text: str) -> int:
 
 def _open(model: str, env: str) -> _Target:
     environment = load_environment(env)
-    served = environment.served_model
-    if served != model:
+    if model not in environment.served_models:
         raise PipelineError(
-            f"environment {env} serves model {served!r} ({environment.path}: "
-            f"modelyard:training.model), not {model!r}: nothing was changed."
+            f"environment {env} serves {', '.join(environment.served_models)} "
+            f"({environment.path}: modelyard:training.model and modelyard:models), not "
+            f"{model!r}: nothing was changed."
         )
     registry = Registry(tracking_uri_for(environment))
     registry.check_reachable()
     registry.require_model(model)
-    return _Target(environment, registry, RecordStore(registry))
+    return _Target(environment, registry, RecordStore(registry), model)
 
 
 def _chain(environment: Environment) -> list[str]:
@@ -235,7 +241,8 @@ def _image_for(target: _Target, candidate: Version, image: str | None) -> str | 
         return candidate.serving_image.ref
     source = target.environment.promotion.source
     if source != REGISTERED:
-        theirs = envfile.read_serving(load_environment(source).path)
+        upstream = load_environment(source)
+        theirs = envfile.read_serving(upstream.path, upstream.release_key(candidate.model))
         if theirs["desiredVersion"] == candidate.number and theirs["image"]:
             return rebase_image(str(theirs["image"]), target.environment.serving.image_repository)
     return None
@@ -367,7 +374,7 @@ def repair(target: _Target, model: str) -> list[str]:
         to, rid = record.get("to_version"), run.info.run_id
         action = record.get("action", "promotion")
         if registry.alias(model, env) == to:
-            changed = envfile.set_serving(target.path, _written(record))
+            changed = envfile.set_serving(target.path, _written(record), target.key)
             wrote = (
                 f"set {target.path.name} desiredVersion to {to}"
                 if changed
@@ -396,10 +403,10 @@ def _reconcile_file(target: _Target, model: str) -> list[str]:
     history = target.store.history(model, target.env)
     if not history or history[-1].get("to_version") != serving:
         return []
-    current = envfile.read_serving(target.path)
+    current = envfile.read_serving(target.path, target.key)
     if current["desiredVersion"] == serving:
         return []
-    envfile.set_serving(target.path, _written(history[-1]))
+    envfile.set_serving(target.path, _written(history[-1]), target.key)
     return [
         f"repaired: {target.path.name} said desiredVersion {current['desiredVersion']} but "
         f"{model}@{target.env} and record {history[-1]['id']} say v{serving}; file updated"
@@ -424,7 +431,7 @@ def _serving_values(
     values.update(desiredVersion=to, image=image)
     environment = target.environment
     rollout = environment.promotion.rollout
-    current = envfile.read_serving(target.path)
+    current = envfile.read_serving(target.path, target.key)
     two_versions = rollout.strategy in ("blue-green", *TWO_VERSIONS_PER_POD)
     if (
         keep is None
@@ -455,7 +462,7 @@ def _apply(target: _Target, record: dict[str, Any]) -> str:
         raise PipelineError(f"{exc}; the promotion was aborted and nothing changed") from None
     faults.hit("after-alias")
     try:
-        envfile.set_serving(target.path, _written(record))
+        envfile.set_serving(target.path, _written(record), target.key)
     except OSError as exc:
         # Undo the alias so registry and file agree; a crash here is repaired by `repair`.
         registry.set_alias(model, env, record["from_version"])
@@ -504,7 +511,7 @@ def promote(
             return outcome
         chosen = _image_for(target, candidate, image)
         values = _serving_values(target, number, chosen, champion)
-        _, new_text, change = envfile.render(target.path, values)
+        _, new_text, change = envfile.render(target.path, values, target.key)
         envfile.validate_text(target.path, new_text)
         record = _record(
             target,
@@ -590,7 +597,7 @@ def rollback(
             gates = _evaluate(target, candidate, approvers, current, now)
             image = _last_image(history, number)
         values = _serving_values(target, number, image, None)
-        _, new_text, change = envfile.render(target.path, values)
+        _, new_text, change = envfile.render(target.path, values, target.key)
         envfile.validate_text(target.path, new_text)
         record = _record(
             target,
@@ -667,7 +674,7 @@ def _any_environment_of(model: str) -> Environment:
         except ConfigError as exc:
             broken.append(str(exc).splitlines()[0])
             continue
-        if environment.served_model == model:
+        if model in environment.served_models:
             return environment
     unreadable = f" (unreadable: {'; '.join(broken)})" if broken else ""
     raise PipelineError(

@@ -1,7 +1,8 @@
-"""Sets what a promotion or rollout writes into `modelyard:serving` of an environment file
+"""Sets what a promotion or rollout writes for a served model into an environment file
 (`desiredVersion`, `image`, and while a rollout keeps two versions, `stableVersion`,
-`stableImage`, `canaryWeight`), keeping the rest byte for byte (comments, order, quoting), so the
-git diff of a promotion is exactly those lines.
+`stableImage`, `canaryWeight`): under `modelyard:serving` for training.model, under
+`modelyard:models.NAME` for each other model (Environment.release_key). The rest is kept byte for
+byte (comments, order, quoting), so the git diff of a promotion is exactly those lines.
 
 The new text is validated by the typed model before it replaces the file, and the replace is
 atomic (write a sibling temp file, fsync, rename): a crash leaves the old file or the new one.
@@ -35,38 +36,46 @@ def _yaml() -> YAML:
     return yaml
 
 
-def read_serving(path: Path) -> dict[str, Any]:
-    """The current value of each of KEYS in the file (None when unset)."""
-    document = _yaml().load(path.read_text(encoding="utf-8")) or {}
-    serving = (document.get("config") or {}).get(SERVING) or {}
-    return {key: serving.get(key) for key in KEYS}
+def _section(document: Any, key: str) -> Any:
+    """The mapping at `key`: a top-level config key, or `modelyard:models.NAME`."""
+    top, _, name = key.partition(".")
+    config = document.get("config") if isinstance(document, CommentedMap) else None
+    found = config.get(top) if isinstance(config, CommentedMap) else None
+    return found.get(name) if name and isinstance(found, CommentedMap) else found
 
 
-def render(path: Path, wanted: Mapping[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
-    """(old text, new text, changed keys) with the keys of `wanted` set (None: removed); nothing
-    written yet."""
+def read_serving(path: Path, key: str = SERVING) -> dict[str, Any]:
+    """The current value of each of KEYS under `key` in the file (None when unset)."""
+    section = _section(_yaml().load(path.read_text(encoding="utf-8")), key) or {}
+    return {name: section.get(name) for name in KEYS}
+
+
+def render(
+    path: Path, wanted: Mapping[str, Any], key: str = SERVING
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """(old text, new text, changed keys) with the keys of `wanted` set under `key` (None:
+    removed); nothing written yet."""
     old = path.read_text(encoding="utf-8")
     yaml = _yaml()
     document = yaml.load(old)
-    config = document.get("config") if isinstance(document, CommentedMap) else None
-    serving = config.get(SERVING) if isinstance(config, CommentedMap) else None
+    serving = _section(document, key)
     if not isinstance(serving, CommentedMap):
-        raise ConfigError(f"{path}: no `{SERVING}:` mapping to record the promoted version in.")
+        raise ConfigError(f"{path}: no `{key}:` mapping to record the promoted version in.")
     unknown = set(wanted) - set(KEYS)
     assert not unknown, f"not a key promotions write: {unknown}"
     changes = []
-    for key, value in wanted.items():
-        before = serving.get(key)
+    for name, value in wanted.items():
+        before = serving.get(name)
         if before == value:
             continue
-        changes.append({"key": f"{SERVING}.{key}", "from": before, "to": value})
+        changes.append({"key": f"{key}.{name}", "from": before, "to": value})
         if value is None:
-            del serving[key]
-        elif key in serving:
-            serving[key] = value
+            del serving[name]
+        elif name in serving:
+            serving[name] = value
         else:
             # New keys go first in the section, where a reader of the diff looks.
-            serving.insert(min(KEYS.index(key), len(serving)), key, value)
+            serving.insert(min(KEYS.index(name), len(serving)), name, value)
     out = io.StringIO()
     yaml.dump(document, out)
     return old, out.getvalue(), changes
@@ -99,9 +108,9 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return stale
 
 
-def set_serving(path: Path, wanted: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Write the keys of `wanted` into the file (no-op when already so); the keys changed."""
-    _, new, changes = render(path, wanted)
+def set_serving(path: Path, wanted: Mapping[str, Any], key: str = SERVING) -> list[dict[str, Any]]:
+    """Write the keys of `wanted` under `key` (no-op when already so); the keys changed."""
+    _, new, changes = render(path, wanted, key)
     if changes:
         validate_text(path, new)
         write_atomic(path, new)

@@ -77,7 +77,9 @@ def register(model: str, tracking: str, logged_model: str) -> Register:
         extra_metrics: dict[str, float] | None = None,
         profile: dict[str, object] | None = None,
         tags: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> int:
+        """A version of `model` (or of registered model `name`)."""
         run = client.create_run(experiment.experiment_id)
         run_id = run.info.run_id
         metrics = {"roc_auc": roc_auc, "accuracy": 0.8, "pr_auc": 0.7, "log_loss": 0.4,
@@ -98,8 +100,9 @@ def register(model: str, tracking: str, logged_model: str) -> Register:
             **(tags or {}),
         }
         version = client.create_model_version(
-            model, f"models:/{logged_model}", run_id=run_id, tags=lineage, model_id=logged_model
-        )
+            name or model, f"models:/{logged_model}", run_id=run_id, tags=lineage,
+            model_id=logged_model,
+        )  # fmt: skip
         return int(version.version)
 
     return make

@@ -192,3 +192,61 @@ def test_a_canary_the_local_server_rolls_back_stays_rolled_back(
         assert replaced.returncode == 0 and f"serving version {stable}" in replaced.stdout
     finally:
         modelyard("deploy", "local", "--stop")
+
+
+def test_two_models_are_served_side_by_side_and_deployed_on_their_own(
+    local_env: int, model_name: str, model_a: Trained, model_b: Trained, environments: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A second model under `modelyard:models` has its own port, alias, server and state: moving
+    its version and redeploying it, or stopping it, leaves the first model's server as it was."""
+    from ruamel.yaml import YAML
+
+    second, port = f"{model_name}-tiers", free_port()
+    path = environments / "Pulumi.local.yaml"
+    round_trip = YAML()
+    document = round_trip.load(path.read_text())
+    document["config"]["modelyard:models"] = {second: {"localPort": port}}
+    with path.open("w") as handle:
+        round_trip.dump(document, handle)
+    client = mlflow.MlflowClient()
+    a1 = register(*model_a, model_name)
+    b1, b2 = register(*model_b, second), register(*model_a, second)
+    client.set_registered_model_alias(model_name, "local", a1)
+    client.set_registered_model_alias(second, "local", b1)
+    first_url, second_url = f"http://127.0.0.1:{local_env}", f"http://127.0.0.1:{port}"
+    try:
+        assert modelyard("deploy", "local").returncode == 0
+        deployed = modelyard("deploy", "local", "--model", second)
+        assert deployed.returncode == 0, deployed.stderr
+        assert f"local ({second}): serving version {b1}" in deployed.stdout
+        rows = {"dataframe_records": records(churn_frame(20, seed=3)[0])}
+
+        def identity(url: str) -> tuple[str, str]:
+            status, body, _ = score(url, rows)
+            assert status == 200, body
+            with urllib.request.urlopen(f"{url}/version", timeout=5) as answer:
+                return json.loads(answer.read())["model_name"], body["model_version"]
+
+        def first_server() -> int:
+            record = tmp_path / "state" / "serving" / "local" / "deploy.json"
+            return int(json.loads(record.read_text())["pid"])
+
+        first, pid = identity(first_url), first_server()
+        assert first == (model_name, a1) and identity(second_url) == (second, b1)
+
+        client.set_registered_model_alias(second, "local", b2)
+        again = modelyard("deploy", "local", "--model", second, "--replace")
+        assert again.returncode == 0 and f"serving version {b2}" in again.stdout, again.stderr
+        assert identity(second_url) == (second, b2)
+        assert identity(first_url) == first and first_server() == pid  # the same server
+        assert "already serving" in modelyard("deploy", "local").stdout
+
+        stopped = modelyard("deploy", "local", "--model", second, "--stop")
+        assert f"local ({second}): stopped" in stopped.stdout
+        assert identity(first_url) == first and first_server() == pid
+        refused = modelyard("deploy", "local", "--model", "nobody")
+        assert refused.returncode == 2 and f"serves {model_name}, {second}" in refused.stderr
+    finally:
+        modelyard("deploy", "local", "--model", second, "--stop")
+        modelyard("deploy", "local", "--stop")
