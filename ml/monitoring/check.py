@@ -43,12 +43,14 @@ def check_drift(
     report_path: Path,
     profile_uri: str | None = None,
     rows: int | None = None,
+    model: str | None = None,
 ) -> DriftCheck:
-    """`rows`: how many of the newest live rows to judge (default monitoring.sampleMaxRows)."""
+    """`rows`: how many of the newest live rows to judge (default monitoring.sampleMaxRows);
+    `model`: which of the environment's served models (default: training.model)."""
     from mlflow.tracking import MlflowClient
 
     settings = env.monitoring
-    name = env.training.model
+    name = model or env.served_model
     version = ""
     if profile_uri is None:
         try:

@@ -47,6 +47,12 @@ def drift_command(
             "profile of the version the environment's alias serves."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Which served model (default: training.model; others: modelyard:models)."
+        ),
+    ] = None,
 ) -> None:
     """Compare live inputs and predictions with the training profile; exit 1 on drift."""
     from modelyard.ml.monitoring.check import check_drift, default_report_path
@@ -54,16 +60,32 @@ def drift_command(
     from modelyard.pipelines.deploy import serving_dir, use_tracking_of
 
     env = load_environment(environment)
+    model = model or env.served_model
+    env.release(model)  # one message when the environment does not serve it
+    extra = None if model == env.served_model else model
+    if extra and env.serving.platform == "kubernetes":
+        raise typer.BadParameter(
+            f"{model} is served locally only for now: on Kubernetes an environment serves "
+            f"training.model ({env.served_model})",
+            param_hint="--model",
+        )
     use_tracking_of(env)
-    samples_dir = samples or serving_dir(environment)
+    samples_dir = samples or serving_dir(environment, extra)
     if samples is None and env.serving.platform == "kubernetes":
         from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
 
         copied = refresh_pod_samples(env)
         typer.echo(f"{copied} sample files copied from the pods of {env.serving.namespace}")
         samples_dir = pods_folder(environment)
-    report_path = report or default_report_path(state_dir(), environment)
-    check = check_drift(env, samples_dir, report_path, profile, rows)
+    if extra and textfile_dir is not None:
+        raise typer.BadParameter(
+            f"the drift metrics carry no model label yet: --textfile-dir is for training.model "
+            f"({env.served_model}) only",
+            param_hint="--textfile-dir",
+        )
+    named = f"{environment}-{extra}" if extra else environment
+    report_path = report or default_report_path(state_dir(), named)
+    check = check_drift(env, samples_dir, report_path, profile, rows, model)
     result = check.result
     for feature in sorted(result.features, key=lambda f: -f.psi)[:10]:
         mark = "DRIFT" if feature.drifted else "ok   "
@@ -88,7 +110,9 @@ def drift_command(
         return
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
-    if env.monitoring.on_drift == "retrain":
+    if env.monitoring.on_drift == "retrain" and extra:
+        typer.echo(f"not retraining {model}: retraining on drift trains training.model only")
+    elif env.monitoring.on_drift == "retrain":
         reason = f"drift in {environment}: {names} (report {check.report})"
         typer.echo(trigger_retraining(environment, reason, logs_dir(), retrain_data))
     raise typer.Exit(1)

@@ -242,6 +242,17 @@ def test_two_models_are_served_side_by_side_and_deployed_on_their_own(
         assert identity(first_url) == first and first_server() == pid  # the same server
         assert "already serving" in modelyard("deploy", "local").stdout
 
+        # Drift is judged on each model's own live samples, against its own training profile.
+        for seed in range(20):
+            traffic = {"dataframe_records": records(churn_frame(20, seed=100 + seed)[0])}
+            assert score(second_url, traffic)[0] == 200
+        time.sleep(2)  # the samples reach their files
+        checked = modelyard("monitor", "drift", "local", "--model", second)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        (report,) = (tmp_path / "state" / "reports").glob(f"drift-local-{second}-*.html")
+        assert f"Drift of {second} v{b2} in local" in report.read_text()
+        assert "local: no drift in" in checked.stdout
+
         stopped = modelyard("deploy", "local", "--model", second, "--stop")
         assert f"local ({second}): stopped" in stopped.stdout
         assert identity(first_url) == first and first_server() == pid
