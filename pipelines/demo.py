@@ -1,8 +1,9 @@
 """`make demo`: the whole loop on this machine (the embedded default).
 
 A real `mlflow server` on SQLite, the sample data, the pipeline's stages in the Jenkinsfile's
-order (gate loop, registration, staging, smoke test, production), drifted traffic caught by the
-monitor, the promotion history. Everything it creates lives in .modelyard/demo (ignored by git):
+order (gate loop, registration, staging, smoke test, production), the other sample models
+(segment, multiclass; demand, regression) trained, promoted and served beside churn
+(pipelines/demo_models.py), drifted traffic caught by the monitor, the promotion history. Everything it creates lives in .modelyard/demo (ignored by git):
 the repository's tracked files are left as they are.
 """
 
@@ -21,6 +22,12 @@ from modelyard.contracts import variables
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import load_environment, project_root
 from modelyard.contracts.state import demo_dir
+from modelyard.pipelines.demo_models import (
+    PORTS,
+    models_section,
+    serve_sample_models,
+    stop_sample_models,
+)
 from modelyard.pipelines.errors import PipelineError
 from rich.console import Console
 
@@ -39,6 +46,7 @@ class DemoOutcome:
     drift_report: str = ""
     notifications: str = ""
     production_refusal: str = ""
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> env -> URL
 
 
 def prepare_workspace(folder: Path, console: Console) -> Path:
@@ -55,6 +63,8 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     _adjust(environments / "Pulumi.local.yaml", {
         "mlflow": {"trackingUri": f"http://127.0.0.1:{DEMO_MLFLOW_PORT}"},
     })  # fmt: skip
+    for env in ("local", "staging", "production"):
+        _adjust(environments / f"Pulumi.{env}.yaml", {"models": models_section(env)})
     _adjust(environments / "Pulumi.staging.yaml", {
         "promotion": {"trainedFor": ["local"]},
         "monitoring": {"sampleRate": 1.0},
@@ -76,18 +86,26 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
 
 
 def _refresh(copies: Path, shipped: Path) -> None:
-    """The shipped files again, keeping what the demo's promotions wrote into the copies (the
-    served version and image): a kit upgrade's new settings reach an existing demo."""
+    """The shipped files again, keeping what the demo's promotions wrote into the copies (each
+    served model's version and image): a kit upgrade's new settings reach an existing demo."""
     from modelyard.pipelines.promotion.envfile import KEYS
 
     for source in sorted(shipped.glob("Pulumi.*.yaml")):
         copy = copies / source.name
         kept: dict[str, Any] = {}
+        models: dict[str, Any] = {}
         if copy.is_file():
-            serving = yaml.safe_load(copy.read_text())["config"].get("modelyard:serving") or {}
+            config = yaml.safe_load(copy.read_text())["config"]
+            serving = config.get("modelyard:serving") or {}
             kept = {key: serving[key] for key in KEYS if key in serving}
+            models = {
+                name: {key: entry[key] for key in KEYS if key in entry}
+                for name, entry in (config.get("modelyard:models") or {}).items()
+            }
         document = yaml.safe_load(source.read_text())
         document["config"].setdefault("modelyard:serving", {}).update(kept)
+        if models:
+            document["config"]["modelyard:models"] = models  # ports: prepare_workspace's
         write_atomic(copy, yaml.safe_dump(document, sort_keys=False))
 
 
@@ -119,8 +137,9 @@ def run_demo(keep_serving: bool, console: Console) -> DemoOutcome:
     try:
         data = sample_data(folder, console)
         _pipeline(data, outcome, console)
+        outcome.models = serve_sample_models(folder, console)
         _drift(folder, outcome, console)
-        show_history(console)
+        show_history(console, ("churn", *PORTS))
     finally:
         sink.close()
         if not keep_serving:
@@ -218,12 +237,13 @@ def _drift(folder: Path, outcome: DemoOutcome, console: Console) -> None:
     console.print(f"{verdict}; report {check.report}")
 
 
-def show_history(console: Console) -> None:
+def show_history(console: Console, models: tuple[str, ...] = ("churn",)) -> None:
     from modelyard.pipelines.commands.promote import print_history
     from modelyard.pipelines.promotion import history
 
-    console.rule("[bold]promotion history")
-    print_history(history("churn"), console)
+    for model in models:
+        console.rule(f"[bold]promotion history of {model}")
+        print_history(history(model), console)
 
 
 def _stop_everything(server: Any, console: Console) -> None:
@@ -231,6 +251,7 @@ def _stop_everything(server: Any, console: Console) -> None:
 
     for env in ("staging", "production"):
         stop(env)
+    stop_sample_models()
     server.stop()
     console.print(
         "stopped the model servers and the mlflow server (pass --keep-serving to keep them)"
@@ -243,6 +264,9 @@ def print_addresses(outcome: DemoOutcome, keep_serving: bool, console: Console) 
     console.print(f"MLflow UI:          {outcome.mlflow_url}{state}")
     for env, url in sorted(outcome.serving.items()):
         console.print(f"{env + ' serving:':<20}{url}/invocations{state}")
+    for model, urls in outcome.models.items():
+        for env, url in sorted(urls.items()):
+            console.print(f"{model + ' in ' + env + ':':<20}{url}/invocations{state}")
     if outcome.drift_report:
         console.print(f"drift report:       {outcome.drift_report}")
     console.print(f"notifications:      {outcome.notifications}")

@@ -34,6 +34,10 @@ def serve_command(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
     state_dir: Annotated[Path | None, typer.Option(help="Routing, metrics, samples.")] = None,
     poll_seconds: Annotated[float, typer.Option(help="How often to check the alias.")] = 10.0,
+    model: Annotated[
+        str | None,
+        typer.Option(help="With an environment: which served model (default: training.model)."),
+    ] = None,
 ) -> None:
     """Serve a LightGBM model over MLflow's scoring protocol (+ /health, /version, /metrics)."""
     from modelyard.ml.serving.supervisor import ServeOptions, Supervisor
@@ -43,12 +47,14 @@ def serve_command(
         raise PipelineError(
             "give either an environment (modelyard serve staging) or --model-uri URI, not both"
         )
+    if model is not None and environment is None:
+        raise PipelineError("--model names one of an environment's models: give the environment")
     if environment is not None:
         env = load_environment(environment)
         use_tracking_of(env)
         options = serve_options(
             env, model_uri=None, host=host, port=port, state=state_dir, workers=workers,
-            poll_seconds=poll_seconds,
+            poll_seconds=poll_seconds, model=model,
         )  # fmt: skip
     else:
         assert model_uri is not None

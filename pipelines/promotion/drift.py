@@ -1,6 +1,7 @@
 """Drift evidence for the `maxDrift` rule: the candidate's training profile (its run's
 `reference/profile.json`) against the live inputs its source environment's model servers
-sampled (`.modelyard/serving/SOURCE/**/samples-*.jsonl`, written by ml/serving; on Kubernetes
+sampled (`.modelyard/serving/SOURCE/**/samples-*.jsonl`, `serving-models/SOURCE/MODEL/` for
+the models served beside training.model; written by ml/serving; on Kubernetes
 copied out of the source's pods first). The score is
 the largest PSI over features and predictions (ml.monitoring.drift). Without a profile or live
 sample there is no evidence, and the rule fails closed."""
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from modelyard.contracts import artifacts
 from modelyard.contracts.environment import load_environment
-from modelyard.contracts.state import serving_dir
+from modelyard.contracts.state import model_serving_dir, serving_dir
 from modelyard.ml.monitoring.drift import compare
 from modelyard.ml.monitoring.sampling import read_samples
 from modelyard.pipelines.promotion.registry import Registry, Version
@@ -19,11 +20,15 @@ from modelyard.pipelines.promotion.registry import Registry, Version
 MIN_ROWS = 100  # fewer live rows than this say nothing about a distribution
 
 
-def samples_of(environment: str) -> list[dict[str, object]]:
-    """Every live sample the environment's model servers kept, any slot, any version: its pods'
-    on Kubernetes, its local servers' otherwise."""
+def samples_of(environment: str, model: str) -> list[dict[str, object]]:
+    """Every live sample the environment's servers of `model` kept, any slot, any version: its
+    pods' on Kubernetes, its local servers' otherwise."""
     settings = load_environment(environment)
-    if settings.serving.platform == "kubernetes":
+    if model not in settings.served_models:
+        return []  # the source does not serve this model: nothing was seen live
+    if model != settings.served_model:
+        root = model_serving_dir(environment, model)
+    elif settings.serving.platform == "kubernetes":
         from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
 
         refresh_pod_samples(settings)  # unreachable pods: one clear error, no stale evidence
@@ -46,7 +51,7 @@ def evidence(registry: Registry, candidate: Version, source: str) -> tuple[float
             None,
             f"run {candidate.run_id} of v{candidate.number} has no usable {artifacts.PROFILE}",
         )
-    live = samples_of(source)
+    live = samples_of(source, candidate.model)
     if len(live) < MIN_ROWS:
         return None, (
             f"{len(live)} live rows sampled in {source} (at least {MIN_ROWS} needed to compare "
