@@ -55,6 +55,21 @@ def serving_dir(environment: str, model: str | None = None) -> Path:
         environment, model)  # fmt: skip
 
 
+def other_model(env: Environment, model: str | None) -> str | None:
+    """`--model` of a command: None for training.model, else a model of `modelyard:models`.
+    One message when the environment does not serve it, or serves it on Kubernetes."""
+    model = model or env.served_model
+    env.release(model)
+    if model == env.served_model:
+        return None
+    if env.serving.platform == "kubernetes":
+        raise PipelineError(
+            f"{model} is served locally only for now: on Kubernetes an environment serves "
+            f"training.model ({env.served_model})"
+        )
+    return model
+
+
 def _folder(env: Environment, model: str) -> Path:
     return serving_dir(env.name, None if model == env.served_model else model)
 

@@ -37,28 +37,21 @@ def deploy_command(
     from modelyard.pipelines.deploy_targets import deploy_environment
 
     env = load_environment(environment)
-    model = model or env.served_model
-    env.release(model)  # one message when the environment does not serve it
+    extra = local_deploy.other_model(env, model)
     if env.serving.platform == "kubernetes":
         if stop or port is not None or replace:
             raise typer.BadParameter(
                 "--stop, --port and --replace are for local servers, not a Kubernetes environment"
             )
-        if model != env.served_model:
-            raise typer.BadParameter(
-                f"{model} is served locally only for now: on Kubernetes an environment serves "
-                f"training.model ({env.served_model})",
-                param_hint="--model",
-            )
         deployed = deploy_environment(environment, typer.echo)
         typer.echo(f"{environment}: {deployed.message} at {deployed.address}")
         return
-    who = environment if model == env.served_model else f"{environment} ({model})"
+    who = f"{environment} ({extra})" if extra else environment
     if stop:
-        stopped = local_deploy.stop(environment, None if model == env.served_model else model)
+        stopped = local_deploy.stop(environment, extra)
         typer.echo(f"{who}: {'stopped' if stopped else 'no local server was running'}")
         return
     result = local_deploy.deploy(
-        environment, port=port, timeout=timeout, replace=replace, model=model
+        environment, port=port, timeout=timeout, replace=replace, model=extra
     )
     typer.echo(f"{who}: {result.message} at {result.url} (pid {result.pid})")

@@ -57,18 +57,10 @@ def drift_command(
     """Compare live inputs and predictions with the training profile; exit 1 on drift."""
     from modelyard.ml.monitoring.check import check_drift, default_report_path
     from modelyard.ml.monitoring.retrain import trigger_retraining
-    from modelyard.pipelines.deploy import serving_dir, use_tracking_of
+    from modelyard.pipelines.deploy import other_model, serving_dir, use_tracking_of
 
     env = load_environment(environment)
-    model = model or env.served_model
-    env.release(model)  # one message when the environment does not serve it
-    extra = None if model == env.served_model else model
-    if extra and env.serving.platform == "kubernetes":
-        raise typer.BadParameter(
-            f"{model} is served locally only for now: on Kubernetes an environment serves "
-            f"training.model ({env.served_model})",
-            param_hint="--model",
-        )
+    extra = other_model(env, model)
     use_tracking_of(env)
     samples_dir = samples or serving_dir(environment, extra)
     if samples is None and env.serving.platform == "kubernetes":
@@ -85,7 +77,7 @@ def drift_command(
         )
     named = f"{environment}-{extra}" if extra else environment
     report_path = report or default_report_path(state_dir(), named)
-    check = check_drift(env, samples_dir, report_path, profile, rows, model)
+    check = check_drift(env, samples_dir, report_path, profile, rows, extra)
     result = check.result
     for feature in sorted(result.features, key=lambda f: -f.psi)[:10]:
         mark = "DRIFT" if feature.drifted else "ok   "
@@ -111,7 +103,7 @@ def drift_command(
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
     if env.monitoring.on_drift == "retrain" and extra:
-        typer.echo(f"not retraining {model}: retraining on drift trains training.model only")
+        typer.echo(f"not retraining {extra}: retraining on drift trains training.model only")
     elif env.monitoring.on_drift == "retrain":
         reason = f"drift in {environment}: {names} (report {check.report})"
         typer.echo(trigger_retraining(environment, reason, logs_dir(), retrain_data))
