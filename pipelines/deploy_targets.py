@@ -37,14 +37,24 @@ class Deployed:
     message: str
 
 
-def deploy_environment(target: str, say: Callable[[str], None]) -> Deployed:
+def deploy_environment(
+    target: str, say: Callable[[str], None], model: str | None = None
+) -> Deployed:
+    """Serve `model` (default: training.model) where `serving.platform` says."""
     environment = load_environment(target)
     platform = environment.serving.platform
+    model = model or environment.served_model
+    environment.release(model)  # one message when the environment does not serve it
     if platform == "process":
         from modelyard.pipelines.deploy import deploy
 
-        local = deploy(target)
+        local = deploy(target, model=model)
         return Deployed(local.url, local.message)
+    if model != environment.served_model:
+        raise PipelineError(
+            f"{target} serves {model} beside {environment.served_model} only as a local process "
+            f"for now (serving.platform is {platform}): serve it with serving.platform: process"
+        )
     if platform == "docker":
         from modelyard.infra.automation import run
 

@@ -97,6 +97,13 @@ def run_command(
             "the promotion history); Jenkins passes its REASON parameter."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to train and promote: a folder under ml/models that the environments "
+            "serve (default: training.model)."
+        ),
+    ] = None,
 ) -> None:
     """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
     if reason:
@@ -117,7 +124,7 @@ def run_command(
 
     try:
         ctx = run_pipeline(env, data, lambda line: console.print(f"  {line}", highlight=False),
-                           on_stage, run_id, until)  # fmt: skip
+                           on_stage, run_id, until, model)  # fmt: skip
     finally:
         print_summary(console, timings)
     if until is not None and until != STAGES[-1].name:

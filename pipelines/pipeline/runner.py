@@ -49,8 +49,10 @@ def run_pipeline(
     on_stage: StageHook,
     run_id: str | None = None,
     until: str | None = None,
+    model: str | None = None,
 ) -> PipelineContext:
-    """Every stage in order, or up to and including `until` (the same run id continues it)."""
+    """Every stage in order, or up to and including `until` (the same run id continues it).
+    `model`: the model to train and promote (default: the environment's training.model)."""
     from modelyard.pipelines.pipeline.stages import stage_named
 
     if until is not None:
@@ -59,6 +61,11 @@ def run_pipeline(
     run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
     os.environ[variables.PIPELINE_RUN_ID] = run_id  # tags every MLflow run this pipeline makes
     ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    if model is not None and ctx.model not in ("", model):
+        raise PipelineError(f"pipeline run {run_id} is training {ctx.model}, not {model}")
+    if model is not None and not ctx.model:
+        ctx.model = model
+        ctx.save()
     for stage in STAGES:
         if ctx.stages.get(stage.name, {}).get("status") == "passed":
             continue  # a re-run of the same pipeline run picks up where it stopped
@@ -141,7 +148,7 @@ def _tag_restarts(ctx: PipelineContext, restarts: int) -> None:
 
 def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: Say) -> None:
     """Before a stage that talks to a server, make sure the server deployed earlier still runs."""
-    from modelyard.pipelines.deploy import deploy, status
+    from modelyard.pipelines.deploy import deploy, other_model, status
 
     needs = {"smoke-test": STAGING, "promote-production": STAGING, "notify": PRODUCTION}.get(
         stage.name
@@ -150,7 +157,8 @@ def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: 
         return
     if load_environment(needs).serving.platform != "process":
         return  # pods and containers are restarted by their platform, not by this runner
-    if status(needs) is not None:
+    extra = other_model(load_environment(needs), ctx.model)
+    if status(needs, extra) is not None:
         return
     key = f"serving-{needs}"
     restarts = ctx.restarts.get(key, 0)
@@ -159,7 +167,7 @@ def _ensure_serving(ctx: PipelineContext, stage: Stage, max_restarts: int, say: 
     ctx.restarts[key] = restarts + 1
     ctx.notes.append(f"{needs} serving process died; restarted")
     say(f"monitor: the {needs} serving process is gone; starting it again")
-    ctx.serving[needs] = deploy(needs).url
+    ctx.serving[needs] = deploy(needs, model=extra).url
     ctx.save()
 
 

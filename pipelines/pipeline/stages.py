@@ -36,7 +36,7 @@ def checkout(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
     # Jenkins checks the commit out before this stage; locally the work tree is the checkout.
     ctx.git_commit = git_commit(project_root())
-    ctx.model = environment.training.model
+    ctx.model = ctx.model or environment.training.model  # `pipeline run --model` names another
     say(f"commit {ctx.git_commit[:12]}, model {ctx.model}")
 
 
@@ -60,7 +60,7 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
 
     check_training_params(environment)  # what the train stage will pass to LightGBM
 
-    spec = load_model_spec(environment.training.model)
+    spec = load_model_spec(ctx.model)
     report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
     say(f"{report.rows} rows, {report.columns} columns valid; dataset version {report.digest[:12]}")
 
@@ -85,7 +85,7 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
         from modelyard.ml.data.dataset import read_dataset
         from modelyard.ml.training.run import train as train_model
 
-        spec = load_model_spec(environment.training.model)
+        spec = load_model_spec(ctx.model)
         result = train_model(
             environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(),
             project_root(), sidecar, say=say, register=False,
@@ -286,7 +286,7 @@ def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
     from modelyard.pipelines.deploy_targets import deploy_environment
 
     try:
-        deployed = deploy_environment(target, say)
+        deployed = deploy_environment(target, say, ctx.model)
     except RolledBack:
         ctx.promoted[target] = False  # the canary's analysis already rolled it back, durably
         raise

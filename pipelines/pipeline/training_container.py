@@ -62,7 +62,7 @@ def train_in_container(
             f"{environment.path}: modelyard:pipeline.trainIn is `container` but {problem}. "
             "Start Docker, or set modelyard:pipeline.trainIn to `process`."
         )
-    image = ensure_image(load_model_spec(environment.training.model), say)
+    image = ensure_image(load_model_spec(ctx.model), say)
     name = container_name(ctx.run_id)
     docker("rm", "-f", name)  # left running by a supervisor that died: it would hold the name
     (ctx.folder / "train.container").write_text(name)

@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.local_mlflow import free_port
@@ -156,3 +158,44 @@ def test_a_failing_gate_stops_the_pipeline_before_registration_and_notifies(
     assert failure["stage"] == "train" and failure["version"] is None
     versions = MlflowClient().search_model_versions("name='churn'")
     assert not [v for v in versions if v.tags.get("modelyard.gate.rule") == "roc_auc >= 0.99"]
+
+
+def test_pipeline_run_model_trains_and_promotes_that_model_only(
+    pipeline_env: Path, tmp_path: Path, environments: Path, tracking: str
+) -> None:
+    """`--model demand`: the regression sample model through every stage, served beside churn
+    (`modelyard:models`) on its own port; churn is neither trained nor promoted."""
+    from modelyard.ml.data.sample import generate_demand
+
+    ports = {env: free_port() for env in ("staging", "production")}
+    gates = {"binary": ["roc_auc >= 0.6"], "regression": ["r2 >= 0.5"]}
+    for env, port in ports.items():
+        edit_environment(environments, env, {"models": {"demand": {"localPort": port}},
+                                             "promotion.gates": gates})  # fmt: skip
+    edit_environment(environments, "local", {
+        "training.gate": {"binary": "roc_auc >= 0.6", "regression": "r2 >= 0.5"}})  # fmt: skip
+    data = tmp_path / "demand.csv"
+    generate_demand(4000, seed=5).to_csv(data, index=False)
+    try:
+        done = run_cli("pipeline", "run", "local", "--data", str(data), "--model", "demand",
+                       "--json", timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-5000:]
+        ctx = json.loads(done.stdout)
+        assert ctx["model"] == "demand" and ctx["promoted"] == {"staging": True, "production": True}
+        assert "model demand" in done.stderr and "candidate r2 " in done.stderr
+        client = MlflowClient()
+        aliases = client.get_registered_model("demand").aliases
+        assert aliases == {"staging": ctx["version"], "production": ctx["version"]}
+        for env in ports:  # churn's release keys untouched, demand's written
+            config = yaml.safe_load((environments / f"Pulumi.{env}.yaml").read_text())["config"]
+            assert "desiredVersion" not in config["modelyard:serving"]
+            assert config["modelyard:models"]["demand"]["desiredVersion"] == ctx["version"]
+        for env, port in ports.items():
+            assert ctx["serving"][env] == f"http://127.0.0.1:{port}"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as answer:
+                identity = json.loads(answer.read())
+            assert (identity["model_name"], identity["stable"]["prediction"]["task"]) == (
+                "demand", "regression")  # fmt: skip
+    finally:
+        for env in ports:
+            run_cli("deploy", env, "--model", "demand", "--stop")
