@@ -188,7 +188,8 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         latencies, problems = [], []
         session = requests.Session()
         answered = session.get(f"{url}/version", timeout=5).json()
-        kind = PredictionKind.from_metadata(answered.get("prediction")) or PredictionKind()
+        served = answered.get("stable") or {}
+        kind = PredictionKind.from_metadata(served.get("prediction")) or PredictionKind()
         for record in json.loads(rows.to_json(orient="records")):
             started = time.perf_counter()
             response = session.post(

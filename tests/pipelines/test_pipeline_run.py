@@ -185,7 +185,7 @@ def test_pipeline_run_model_trains_and_promotes_that_model_only(
         assert "model demand" in done.stderr and "candidate r2 " in done.stderr
         client = MlflowClient()
         aliases = client.get_registered_model("demand").aliases
-        assert aliases == {"staging": ctx["version"], "production": ctx["version"]}
+        assert aliases == {"staging": str(ctx["version"]), "production": str(ctx["version"])}
         for env in ports:  # churn's release keys untouched, demand's written
             config = yaml.safe_load((environments / f"Pulumi.{env}.yaml").read_text())["config"]
             assert "desiredVersion" not in config["modelyard:serving"]

@@ -147,7 +147,7 @@ def test_clear_refusals_change_nothing(
     failed_gate = register(0.7, passed=False)
     for_production = register(0.9, env="production")
     cases = [
-        (lambda: promote("no-such-model", "staging"), "serves model"),
+        (lambda: promote("no-such-model", "staging"), "serves churn-.*not .no-such-model."),
         (lambda: promote(model, "staging", version="99"), "has no version 99"),
         (lambda: promote(model, "staging", version=str(failed_gate)), "never passed"),
         (lambda: promote(model, "staging", version="models:/other/1"), "belongs to model 'other'"),
