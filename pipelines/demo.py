@@ -64,7 +64,7 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
         "mlflow": {"trackingUri": f"http://127.0.0.1:{DEMO_MLFLOW_PORT}"},
     })  # fmt: skip
     for env in ("local", "staging", "production"):
-        _adjust(environments / f"Pulumi.{env}.yaml", {"models": models_section(env)})
+        _serve_sample_models(environments / f"Pulumi.{env}.yaml", models_section(env))
     _adjust(environments / "Pulumi.staging.yaml", {
         "promotion": {"trainedFor": ["local"]},
         "monitoring": {"sampleRate": 1.0},
@@ -113,6 +113,15 @@ def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:
     document = yaml.safe_load(path.read_text())
     for section, values in changes.items():
         document["config"].setdefault(f"modelyard:{section}", {}).update(values)
+    write_atomic(path, yaml.safe_dump(document, sort_keys=False))
+
+
+def _serve_sample_models(path: Path, ports: dict[str, dict[str, Any]]) -> None:
+    """List the sample models under `modelyard:models`, keeping what promotions wrote there."""
+    document = yaml.safe_load(path.read_text())
+    models = document["config"].setdefault("modelyard:models", {})
+    for name, settings in ports.items():
+        models.setdefault(name, {}).update(settings)
     write_atomic(path, yaml.safe_dump(document, sort_keys=False))
 
 

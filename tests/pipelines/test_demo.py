@@ -1,6 +1,6 @@
-"""`modelyard demo` (`make demo`) as a user runs it, in a state folder of its own: churn through
-the pipeline, and the multiclass and regression sample models trained, promoted and served beside
-it, each with its own history; everything stopped at the end."""
+"""`modelyard demo` (`make demo`) as a user runs it, twice, in a state folder of its own: churn
+through the pipeline, and the multiclass and regression sample models trained, promoted and served
+beside it, each with its own history; everything stopped at the end."""
 
 from __future__ import annotations
 
@@ -40,3 +40,12 @@ def test_the_demo_serves_three_kinds_of_model_side_by_side(tmp_path: Path) -> No
     assert said.count("segment in ") == 2 and said.count("demand in ") == 2
     for port in (5000, 8181, 8182, 8191, 8192, 8201, 8202):
         assert not _listening(port), f"port {port} still answers after the demo"
+
+    # Again: each model is trained again and promoted, or kept where its rules say so; what the
+    # first run's promotions wrote into the environment copies is still there (nothing repaired).
+    again = subprocess.run([MODELYARD, "demo"], env=variables, capture_output=True, text=True,
+                           timeout=1200, check=False)  # fmt: skip
+    said = again.stdout + again.stderr
+    assert again.returncode == 0, said[-6000:]
+    assert "segment: a multiclass model, version 2" in said and "repaired" not in said
+    assert said.count("segment in ") == 2 and said.count("demand in ") == 2
