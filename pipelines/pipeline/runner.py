@@ -36,6 +36,8 @@ def run_stage(name: str, ctx: PipelineContext, say: Say) -> None:
 
     stage = stage_named(name)
     environment = load_environment(ctx.env)
+    # A stage run on its own, before any checkout, trains the environment's model.
+    ctx.model = ctx.model or environment.training.model
     try:
         stage.run(ctx, environment, say)
     finally:

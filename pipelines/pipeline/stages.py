@@ -36,7 +36,6 @@ def checkout(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
     # Jenkins checks the commit out before this stage; locally the work tree is the checkout.
     ctx.git_commit = git_commit(project_root())
-    ctx.model = ctx.model or environment.training.model  # `pipeline run --model` names another
     say(f"commit {ctx.git_commit[:12]}, model {ctx.model}")
 
 

@@ -59,7 +59,7 @@ def test_a_killed_training_container_is_restarted_and_resumes_from_its_checkpoin
 
     runner = threading.Thread(target=monitor)
     runner.start()
-    name = _kill_mid_training(state, ctx, runner)
+    name = _kill_mid_training(state, ctx, runner, failures, lines)
     runner.join(timeout=600)
     output = "\n".join(lines)
     assert not runner.is_alive() and not failures, f"{failures}\n{output[-3000:]}"
@@ -110,11 +110,16 @@ def test_the_training_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _kill_mid_training(state: Path, ctx: PipelineContext, runner: threading.Thread) -> str:
+def _kill_mid_training(
+    state: Path, ctx: PipelineContext, runner: threading.Thread,
+    failures: list[BaseException], lines: list[str],
+) -> str:  # fmt: skip
     """`docker kill -s KILL` the training container once its checkpoint holds 20 trees."""
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        assert runner.is_alive(), "training ended before it could be killed"
+        assert runner.is_alive(), (
+            f"training ended before it could be killed: {failures}\n" + "\n".join(lines)[-3000:]
+        )
         checkpoints = list(state.glob("training/*/fit-*/model.txt"))
         marker = ctx.folder / "train.container"
         if marker.is_file() and checkpoints and checkpoints[0].read_text().count("Tree=") >= 20:
