@@ -91,6 +91,13 @@ class Environment(Section):
         """The MLflow alias naming the version this environment serves: models:/MODEL@ENV."""
         return self.alias_of(self.served_model)
 
+    def promotion_for(self, model: str) -> PromotionSettings:
+        """The rules a promotion of `model` here passes: `modelyard:promotion`, with what
+        `modelyard:models.NAME.promotion` sets for that model in place."""
+        self.release(model)
+        own = self.models[model].promotion if model in self.models else None
+        return self.promotion.overridden_by(own)
+
     def training_gate(self, task: Task) -> MetricRule:
         """The gate a `task` model trains to here, or one message naming the file and the key."""
         from modelyard.contracts.environment.loader import ConfigError

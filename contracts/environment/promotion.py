@@ -71,6 +71,11 @@ class Rollout(Section):
         return self
 
 
+# What `modelyard:models.NAME.promotion` may set for that model alone. Where versions come from
+# (source, trainedFor) and how a deploy rolls out are the environment's, shared by its models.
+PER_MODEL_RULES = ("gates", "champion", "max_drift", "soak_minutes", "approvals", "freeze")
+
+
 class PromotionSettings(Section):
     # "registered": candidates the pipeline registered; otherwise the environment it takes from.
     source: str = Field(default="registered", min_length=1)
@@ -106,6 +111,12 @@ class PromotionSettings(Section):
                     f"{', '.join(METRICS[task])}"
                 )
         return value
+
+    def overridden_by(self, own: PromotionSettings | None) -> PromotionSettings:
+        """These rules with the ones a model sets for itself in their place."""
+        if own is None:
+            return self
+        return self.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
 
     def gates_for(self, task: Task) -> list[MetricRule]:
         return self.gates.get(task, []) if isinstance(self.gates, dict) else self.gates

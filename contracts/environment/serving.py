@@ -6,7 +6,9 @@ import re
 from typing import Literal
 
 from modelyard.contracts.environment.base import SecretValue, Section
-from pydantic import Field, model_validator
+from modelyard.contracts.environment.promotion import PER_MODEL_RULES, PromotionSettings
+from pydantic import Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 # Kubernetes quantities as people write them: "250m", "0.5", "512Mi", "1Gi".
 _CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
@@ -71,6 +73,24 @@ class ModelSettings(Release):
     name): its own local port, and its own release, written by promotions of that model."""
 
     local_port: int = Field(ge=1024, le=65535)
+    # This model's own promotion rules (gates, champion, maxDrift, soakMinutes, approvals,
+    # freeze), each in place of the environment's `modelyard:promotion` one.
+    promotion: PromotionSettings | None = None
+
+    @field_validator("promotion")
+    @classmethod
+    def _only_per_model_rules(cls, value: PromotionSettings | None) -> PromotionSettings | None:
+        if value is None:
+            return None
+        shared = [to_camel(name) for name in sorted(value.model_fields_set - set(PER_MODEL_RULES))]
+        if shared:
+            verb = "is" if len(shared) == 1 else "are"
+            raise ValueError(
+                f"{', '.join(shared)} {verb} the environment's, shared by every model it "
+                "serves: set it under modelyard:promotion. A model may set "
+                f"{', '.join(to_camel(name) for name in PER_MODEL_RULES)}"
+            )
+        return value
 
 
 class ServingSettings(Release):

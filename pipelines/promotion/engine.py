@@ -191,7 +191,7 @@ def _evaluate(
     champion: int | None,
     now: datetime,
 ) -> list[rules.Gate]:
-    settings = target.environment.promotion
+    settings = target.environment.promotion_for(target.model)
     registry = target.registry
     gates = [
         rules.registered_gate(

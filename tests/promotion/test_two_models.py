@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from modelyard.contracts.environment import load_environment
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import history, promote, rollback
-from promotion_helpers import Register
+from promotion_helpers import Register, set_keys
 from ruamel.yaml import YAML
 
 from tests.helpers import run_cli
@@ -79,6 +79,42 @@ def test_each_model_is_promoted_and_rolled_back_without_touching_the_other(
     rollback(model, "staging", None, "back to nothing")
     assert _alias(tracking, second) == other_v1
     assert _file(environments)["models"] == after["models"]
+
+
+def test_a_models_own_freeze_and_gates_hold_that_model_only(
+    model: str, second: str, register: Register, environments: Path, tracking: str
+) -> None:
+    """`modelyard:models.NAME.promotion`: one model frozen and held to a higher bar while the
+    environment's rules go on applying to the other."""
+    own = {"freeze": {"enabled": True, "reason": "segment review"}, "gates": ["roc_auc >= 0.95"]}
+    set_keys(environments, "staging", "models", {second: {"localPort": 8191, "promotion": own}})
+    other = register(0.93, name=second)
+    frozen = promote(second, "staging", version=str(other), image=IMAGE.format("seg-1"))
+    assert not frozen.promoted and _alias(tracking, second) is None
+    failed = {g.name: g.evidence for g in frozen.gates if not g.passed}
+    assert (
+        set(failed) == {"no freeze", "roc_auc >= 0.95"} and "segment review" in failed["no freeze"]
+    )
+
+    first = register(0.93)  # the same metrics pass the environment's own rules
+    assert promote(model, "staging", image=IMAGE.format("churn-1")).promoted
+    assert _alias(tracking, model) == first and _alias(tracking, second) is None
+
+    set_keys(environments, "staging", "models", {second: {"localPort": 8191,
+                                                          "promotion": {"gates": []}}})  # fmt: skip
+    assert promote(second, "staging", version=str(other), image=IMAGE.format("seg-1")).promoted
+    assert _file(environments)["models"][second]["promotion"] == {"gates": []}  # type: ignore[index]
+
+
+def test_a_rule_every_model_shares_is_refused_under_one_model(
+    model: str, second: str, environments: Path
+) -> None:
+    own = {"rollout": {"strategy": "canary"}, "soakMinutes": 5}
+    set_keys(environments, "staging", "models", {second: {"localPort": 8191, "promotion": own}})
+    result = run_cli("env", "validate", "staging")
+    assert result.returncode == 2
+    assert f"modelyard:models.{second}.promotion: rollout is the environment's" in result.stderr
+    assert "set it under modelyard:promotion" in result.stderr
 
 
 def test_a_model_the_environment_does_not_serve_is_refused_with_the_ones_it_does(
