@@ -22,7 +22,7 @@ from typing import Any
 
 from modelyard.contracts import variables
 from modelyard.contracts.environment import project_root
-from modelyard.contracts.labels import VERSION_LABEL
+from modelyard.contracts.labels import MODEL_LABEL, VERSION_LABEL
 from modelyard.infra.render import RenderedState, render
 
 # What a past revision needs to render itself.
@@ -182,15 +182,17 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def serving_versions(state: RenderedState) -> list[str]:
-    """The model versions the environment's serving Deployments/containers run."""
-    found = set()
+    """The model versions the environment's serving Deployments/containers run, each named with
+    its model when the environment serves more than one (`segment v4`)."""
+    found: set[tuple[str, str]] = set()
     for r in state.resources:
         pods = r.inputs.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         container = r.inputs.get("labels") if "docker:Container" in r.type else None
         for labels in (pods, container or {}):
             if VERSION_LABEL in labels:
-                found.add(str(labels[VERSION_LABEL]))
-    return sorted(found)
+                found.add((str(labels.get(MODEL_LABEL, "")), str(labels[VERSION_LABEL])))
+    several = len({model for model, _ in found}) > 1
+    return sorted(f"{model} {version}" if several else version for model, version in found)
 
 
 def render_at_revision(environment: str, revision: str, repo: Path) -> RenderedState:

@@ -69,12 +69,14 @@ def build_serving(environment: Environment, platform: PlatformOutputs | None = N
         _build_kubernetes_serving(environment, credentials)
 
 
-def _releases(environment: Environment) -> tuple[Release, Release | None]:
-    serving = environment.serving
-    desired = Release(serving.desired_version, serving.server_image)
+def _releases(environment: Environment, model: str) -> tuple[Release, Release | None]:
+    """What `model` serves here: its promoted version and image (the environment's bootstrap
+    image before its first promotion), and the stable release a rollout keeps beside it."""
+    release = environment.release(model)
+    desired = Release(release.desired_version, release.image or environment.serving.server_image)
     stable = None
-    if serving.stable_version is not None and serving.stable_image is not None:
-        stable = Release(serving.stable_version, serving.stable_image)
+    if release.stable_version is not None and release.stable_image is not None:
+        stable = Release(release.stable_version, release.stable_image)
     return desired, stable
 
 
@@ -104,7 +106,8 @@ def _build_kubernetes_serving(
     on_cluster = pulumi.ResourceOptions(provider=provider)
     requests = serving.resources.requests
     limits = serving.resources.limits
-    pods = serving.autoscaling.max_replicas * _QUOTA_HEADROOM + 1
+    models = environment.served_models
+    pods = (serving.autoscaling.max_replicas * _QUOTA_HEADROOM + 1) * len(models)
     cluster = Cluster(
         f"{environment.name}-cluster",
         ClusterArgs(
@@ -127,33 +130,41 @@ def _build_kubernetes_serving(
         ),
         opts=on_cluster,
     )
-    desired, stable = _releases(environment)
-    model = ModelServing(
-        f"{environment.name}-serving",
-        ModelServingArgs(
-            namespace=cluster.namespace,
-            service_account=cluster.serving_service_account,
-            strategy=rollout.strategy,
-            model_name=environment.served_model,
-            desired=desired,
-            stable=stable,
-            canary_weight=serving.canary_weight,
-            tracking_uri=environment.mlflow.tracking_uri,
-            requests={"cpu": requests.cpu, "memory": requests.memory},
-            limits={"cpu": limits.cpu, "memory": limits.memory},
-            replicas=serving.replicas,
-            max_replicas=serving.autoscaling.max_replicas,
-            target_cpu_percent=serving.autoscaling.target_cpu_percent,
-            max_unavailable=serving.max_unavailable,
-            env=server_variables(environment),
-            mlflow_credentials=mlflow_credentials,
-            pull_secret=pull,
-        ),
-        opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
-    )
+    services, versions = {}, {}
+    for model in models:
+        desired, stable = _releases(environment, model)
+        # training.model keeps the name (and the Pulumi URNs) it had before models were listed.
+        name = f"{environment.name}-serving" + ("" if model == models[0] else f"-{model}")
+        served = ModelServing(
+            name,
+            ModelServingArgs(
+                namespace=cluster.namespace,
+                service_account=cluster.serving_service_account,
+                strategy=rollout.strategy,
+                model_name=model,
+                desired=desired,
+                stable=stable,
+                canary_weight=environment.release(model).canary_weight,
+                tracking_uri=environment.mlflow.tracking_uri,
+                requests={"cpu": requests.cpu, "memory": requests.memory},
+                limits={"cpu": limits.cpu, "memory": limits.memory},
+                replicas=serving.replicas,
+                max_replicas=serving.autoscaling.max_replicas,
+                target_cpu_percent=serving.autoscaling.target_cpu_percent,
+                max_unavailable=serving.max_unavailable,
+                env=server_variables(environment),
+                mlflow_credentials=mlflow_credentials,
+                pull_secret=pull,
+            ),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
+        )
+        services[model], versions[model] = served.service_name, desired.version
     pulumi.export("servingNamespace", cluster.namespace)
-    pulumi.export("servingService", model.service_name)
-    pulumi.export("servingVersion", desired.version)
+    # training.model's, as before; then every model's, by name.
+    pulumi.export("servingService", services[models[0]])
+    pulumi.export("servingVersion", versions[models[0]])
+    pulumi.export("servingServices", services)
+    pulumi.export("servingVersions", versions)
 
 
 def _kubernetes_provider(environment: Environment) -> k8s.Provider:
@@ -188,6 +199,7 @@ def _build_local_serving(
     serving = environment.serving
     # Before a promotion names an image, the server image is built on the engine itself.
     desired = Release(serving.desired_version, serving.image or serving.bootstrap_image or "")
+    # training.model only: deploy_targets refuses the others on Docker, for now.
     local = LocalModelServing(
         f"{environment.name}-serving",
         LocalModelServingArgs(

@@ -57,15 +57,16 @@ def serving_dir(environment: str, model: str | None = None) -> Path:
 
 def other_model(env: Environment, model: str | None) -> str | None:
     """`--model` of a command: None for training.model, else a model of `modelyard:models`.
-    One message when the environment does not serve it, or serves it on Kubernetes."""
+    One message when the environment does not serve it, or cannot yet (on Docker)."""
     model = model or env.served_model
     env.release(model)
     if model == env.served_model:
         return None
-    if env.serving.platform == "kubernetes":
+    if env.serving.platform == "docker":
         raise PipelineError(
-            f"{model} is served locally only for now: on Kubernetes an environment serves "
-            f"training.model ({env.served_model})"
+            f"{env.name} serves {model} beside {env.served_model} on Kubernetes or as a local "
+            "process, not yet on Docker (serving.platform is docker): serve it with "
+            "serving.platform: kubernetes or process"
         )
     return model
 

@@ -1,9 +1,10 @@
 """Where the deploy stages deploy: as the environment's `serving.platform` says.
 
-- `kubernetes`: `pulumi up` of the environment's stack (Automation API), then `kubectl rollout
-  status` of its serving Deployments (the provider's own wait can report an update done before
-  the Deployment controller has seen it); a canary is then stepped under analysis
-  (pipelines/progressive.py); the smoke test goes through the environment's Service (a
+- `kubernetes`: `pulumi up` of the environment's stack (Automation API: one Deployment and
+  Service per served model), then `kubectl rollout status` of the model's serving Deployments
+  (the provider's own wait can report an update done before the Deployment controller has seen
+  it); a canary is then stepped under analysis
+  (pipelines/progressive.py); the smoke test goes through the model's Service (a
   `kubectl port-forward` to it on 127.0.0.1, as a person would reach a cluster from outside);
 - `docker`: `pulumi up` of the stack, which replaces the serving container;
 - `process`: the embedded default, a local server process (pipelines/deploy.py).
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelyard.contracts.environment import load_environment
-from modelyard.contracts.labels import SERVING_SELECTOR
+from modelyard.contracts.labels import serving_selector
 from modelyard.infra.pinned_tools import pinned_versions, tools_dir
 from modelyard.pipelines.errors import PipelineError
 
@@ -41,20 +42,15 @@ def deploy_environment(
     target: str, say: Callable[[str], None], model: str | None = None
 ) -> Deployed:
     """Serve `model` (default: training.model) where `serving.platform` says."""
+    from modelyard.pipelines.deploy import deploy, other_model
+
     environment = load_environment(target)
     platform = environment.serving.platform
-    model = model or environment.served_model
-    environment.release(model)  # one message when the environment does not serve it
+    extra = other_model(environment, model)  # one message when it is not served here
     if platform == "process":
-        from modelyard.pipelines.deploy import deploy
-
-        local = deploy(target, model=model)
+        local = deploy(target, model=extra)
         return Deployed(local.url, local.message)
-    if model != environment.served_model:
-        raise PipelineError(
-            f"{target} serves {model} beside {environment.served_model} only as a local process "
-            f"for now (serving.platform is {platform}): serve it with serving.platform: process"
-        )
+    model = extra or environment.served_model
     if platform == "docker":
         from modelyard.infra.automation import run
 
@@ -65,28 +61,33 @@ def deploy_environment(
         )
     from modelyard.pipelines.progressive import canary_in_progress, run_canary
 
-    namespace, service, message = _kubernetes_up(target, say)
-    if canary_in_progress(load_environment(target)):
+    namespace, service, message = _kubernetes_up(target, model, say)
+    if canary_in_progress(load_environment(target), model):
         say(f"{target}: {message}")
-        message = run_canary(target, namespace, lambda env: _kubernetes_up(env, say), say)
+        message = run_canary(
+            target, model, namespace, lambda env: _kubernetes_up(env, model, say), say
+        )
     return Deployed(f"{SERVICE_SCHEME}{namespace}/{service}", message)
 
 
-def _kubernetes_up(target: str, say: Callable[[str], None]) -> tuple[str, str, str]:
-    """`pulumi up` of the stack, then the rollout awaited: (namespace, Service, what happened)."""
+def _kubernetes_up(target: str, model: str, say: Callable[[str], None]) -> tuple[str, str, str]:
+    """`pulumi up` of the stack, then `model`'s rollout awaited: (namespace, its Service, what
+    happened). The stack holds every model the environment serves; the others' objects are
+    unchanged unless their own release keys changed."""
     from modelyard.infra.automation import run
 
     result = run(target, "up", say)
-    version = result.outputs.get("servingVersion")
-    namespace, service = str(result.outputs["servingNamespace"]), result.outputs["servingService"]
+    version = result.outputs["servingVersions"].get(model)
+    namespace = str(result.outputs["servingNamespace"])
+    service = result.outputs["servingServices"][model]
     if version is not None:
-        _await_rollout(namespace, target)
+        _await_rollout(namespace, target, model)
     return (
         namespace,
         str(service),
         (
-            f"pulumi up ({_summary(result.changes)}): rollout of version {version} ready behind "
-            f"Service {namespace}/{service}"
+            f"pulumi up ({_summary(result.changes)}): rollout of {model} version {version} ready "
+            f"behind Service {namespace}/{service}"
         ),
     )
 
@@ -96,11 +97,14 @@ def _summary(changes: dict[str, int]) -> str:
     return ", ".join(f"{n} {op}" for op, n in changed.items()) or "no changes"
 
 
-def _await_rollout(namespace: str, target: str, timeout: str = "300s") -> None:
-    """Wait until every serving Deployment of the namespace runs its current template, ready."""
+def _await_rollout(
+    namespace: str, target: str, model: str | None = None, timeout: str = "300s"
+) -> None:
+    """Wait until the serving Deployments of the namespace (of `model`'s, or of every model)
+    run their current template, ready."""
     waited = subprocess.run(
         [kubectl(), "rollout", "status", "deployment", "--namespace", namespace,
-         "--selector", SERVING_SELECTOR, f"--timeout={timeout}"],
+         "--selector", serving_selector(model), f"--timeout={timeout}"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if waited.returncode != 0:
@@ -166,11 +170,12 @@ def kubectl() -> str:
     )
 
 
-def running_serving_pods(namespace: str) -> list[dict[str, Any]]:
-    """The serving pods of `namespace` in phase Running (a terminating one included: its
-    `metadata.deletionTimestamp` says so), as `kubectl get pods -o json` lists them."""
+def running_serving_pods(namespace: str, model: str | None = None) -> list[dict[str, Any]]:
+    """The serving pods (of `model`, or of every model) of `namespace` in phase Running (a
+    terminating one included: its `metadata.deletionTimestamp` says so), as `kubectl get pods
+    -o json` lists them."""
     listed = subprocess.run(
-        [kubectl(), "get", "pods", "--namespace", namespace, "--selector", SERVING_SELECTOR,
+        [kubectl(), "get", "pods", "--namespace", namespace, "--selector", serving_selector(model),
          "--field-selector=status.phase=Running", "--output", "json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

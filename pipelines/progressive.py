@@ -56,31 +56,33 @@ class StepAnalysis:
         )
 
 
-def canary_in_progress(environment: Environment) -> bool:
-    serving = environment.serving
+def canary_in_progress(environment: Environment, model: str) -> bool:
+    release = environment.release(model)
     return (
         environment.promotion.rollout.strategy == "canary"
-        and serving.stable_version is not None
-        and serving.desired_version is not None
-        and serving.canary_weight < 100
+        and release.stable_version is not None
+        and release.desired_version is not None
+        and release.canary_weight < 100
     )
 
 
-def run_canary(target: str, namespace: str, apply: Apply, say: Say) -> str:
-    """Step the canary the environment file describes to 100%, or roll it back; what happened."""
+def run_canary(target: str, model: str, namespace: str, apply: Apply, say: Say) -> str:
+    """Step `model`'s canary the environment file describes to 100%, or roll it back; what
+    happened. Only that model's pods are judged, and only its release keys written."""
     from modelyard.pipelines.promotion import envfile, rollback
 
     environment = load_environment(target)
     rollout, monitoring = environment.promotion.rollout, environment.monitoring
-    candidate, stable = environment.serving.desired_version, environment.serving.stable_version
+    release = environment.release(model)
+    candidate, stable = release.desired_version, release.stable_version
     assert candidate is not None and stable is not None
     limits = Limits(
         rollout.max_error_rate, rollout.max_latency_p99_ms, monitoring.canary_min_requests
     )
-    weight = environment.serving.canary_weight
+    weight = release.canary_weight
     started = time.monotonic()
     while True:
-        analysis = _analyse(namespace, weight, candidate, stable, limits,
+        analysis = _analyse(namespace, model, weight, candidate, stable, limits,
                             monitoring.canary_step_seconds)  # fmt: skip
         evidence = analysis.evidence(candidate, stable)
         if analysis.failure is not None:
@@ -89,7 +91,7 @@ def run_canary(target: str, namespace: str, apply: Apply, say: Say) -> str:
                 f"rolled back to v{stable} automatically"
             )
             say(f"{target}: {reason}")
-            rollback(environment.served_model, target, str(stable), reason)
+            rollback(model, target, str(stable), reason)
             apply(target)
             raise RolledBack(f"{target}: {reason}")
         steps = [step for step in rollout.canary_steps if step > weight]
@@ -101,6 +103,7 @@ def run_canary(target: str, namespace: str, apply: Apply, say: Say) -> str:
             {"canaryWeight": None, "stableVersion": None, "stableImage": None}
             if last
             else {"canaryWeight": weight},
+            environment.release_key(model),
         )
         apply(target)
         if last:
@@ -111,12 +114,13 @@ def run_canary(target: str, namespace: str, apply: Apply, say: Say) -> str:
 
 
 def _analyse(
-    namespace: str, weight: int, candidate: int, stable: int, limits: Limits, hold: float
-) -> StepAnalysis:
+    namespace: str, model: str, weight: int, candidate: int, stable: int, limits: Limits,
+    hold: float,
+) -> StepAnalysis:  # fmt: skip
     """Watch the step until it passes (held long enough, enough requests) or fails."""
     started = time.monotonic()
     while True:
-        stats = parse_version_stats(*serving_pod_metrics(namespace))
+        stats = parse_version_stats(*serving_pod_metrics(namespace, model))
         elapsed = time.monotonic() - started
         ours = window(stats.get(str(candidate), {}), None)
         theirs = window(stats.get(str(stable), {}), None)
@@ -134,13 +138,14 @@ def _analyse(
         time.sleep(POLL_SECONDS)
 
 
-def serving_pod_metrics(namespace: str) -> list[str]:
-    """The /metrics answer of each running serving pod: counters since that pod started, and
-    each step's `pulumi up` starts new pods, so they count that step alone."""
+def serving_pod_metrics(namespace: str, model: str | None = None) -> list[str]:
+    """The /metrics answer of each running serving pod (of `model`, or of every model):
+    counters since that pod started, and each step's `pulumi up` starts new pods, so they count
+    that step alone."""
     from modelyard.pipelines.deploy_targets import kubectl, running_serving_pods
 
     answers = []
-    for pod in running_serving_pods(namespace):
+    for pod in running_serving_pods(namespace, model):
         if pod["metadata"].get("deletionTimestamp"):
             continue  # an old pod on its way out
         name = pod["metadata"]["name"]

@@ -13,7 +13,12 @@ from modelyard.contracts.environment.notify import NotifySettings
 from modelyard.contracts.environment.pipeline import PipelineSettings
 from modelyard.contracts.environment.platform_services import PlatformSettings
 from modelyard.contracts.environment.promotion import PromotionSettings
-from modelyard.contracts.environment.serving import ModelSettings, Release, ServingSettings
+from modelyard.contracts.environment.serving import (
+    MODEL_OBJECT_NAME,
+    ModelSettings,
+    Release,
+    ServingSettings,
+)
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.tasks import Task
 from pydantic import Field, PrivateAttr
@@ -125,6 +130,8 @@ class Environment(Section):
                     f"{entry.canary_weight} is not one of promotion.rollout.canarySteps "
                     f"{rollout.canary_steps}. Use one of those.",
                 ))  # fmt: skip
+        if serving.platform == "kubernetes":
+            problems.extend(self._kubernetes_model_problems())
         if self.served_model in self.models:
             problems.append((
                 f"models.{self.served_model}",
@@ -139,6 +146,23 @@ class Environment(Section):
                 problems.append((key, f"{port} is {taken[0]}'s too: give each model its own port"))
         if self.platform is not None:
             problems.extend(self._platform_problems(self.platform))
+        return problems
+
+    def _kubernetes_model_problems(self) -> list[tuple[str, str]]:
+        """A model served beside training.model on Kubernetes gets objects named after it and
+        runs the images its promotions write, pinned like training.model's."""
+        problems: list[tuple[str, str]] = []
+        for name, entry in self.models.items():
+            if not MODEL_OBJECT_NAME.match(name):
+                problems.append((
+                    f"models.{name}",
+                    "on Kubernetes a served model's Deployment and Service are named after it: "
+                    "use at most 32 lowercase letters, digits and '-' (register it so in MLflow)",
+                ))  # fmt: skip
+            for key, ref in (("image", entry.image), ("stableImage", entry.stable_image)):
+                problem = self.serving.image_problem(ref)
+                if problem:
+                    problems.append((f"models.{name}.{key}", problem))
         return problems
 
     def _platform_problems(self, platform: PlatformSettings) -> list[tuple[str, str]]:

@@ -14,6 +14,8 @@ from pydantic.alias_generators import to_camel
 _CPU = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
 _MEMORY = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# A model's Kubernetes objects are named ENV-serving-MODEL-ROLE: room left for the rest.
+MODEL_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 _PINNED = re.compile(r"^[^@\s]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
 
 
@@ -142,16 +144,18 @@ class ServingSettings(Release):
                 ("stableImage", self.stable_image),
                 ("bootstrapImage", self.bootstrap_image),
             ):
-                if ref is not None and not _PINNED.match(ref):
-                    raise ValueError(
-                        f"{key} {ref!r} must be pinned as REPO:TAG@sha256:DIGEST "
-                        "so every node runs the same bytes"
-                    )
-                if ref is not None and not ref.startswith(self.image_repository + ":"):
-                    raise ValueError(
-                        f"{key} {ref!r} is not from imageRepository {self.image_repository!r}"
-                    )
+                problem = self.image_problem(ref)
+                if problem:
+                    raise ValueError(f"{key} {problem}")
         return self
+
+    def image_problem(self, ref: str | None) -> str | None:
+        """Why Kubernetes nodes may not run `ref` for this environment (None: they may)."""
+        if ref is not None and not _PINNED.match(ref):
+            return f"{ref!r} must be pinned as REPO:TAG@sha256:DIGEST so every node runs the same bytes"
+        if ref is not None and not ref.startswith(self.image_repository + ":"):
+            return f"{ref!r} is not from imageRepository {self.image_repository!r}"
+        return None
 
     @property
     def registry(self) -> str | None:

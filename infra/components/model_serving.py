@@ -1,4 +1,6 @@
-"""ModelServing: the model server on Kubernetes, rolled out with the environment's strategy.
+"""ModelServing: one model's server on Kubernetes, rolled out with the environment's strategy.
+Each model an environment serves has its own (its objects named and labelled after it, its
+selectors including the model, so models sharing a namespace never select each other's pods).
 
 Strategies (from `modelyard:promotion.rollout.strategy`):
 - recreate: one Deployment, old pods stop before new ones start;
@@ -27,6 +29,7 @@ import pulumi_kubernetes as k8s
 from modelyard.contracts import variables
 from modelyard.contracts.labels import (
     CANDIDATE_LABEL,
+    MODEL_LABEL,
     SERVING_APP_LABELS,
     TRACK_LABEL,
     VERSION_LABEL,
@@ -208,7 +211,7 @@ class ModelServing(pulumi.ComponentResource):
             metadata=self._meta(name, args),
             spec={
                 "max_unavailable": args.max_unavailable,
-                "selector": {"match_labels": SERVING_APP_LABELS},
+                "selector": {"match_labels": _model_labels(args)},
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -228,7 +231,7 @@ class ModelServing(pulumi.ComponentResource):
         return {
             "name": f"{name}{suffix}",
             "namespace": args.namespace,
-            "labels": dict(SERVING_APP_LABELS),
+            "labels": _model_labels(args),
         }
 
     def _credentials(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
@@ -262,7 +265,7 @@ class ModelServing(pulumi.ComponentResource):
         primary: _Track,
     ) -> k8s.apps.v1.Deployment:
         release, candidate = track.release, track.candidate
-        pod_labels = {**SERVING_APP_LABELS, TRACK_LABEL: track.role, VERSION_LABEL: release.label}
+        pod_labels = {**_model_labels(args), TRACK_LABEL: track.role, VERSION_LABEL: release.label}
         annotations = {VERSION_LABEL: release.label}
         if candidate is not None:
             pod_labels[CANDIDATE_LABEL] = candidate.label
@@ -362,7 +365,7 @@ class ModelServing(pulumi.ComponentResource):
         spec: k8s.apps.v1.DeploymentSpecArgsDict = {
             "replicas": track.replicas,
             "revision_history_limit": 5,
-            "selector": {"match_labels": {**SERVING_APP_LABELS, TRACK_LABEL: track.role}},
+            "selector": {"match_labels": {**_model_labels(args), TRACK_LABEL: track.role}},
             "strategy": strategy,
             "template": template,
         }
@@ -388,11 +391,17 @@ def _plan(args: ModelServingArgs) -> tuple[list[_Track], _Track, dict[str, str]]
         tracks = [active]
         if stable is not None:
             tracks.append(_Track(stable.label, stable, args.replicas))
-        return tracks, active, {**SERVING_APP_LABELS, TRACK_LABEL: active.role}
+        return tracks, active, {**_model_labels(args), TRACK_LABEL: active.role}
     finished_canary = args.strategy == "canary" and args.canary_weight >= 100
     if args.strategy in TWO_VERSIONS_PER_POD and stable is not None and not finished_canary:
         weight = args.canary_weight if args.strategy == "canary" else 0
         both = _Track("server", stable, args.replicas, candidate=desired, weight=weight)
-        return [both], both, {**SERVING_APP_LABELS, TRACK_LABEL: both.role}
+        return [both], both, {**_model_labels(args), TRACK_LABEL: both.role}
     only = _Track("server", desired, args.replicas)
-    return [only], only, {**SERVING_APP_LABELS, TRACK_LABEL: only.role}
+    return [only], only, {**_model_labels(args), TRACK_LABEL: only.role}
+
+
+def _model_labels(args: ModelServingArgs) -> dict[str, str]:
+    """Every object of one model's serving carries these; its selectors include the model, so
+    the models of one namespace never select each other's pods."""
+    return {**SERVING_APP_LABELS, MODEL_LABEL: args.model_name}

@@ -43,7 +43,7 @@ def deploy_command(
             raise typer.BadParameter(
                 "--stop, --port and --replace are for local servers, not a Kubernetes environment"
             )
-        deployed = deploy_environment(environment, typer.echo)
+        deployed = deploy_environment(environment, typer.echo, extra)
         typer.echo(f"{environment}: {deployed.message} at {deployed.address}")
         return
     who = f"{environment} ({extra})" if extra else environment

@@ -66,9 +66,9 @@ def drift_command(
     if samples is None and env.serving.platform == "kubernetes":
         from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
 
-        copied = refresh_pod_samples(env)
+        copied = refresh_pod_samples(env, extra)
         typer.echo(f"{copied} sample files copied from the pods of {env.serving.namespace}")
-        samples_dir = pods_folder(environment)
+        samples_dir = pods_folder(environment, extra)
     if extra and textfile_dir is not None:
         raise typer.BadParameter(
             f"the drift metrics carry no model label yet: --textfile-dir is for training.model "

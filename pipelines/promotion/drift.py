@@ -12,7 +12,6 @@ from pathlib import Path
 
 from modelyard.contracts import artifacts
 from modelyard.contracts.environment import load_environment
-from modelyard.contracts.state import model_serving_dir, serving_dir
 from modelyard.ml.monitoring.drift import compare
 from modelyard.ml.monitoring.sampling import read_samples
 from modelyard.pipelines.promotion.registry import Registry, Version
@@ -26,15 +25,16 @@ def samples_of(environment: str, model: str) -> list[dict[str, object]]:
     settings = load_environment(environment)
     if model not in settings.served_models:
         return []  # the source does not serve this model: nothing was seen live
-    if model != settings.served_model:
-        root = model_serving_dir(environment, model)
-    elif settings.serving.platform == "kubernetes":
+    extra = None if model == settings.served_model else model
+    if settings.serving.platform == "kubernetes":
         from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
 
-        refresh_pod_samples(settings)  # unreachable pods: one clear error, no stale evidence
-        root = pods_folder(environment)
+        refresh_pod_samples(settings, extra)  # unreachable pods: one clear error, no stale evidence
+        root = pods_folder(environment, extra)
     else:
-        root = serving_dir(environment)
+        from modelyard.pipelines.deploy import serving_dir
+
+        root = serving_dir(environment, extra)
     folders = sorted({path.parent for path in root.glob("**/samples-*.jsonl")})
     return [record for folder in folders for record in read_samples(Path(folder))]
 

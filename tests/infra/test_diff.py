@@ -90,6 +90,23 @@ def test_a_promotion_shows_as_the_serving_version_changing(repo: Path) -> None:
     assert result.unchanged == len(render("staging").resources) - 1
 
 
+def test_a_promotion_of_one_of_two_models_changes_that_models_deployment_only(
+    own_repo: Path,
+) -> None:
+    environments = own_repo / "environments"
+    edit_environment(environments, "staging", models={"segment": {"localPort": 8191}})
+    commit_all(own_repo, "staging serves segment beside churn")
+    image = pinned("staging", "segment-v4")
+    edit_environment(environments, "staging",
+                     models={"segment": {"localPort": 8191, "desiredVersion": 4, "image": image}})  # fmt: skip
+    result = diff_environment("staging", "HEAD", own_repo)
+    assert (result.versions_before, result.versions_after) == (
+        ["churn none", "segment none"], ["churn none", "segment v4"])  # fmt: skip
+    (change,) = result.changes
+    assert (change.action, change.name) == ("update", "staging-serving-segment-server")
+    assert "serving version: churn none, segment none -> churn none, segment v4" in result.to_text()
+
+
 @pytest.mark.slow  # a fresh `modelyard` process (or two renders)
 def test_base_is_rendered_with_its_own_revision_of_the_file(own_repo: Path) -> None:
     repo = own_repo

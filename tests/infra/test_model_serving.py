@@ -292,3 +292,64 @@ def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_tex
         "path": "/tmp/home/.mlflow",
         "volume": "modelyard-local-serving-credentials",
     } in local["volumes"]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_each_served_model_has_its_own_deployment_and_service_selecting_only_its_pods(
+    environments: Path,
+) -> None:
+    segment = pinned("production", "segment-v4")
+    edit_environment(
+        environments,
+        "production",
+        serving={"desiredVersion": 9, "image": pinned("production", "v9")},
+        models={"segment": {"localPort": 8291, "desiredVersion": 4, "image": segment}},
+    )
+    state = render("production")
+    found = deployments(state)
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in found.items()}
+    assert set(found) == {"production-serving-server", "production-serving-segment-server"}
+    assert env_vars(found["production-serving-server"])["MODELYARD_MODEL_URI"] == "models:/churn/9"
+    ours = found["production-serving-segment-server"]
+    assert container(ours)["image"] == segment
+    assert env_vars(ours)["MODELYARD_MODEL_URI"] == "models:/segment/4"
+    services = {r.name: r.inputs for r in state.of_type("kubernetes:core/v1:Service")}
+    budgets = {r.name: r.inputs for r in state.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    for model, prefix in (
+        ("churn", "production-serving"),
+        ("segment", "production-serving-segment"),
+    ):
+        # The Service, the disruption budget and the Deployment each select this model's pods only.
+        for selector in (
+            services[f"{prefix}-service"]["spec"]["selector"],
+            budgets[f"{prefix}-pdb"]["spec"]["selector"]["matchLabels"],
+            found[f"{prefix}-server"]["spec"]["selector"]["matchLabels"],
+        ):
+            assert [name for name, labels in pods.items() if _selects(selector, labels)] == [
+                f"{prefix}-server"
+            ], (model, selector)
+        assert pods[f"{prefix}-server"]["modelyard.io/model"] == model
+
+
+@pytest.mark.parametrize(
+    ("models", "problem"),
+    [
+        ({"Segment_V2": {"localPort": 8291}}, "modelyard:models.Segment_V2: on Kubernetes"),
+        (
+            {"segment": {"localPort": 8291, "desiredVersion": 4,
+                         "image": "registry.example.internal/modelyard-serving:segment-v4"}},
+            "modelyard:models.segment.image: 'registry.example.internal/modelyard-serving:"
+            "segment-v4' must be pinned",
+        ),
+    ],
+)  # fmt: skip
+def test_a_model_kubernetes_could_not_serve_is_refused_naming_its_key(
+    environments: Path, models: dict[str, object], problem: str
+) -> None:
+    edit_environment(environments, "production", models=models)
+    with pytest.raises(ConfigError) as refused:
+        render("production")
+    assert problem in str(refused.value)

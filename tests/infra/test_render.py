@@ -21,7 +21,8 @@ CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 # Checks deliberately skipped, each with its reason (kept empty: every check passes).
 CHECKOV_SKIPS: dict[str, str] = {}
 
-# Every shape the program can take on Kubernetes: each strategy mid-rollout, and no model yet.
+# Every shape the program can take on Kubernetes: each strategy mid-rollout, no model yet, and
+# two models side by side.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "staging-bootstrap": ("staging", {}),
     "production-bootstrap": ("production", {}),
@@ -45,6 +46,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                 "image": pinned("staging", "v5"),
                 "stableVersion": 4,
                 "stableImage": pinned("staging", "v4"),
+            },
+        },
+    ),
+    "production-two-models": (
+        "production",
+        {
+            "serving": {"desiredVersion": 9, "image": pinned("production", "v9")},
+            "models": {
+                "segment": {
+                    "localPort": 8291,
+                    "desiredVersion": 4,
+                    "image": pinned("production", "segment-v4"),
+                },
             },
         },
     ),
