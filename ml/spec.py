@@ -53,10 +53,15 @@ class ModelSpec(_Strict):
     data_schema: DataSchema | None = Field(default=None, alias="schema")
 
 
+def known_models(models_dir: Path = MODELS_DIR) -> list[str]:
+    """The models of the repository: each folder under ml/models with a model.yaml."""
+    return sorted(p.parent.name for p in models_dir.glob("*/model.yaml"))
+
+
 def load_model_spec(name: str, models_dir: Path = MODELS_DIR) -> ModelSpec:
     path = models_dir / name / "model.yaml"
     if not path.is_file():
-        known = sorted(p.parent.name for p in models_dir.glob("*/model.yaml"))
+        known = known_models(models_dir)
         raise ModelyardMlError(
             f"{path}: no model named {name!r}. Known models: {', '.join(known) or 'none'}; "
             f"fix `modelyard:training.model` in the environment file or add {path}."

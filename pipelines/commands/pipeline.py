@@ -39,6 +39,13 @@ def stage_command(
         list[str] | None,
         typer.Option("--approved-by", help="Approver (Jenkins' input step); repeatable."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model the run trains, given to its first stage (Jenkins: MODEL; empty or "
+            "unset: training.model)."
+        ),
+    ] = None,
 ) -> None:
     """Run one stage; the run's context is kept between stages under the state folder."""
     from modelyard.pipelines.errors import PipelineError
@@ -52,6 +59,7 @@ def stage_command(
         )
     os.environ[variables.PIPELINE_RUN_ID] = run_id
     ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    ctx.use_model(model)
     if approved_by:
         ctx.approvers = list(approved_by)
     run_stage(name, ctx, lambda line: typer.echo(line))
@@ -104,12 +112,25 @@ def run_command(
             "serve (default: training.model)."
         ),
     ] = None,
+    changed_since: Annotated[
+        str | None,
+        typer.Option(
+            help="Train and promote each model the change since this commit touches, each in a "
+            "run of its own; --data is then a folder of MODEL.parquet or MODEL.csv files. "
+            "--json prints a list of the runs' contexts."
+        ),
+    ] = None,
 ) -> None:
     """Run every stage in the Jenkinsfile's order on this machine, with timings and a summary."""
     if reason:
         os.environ[variables.PIPELINE_REASON] = reason
-    from modelyard.pipelines.pipeline.runner import run_pipeline
+    from dataclasses import asdict
+
+    from modelyard.pipelines.pipeline.runner import run_changed, run_pipeline
     from modelyard.pipelines.pipeline.stages import STAGES
+
+    if model is not None and changed_since is not None:
+        raise typer.BadParameter("name a model or a change, not both", param_hint="--model")
 
     console = Console(stderr=as_json)
     timings: list[tuple[str, str, float]] = []
@@ -122,20 +143,29 @@ def run_command(
         colour = "green" if status == "passed" else "red"
         console.print(f"[{colour}]{status}[/{colour}] {name} in {seconds:.1f} s")
 
+    def say(line: str) -> None:
+        console.print(f"  {line}", highlight=False)
+
     try:
-        ctx = run_pipeline(env, data, lambda line: console.print(f"  {line}", highlight=False),
-                           on_stage, run_id, until, model)  # fmt: skip
+        if changed_since is not None:
+            runs = run_changed(env, data, changed_since, say, on_stage, run_id, until)
+        else:
+            runs = [run_pipeline(env, data, say, on_stage, run_id, until, model)]
     finally:
         print_summary(console, timings)
-    if until is not None and until != STAGES[-1].name:
+    if until is not None and until != STAGES[-1].name and runs:
+        again = f"--run-id {runs[0].run_id}"
+        if changed_since is not None:  # each model's run is BASE-MODEL
+            base = runs[0].run_id.removesuffix(f"-{runs[0].model}")
+            again = f"--changed-since {changed_since} --run-id {base}"
         console.print(f"stopped after {until}; continue with: modelyard pipeline run {env} "
-                      f"--data {data} --run-id {ctx.run_id}")  # fmt: skip
+                      f"--data {data} {again}")  # fmt: skip
     if as_json:
-        from dataclasses import asdict
-
-        typer.echo(json.dumps(asdict(ctx)))
-    for note in ctx.notes:
-        console.print(f"[yellow]note[/yellow]: {note}")
+        contexts = [asdict(ctx) for ctx in runs]
+        typer.echo(json.dumps(contexts if changed_since is not None else contexts[0]))
+    for ctx in runs:
+        for note in ctx.notes:
+            console.print(f"[yellow]note[/yellow]: {note}")
 
 
 def print_summary(console: Console, timings: list[tuple[str, str, float]]) -> None:

@@ -41,6 +41,18 @@ class PipelineContext:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / "context.json", json.dumps(asdict(self), indent=2))
 
+    def use_model(self, model: str | None) -> None:
+        """Train `model` in this run (None or "": the run's own, else training.model); a run
+        that already trains another refuses."""
+        if not model or self.model == model:
+            return
+        if self.model:
+            from modelyard.pipelines.errors import PipelineError
+
+            raise PipelineError(f"pipeline run {self.run_id} is training {self.model}, not {model}")
+        self.model = model
+        self.save()
+
     @classmethod
     def load_or_start(cls, run_id: str, env: str, data: str) -> PipelineContext:
         path = pipeline_dir(run_id) / "context.json"

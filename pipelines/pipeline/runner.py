@@ -63,11 +63,7 @@ def run_pipeline(
     run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
     os.environ[variables.PIPELINE_RUN_ID] = run_id  # tags every MLflow run this pipeline makes
     ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
-    if model is not None and ctx.model not in ("", model):
-        raise PipelineError(f"pipeline run {run_id} is training {ctx.model}, not {model}")
-    if model is not None and not ctx.model:
-        ctx.model = model
-        ctx.save()
+    ctx.use_model(model)
     for stage in STAGES:
         if ctx.stages.get(stage.name, {}).get("status") == "passed":
             continue  # a re-run of the same pipeline run picks up where it stopped
@@ -93,6 +89,70 @@ def run_pipeline(
         if stage.name == until:
             break
     return ctx
+
+
+def run_changed(
+    env: str,
+    data: Path,
+    since: str,
+    say: Say,
+    on_stage: StageHook,
+    run_id: str | None = None,
+    until: str | None = None,
+) -> list[PipelineContext]:
+    """A pipeline run for each model the change since commit `since` touches and staging serves,
+    one after another, each as its own run (`RUN_ID-MODEL`: the same `run_id` continues them);
+    `data` is a folder holding each
+    model's MODEL.parquet or MODEL.csv (or, when one model is touched, its file). A model's
+    failure does not stop the others; the error names every one that failed."""
+    from modelyard.contracts.environment import project_root
+    from modelyard.ml.spec import known_models
+    from modelyard.pipelines.pipeline.changes import changed_paths, touched_models
+
+    touched = touched_models(changed_paths(project_root(), since), known_models())
+    served = load_environment(STAGING).served_models
+    for name in touched:
+        if name not in served:
+            say(f"{name} changed, but {STAGING} does not serve it (modelyard:models): not trained")
+    models = [name for name in touched if name in served]
+    if not models:
+        say(f"no model {STAGING} serves changed since {since}: nothing to train")
+        return []
+    say(f"changed since {since}: {', '.join(models)}")
+    base = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
+    paths = {name: _data_of(data, name, models) for name in models}  # all found before any runs
+    done, failed = [], []
+    for name in models:
+        say(f"model {name}")
+        try:
+            done.append(
+                run_pipeline(env, paths[name], say, on_stage, f"{base}-{name}", until, name)
+            )
+        except FAILURES as exc:
+            failed.append(f"{name}: {exc}")
+    if failed:
+        passed = ", ".join(ctx.model for ctx in done) or "none"
+        raise PipelineError(f"{'; '.join(failed)} (passed: {passed})")
+    return done
+
+
+def _data_of(data: Path, model: str, models: list[str]) -> Path:
+    """`model`'s training data: MODEL.parquet or MODEL.csv in the folder `data`, or the file
+    `data` when it is the only model."""
+    if data.is_file() and len(models) == 1:
+        return data
+    if not data.is_dir():
+        raise PipelineError(
+            f"--data {data} is not a folder, and the change touches {', '.join(models)}: pass a "
+            "folder holding MODEL.parquet or MODEL.csv for each"
+        )
+    for suffix in (".parquet", ".csv"):
+        if (data / f"{model}{suffix}").is_file():
+            return data / f"{model}{suffix}"
+    raise PipelineError(
+        f"--data {data} holds no {model}.parquet or {model}.csv, and the change touches {model}: "
+        "add its training data there"
+    )
 
 
 def supervise(stage: Stage, ctx: PipelineContext, max_restarts: int, say: Say) -> None:

@@ -33,12 +33,14 @@ ENV, BUILD_TAG = "staging", "jenkins-modelyard-main-7"
 Call = tuple[str, str, str]  # what a stage ran: stage name, environment, data
 
 
-def _argv(command: str, data: Path, approvers: str = "") -> list[str]:
-    """The words a Jenkins `sh` step hands the program, split by a real shell."""
+def _argv(command: str, data: Path, approvers: str = "", model: str = "") -> list[str]:
+    """The words a Jenkins `sh` step hands the program, split by a real shell (the build's
+    parameters in its environment, as Jenkins sets them: MODEL empty by default)."""
     assert command.startswith(PROGRAM + " "), command
     printed = subprocess.run(
         ["bash", "-c", "printf '%s\\0' " + command.removeprefix(PROGRAM + " ")],
-        env={"PATH": os.environ["PATH"], "ENV": ENV, "DATA": str(data), "APPROVERS": approvers},
+        env={"PATH": os.environ["PATH"], "ENV": ENV, "DATA": str(data), "APPROVERS": approvers,
+             "MODEL": model},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return printed.stdout.split("\0")[:-1]
@@ -57,7 +59,7 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setenv(variables.PIPELINE_RUN_ID, BUILD_TAG)  # Jenkins' environment block
 
     def run_stage(name: str, ctx: Any, say: Any) -> None:
-        calls.append(("stage", name, ctx.env, ctx.data, ctx.run_id, list(ctx.approvers)))
+        calls.append(("stage", name, ctx.env, ctx.data, ctx.run_id, list(ctx.approvers), ctx.model))
 
     def after_failure(ctx: Any, environment: Any, stage: Any, reason: str, say: Any) -> None:
         calls.append(("failed", stage.name, ctx.env, ctx.data))
@@ -78,11 +80,14 @@ class _Child:
         return 0
 
 
-def _local_run(data: Path, monkeypatch: pytest.MonkeyPatch, until: str | None = None) -> None:
+def _local_run(
+    data: Path, monkeypatch: pytest.MonkeyPatch, until: str | None = None,
+    model: str | None = None, run_id: str = "local-1",
+) -> None:  # fmt: skip
     # Only the runner's view of subprocess: the test's own shell calls stay real.
     fake = SimpleNamespace(Popen=_Child, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT)
     monkeypatch.setattr(runner, "subprocess", fake)
-    runner.run_pipeline(ENV, data, lambda _: None, lambda *_: None, run_id="local-1", until=until)
+    runner.run_pipeline(ENV, data, lambda _: None, lambda *_: None, run_id, until, model)
 
 
 def test_stage_names_and_order_match_the_local_runner() -> None:
@@ -106,6 +111,21 @@ def test_each_stage_runs_the_command_the_local_runner_runs(
     assert {call[4] for call in recorded} == {BUILD_TAG}  # the run id Jenkins sets
     approvals = {call[1]: call[5] for call in recorded}
     assert approvals["promote-production"] == ["ana", "bo"]  # each `input` approver, verbatim
+
+
+def test_the_model_parameter_trains_that_model_in_every_stage_as_run_model_does(
+    recorded: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "segment.parquet"
+    _local_run(data, monkeypatch, model="segment", run_id="local-2")
+    local = [(call[1], call[6]) for call in recorded]
+    assert {model for _, model in local} == {"segment"}
+    recorded.clear()
+    monkeypatch.setenv(variables.PIPELINE_RUN_ID, BUILD_TAG)
+    for stage in STAGE_NODES.values():
+        (command,) = [c for c in model.steps_commands(stage) if c.startswith(PROGRAM)]
+        _invoke(_argv(command, data, model="segment"))
+    assert [(call[1], call[6]) for call in recorded] == local
 
 
 def test_the_environment_block_gives_every_stage_the_same_run() -> None:
@@ -151,6 +171,10 @@ def test_stages_run_only_the_kits_commands() -> None:
         extra = {c for c in steps if c not in allowed}
         if name == "promote-production":  # the approvals it passes on from `input`
             assert extra == {f'{PROGRAM} pipeline stage {name} "$ENV" --data "$DATA" $APPROVERS'}
+        elif name == "checkout":  # the model the build trains, from its MODEL parameter
+            assert extra == {
+                f'{PROGRAM} pipeline stage {name} "$ENV" --data "$DATA" --model "$MODEL"'
+            }
         else:
             assert extra == set(), name
     assert "make setup" in model.steps_commands(STAGE_NODES["checkout"])

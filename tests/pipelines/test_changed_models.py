@@ -1,0 +1,121 @@
+"""`modelyard pipeline run --changed-since REV`: a run for each model the change touches and staging
+serves, each on its own data, in a project folder of the test's own (its own git history)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from modelyard.ml.data.sample import generate_churn, generate_segment
+from modelyard.pipelines.pipeline.changes import touched_models
+
+from tests.helpers import MODELYARD, REPO, edit_environment
+
+KNOWN = ["churn", "demand", "segment"]
+
+
+@pytest.mark.parametrize(
+    ("paths", "touched"),
+    [
+        (["ml/models/segment/model.yaml"], ["segment"]),
+        (["ml/models/segment/model.yaml", "ml/models/churn/notes.md"], ["churn", "segment"]),
+        (["ml/training/run.py"], KNOWN),  # what trains every model
+        (["infra/images/serving/Dockerfile", "README.md"], KNOWN),
+        (["README.md", "tests/config/test_x.py", "infra/program.py"], []),
+        (["ml/models/retired/model.yaml"], []),  # a model no longer in the repository
+    ],
+)
+def test_which_models_a_change_touches(paths: list[str], touched: list[str]) -> None:
+    assert touched_models(paths, KNOWN) == touched
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project as a team has one, committed, whose staging serves churn and segment."""
+    folder = tmp_path / "project"
+    (folder / "checks").mkdir(parents=True)
+    shutil.copy(REPO / "Pulumi.yaml", folder)
+    shutil.copytree(REPO / "environments", folder / "environments")
+    (folder / "checks" / "test_ok.py").write_text("def test_ok() -> None:\n    assert True\n")
+    edit_environment(folder / "environments", "local", {"pipeline.testPaths": ["checks"]})
+    edit_environment(folder / "environments", "staging",
+                     {"models": {"segment": {"localPort": 8191}}})  # fmt: skip
+    _git(folder, "init", "-q")
+    _git(folder, "add", "-A")
+    _git(folder, "commit", "-q", "-m", "the project")
+    return folder
+
+
+def _git(folder: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                   cwd=folder, check=True)  # fmt: skip
+
+
+def _run(project: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MODELYARD, "pipeline", "run", "local", "--data", str(data), "--changed-since", "HEAD",
+         "--until", "validate-data", "--run-id", "change", *args],
+        cwd=project, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "MODELYARD_STATE_DIR": str(project / "state")},
+    )  # fmt: skip
+
+
+def test_a_change_to_one_model_runs_that_model_on_its_own_data(
+    project: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    generate_segment(1200, seed=3).to_csv(data / "segment.csv", index=False)
+    (project / "ml" / "models" / "segment").mkdir(parents=True)
+    (project / "ml" / "models" / "segment" / "notes.md").write_text("a new feature\n")
+    done = _run(project, data, "--json")
+    assert done.returncode == 0, done.stderr[-4000:]
+    [run] = json.loads(done.stdout)
+    assert (run["model"], run["run_id"], run["data"]) == (
+        "segment", "change-segment", str(data / "segment.csv"))  # fmt: skip
+    assert [name for name, s in run["stages"].items() if s["status"] == "passed"] == [
+        "checkout", "unit-tests", "validate-data"]  # fmt: skip
+    assert "changed since HEAD: segment" in done.stderr
+    assert "--changed-since HEAD --run-id change" in done.stderr  # how to continue
+
+
+def test_a_change_to_shared_code_runs_every_model_staging_serves(
+    project: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    generate_churn(1200, seed=3).to_parquet(data / "churn.parquet", index=False)
+    (project / "ml" / "training").mkdir(parents=True)
+    (project / "ml" / "training" / "run.py").write_text("# a change every model trains with\n")
+    missing = _run(project, data)
+    assert missing.returncode == 2
+    assert f"--data {data} holds no segment.parquet or segment.csv" in missing.stderr
+    assert not (project / "state" / "pipeline").exists()  # nothing ran before every file was found
+
+    generate_segment(1200, seed=3).to_csv(data / "segment.csv", index=False)
+    done = _run(project, data, "--json")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert [(r["model"], r["run_id"]) for r in json.loads(done.stdout)] == [
+        ("churn", "change-churn"), ("segment", "change-segment")]  # fmt: skip
+    assert "demand changed, but staging does not serve it" in done.stderr
+
+
+def test_a_change_that_touches_no_model_trains_nothing(project: Path, tmp_path: Path) -> None:
+    (project / "README.md").write_text("docs only\n")
+    done = _run(project, tmp_path, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert "no model staging serves changed since HEAD: nothing to train" in done.stderr
+
+
+def test_an_unknown_revision_is_refused_naming_the_option(project: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [MODELYARD, "pipeline", "run", "local", "--data", str(tmp_path), "--changed-since", "nope"],
+        cwd=project, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--changed-since 'nope' is not a commit of" in done.stderr
