@@ -14,10 +14,12 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 
 def write_drift_textfile(
-    path: Path, environment: str, drifted: bool, features: dict[str, float], checked_at: float
-) -> Path:
-    """Write one environment's drift result to `path` (which must end in `.prom`) atomically:
-    node-exporter never reads a half-written file, and a scrape sees the old result or the new.
+    path: Path, environment: str, model: str, drifted: bool, features: dict[str, float],
+    checked_at: float,
+) -> Path:  # fmt: skip
+    """Write the drift result of one model in one environment to `path` (which must end in
+    `.prom`) atomically: node-exporter never reads a half-written file, and a scrape sees the
+    old result or the new.
 
     `features` maps each feature to its PSI; `checked_at` is the check's Unix time."""
     path = Path(path)
@@ -27,23 +29,23 @@ def write_drift_textfile(
     Gauge(
         "modelyard_drift_detected",
         "1 when the last drift check found drifted features, else 0",
-        ["environment"],
+        ["environment", "model"],
         registry=registry,
-    ).labels(environment).set(1 if drifted else 0)
+    ).labels(environment, model).set(1 if drifted else 0)
     psi = Gauge(
         "modelyard_drift_psi",
         "Population stability index of a feature, live sample against the training profile",
-        ["environment", "feature"],
+        ["environment", "model", "feature"],
         registry=registry,
     )
     for feature, value in sorted(features.items()):
-        psi.labels(environment, feature).set(value)
+        psi.labels(environment, model, feature).set(value)
     Gauge(
         "modelyard_drift_last_check_timestamp_seconds",
         "Unix time of the last drift check",
-        ["environment"],
+        ["environment", "model"],
         registry=registry,
-    ).labels(environment).set(checked_at)
+    ).labels(environment, model).set(checked_at)
     # The collector skips the temporary name (not *.prom); rename(2) swaps the file in one step.
     temporary = path.with_suffix(".prom.tmp")
     try:

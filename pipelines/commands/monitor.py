@@ -37,7 +37,8 @@ def drift_command(
         Path | None,
         typer.Option(
             help="node-exporter's textfile directory: the result is written there as "
-            "modelyard-drift-ENV.prom for Prometheus (monitoring/prometheus/alerts.yml)."
+            "modelyard-drift-ENV.prom (another model's: modelyard-drift-ENV-MODEL.prom), "
+            "labelled by environment and model, for Prometheus (monitoring/prometheus/alerts.yml)."
         ),
     ] = None,
     profile: Annotated[
@@ -69,12 +70,6 @@ def drift_command(
         copied = refresh_pod_samples(env, extra)
         typer.echo(f"{copied} sample files copied from the pods of {env.serving.namespace}")
         samples_dir = pods_folder(environment, extra)
-    if extra and textfile_dir is not None:
-        raise typer.BadParameter(
-            f"the drift metrics carry no model label yet: --textfile-dir is for training.model "
-            f"({env.served_model}) only",
-            param_hint="--textfile-dir",
-        )
     named = f"{environment}-{extra}" if extra else environment
     report_path = report or default_report_path(state_dir(), named)
     check = check_drift(env, samples_dir, report_path, profile, rows, extra)
@@ -93,8 +88,8 @@ def drift_command(
         from modelyard.ml.monitoring.exposition import write_drift_textfile
 
         written = write_drift_textfile(
-            textfile_dir / f"modelyard-drift-{environment}.prom", environment, result.drifted,
-            {f.name: f.psi for f in result.features}, time.time(),
+            textfile_dir / f"modelyard-drift-{named}.prom", environment, extra or env.served_model,
+            result.drifted, {f.name: f.psi for f in result.features}, time.time(),
         )  # fmt: skip
         typer.echo(f"metrics: {written}")
     if not result.drifted:

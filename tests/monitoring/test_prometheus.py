@@ -287,7 +287,7 @@ def stack(
     candidate_dir, _ = local_model(root / "model-2", "2", rounds=20, seed=2, extra_column=True)
     textfiles = root / "textfiles"
     textfiles.mkdir()
-    write_drift_textfile(textfiles / "drift-test.prom", "test", True,
+    write_drift_textfile(textfiles / "drift-test.prom", "test", "churn", True,
                          {"tenure_months": 0.42, "age": 0.03}, checked_at=time.time())  # fmt: skip
     rules = root / "alerts.yml"
     rules.write_text(shortened_rules(ALERTS.read_text()))
@@ -374,7 +374,8 @@ def test_a_drift_textfile_served_by_node_exporter_fires_the_drift_alert(stack: S
         return [a for a in alerts(stack.prometheus, "ModelyardDrift") if a["state"] == "firing"]
 
     fired = poll(firing, 90, "ModelyardDrift to fire")
-    assert [(a["labels"]["environment"], a["labels"]["job"]) for a in fired] == [("test", "node")]
+    assert [(a["labels"]["environment"], a["labels"]["model"], a["labels"]["job"]) for a in fired
+            ] == [("test", "churn", "node")]  # fmt: skip
     # Checked just now: not stale.
     assert alerts(stack.prometheus, "ModelyardDriftCheckStale") == []
 

@@ -95,7 +95,9 @@ def test_deploy_blue_green_then_drift_is_caught(
         assert "<img" in report.read_text()
         # For Prometheus (node-exporter's textfile collector): what ModelyardDrift alerts on.
         exposed = (tmp_path / "modelyard-drift-local.prom").read_text()
-        assert 'modelyard_drift_detected{environment="local"} 1.0' in exposed
+        assert (
+            f'modelyard_drift_detected{{environment="local",model="{model_name}"}} 1.0' in exposed
+        )
     finally:
         stopped = modelyard("deploy", "local", "--stop")
     assert "stopped" in stopped.stdout
@@ -247,11 +249,15 @@ def test_two_models_are_served_side_by_side_and_deployed_on_their_own(
             traffic = {"dataframe_records": records(churn_frame(20, seed=100 + seed)[0])}
             assert score(second_url, traffic)[0] == 200
         time.sleep(2)  # the samples reach their files
-        checked = modelyard("monitor", "drift", "local", "--model", second)
+        checked = modelyard("monitor", "drift", "local", "--model", second,
+                            "--textfile-dir", str(tmp_path))  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
         (report,) = (tmp_path / "state" / "reports").glob(f"drift-local-{second}-*.html")
         assert f"Drift of {second} v{b2} in local" in report.read_text()
         assert "local: no drift in" in checked.stdout
+        # Its own file and series for Prometheus, beside training.model's.
+        exposed = (tmp_path / f"modelyard-drift-local-{second}.prom").read_text()
+        assert f'modelyard_drift_detected{{environment="local",model="{second}"}} 0.0' in exposed
 
         stopped = modelyard("deploy", "local", "--model", second, "--stop")
         assert f"local ({second}): stopped" in stopped.stdout
