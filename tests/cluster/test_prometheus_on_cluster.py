@@ -47,7 +47,7 @@ def _client_files(kubeconfig: Path, folder: Path) -> dict[str, str]:
 def _pod_labels(namespace: str, pod: str) -> dict[str, str]:
     """The labels the shipped relabelling gives a pod, and the pod proxy as its metrics path."""
     proxy = f"/api/v1/namespaces/{namespace}/pods/{pod}:{SERVING_PORT}/proxy/metrics"
-    return {"environment": "production", "namespace": namespace, "pod": pod,
+    return {"environment": "production", "model": "churn", "namespace": namespace, "pod": pod,
             "__metrics_path__": proxy}  # fmt: skip
 
 

@@ -103,6 +103,7 @@ PODS: dict[str, dict[str, str]] = {
         "__meta_kubernetes_pod_name": "serving-blue-7d9f",
         "__meta_kubernetes_pod_label_app_kubernetes_io_name": "modelyard-serving",
         "__meta_kubernetes_pod_label_modelyard_io_environment": "production",
+        "__meta_kubernetes_pod_label_modelyard_io_model": "churn",
         "__meta_kubernetes_pod_label_modelyard_io_track": "blue",
         "__meta_kubernetes_pod_container_port_number": "8080",
         "__meta_kubernetes_pod_phase": "Running",
@@ -202,6 +203,7 @@ def test_the_relabelling_keeps_serving_pods_and_labels_their_environment(
         {
             "job": "modelyard-serving",
             "environment": "production",
+            "model": "churn",
             "namespace": "prod-eu",
             "pod": "serving-blue-7d9f",
             "track": "blue",
@@ -314,10 +316,10 @@ def stack(
         ]
         with running(command, root / "node-exporter.log", f"http://{node_exporter}/metrics",
                      "node-exporter"):  # fmt: skip
-            # Outside Kubernetes the environment is a static label on the target.
+            # Outside Kubernetes the environment and the model are static labels on the target.
             serving = {
                 "targets": [server.url.removeprefix("http://")],
-                "labels": {"environment": "test"},
+                "labels": {"environment": "test", "model": "churn"},
             }
             config = {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -354,12 +356,13 @@ def test_a_failing_canary_fires_the_error_rate_alert_for_its_version_only(stack:
         {
             "alertname": "ModelyardHighErrorRate",
             "environment": "test",
+            "model": "churn",
             "model_version": stack.candidate,
             "severity": "page",
         }
     ]
     summary = fired[0]["annotations"]["summary"]
-    assert summary == f"test: model version {stack.candidate} fails 100% of its requests"
+    assert summary == f"test: churn version {stack.candidate} fails 100% of its requests"
     # The stable version answered every request the canary failed: no alert, no user error.
     assert not [a for a in alerts(stack.prometheus, "ModelyardHighErrorRate")
                 if a["labels"]["model_version"] == stack.stable]  # fmt: skip
@@ -397,13 +400,17 @@ def test_the_dashboard_is_importable_and_covers_the_server() -> None:
     environment = variables["environment"]
     assert environment["datasource"]["uid"] == "${datasource}"
     assert environment["query"]["query"] == "label_values(modelyard_requests_total, environment)"
+    # The models of the chosen environment: each served model has its own series.
+    assert variables["model"]["query"]["query"] == (
+        'label_values(modelyard_requests_total{environment="$environment"}, model)'
+    )
     assert dashboard["panels"]
     for panel in dashboard["panels"]:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["expr"] and target["datasource"]["uid"] == "${datasource}"
-            assert 'environment="$environment"' in target["expr"], panel["title"]
+            assert 'environment="$environment",model="$model"' in target["expr"], panel["title"]
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for subject in ("request", "error", "latency", "prediction", "drift", "psi", "restart"):
         assert subject in titles, subject
@@ -416,7 +423,8 @@ def test_every_dashboard_query_runs_and_shows_the_live_server(stack: Stack) -> N
     dashboard = json.loads(DASHBOARD.read_text())
 
     def query(expr: str) -> dict[str, Any]:
-        expr = expr.replace("$environment", "test").replace("$__rate_interval", "1m")
+        expr = expr.replace("$environment", "test").replace("$model", "churn")
+        expr = expr.replace("$__rate_interval", "1m")
         url = f"{stack.prometheus}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
         try:
             return dict(get_json(url))
