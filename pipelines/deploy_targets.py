@@ -3,9 +3,9 @@
 - `kubernetes`: `pulumi up` of the environment's stack (Automation API: one Deployment and
   Service per served model), then `kubectl rollout status` of the model's serving Deployments
   (the provider's own wait can report an update done before the Deployment controller has seen
-  it); a canary is then stepped under analysis
-  (pipelines/progressive.py); the smoke test goes through the model's Service (a
-  `kubectl port-forward` to it on 127.0.0.1, as a person would reach a cluster from outside);
+  it); a canary is then stepped under analysis (pipelines/progressive.py); the smoke test goes
+  through the model's Service (a `kubectl port-forward` to it on 127.0.0.1, as a person would
+  reach a cluster from outside);
 - `docker`: `pulumi up` of the stack, which replaces the serving container;
 - `process`: the embedded default, a local server process (pipelines/deploy.py).
 The address each deploy leaves in the pipeline's context is a URL, or `k8s-service://NS/NAME`.

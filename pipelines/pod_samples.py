@@ -1,7 +1,7 @@
 """The live samples of an environment's serving pods, copied where the local servers keep theirs
 (`.modelyard/serving/ENV/pods/POD/`; a model of `modelyard:models`:
-`.modelyard/serving-models/ENV/MODEL/pods/POD/`), so the drift check and the promotion's maxDrift rule read a
-Kubernetes environment's traffic the way they read a local one's."""
+`.modelyard/serving-models/ENV/MODEL/pods/POD/`), so the drift check and the promotion's maxDrift
+rule read a Kubernetes environment's traffic the way they read a local one's."""
 
 from __future__ import annotations
 

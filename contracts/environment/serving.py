@@ -152,7 +152,10 @@ class ServingSettings(Release):
     def image_problem(self, ref: str | None) -> str | None:
         """Why Kubernetes nodes may not run `ref` for this environment (None: they may)."""
         if ref is not None and not _PINNED.match(ref):
-            return f"{ref!r} must be pinned as REPO:TAG@sha256:DIGEST so every node runs the same bytes"
+            return (
+                f"{ref!r} must be pinned as REPO:TAG@sha256:DIGEST so every node runs the same "
+                "bytes"
+            )
         if ref is not None and not ref.startswith(self.image_repository + ":"):
             return f"{ref!r} is not from imageRepository {self.image_repository!r}"
         return None

@@ -42,8 +42,8 @@ class PipelineContext:
         write_atomic(self.folder / "context.json", json.dumps(asdict(self), indent=2))
 
     def use_model(self, model: str | None) -> None:
-        """Train `model` in this run (None or "": the run's own, else training.model); a run
-        that already trains another refuses."""
+        """Train `model` in this run; None or "" leaves the run's own (training.model unless
+        one was named). A run that already trains another model refuses."""
         if not model or self.model == model:
             return
         if self.model:

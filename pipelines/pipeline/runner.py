@@ -101,10 +101,10 @@ def run_changed(
     until: str | None = None,
 ) -> list[PipelineContext]:
     """A pipeline run for each model the change since commit `since` touches and staging serves,
-    one after another, each as its own run (`RUN_ID-MODEL`: the same `run_id` continues them);
-    `data` is a folder holding each
-    model's MODEL.parquet or MODEL.csv (or, when one model is touched, its file). A model's
-    failure does not stop the others; the error names every one that failed."""
+    one after another, each as its own run (`RUN_ID-MODEL`: the same `run_id` continues them).
+    `data` is a folder holding each model's MODEL.parquet or MODEL.csv (or, when one model is
+    touched, its file). A model's failure does not stop the others; the error names each one
+    that failed."""
     from modelyard.contracts.environment import project_root
     from modelyard.ml.spec import known_models
     from modelyard.pipelines.pipeline.changes import changed_paths, touched_models
