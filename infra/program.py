@@ -197,29 +197,39 @@ def _build_local_serving(
     environment: Environment, platform: PlatformOutputs | None, credentials: Credentials | None
 ) -> None:
     serving = environment.serving
-    # Before a promotion names an image, the server image is built on the engine itself.
-    desired = Release(serving.desired_version, serving.image or serving.bootstrap_image or "")
-    # training.model only: deploy_targets refuses the others on Docker, for now.
-    local = LocalModelServing(
-        f"{environment.name}-serving",
-        LocalModelServingArgs(
-            environment=environment.name,
-            model_name=environment.served_model,
-            desired=desired,
-            tracking_uri=(
-                platform.mlflow_internal_url if platform else environment.mlflow.tracking_uri
+    models = environment.served_models
+    urls, versions = {}, {}
+    for model in models:
+        release = environment.release(model)
+        # Before a promotion names an image, the server image is built on the engine itself.
+        desired = Release(release.desired_version, release.image or serving.bootstrap_image or "")
+        # training.model keeps the names (and the Pulumi URNs) it had before models were listed.
+        suffix = "" if model == models[0] else f"-{model}"
+        local = LocalModelServing(
+            f"{environment.name}-serving{suffix}",
+            LocalModelServingArgs(
+                environment=environment.name,
+                model_name=model,
+                container=f"modelyard-{environment.name}-serving{suffix}",
+                desired=desired,
+                tracking_uri=(
+                    platform.mlflow_internal_url if platform else environment.mlflow.tracking_uri
+                ),
+                host_port=environment.local_port(model),
+                memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
+                cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
+                network=platform.network if platform else None,
+                env=server_variables(environment),
+                mlflow_credentials=credentials,
             ),
-            host_port=serving.local_port,
-            memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
-            cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
-            network=platform.network if platform else None,
-            env=server_variables(environment),
-            mlflow_credentials=credentials,
-        ),
-    )
-    pulumi.export("servingImage", local.image)
-    pulumi.export("servingUrl", local.url)
-    pulumi.export("servingVersion", desired.version)
+        )
+        urls[model], versions[model] = local.url, desired.version
+        if model == models[0]:  # training.model's, as before
+            pulumi.export("servingImage", local.image)
+            pulumi.export("servingUrl", local.url)
+            pulumi.export("servingVersion", desired.version)
+    pulumi.export("servingUrls", urls)
+    pulumi.export("servingVersions", versions)
 
 
 def _cpu_millis(quantity: str) -> int:

@@ -57,18 +57,10 @@ def serving_dir(environment: str, model: str | None = None) -> Path:
 
 def other_model(env: Environment, model: str | None) -> str | None:
     """`--model` of a command: None for training.model, else a model of `modelyard:models`.
-    One message when the environment does not serve it, or cannot yet (on Docker)."""
+    One message when the environment does not serve it."""
     model = model or env.served_model
     env.release(model)
-    if model == env.served_model:
-        return None
-    if env.serving.platform == "docker":
-        raise PipelineError(
-            f"{env.name} serves {model} beside {env.served_model} on Kubernetes or as a local "
-            "process, not yet on Docker (serving.platform is docker): serve it with "
-            "serving.platform: kubernetes or process"
-        )
-    return model
+    return None if model == env.served_model else model
 
 
 def _folder(env: Environment, model: str) -> Path:

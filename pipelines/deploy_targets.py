@@ -6,7 +6,8 @@
   it); a canary is then stepped under analysis (pipelines/progressive.py); the smoke test goes
   through the model's Service (a `kubectl port-forward` to it on 127.0.0.1, as a person would
   reach a cluster from outside);
-- `docker`: `pulumi up` of the stack, which replaces the serving container;
+- `docker`: `pulumi up` of the stack, which replaces the model's serving container (one per
+  served model, each on its own port);
 - `process`: the embedded default, a local server process (pipelines/deploy.py).
 The address each deploy leaves in the pipeline's context is a URL, or `k8s-service://NS/NAME`.
 """
@@ -55,9 +56,10 @@ def deploy_environment(
         from modelyard.infra.automation import run
 
         result = run(target, "up", say)
+        version = result.outputs["servingVersions"].get(model)
         return Deployed(
-            str(result.outputs["servingUrl"]),
-            f"pulumi up ({_summary(result.changes)}), version {result.outputs.get('servingVersion')}",
+            str(result.outputs["servingUrls"][model]),
+            f"pulumi up ({_summary(result.changes)}), {model} version {version}",
         )
     from modelyard.pipelines.progressive import canary_in_progress, run_canary
 

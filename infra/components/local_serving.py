@@ -1,4 +1,5 @@
-"""LocalModelServing: the model server as a container on the local Docker engine.
+"""LocalModelServing: one model's server as a container on the local Docker engine (each model
+an environment serves has its own, on its own port).
 
 The local environment's counterpart of ModelServing: same image, port, user and options
 (contracts/serving_options.py), hardened the same way (non-root, read-only root, no
@@ -20,7 +21,7 @@ from typing import Any
 
 import pulumi
 from modelyard.contracts import variables
-from modelyard.contracts.labels import ENVIRONMENT_LABEL, VERSION_LABEL
+from modelyard.contracts.labels import ENVIRONMENT_LABEL, MODEL_LABEL, VERSION_LABEL
 from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import local_image
@@ -45,6 +46,8 @@ BOOTSTRAP_REPOSITORY = "modelyard-serving"
 class LocalModelServingArgs:
     environment: str
     model_name: str
+    # The container's name on the engine (its credentials volume is named after it).
+    container: str
     # The promoted version and its image; image "" runs the server image built here.
     desired: Release
     tracking_uri: pulumi.Input[str]
@@ -93,7 +96,7 @@ class LocalModelServing(pulumi.ComponentResource):
             env["HOME"] = SERVING_HOME
             credentials = Volume(
                 f"{name}-mlflow-credentials",
-                name=f"modelyard-{args.environment}-serving-credentials",
+                name=f"{args.container}-credentials",
                 opts=child,
             )
             volumes.append({"volume": credentials.name, "path": f"{SERVING_HOME}/.mlflow"})
@@ -109,7 +112,7 @@ class LocalModelServing(pulumi.ComponentResource):
         container = Container(
             f"{name}-server",
             {
-                "name": f"modelyard-{args.environment}-serving",
+                "name": args.container,
                 "image": image,
                 "envs": [pulumi.Output.concat(k, "=", v) for k, v in env.items()],
                 "ports": [
@@ -137,6 +140,7 @@ class LocalModelServing(pulumi.ComponentResource):
                 "networks": [args.network] if args.network is not None else [],
                 "labels": {
                     ENVIRONMENT_LABEL: args.environment,
+                    MODEL_LABEL: args.model_name,
                     VERSION_LABEL: args.desired.label,
                 },
             },

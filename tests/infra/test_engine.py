@@ -263,6 +263,67 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     assert predictions == pytest.approx(list(booster.predict(features.head(5))), rel=1e-9)
 
 
+def test_a_second_model_gets_its_own_container_and_a_promotion_of_it_replaces_only_that(
+    stack: Stack, first_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelyard:models` on Docker: `up` adds the second model's container on its own port (not
+    ready before its first promotion); promoting it replaces that container alone; taking it out
+    of the file and `up` removes it. The first model's container answers throughout."""
+    from mlflow import MlflowClient
+
+    from tests.serving.helpers import register, train_booster
+
+    outputs = first_up["outputs"]
+    for key, value in {"MLFLOW_TRACKING_URI": outputs["mlflowUrl"],
+                       "MLFLOW_TRACKING_USERNAME": outputs["mlflowUsername"],
+                       "MLFLOW_TRACKING_PASSWORD": outputs["mlflowPassword"]}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    churn_url = f"http://127.0.0.1:{stack.ports['serving']}"
+    churn_before = _json(f"{churn_url}/version")
+    port, original = free_port(), stack.env_file.read_text()
+    document = yaml.safe_load(original)
+    document["config"]["modelyard:models"] = {"segment": {"localPort": port}}
+    stack.env_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        added = stack.infra("up")
+        assert added["outputs"]["servingUrls"]["segment"] == f"http://127.0.0.1:{port}"
+        assert not added["changes"].get("replaced") and not added["changes"].get("updated")
+        segment_url = f"http://127.0.0.1:{port}"
+        assert _wait(lambda: _json(f"{segment_url}/version"))["ready"] is False
+
+        booster, features = train_booster(rounds=10)
+        version = register(booster, features, "segment")
+        client = MlflowClient()
+        run_id = client.get_model_version("segment", version).run_id
+        assert run_id is not None
+        client.log_metric(run_id, "roc_auc", 0.9)
+        lineage = Lineage(stack.env, "0" * 40, "engine-test", "d" * 64, "segment.csv").to_tags()
+        gate = Gate("roc_auc >= 0.5", "0.9", passed=True).to_tags()
+        for key, value in {**lineage, **gate}.items():
+            client.set_model_version_tag("segment", version, key, value)
+        promoted = stack.cli("promote", "segment", "--to", stack.env, "--version", version)
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        preview = stack.infra("preview")
+        assert preview["resources"] == {"replaced": [f"{stack.env}-serving-segment-server"]}
+        rolled = stack.infra("up")
+        assert rolled["outputs"]["servingVersions"]["segment"] == int(version)
+        identity = _wait(
+            lambda: _json(f"{segment_url}/version").get("ready") and _json(f"{segment_url}/version")
+        )
+        assert (identity["model_name"], str(identity["model_version"])) == ("segment", version)
+        assert _json(f"{churn_url}/version") == churn_before
+    finally:
+        stack.env_file.write_text(original)
+    removed = stack.infra("up")
+    assert (
+        "servingUrls" in removed["outputs"] and "segment" not in removed["outputs"]["servingUrls"]
+    )
+    assert (
+        docker("ps", "-a", "-q", "--filter", f"name=^modelyard-{stack.env}-serving-segment$") == ""
+    )
+    assert _json(f"{churn_url}/version") == churn_before
+
+
 def test_an_up_killed_midway_converges_on_the_next_and_keeps_the_volumes(
     stack: Stack, first_up: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -267,6 +267,28 @@ def test_local_environment_serves_from_a_hardened_self_restarting_container() ->
     assert inputs["networks"] == ["modelyard-local"]
 
 
+def test_each_model_of_the_local_environment_has_its_own_container_on_its_own_port(
+    environments: Path,
+) -> None:
+    edit_environment(environments, "local", models={"segment": {"localPort": 8191}})
+    state = render("local")
+    containers = {r.name: r.inputs for r in state.of_type(CONTAINER) if "serving" in r.name}
+    assert set(containers) == {"local-serving-server", "local-serving-segment-server"}
+    churn, segment = containers["local-serving-server"], containers["local-serving-segment-server"]
+    assert (churn["name"], segment["name"]) == (
+        "modelyard-local-serving", "modelyard-local-serving-segment")  # fmt: skip
+    assert segment["ports"] == [{"internal": 8080, "external": 8191, "ip": "127.0.0.1"}]
+    assert churn["ports"][0]["external"] == 8180
+    assert (churn["labels"]["modelyard.io/model"], segment["labels"]["modelyard.io/model"]) == (
+        "churn", "segment")  # fmt: skip
+    assert {
+        "path": "/tmp/home/.mlflow",
+        "volume": "modelyard-local-serving-segment-credentials",
+    } in (segment["volumes"])
+    # Neither model promoted yet: both run the server image built on the engine.
+    assert segment["image"] == churn["image"]
+
+
 def test_mlflow_credentials_reach_the_server_as_a_secret_file_never_in_plain_text() -> None:
     state = render_with_mlflow_credentials()
     assert PASSWORD not in state.to_text("json")

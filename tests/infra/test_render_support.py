@@ -132,6 +132,7 @@ def render_with_mlflow_credentials() -> RenderedState:
             LocalModelServingArgs(
                 environment="local",
                 model_name="churn",
+                container="modelyard-local-serving",
                 desired=release,
                 tracking_uri="http://mlflow:5000",
                 host_port=8180,
