@@ -51,6 +51,9 @@ class ModelSpec(_Strict):
     requirements: list[str] = Field(default_factory=list)
     # None: no schema declared (a dataset's own model): only the checks every dataset gets.
     data_schema: DataSchema | None = Field(default=None, alias="schema")
+    # This model's LightGBM parameters, over the environment's `training.params` (tuning still
+    # searches the ones it tunes); checked against LightGBM's table like those.
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
 
 def known_models(models_dir: Path = MODELS_DIR) -> list[str]:
@@ -58,8 +61,12 @@ def known_models(models_dir: Path = MODELS_DIR) -> list[str]:
     return sorted(p.parent.name for p in models_dir.glob("*/model.yaml"))
 
 
+def model_file(name: str, models_dir: Path = MODELS_DIR) -> Path:
+    return models_dir / name / "model.yaml"
+
+
 def load_model_spec(name: str, models_dir: Path = MODELS_DIR) -> ModelSpec:
-    path = models_dir / name / "model.yaml"
+    path = model_file(name, models_dir)
     if not path.is_file():
         known = known_models(models_dir)
         raise ModelyardMlError(

@@ -40,6 +40,7 @@ from modelyard.contracts.environment.environment import NAMESPACE, Environment
 from modelyard.contracts.environment.loader import ConfigError
 
 PARAMS_KEY = f"{NAMESPACE}:training.params"
+MODEL_PARAMS_KEY = "params"  # a model's own, in ml/models/NAME/model.yaml
 DOCS = "https://lightgbm.readthedocs.io/en/stable/Parameters.html"
 _TRAINING = f"{NAMESPACE}:training"
 
@@ -96,21 +97,28 @@ _LOW, _HIGH = -2147483647, 2147483647
 _FLIPPED = {">": "<", ">=": "<="}
 
 
-def check_training_params(environment: Environment) -> None:
-    """Raise ConfigError, one line per problem, if the environment's `training.params` would
-    not train as written. Imports no Python package; loads LightGBM's library (10 ms)."""
+def check_training_params(
+    environment: Environment, model: tuple[Path, Mapping[str, object]] | None = None
+) -> None:
+    """Raise ConfigError, one line per problem, if the environment's `training.params` (and,
+    given as (its model.yaml, its params), a model's own `params`) would not train as written.
+    Imports no Python package; loads LightGBM's library (10 ms)."""
     problems = check_lightgbm_params(environment.training.params, environment.path)
+    if model is not None:
+        problems += check_lightgbm_params(model[1], model[0], MODEL_PARAMS_KEY)
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-def check_lightgbm_params(params: Mapping[str, object], where: str | Path) -> list[str]:
-    """One message per mistake in `params` (`modelyard:training.params` of the file `where`),
-    each naming the file, the key and what to do; empty when LightGBM takes them all."""
+def check_lightgbm_params(
+    params: Mapping[str, object], where: str | Path, key_of_params: str = PARAMS_KEY
+) -> list[str]:
+    """One message per mistake in `params` (`key_of_params` of the file `where`), each naming
+    the file, the key and what to do; empty when LightGBM takes them all."""
     lightgbm = _lightgbm()
 
     def say(key: str, text: str) -> str:
-        return f"{where}: {PARAMS_KEY}{'.' + key if key else ''}: {text}."
+        return f"{where}: {key_of_params}{'.' + key if key else ''}: {text}."
 
     problems: list[str] = []
     first_name_of: dict[str, str] = {}  # main name -> the key that set it first

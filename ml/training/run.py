@@ -25,6 +25,7 @@ from modelyard.contracts import tags
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import Environment
 from modelyard.contracts.environment.lightgbm_params import check_training_params
+from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.state import training_dir
 from modelyard.ml.data.dataset import Dataset
 from modelyard.ml.data.validation import ValidationReport, validate_dataset
@@ -32,7 +33,7 @@ from modelyard.ml.errors import DataValidationError, GateNotMet
 from modelyard.ml.lineage import git_commit, pipeline_reason, pipeline_run_id
 from modelyard.ml.monitoring.training_profile import build_profile
 from modelyard.ml.prediction_kind import PredictionKind
-from modelyard.ml.spec import ModelSpec
+from modelyard.ml.spec import ModelSpec, model_file
 from modelyard.ml.training import mlflow_job
 from modelyard.ml.training.booster import MetricRows
 from modelyard.ml.training.features import PreparedData, Split, prepare, strata, stratified_split
@@ -69,13 +70,21 @@ class TrainResult:
                 "resumes": self.resumes}  # fmt: skip
 
 
+def training_settings(environment: Environment, spec: ModelSpec) -> TrainingSettings:
+    """The environment's training settings, the model's own LightGBM params over its params."""
+    if not spec.params:
+        return environment.training
+    merged = {**environment.training.params, **spec.params}
+    return environment.training.model_copy(update={"params": merged})
+
+
 def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target: str) -> str:
     what = {
         "environment": environment.name,
         "model": spec.name,
         "target": target,
         "task": spec.task,
-        "training": environment.training.model_dump(mode="json"),
+        "training": training_settings(environment, spec).model_dump(mode="json"),
         "dataset": dataset.digest,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
@@ -108,10 +117,11 @@ def train(
     """Validate, run the gate loop, log the best model; register it unless `register` is False
     (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
     `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data."""
-    check_training_params(environment)  # callers check sooner; this is for every other one
+    # Callers check sooner; this is for every other one.
+    check_training_params(environment, (model_file(spec.name), spec.params))
     rule = environment.training_gate(spec.task)
     report = check_dataset(dataset, spec, target)
-    settings = environment.training
+    settings = training_settings(environment, spec)
     data = prepare(dataset.frame, target, spec.task)
     split = stratified_split(
         strata(data), settings.validation_fraction, settings.holdout_fraction, settings.seed

@@ -48,6 +48,7 @@ def train_command(
     A --target no model under ml/models predicts trains a model of the dataset's own (named by
     --model, or after the file), its task from --task or inferred from the target."""
     from modelyard.contracts.environment.lightgbm_params import check_training_params
+    from modelyard.ml.spec import model_file
     from modelyard.ml.tracking import reachable_uri
     from modelyard.ml.training.choice import choose_model
     from modelyard.ml.training.mlflow_job import tracking_sidecar
@@ -56,6 +57,7 @@ def train_command(
     environment = load_environment(env)
     check_training_params(environment)  # before MLflow, the data and LightGBM's import
     spec = choose_model(environment.training.model, data, model, target)
+    check_training_params(environment, (model_file(spec.name), spec.params))  # the model's own
     target = spec.target
     console = Console(stderr=True)
 

@@ -54,12 +54,12 @@ def unit_tests(ctx: PipelineContext, environment: Environment, say: Say) -> None
 
 def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     from modelyard.ml.data.dataset import read_dataset
-    from modelyard.ml.spec import load_model_spec
+    from modelyard.ml.spec import load_model_spec, model_file
     from modelyard.ml.training.run import check_dataset
 
-    check_training_params(environment)  # what the train stage will pass to LightGBM
-
     spec = load_model_spec(ctx.model)
+    # What the train stage will pass to LightGBM: the environment's params and the model's.
+    check_training_params(environment, (model_file(spec.name), spec.params))
     report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
     say(f"{report.rows} rows, {report.columns} columns valid; dataset version {report.digest[:12]}")
 

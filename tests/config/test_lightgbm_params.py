@@ -180,3 +180,25 @@ def test_the_pipelines_first_stages_refuse(
     command = ("pipeline", "stage", stage, "local", "--data", missing, "--run-id", "params")
     [message] = _refused(*command, path=path)
     assert f"{KEY}.bagging_fraction: 1.5 is outside LightGBM's range" in message
+
+
+def test_a_models_own_params_are_checked_naming_its_model_file_and_added_to_the_environments(
+) -> None:  # fmt: skip
+    from modelyard.ml.spec import known_models, load_model_spec, model_file
+    from modelyard.ml.training.run import training_settings
+
+    environment = load_environment("local")
+    for name in known_models():  # every shipped model's own params pass
+        check_training_params(environment, (model_file(name), load_model_spec(name).params))
+    segment = load_model_spec("segment")
+    assert segment.params == {"max_depth": 12}
+    merged = training_settings(environment, segment).params
+    assert merged == {**environment.training.params, "max_depth": 12}
+
+    path = model_file("segment")
+    with pytest.raises(ConfigError) as refused:
+        check_training_params(environment, (path, {"num_leaves": 1, "max_depht": 3}))
+    lines = str(refused.value).splitlines()
+    assert [line.split(": ")[:2] for line in lines] == [
+        [str(path), "params.num_leaves"], [str(path), "params.max_depht"]]  # fmt: skip
+    assert "Did you mean `max_depth`?" in lines[1]

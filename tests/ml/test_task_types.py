@@ -155,11 +155,13 @@ def test_a_text_target_trained_as_regression_is_refused_before_training(
     assert "3 rows hold text" in result.stderr and "nothing was trained" in result.stderr
 
 
-@pytest.mark.parametrize(("model", "task", "metric"), [("segment", "multiclass", "macro_f1"),
-                                                        ("demand", "regression", "r2")])  # fmt: skip
-def test_each_sample_model_validates_and_trains_to_local_s_gate(
-    model: str, task: str, metric: str, tracking: str, environments: Path, state: Path,
-    tmp_path: Path,
+@pytest.mark.parametrize(("model", "task", "metric", "own"), [
+    ("segment", "multiclass", "macro_f1", ("max_depth", "12")),
+    ("demand", "regression", "r2", ("max_bin", "127")),
+])  # fmt: skip
+def test_each_sample_model_validates_and_trains_to_local_s_gate_with_its_own_params(
+    model: str, task: str, metric: str, own: tuple[str, str], tracking: str, environments: Path,
+    state: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     data = tmp_path / f"{model}.csv"
     written = run_cli("data", "sample", "--model", model, "--rows", "8000", "--out", str(data))
@@ -173,3 +175,6 @@ def test_each_sample_model_validates_and_trains_to_local_s_gate(
     out = json.loads(trained.stdout)
     assert (out["model_name"], out["task"], out["task_source"]) == (model, task, "model")
     assert out["gate"]["metric"] == metric and out["gate"]["passed"]
+    # ml/models/MODEL/model.yaml's params reached LightGBM beside the environment's.
+    logged = MlflowClient(tracking).get_run(out["run_id"]).data.params
+    assert logged[own[0]] == own[1]
