@@ -97,9 +97,7 @@ def drift_command(
         return
     names = ", ".join(f.name for f in result.drifted_features) or "predictions"
     typer.echo(f"{environment}: DRIFT in {names} ({result.rows} live rows)")
-    if env.monitoring.on_drift == "retrain" and extra:
-        typer.echo(f"not retraining {extra}: retraining on drift trains training.model only")
-    elif env.monitoring.on_drift == "retrain":
+    if env.monitoring.on_drift == "retrain":
         reason = f"drift in {environment}: {names} (report {check.report})"
-        typer.echo(trigger_retraining(environment, reason, logs_dir(), retrain_data))
+        typer.echo(trigger_retraining(environment, reason, logs_dir(), retrain_data, extra))
     raise typer.Exit(1)

@@ -56,6 +56,16 @@ def test_drift_queues_a_jenkins_build_without_showing_the_token(
     assert "s3cret" not in message
 
 
+def test_drift_of_another_model_queues_a_build_of_that_model(
+    jenkins: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    trigger_retraining("production", "drift in plan", tmp_path, model="segment")
+    sent = urllib.parse.parse_qs(urllib.parse.urlsplit(jenkins[0][0]).query)
+    assert sent == {"ENV": ["production"], "REASON": ["drift in plan"], "MODEL": ["segment"]}
+    declared = re.findall(r"string\(name: '(\w+)'", (REPO / "pipelines/Jenkinsfile").read_text())
+    assert "MODEL" in declared
+
+
 def test_local_retraining_needs_the_training_data(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
