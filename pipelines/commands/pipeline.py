@@ -168,6 +168,44 @@ def run_command(
             console.print(f"[yellow]note[/yellow]: {note}")
 
 
+@group.command("changed")
+def changed_command(
+    env: Annotated[str, typer.Argument(help="Environment whose settings the pipeline runs with.")],
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Commit the change starts from (Jenkins: GIT_PREVIOUS_SUCCESSFUL_COMMIT)."
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A folder of MODEL.parquet or MODEL.csv: print each model's file too."),
+    ] = None,
+    others: Annotated[
+        bool,
+        typer.Option(
+            "--others",
+            help="Leave out ENV's training.model, the model a build without MODEL trains itself.",
+        ),
+    ] = False,
+) -> None:
+    """Print each model the change touches and staging serves, one per line (with its data file
+    after a space when --data is given): what `pipeline run --changed-since` trains, and the
+    builds a Jenkins push build starts, one per model."""
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.pipeline.runner import data_of, models_to_train
+
+    def say(line: str) -> None:  # stdout holds only the list
+        typer.echo(line, err=True)
+
+    models = models_to_train(since, say)
+    if others:
+        default = load_environment(env).training.model
+        models = [name for name in models if name != default]
+    for name in models:
+        typer.echo(name if data is None else f"{name} {data_of(data, name, models)}")
+
+
 def print_summary(console: Console, timings: list[tuple[str, str, float]]) -> None:
     if not timings:
         return

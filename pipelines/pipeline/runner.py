@@ -91,20 +91,10 @@ def run_pipeline(
     return ctx
 
 
-def run_changed(
-    env: str,
-    data: Path,
-    since: str,
-    say: Say,
-    on_stage: StageHook,
-    run_id: str | None = None,
-    until: str | None = None,
-) -> list[PipelineContext]:
-    """A pipeline run for each model the change since commit `since` touches and staging serves,
-    one after another, each as its own run (`RUN_ID-MODEL`: the same `run_id` continues them).
-    `data` is a folder holding each model's MODEL.parquet or MODEL.csv (or, when one model is
-    touched, its file). A model's failure does not stop the others; the error names each one
-    that failed."""
+def models_to_train(since: str, say: Say) -> list[str]:
+    """The models the change since commit `since` touches and staging serves: what `pipeline
+    run --changed-since` trains, and what `pipeline changed` lists for Jenkins. Says which
+    changed models staging does not serve."""
     from modelyard.contracts.environment import project_root
     from modelyard.ml.spec import known_models
     from modelyard.pipelines.pipeline.changes import changed_paths, touched_models
@@ -115,12 +105,31 @@ def run_changed(
         if name not in served:
             say(f"{name} changed, but {STAGING} does not serve it (modelyard:models): not trained")
     models = [name for name in touched if name in served]
-    if not models:
+    if models:
+        say(f"changed since {since}: {', '.join(models)}")
+    else:
         say(f"no model {STAGING} serves changed since {since}: nothing to train")
+    return models
+
+
+def run_changed(
+    env: str,
+    data: Path,
+    since: str,
+    say: Say,
+    on_stage: StageHook,
+    run_id: str | None = None,
+    until: str | None = None,
+) -> list[PipelineContext]:
+    """A pipeline run for each model of `models_to_train`, one after another, each as its own
+    run (`RUN_ID-MODEL`: the same `run_id` continues them). `data` is a folder holding each
+    model's MODEL.parquet or MODEL.csv (or, when one model is touched, its file). A model's
+    failure does not stop the others; the error names each one that failed."""
+    models = models_to_train(since, say)
+    if not models:
         return []
-    say(f"changed since {since}: {', '.join(models)}")
     base = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
-    paths = {name: _data_of(data, name, models) for name in models}  # all found before any runs
+    paths = {name: data_of(data, name, models) for name in models}  # all found before any runs
     done, failed = [], []
     for name in models:
         say(f"model {name}")
@@ -136,7 +145,7 @@ def run_changed(
     return done
 
 
-def _data_of(data: Path, model: str, models: list[str]) -> Path:
+def data_of(data: Path, model: str, models: list[str]) -> Path:
     """`model`'s training data: MODEL.parquet or MODEL.csv in the folder `data`, or the file
     `data` when it is the only model."""
     if data.is_file() and len(models) == 1:

@@ -350,14 +350,16 @@ JOB_DSL_PROVIDERS = {
 # The Jenkinsfile's steps and directives. workflow-aggregator's pin brings the plugins marked so
 # (its dependencies, at the versions it requires); the others are pinned in plugins.txt.
 AGGREGATED = {"pipeline-model-definition", "workflow-basic-steps", "workflow-durable-task-step",
-              "workflow-scm-step", "pipeline-input-step", "workflow-job"}  # fmt: skip
+              "workflow-scm-step", "pipeline-input-step", "workflow-job",
+              "pipeline-build-step"}  # fmt: skip
 STEP_PROVIDERS = {
     "timestamps": "timestamper", "junit": "junit", "withCredentials": "credentials-binding",
     "usernamePassword": "credentials-binding", "file": "credentials-binding",
     # `X = credentials('id')` in an environment block: Declarative binds it through
     # credentials-binding (secret text and file types: plain-credentials, pinned for JCasC).
     "credentials": "credentials-binding",
-    "input": "pipeline-input-step", "retry": "workflow-basic-steps",
+    "input": "pipeline-input-step", "build": "pipeline-build-step",
+    "retry": "workflow-basic-steps",
     "timeout": "workflow-basic-steps", "sh": "workflow-durable-task-step",
     "checkout": "workflow-scm-step", "pollSCM": "workflow-job", "cron": "workflow-job",
     "buildDiscarder": "workflow-job", "logRotator": "workflow-job",
@@ -407,10 +409,10 @@ def test_every_step_and_directive_of_the_jenkinsfile_has_its_plugin_pinned() -> 
     used |= {n["function"] for n in jenkinsfile_model.assignments(tree) if n["function"]}
     unknown = sorted(used - set(STEP_PROVIDERS))
     assert unknown == [], f"which plugin provides {unknown}? Add them to STEP_PROVIDERS"
-    # steps inside `script {}` (opaque to the tree): input, sh
+    # steps inside `script {}` (opaque to the tree): input, sh, build
     used |= {name for name in STEP_PROVIDERS if re.search(rf"\b{name}\(", source)}
     assert {"timestamps", "input", "junit", "withCredentials", "retry", "pollSCM",
-            "credentials"} <= used  # fmt: skip
+            "credentials", "build"} <= used  # fmt: skip
     pins = _pins()
     missing = sorted(
         {STEP_PROVIDERS[name] for name in used}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from modelyard.ml.data.sample import generate_churn, generate_segment
 from modelyard.pipelines.pipeline.changes import touched_models
 
-from tests.helpers import MODELYARD, REPO, edit_environment
+from tests.helpers import MODELYARD
 
 KNOWN = ["churn", "demand", "segment"]
 
@@ -31,28 +30,6 @@ KNOWN = ["churn", "demand", "segment"]
 )
 def test_which_models_a_change_touches(paths: list[str], touched: list[str]) -> None:
     assert touched_models(paths, KNOWN) == touched
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A project as a team has one, committed, whose staging serves churn and segment."""
-    folder = tmp_path / "project"
-    (folder / "checks").mkdir(parents=True)
-    shutil.copy(REPO / "Pulumi.yaml", folder)
-    shutil.copytree(REPO / "environments", folder / "environments")
-    (folder / "checks" / "test_ok.py").write_text("def test_ok() -> None:\n    assert True\n")
-    edit_environment(folder / "environments", "local", {"pipeline.testPaths": ["checks"]})
-    edit_environment(folder / "environments", "staging",
-                     {"models": {"segment": {"localPort": 8191}}})  # fmt: skip
-    _git(folder, "init", "-q")
-    _git(folder, "add", "-A")
-    _git(folder, "commit", "-q", "-m", "the project")
-    return folder
-
-
-def _git(folder: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-                   cwd=folder, check=True)  # fmt: skip
 
 
 def _run(project: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -119,3 +96,32 @@ def test_an_unknown_revision_is_refused_naming_the_option(project: Path, tmp_pat
     )  # fmt: skip
     assert done.returncode == 2
     assert "--changed-since 'nope' is not a commit of" in done.stderr
+
+
+def _changed(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MODELYARD, "pipeline", "changed", "local", "--since", "HEAD", *args],
+                          cwd=project, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_pipeline_changed_lists_what_a_run_would_train_with_each_data_file(
+    project: Path, tmp_path: Path
+) -> None:
+    """What the Jenkinsfile reads to start a build per model: names only on stdout."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "churn.parquet").touch()
+    (data / "segment.csv").touch()
+    (project / "ml" / "training").mkdir(parents=True)
+    (project / "ml" / "training" / "run.py").write_text("# a change every model trains with\n")
+    listed = _changed(project)
+    assert (listed.returncode, listed.stdout) == (0, "churn\nsegment\n"), listed.stderr
+    assert "demand changed, but staging does not serve it" in listed.stderr
+    with_data = _changed(project, "--data", str(data))
+    assert with_data.stdout == f"churn {data / 'churn.parquet'}\nsegment {data / 'segment.csv'}\n"
+    # --others: what a build of local's own model (churn) leaves to builds of their own
+    others = _changed(project, "--data", str(data), "--others")
+    assert others.stdout == f"segment {data / 'segment.csv'}\n"
+    (data / "segment.csv").unlink()
+    missing = _changed(project, "--data", str(data), "--others")
+    assert (missing.returncode, missing.stdout) == (2, "")
+    assert f"--data {data} holds no segment.parquet or segment.csv" in missing.stderr

@@ -13,11 +13,12 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modelyard.infra.pinned_tools import tools_dir
 
-from tests.helpers import REPO
+from tests.helpers import MODELYARD, REPO
 from tests.pipelines import jenkinsfile_model as model
 
 JENKINSFILE = REPO / "pipelines" / "Jenkinsfile"
@@ -180,6 +181,68 @@ def test_each_approver_reaches_the_promotion_stage_verbatim(groovy: None, tmp_pa
         "--approved-by=ana",
         "--approved-by=bo-b",
     ]
+
+
+# The checkout stage's script, run by Groovy with Jenkins' steps stood in for: `sh` runs the real
+# command in a project holding a change (the build's parameters in its environment, as Jenkins
+# sets them), each `build` is recorded.
+FAN_OUT = """
+params = [ENV: 'local', MODEL: System.getenv('MODEL')]
+env = [GIT_PREVIOUS_SUCCESSFUL_COMMIT: 'HEAD', JOB_NAME: 'modelyard/main']
+builds = []
+def sh(Map args) {
+    Process shell = ['bash', '-c', args.script].execute(null, new File(System.getenv('PROJECT')))
+    StringBuilder out = new StringBuilder(), err = new StringBuilder()
+    shell.waitForProcessOutput(out, err)
+    assert shell.exitValue() == 0 : err
+    return out.toString()
+}
+def string(Map args) { return args }
+def build(Map args) { builds << args }
+%s
+println groovy.json.JsonOutput.toJson(builds)
+"""
+
+
+def _fan_out(project: Path, tmp_path: Path, trains: str) -> list[dict[str, Any]]:
+    program = project / ".venv" / "bin" / "modelyard"  # what `make setup` installs
+    if not program.exists():
+        program.parent.mkdir(parents=True)
+        program.symlink_to(MODELYARD)
+    script = tmp_path / "fan_out.groovy"
+    script.write_text(FAN_OUT % model.script_source(SOURCE, "checkout"))
+    environment = {**os.environ, "PROJECT": str(project), "ENV": "local", "MODEL": trains,
+                   "DATA": str(tmp_path / "training data" / "churn.parquet"),
+                   "GIT_PREVIOUS_SUCCESSFUL_COMMIT": "HEAD"}  # fmt: skip
+    ran = subprocess.run([str(CHECK), "groovy", str(script)], capture_output=True, text=True,
+                         timeout=300, check=False, env=environment)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    return json.loads(ran.stdout.splitlines()[-1])
+
+
+def test_a_push_that_touches_other_models_starts_a_build_of_each(
+    groovy: None, project: Path, tmp_path: Path
+) -> None:
+    """A change to what trains every model: this build trains local's own model (churn), and
+    starts one for segment with its own data, with parameters the Jenkinsfile declares."""
+    (tmp_path / "training data").mkdir()  # a folder name with a space
+    (tmp_path / "training data" / "segment.csv").touch()
+    (project / "ml" / "training").mkdir(parents=True)
+    (project / "ml" / "training" / "run.py").write_text("# a change every model trains with\n")
+    builds = _fan_out(project, tmp_path, trains="")
+    assert builds == [{
+        "job": "modelyard/main", "wait": False,
+        "parameters": [{"name": "ENV", "value": "local"},
+                       {"name": "DATA", "value": str(tmp_path / "training data" / "segment.csv")},
+                       {"name": "MODEL", "value": "segment"},
+                       {"name": "REASON", "value": "push: segment changed"}],
+    }]  # fmt: skip
+    [pipeline] = model.calls(model.parse(SOURCE), "pipeline")
+    [parameters] = model.calls(pipeline["body"], "parameters")
+    declared = {node["strings"][0] for node in model.calls(parameters["body"], "string")}
+    assert {p["name"] for p in builds[0]["parameters"]} == declared
+    # A build started for one model starts no others.
+    assert _fan_out(project, tmp_path, trains="segment") == []
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
