@@ -193,11 +193,17 @@ def changed_command(
     after a space when --data is given): what `pipeline run --changed-since` trains, and the
     builds a Jenkins push build starts, one per model."""
     from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.errors import PipelineError
     from modelyard.pipelines.pipeline.runner import data_of, models_to_train
 
     def say(line: str) -> None:  # stdout holds only the list
         typer.echo(line, err=True)
 
+    if data is not None and not data.is_dir():  # a file would be taken as every model's data
+        raise PipelineError(
+            f"--data {data} is not a folder: pass the folder holding each model's "
+            "MODEL.parquet or MODEL.csv"
+        )
     models = models_to_train(since, say)
     if others:
         default = load_environment(env).training.model

@@ -121,6 +121,9 @@ def test_pipeline_changed_lists_what_a_run_would_train_with_each_data_file(
     # --others: what a build of local's own model (churn) leaves to builds of their own
     others = _changed(project, "--data", str(data), "--others")
     assert others.stdout == f"segment {data / 'segment.csv'}\n"
+    a_file = _changed(project, "--data", str(data / "churn.parquet"), "--others")
+    assert (a_file.returncode, a_file.stdout) == (2, "")
+    assert f"--data {data / 'churn.parquet'} is not a folder" in a_file.stderr
     (data / "segment.csv").unlink()
     missing = _changed(project, "--data", str(data), "--others")
     assert (missing.returncode, missing.stdout) == (2, "")
