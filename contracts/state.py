@@ -103,5 +103,6 @@ def cluster_dir() -> Path:
 
 
 def demo_dir() -> Path:
-    """The demo's own state folder (it sets MODELYARD_STATE_DIR to this for what it runs)."""
-    return project_root() / FOLDER / "demo"
+    """The demo's own state folder (it sets MODELYARD_STATE_DIR to this for what it runs), in
+    the state folder like the cluster demo's: a demo run elsewhere leaves the checkout's alone."""
+    return (state_dir() / "demo").resolve()

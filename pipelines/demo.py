@@ -270,12 +270,14 @@ def _stop_everything(server: Any, console: Console) -> None:
 def print_addresses(outcome: DemoOutcome, keep_serving: bool, console: Console) -> None:
     console.rule("[bold]where to look")
     state = "" if keep_serving else " (stopped; `make demo KEEP=1` keeps them running)"
-    console.print(f"MLflow UI:          {outcome.mlflow_url}{state}")
-    for env, url in sorted(outcome.serving.items()):
-        console.print(f"{env + ' serving:':<20}{url}/invocations{state}")
-    for model, urls in outcome.models.items():
-        for env, url in sorted(urls.items()):
-            console.print(f"{model + ' in ' + env + ':':<20}{url}/invocations{state}")
+    rows = [("MLflow UI:", f"{outcome.mlflow_url}{state}")]
+    rows += [(f"{env} serving:", f"{url}/invocations{state}")
+             for env, url in sorted(outcome.serving.items())]  # fmt: skip
+    rows += [(f"{model} in {env}:", f"{url}/invocations{state}")
+             for model, urls in outcome.models.items() for env, url in sorted(urls.items())]  # fmt: skip
     if outcome.drift_report:
-        console.print(f"drift report:       {outcome.drift_report}")
-    console.print(f"notifications:      {outcome.notifications}")
+        rows.append(("drift report:", str(outcome.drift_report)))
+    rows.append(("notifications:", str(outcome.notifications)))
+    width = max(len(label) for label, _ in rows) + 1  # one column of addresses
+    for label, value in rows:
+        console.print(f"{label:<{width}}{value}")

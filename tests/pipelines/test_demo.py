@@ -29,6 +29,9 @@ def test_the_demo_serves_three_kinds_of_model_side_by_side(tmp_path: Path) -> No
                           timeout=1200, check=False)  # fmt: skip
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-6000:]
+    # Its state went to the state folder it was given, not the checkout's (a `make demo` run
+    # there before `make test` leaves this test alone).
+    assert (tmp_path / "state" / "demo" / "mlflow").is_dir()
     assert "DRIFT caught" in said
     assert "segment: a multiclass model, version 1" in said
     assert "demand: a regression model, version 1" in said
