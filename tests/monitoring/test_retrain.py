@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -13,7 +12,11 @@ from pathlib import Path
 import pytest
 from modelyard.ml.monitoring.retrain import RetrainError, trigger_retraining
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+from tests.pipelines import jenkinsfile_model
+
+# The build parameters Jenkins takes are those the Jenkinsfile declares.
+JENKINSFILE = (REPO / "pipelines/Jenkinsfile").read_text()
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_drift_queues_a_jenkins_build_without_showing_the_token(
     path, auth = jenkins[0]
     assert path == "/job/churn-pipeline/buildWithParameters?ENV=production&REASON=drift+in+region"
     # Jenkins ignores a parameter its job does not declare: each one sent is declared.
-    declared = re.findall(r"string\(name: '(\w+)'", (REPO / "pipelines/Jenkinsfile").read_text())
+    declared = jenkinsfile_model.declared_parameters(jenkinsfile_model.parse(JENKINSFILE))
     sent = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
     assert set(sent) <= set(declared), (sorted(sent), declared)
     assert base64.b64decode(auth.removeprefix("Basic ")) == b"modelyard:s3cret-token"
@@ -62,7 +65,7 @@ def test_drift_of_another_model_queues_a_build_of_that_model(
     trigger_retraining("production", "drift in plan", tmp_path, model="segment")
     sent = urllib.parse.parse_qs(urllib.parse.urlsplit(jenkins[0][0]).query)
     assert sent == {"ENV": ["production"], "REASON": ["drift in plan"], "MODEL": ["segment"]}
-    declared = re.findall(r"string\(name: '(\w+)'", (REPO / "pipelines/Jenkinsfile").read_text())
+    declared = jenkinsfile_model.declared_parameters(jenkinsfile_model.parse(JENKINSFILE))
     assert "MODEL" in declared
 
 

@@ -394,6 +394,14 @@ def stages(tree: list[Node]) -> list[Node]:
     return calls(section["body"], "stage")
 
 
+def declared_parameters(tree: list[Node]) -> list[str]:
+    """The names of the build parameters the pipeline's `parameters {}` declares, in order
+    (a `string(name: ...)` elsewhere, such as a `build` step's, declares nothing)."""
+    [pipeline] = calls(tree, "pipeline")
+    return [node["strings"][0] for section in calls(pipeline["body"], "parameters")
+            for node in calls(section["body"])]  # fmt: skip
+
+
 def environment(block: Node) -> dict[str, Node]:
     """NAME -> its assignment, of the `environment {}` directly in a pipeline or stage."""
     return {

@@ -237,9 +237,7 @@ def test_a_push_that_touches_other_models_starts_a_build_of_each(
                        {"name": "MODEL", "value": "segment"},
                        {"name": "REASON", "value": "push: segment changed"}],
     }]  # fmt: skip
-    [pipeline] = model.calls(model.parse(SOURCE), "pipeline")
-    [parameters] = model.calls(pipeline["body"], "parameters")
-    declared = {node["strings"][0] for node in model.calls(parameters["body"], "string")}
+    declared = set(model.declared_parameters(model.parse(SOURCE)))
     assert {p["name"] for p in builds[0]["parameters"]} == declared
     # A build started for one model starts no others.
     assert _fan_out(project, tmp_path, trains="segment") == []
