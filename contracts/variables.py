@@ -16,6 +16,9 @@ PIPELINE_REASON = "MODELYARD_PIPELINE_REASON"
 TRAINING_CONTAINER = "MODELYARD_TRAINING_CONTAINER"
 # Who promotes (Jenkins: BUILD_USER_ID; elsewhere the login name).
 ACTOR = "MODELYARD_ACTOR"
+# The private key file release commits are pushed with over SSH (Jenkins binds the credential
+# modelyard-git here in the stages that promote or roll back; pipelines/promotion/release_git.py).
+GIT_SSH_KEY = "MODELYARD_GIT_SSH_KEY"
 # Crash injection for the promotion's safety tests (pipelines/promotion/faults.py).
 FAULT_AT = "MODELYARD_FAULT_AT"
 LEASE_SETTLE_SECONDS = "MODELYARD_LEASE_SETTLE_SECONDS"

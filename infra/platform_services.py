@@ -155,6 +155,11 @@ def _jenkins(
                 if settings.jenkins.pulumi is not None
                 else None
             ),
+            git_private_key=(
+                _secret(secrets, "jenkins", "gitPrivateKey")
+                if settings.jenkins.git_private_key is not None
+                else None
+            ),
         ),
     )
     return JenkinsOutputs(
@@ -174,6 +179,7 @@ def _has_secrets(environment: Environment) -> bool:
         or settings.jenkins.kubeconfigs
         or settings.jenkins.agent_private_key is not None
         or settings.jenkins.pulumi is not None
+        or settings.jenkins.git_private_key is not None
     )
 
 

@@ -145,6 +145,8 @@ def _project(folder: Path, console: Console) -> Path:
                                   "limits": {"cpu": "1", "memory": "768Mi"}},
             "serving.network.egressPorts": [registry_port, mlflow_port],
             "monitoring.sampleRate": 1.0,
+            # Promotions are commits pushed to the demo's own repository (_repository).
+            "promotion.git.remote": str(folder / "repository.git"),
         })  # fmt: skip
         _write(staging_dir / f"Pulumi.{env}.yaml", document)
     staging = _load(staging_dir / "Pulumi.staging.yaml")
@@ -163,6 +165,7 @@ def _project(folder: Path, console: Console) -> Path:
     })  # fmt: skip
     _write(staging_dir / "Pulumi.production.yaml", production)
     staging_dir.rename(environments)
+    _repository(project, folder / "repository.git")
     console.print(
         f"demo project in {project}: the platform publishes on {address} (the pods reach it "
         "there), staging and production are namespaces of the local cluster, production's soak "
@@ -207,6 +210,7 @@ def _provision_platform(environments: Path, paths: Any, console: Console) -> dic
         document = _load(path)
         _set(document, values)
         _write(path, document)
+    _commit(environments.parent, "the platform's users for pushes, pulls and model downloads")
     os.environ["MLFLOW_TRACKING_URI"] = str(outputs["mlflowUrl"])
     os.environ["MLFLOW_TRACKING_USERNAME"] = str(outputs["mlflowUsername"])
     os.environ["MLFLOW_TRACKING_PASSWORD"] = str(outputs["mlflowPassword"])
@@ -324,11 +328,44 @@ def stop_serving(console: Console) -> None:
     )
 
 
+# Who commits the demo's own changes of settings (promotions commit as the environment says).
+_IDENTITY = {"GIT_AUTHOR_NAME": "modelyard demo", "GIT_AUTHOR_EMAIL": "demo@modelyard.invalid",
+             "GIT_COMMITTER_NAME": "modelyard demo",
+             "GIT_COMMITTER_EMAIL": "demo@modelyard.invalid"}  # fmt: skip
+
+
+def _git(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, **_IDENTITY}, check=True)  # fmt: skip
+
+
+def _repository(project: Path, remote: Path) -> None:
+    """The demo project as a team has it: a repository whose `main` on a remote (a bare one
+    beside it) is where staging's and production's promotions land as commits."""
+    (project / ".gitignore").write_text("/.venv\n")
+    _git(project.parent, "init", "-q", "--bare", "-b", "main", str(remote))
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "remote", "add", "origin", str(remote))
+    _commit(project, "the demo project")
+
+
+def _commit(project: Path, message: str) -> None:
+    """Commit and push the demo's own edits of its environment files, as an engineer would."""
+    if not (project / ".git").is_dir():
+        return  # a project an older kit made: promotions write its files alone
+    _git(project, "add", "-A")
+    if _git(project, "status", "--porcelain").stdout.strip():
+        _git(project, "commit", "-q", "-m", message)
+    _git(project, "push", "-q", "origin", "HEAD:refs/heads/main")
+
+
 def edit_environment_file(path: Path, changes: dict[str, Any]) -> None:
-    """Set `modelyard:<section>.<path>` keys of a demo environment file (None removes one)."""
+    """Set `modelyard:<section>.<path>` keys of a demo environment file (None removes one),
+    committed and pushed like any change of settings."""
     document = _load(path)
     _set(document, changes)
     _write(path, document)
+    _commit(path.parent.parent, f"edit {path.name}")
 
 
 def _load(path: Path) -> dict[str, Any]:

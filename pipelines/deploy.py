@@ -122,6 +122,10 @@ def deploy(
     env = load_environment(environment)
     model = model or env.served_model
     use_tracking_of(env)
+    # `pulumi up` checks this itself (infra/__main__.py) for the other platforms.
+    from modelyard.pipelines.promotion.engine import check_current
+
+    check_current(env)
     try:
         target = resolve(env.alias_of(model)).version
     except NoModelYet as exc:

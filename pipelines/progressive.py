@@ -8,7 +8,8 @@ weight is a share of requests, not of pods. The deploy then, for each step:
   server) every few seconds, and judges the candidate on its own requests against
   promotion.rollout.maxErrorRate and maxLatencyP99Ms, the stable version's figures beside them;
 - passes the step once the hold is over and the candidate answered monitoring.canaryMinRequests,
-  writes the next weight into the file and runs `pulumi up` again; the last step (100) drops the
+  writes the next weight into the file (a commit pushed, with modelyard:promotion.git) and runs
+  `pulumi up` again; the last step (100) drops the
   stable version;
 - fails it as soon as the candidate breaks a limit, or when it never got enough requests within
   three holds: then it rolls back durably (the alias, the file and a history record carrying the
@@ -69,7 +70,8 @@ def canary_in_progress(environment: Environment, model: str) -> bool:
 def run_canary(target: str, model: str, namespace: str, apply: Apply, say: Say) -> str:
     """Step `model`'s canary the environment file describes to 100%, or roll it back; what
     happened. Only that model's pods are judged, and only its release keys written."""
-    from modelyard.pipelines.promotion import envfile, rollback
+    from modelyard.pipelines.promotion import rollback
+    from modelyard.pipelines.promotion.engine import write_rollout_step
 
     environment = load_environment(target)
     rollout, monitoring = environment.promotion.rollout, environment.monitoring
@@ -95,16 +97,18 @@ def run_canary(target: str, model: str, namespace: str, apply: Apply, say: Say) 
             apply(target)
             raise RolledBack(f"{target}: {reason}")
         steps = [step for step in rollout.canary_steps if step > weight]
-        weight = steps[0]
+        weight, before = steps[0], weight
         say(f"{target}: step passed {evidence}; next {weight}%")
         last = weight == 100
-        envfile.set_serving(
-            environment.path,
+        for note in write_rollout_step(
+            model,
+            target,
             {"canaryWeight": None, "stableVersion": None, "stableImage": None}
             if last
             else {"canaryWeight": weight},
-            environment.release_key(model),
-        )
+            f"canary v{candidate} {before}% -> {weight}% ({evidence})",
+        ):
+            say(note)
         apply(target)
         if last:
             return (

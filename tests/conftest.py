@@ -14,6 +14,8 @@ from modelyard.pipelines.docker_cli import engine_problem
 from modelyard.pipelines.local_mlflow import MlflowServer, start_mlflow_server
 from modelyard.pipelines.notification_sink import NotificationSink
 
+from tests.helpers import without_git
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,7 @@ def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of environments/ the test may edit (the kit reads MODELYARD_ENVIRONMENTS_DIR)."""
     folder = tmp_path / "environments"
     shutil.copytree(REPO / "environments", folder)
+    without_git(folder)  # no repository around the copy: tests/promotion/test_git_release.py
     monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
     return folder
 

@@ -54,4 +54,57 @@ def edit_environment(folder: Path, name: str, changes: dict[str, Any]) -> Path:
         else:
             node[rest[-1]] = value
     path.write_text(yaml.safe_dump(document, sort_keys=False))
+    push_edit(path)
     return path
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "platform-engineer", "GIT_AUTHOR_EMAIL": "pe@example.invalid",
+                "GIT_COMMITTER_NAME": "platform-engineer",
+                "GIT_COMMITTER_EMAIL": "pe@example.invalid"}  # fmt: skip
+
+
+def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, **GIT_IDENTITY}, check=check)  # fmt: skip
+
+
+def push_edit(path: Path) -> None:
+    """In a project with an `origin` (promotions commit there), an edit is committed and pushed,
+    as a platform engineer lands a change: a file edited and left uncommitted is refused."""
+    root = path.parent.parent
+    if (
+        not (root / ".git").exists()
+        or git(root, "remote", "get-url", "origin", check=False).returncode
+    ):
+        return
+    git(root, "add", str(path))
+    if git(root, "diff", "--cached", "--quiet", check=False).returncode:
+        git(root, "commit", "-q", "-m", f"edit {path.name}")
+        git(root, "push", "-q", "origin", "HEAD:refs/heads/main")
+
+
+SHIPPED_REMOTE = "ssh://git@git.example.internal/ml/modelyard.git"  # staging's and production's
+
+
+def with_origin(root: Path, remote: Path) -> None:
+    """Commit everything in `root` (a new repository) and push it to a bare `remote` as main:
+    the project's repository, as the environments' `modelyard:promotion.git` expects it."""
+    git(remote.parent, "init", "-q", "--bare", "-b", "main", str(remote))
+    for path in root.glob("environments/Pulumi.*.yaml"):  # push where this project lives
+        path.write_text(path.read_text(encoding="utf-8").replace(SHIPPED_REMOTE, "origin"))
+    if not (root / ".git").exists():
+        git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", "the project")
+    git(root, "remote", "add", "origin", str(remote))
+    git(root, "push", "-q", "-u", "origin", "HEAD:refs/heads/main")
+
+
+def without_git(folder: Path) -> None:
+    """Promotions in this copy of environments/ write the file alone (no repository around it);
+    the tests about git give theirs a real remote (with_origin)."""
+    for path in folder.glob("Pulumi.*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            text.replace("    git:\n      enabled: true\n", "    git:\n      enabled: false\n")
+        )

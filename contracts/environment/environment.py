@@ -196,6 +196,14 @@ class Environment(Section):
                 "Jenkins has no executor and no agent, so no build would ever run: list the "
                 "jenkins_agents hosts of ansible/inventories/ENV/hosts.yml here",
             ))  # fmt: skip
+        if jenkins.enabled and self.promotion.git.enabled and jenkins.git_private_key is None:
+            problems.append((
+                "platform.jenkins.gitPrivateKey",
+                "promotion.git is on but Jenkins has no key to push release commits with, so "
+                "every promotion it runs would fail: `pulumi config set --secret --path "
+                "modelyard:platform.jenkins.gitPrivateKey < DEPLOY_KEY` (a key with write access "
+                "to promotion.git.remote)",
+            ))  # fmt: skip
         return problems
 
     @property

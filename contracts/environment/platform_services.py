@@ -184,6 +184,9 @@ class Jenkins(Section):
     # The key the controller logs in to its agents with; modelyard:hosts.agentAuthorizedKey is
     # its public half, which the jenkins_agent role authorizes.
     agent_private_key: SecretValue | None = None
+    # The SSH key the stages that promote or roll back push release commits with (a deploy key
+    # with write access to modelyard:promotion.git.remote), the credential modelyard-git.
+    git_private_key: SecretValue | None = None
     # The state backend and passphrase of the stacks the deploy stages `pulumi up`.
     pulumi: JenkinsPulumi | None = None
 

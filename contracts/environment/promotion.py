@@ -71,6 +71,22 @@ class Rollout(Section):
         return self
 
 
+class GitSettings(Section):
+    """Where promotions land in git (`modelyard:promotion.git`): every write of release keys
+    (promote, rollback, repair, canary step, automatic rollback) is a commit pushed to `branch` of
+    `remote`, so the files in the repository are what the environment serves."""
+
+    enabled: bool = False
+    # A remote of the checkout (`origin`) or a URL; credentials come from git's own configuration
+    # (an SSH key or credential helper), never from this file.
+    remote: str = Field(default="origin", min_length=1)
+    branch: str = Field(default="main", min_length=1, pattern=r"^[A-Za-z0-9._/-]+$")
+    author_name: str = Field(default="modelyard", min_length=1)
+    author_email: str = Field(default="modelyard@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # A push refused because the branch moved is retried after a fetch, this many times.
+    push_retries: int = Field(default=3, ge=0, le=10)
+
+
 # What `modelyard:models.NAME.promotion` may set for that model alone. Where versions come from
 # (source, trainedFor) and how a deploy rolls out are the environment's, shared by its models.
 PER_MODEL_RULES = ("gates", "champion", "max_drift", "soak_minutes", "approvals", "freeze")
@@ -93,6 +109,7 @@ class PromotionSettings(Section):
     approvals: Approvals = Approvals()
     freeze: Freeze = Freeze()
     rollout: Rollout = Rollout()
+    git: GitSettings = GitSettings()
 
     @field_validator("gates", "champion", mode="before")
     @classmethod

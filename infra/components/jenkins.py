@@ -45,6 +45,10 @@ AGENT_GROUP = "jenkins_agents"  # the inventory group the jenkins_agent role is 
 BACKEND_VARIABLE = "PULUMI_BACKEND_URL"
 PASSPHRASE_CREDENTIAL = "modelyard-pulumi-passphrase"
 PASSPHRASE_VARIABLE = "PULUMI_PASSPHRASE"  # its /run/secrets file on the controller
+# The key release commits are pushed with (modelyard:platform.jenkins.gitPrivateKey): an SSH
+# credential the promoting stages bind to MODELYARD_GIT_SSH_KEY.
+GIT_CREDENTIAL = "modelyard-git"
+GIT_KEY_VARIABLE = "GIT_PUSH_SSH_KEY"
 # `${VAR}`, also inside JCasC functions such as `${base64:${VAR}}`.
 _REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -128,6 +132,20 @@ def render_environment_casc(
                 }
             }
         )
+    if settings.git_private_key is not None:
+        credentials.append(
+            {
+                "basicSSHUserPrivateKey": {
+                    "scope": "GLOBAL",  # the stages that promote or roll back bind it
+                    "id": GIT_CREDENTIAL,
+                    "description": "Deploy key release commits are pushed with",
+                    "username": "git",
+                    "privateKeySource": {
+                        "directEntry": {"privateKey": "${" + GIT_KEY_VARIABLE + "}"}
+                    },
+                }
+            }
+        )
     if settings.pulumi is not None:
         credentials.append(
             {
@@ -207,6 +225,7 @@ def controller_environment(
     kubeconfigs: Mapping[str, Any],
     agent_private_key: Any = None,
     pulumi_passphrase: Any = None,
+    git_private_key: Any = None,
 ) -> dict[str, Any]:
     """Every variable the two JCasC files reference, by name (values are Pulumi secrets); JCasC
     reads each from its file in /run/secrets (container_secrets.py)."""
@@ -225,6 +244,8 @@ def controller_environment(
         values[AGENT_KEY_VARIABLE] = agent_private_key
     if settings.pulumi is not None:
         values[PASSPHRASE_VARIABLE] = pulumi_passphrase
+    if settings.git_private_key is not None:
+        values[GIT_KEY_VARIABLE] = git_private_key
     return values
 
 
@@ -270,6 +291,8 @@ class JenkinsArgs:
     agent_private_key: pulumi.Input[str] | None = None
     # With settings.pulumi: the secret modelyard:platform.jenkins.pulumi.passphrase.
     pulumi_passphrase: pulumi.Input[str] | None = None
+    # With settings.git_private_key: that secret.
+    git_private_key: pulumi.Input[str] | None = None
 
 
 def _validate(args: JenkinsArgs) -> None:
@@ -278,6 +301,11 @@ def _validate(args: JenkinsArgs) -> None:
         raise ConfigError(
             f"environment {args.environment}: no kubeconfig secret reached Jenkins for {missing}: "
             "set modelyard:platform.jenkins.kubeconfigs.<env> as a secret"
+        )
+    if args.settings.git_private_key is not None and args.git_private_key is None:
+        raise ConfigError(
+            f"environment {args.environment}: no git key reached Jenkins for the stages that "
+            "push release commits: set modelyard:platform.jenkins.gitPrivateKey as a secret"
         )
     if args.settings.pulumi is not None and args.pulumi_passphrase is None:
         raise ConfigError(
@@ -290,6 +318,7 @@ def _validate(args: JenkinsArgs) -> None:
         args.mlflow_password,
         args.agent_private_key,
         args.pulumi_passphrase,
+        args.git_private_key,
     )
     if plain or any(isinstance(value, str) for value in secrets):
         raise ConfigError("Jenkins credentials must be Pulumi secrets, never plain strings")
@@ -360,6 +389,11 @@ class JenkinsController(pulumi.ComponentResource):
             pulumi_passphrase=(
                 pulumi.Output.secret(args.pulumi_passphrase)
                 if args.pulumi_passphrase is not None
+                else None
+            ),
+            git_private_key=(
+                pulumi.Output.secret(args.git_private_key)
+                if args.git_private_key is not None
                 else None
             ),
         )

@@ -188,6 +188,15 @@ def changed_command(
             help="Leave out ENV's training.model, the model a build without MODEL trains itself.",
         ),
     ] = False,
+    kind: Annotated[
+        bool,
+        typer.Option(
+            "--kind",
+            help="Print what the commits since ask a build for: `releases` (each one a release "
+            "commit modelyard pushed: nothing), `deploy` (environment files alone: deploy, don't "
+            "train) or `train` (the whole pipeline).",
+        ),
+    ] = False,
 ) -> None:
     """Print each model the change touches and staging serves, one per line (with its data file
     after a space when --data is given): what `pipeline run --changed-since` trains, and the
@@ -199,6 +208,12 @@ def changed_command(
     def say(line: str) -> None:  # stdout holds only the list
         typer.echo(line, err=True)
 
+    if kind:
+        from modelyard.contracts.environment import project_root
+        from modelyard.pipelines.pipeline.changes import build_kind
+
+        typer.echo(build_kind(project_root(), since))
+        return
     if data is not None and not data.is_dir():  # a file would be taken as every model's data
         raise PipelineError(
             f"--data {data} is not a folder: pass the folder holding each model's "

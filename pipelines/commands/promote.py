@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from modelyard.pipelines.promotion import Outcome
@@ -102,7 +104,8 @@ def _report_served_at(
         return
     console.print(
         f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} {_shown(record['to_version'])}, since "
-        f"{record['at']} by {record['action']} (record {record['id']}, by {record['actor']}, "
+        f"{record['at']} by {record['action']} (record {record['id']}, "
+        f"commit {record.get('commit') or 'none'}, by {record['actor']}, "
         f"approved by {', '.join(record.get('approvers') or []) or 'nobody'})"
         + (f"; reason: {record['reason']}" if record.get("reason") else "")
     )
@@ -137,7 +140,8 @@ def _report(outcome: Outcome, as_json: bool) -> None:
     elif outcome.promoted:
         console.print(
             f"[green]{outcome.env} now serves {outcome.model} {_shown(outcome.version)}[/green] "
-            f"(was {_shown(outcome.from_version)}); record {outcome.record_id}."
+            f"(was {_shown(outcome.from_version)}); record {outcome.record_id}"
+            + (f", commit {outcome.commit[:12]} pushed." if outcome.commit else ".")
         )
         for change in (outcome.file_change or {}).get("changes", []):
             console.print(f"  {change['key']}: {change['from']} -> {change['to']}")
@@ -153,36 +157,35 @@ def _versions(record: dict[str, Any]) -> str:
     return f"{_shown(record.get('from_version'))} -> {_shown(record.get('to_version'))}"
 
 
-def _action(record: dict[str, Any]) -> str:
-    text = str(record.get("action"))
-    if record.get("reason"):
-        text += f": {record['reason']}"
-    if record.get("trigger"):
-        text += f" (trained after: {record['trigger']})"
-    text += " (repaired)" if record.get("repair") else ""
-    return text + (" (run deleted in MLflow)" if record.get("deleted_in_mlflow") else "")
-
-
 def print_history(records: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="promotion history (oldest first; `--json` for every field)")
-    for column in ("when (UTC)", "env", "action", "versions", "who", "approvers", "data", "gates"):
-        table.add_column(column, overflow="fold")
+    """Two lines per record, so an 80-column terminal shows every field whole: what changed,
+    where, by whom and in which commit; then its approvers, data and rules (`--json`: all)."""
+    console.print("[bold]promotion history[/bold] (oldest first; `--json` for every field)")
     for record in records:
         gates = record.get("gates") or []
         failed = [g["name"] for g in gates if not g.get("passed")]
         summary = f"{len(gates) - len(failed)}/{len(gates)} passed"
         if failed:
             summary += f"; failed: {', '.join(failed)}"
-        table.add_row(
-            str(record.get("at", ""))[:16].replace("T", " "),
-            str(record.get("env")),
-            _action(record),
-            _versions(record),
-            str(record.get("actor")),
-            ", ".join(record.get("approvers") or []) or "-",
-            str(record.get("dataset_digest") or "?")[:8],
-            summary,
-        )
-    console.print(table)
+        when = str(record.get("at", ""))[:16].replace("T", " ")
+        commit = str(record.get("commit") or "")[:8] or "no commit"
+        head = Text.assemble(
+            (when, "bold"), "  ", (str(record.get("env")), "cyan"), "  ",
+            f"{record.get('action')} {_versions(record)}", "  ", ("commit " + commit, "yellow"),
+        )  # fmt: skip
+        console.print(head, overflow="fold")
+        details = [
+            f"by {record.get('actor')}",
+            f"approved by {', '.join(record.get('approvers') or []) or 'nobody'}",
+            f"data {str(record.get('dataset_digest') or '?')[:8]}",
+            f"gates {summary}",
+        ]
+        if record.get("reason"):
+            details.append(f"reason: {record['reason']}")
+        if record.get("trigger"):
+            details.append(f"trained after: {record['trigger']}")
+        details += ["repaired"] if record.get("repair") else []
+        details += ["run deleted in MLflow"] if record.get("deleted_in_mlflow") else []
+        console.print(Padding("; ".join(details), (0, 0, 0, 4)), overflow="fold")
     if not records:
         console.print("no promotion on record.")

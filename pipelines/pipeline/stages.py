@@ -161,8 +161,18 @@ def package(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
 
 def deploy_staging(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    _promote(ctx, STAGING, [], say)
+    if _trained(ctx, STAGING, say):
+        _promote(ctx, STAGING, [], say)
     _deploy(ctx, STAGING, say)
+
+
+def _trained(ctx: PipelineContext, target: str, say: Say) -> bool:
+    """Whether this run registered a version to promote. A build for a change of settings alone
+    (Jenkins' BUILD_KIND `deploy`) trains nothing: it deploys what the environment file says."""
+    if ctx.version is not None:
+        return True
+    say(f"{target}: this run registered no version: deploying what its environment file says")
+    return False
 
 
 def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -200,21 +210,23 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
             if problem:
                 problems.append(problem)
     p99 = float(np.percentile(latencies, 99))
-    if problems or kind.task != spec.task or str(answered.get("model_version")) != str(ctx.version):
+    expected = ctx.version if ctx.version is not None else _alias_version(ctx.model, STAGING)
+    if problems or kind.task != spec.task or str(answered.get("model_version")) != str(expected):
         raise PipelineError(
             f"smoke test against {address} failed: {len(problems)}/{len(latencies)} bad answers"
             f"{f' (first: {problems[0]})' if problems else ''}, serving version "
             f"{answered.get('model_version')} of a {kind.task} model (expected version "
-            f"{ctx.version} of {spec.name}, a {spec.task} model)"
+            f"{expected} of {spec.name}, a {spec.task} model)"
         )
     say(
-        f"{len(latencies)} requests to {address}: all answered by version {ctx.version}, "
+        f"{len(latencies)} requests to {address}: all answered by version {expected}, "
         f"p99 {p99:.1f} ms"
     )
 
 
 def promote_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
-    _promote(ctx, PRODUCTION, ctx.approvers or environment.pipeline.approvers, say)
+    if _trained(ctx, PRODUCTION, say):
+        _promote(ctx, PRODUCTION, ctx.approvers or environment.pipeline.approvers, say)
 
 
 def deploy_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -226,6 +238,8 @@ def notify_team(ctx: PipelineContext, environment: Environment, say: Say) -> Non
 
     subject = (f"{ctx.model} version {ctx.version} is serving in production"
                if ctx.promoted.get(PRODUCTION) else f"{ctx.model} version {ctx.version} is ready")  # fmt: skip
+    if ctx.version is None:
+        subject = f"{ctx.model}: a settings change is deployed (this run trained no version)"
     payload = {"pipeline_run": ctx.run_id, "model": ctx.model, "version": ctx.version,
                "metrics": ctx.metrics, "serving": ctx.serving}  # fmt: skip
     for delivery in notify(environment, "success", subject, payload):
@@ -292,6 +306,13 @@ def _deploy(ctx: PipelineContext, target: str, say: Say) -> None:
         raise
     ctx.serving[target] = deployed.address
     say(f"{target}: {deployed.message} at {deployed.address}")
+
+
+def _alias_version(model: str, env: str) -> int | None:
+    from mlflow import MlflowClient
+
+    served = _served_version(MlflowClient(), model, env)
+    return int(served.version) if served is not None else None
 
 
 def _served_version(client: Any, model: str, env: str) -> Any:

@@ -4,11 +4,16 @@ A change goes through one transaction, under the environment's lock and registry
   1. evaluate every rule (nothing written yet; a failure here changes nothing),
   2. write the promotion record to MLflow as `pending` (the write-ahead log),
   3. move the alias named after the environment,
-  4. write desiredVersion/image into the environment file (atomic replace),
-  5. mark the record `committed`.
-Every command first repairs what an interrupted one left: a pending record whose alias moved
-is completed (file written, record committed); one whose alias never moved is marked aborted.
-Both are said in the command's output and noted on the record.
+  4. write desiredVersion/image into the environment file (atomic replace); with
+     modelyard:promotion.git on, as a commit pushed to the remote branch (release_git.py), and
+     a push that cannot land moves the alias back: nothing changed,
+  5. mark the record `committed` (with the commit).
+Every command first brings the checkout's file level with the remote branch (git on), then
+repairs what an interrupted one left: a pending record whose commit reached the remote, or whose
+alias moved, is completed (alias set, file written and pushed, record committed); one that
+cannot be pushed now, or whose alias never moved, is aborted. Both are said in the command's
+output and noted on the record. `check_current` is what every deploy runs first: the file must
+say what the registry and the last record say, or nothing deploys.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from modelyard.pipelines.promotion.registry import (
     Version,
     tracking_uri_for,
 )
+from modelyard.pipelines.promotion.release_git import Checkout, ReleaseChange, write_release
 from pydantic import BaseModel
 
 REGISTERED = "registered"
@@ -64,6 +70,7 @@ class Outcome:
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
     file_change: dict[str, Any] | None = None
+    commit: str | None = None  # pushed to the repository (modelyard:promotion.git)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,7 @@ class Outcome:
             "dry_run": self.dry_run,
             "notes": self.notes,
             "env_file_change": self.file_change,
+            "commit": self.commit,
         }
 
 
@@ -96,6 +104,10 @@ class _Target:
     @property
     def env(self) -> str:
         return self.environment.name
+
+    @property
+    def git(self) -> bool:
+        return self.environment.promotion.git.enabled
 
     @property
     def path(self) -> Path:
@@ -353,16 +365,27 @@ def _shown(path: Path) -> str:
 
 @contextlib.contextmanager
 def _exclusive(target: _Target, model: str, action: str) -> Iterator[list[str]]:
-    """Hold the machine lock and the registry lease, then repair what an interrupted run left."""
+    """Hold the machine lock and the registry lease, bring this checkout's file level with the
+    remote branch (git on), then repair what an interrupted run left."""
     with (
         locking.machine_lock(promotion_dir(), target.env),
         locking.registry_lease(target.registry, model, target.env, action) as held,
     ):
-        yield held.notes + repair(target, model)
+        synced = Checkout(target.environment).sync() if target.git else []
+        yield held.notes + synced + repair(target, model)
+
+
+def _change(record: dict[str, Any], action: str | None = None) -> ReleaseChange:
+    return ReleaseChange(
+        record["model"], record["env"], action or record.get("action") or "promote",
+        record.get("from_version"), record.get("to_version"), str(record.get("actor")),
+        str(record.get("reason") or ""), record.get("id"),
+    )  # fmt: skip
 
 
 def repair(target: _Target, model: str) -> list[str]:
-    """Bring record, alias and environment file back into agreement; say what was done."""
+    """Bring record, alias, environment file and (git on) the remote branch back into agreement;
+    say what was done."""
     notes = [
         f"removed {temp.name}, a half-written copy of {target.path.name} left by an "
         "interrupted write (the file itself was never partly written)"
@@ -373,22 +396,44 @@ def repair(target: _Target, model: str) -> list[str]:
         record = store.record(run)
         to, rid = record.get("to_version"), run.info.run_id
         action = record.get("action", "promotion")
-        if registry.alias(model, env) == to:
-            changed = envfile.set_serving(target.path, _written(record), target.key)
+        what = f"the interrupted {action} of {model} v{to} to {env} (record {rid})"
+        landed = Checkout(target.environment).commit_of_record(rid) if target.git else None
+        if landed:
+            # The push reached the remote: git is the truth, the registry follows it.
+            registry.set_alias(model, env, to)
+            note = (
+                f"repaired: {what} had pushed commit {landed[:12]}; completed it: "
+                f"{model}@{env} is v{to}, record committed"
+            )
+            store.finish(rid, COMMITTED, note, commit=landed)
+        elif registry.alias(model, env) == to:
+            try:
+                written = write_release(
+                    target.environment, target.key, _written(record), _change(record)
+                )
+            except PipelineError as exc:
+                # It cannot land: undo what took effect, so registry and repository agree.
+                registry.set_alias(model, env, record.get("from_version"))
+                note = (
+                    f"repaired: {what} had moved the alias but its change could not be "
+                    f"committed ({exc}); aborted it: {model}@{env} is back on "
+                    f"{_shown_version(record.get('from_version'))}, record marked aborted"
+                )
+                store.finish(rid, ABORTED, note)
+                notes.append(note)
+                continue
             wrote = (
                 f"set {target.path.name} desiredVersion to {to}"
-                if changed
+                if written.changes
                 else f"{target.path.name} already had desiredVersion {to}"
             )
-            note = (
-                f"repaired: the interrupted {action} of {model} v{to} to {env} (record {rid}) "
-                f"had moved the alias; completed it: {wrote}, record committed"
-            )
-            store.finish(rid, COMMITTED, note)
+            pushed = f" (commit {written.commit[:12]})" if written.commit else ""
+            note = f"repaired: {what} had moved the alias; completed it: {wrote}{pushed}, record committed"
+            store.finish(rid, COMMITTED, note, commit=written.commit)
         else:
             note = (
-                f"repaired: the interrupted {action} of {model} v{to} to {env} (record {rid}) "
-                "stopped before the alias moved, so nothing had taken effect; record marked aborted"
+                f"repaired: {what} stopped before the alias moved, so nothing had taken effect; "
+                "record marked aborted"
             )
             store.finish(rid, ABORTED, note)
         notes.append(note)
@@ -396,9 +441,13 @@ def repair(target: _Target, model: str) -> list[str]:
     return notes
 
 
+def _shown_version(version: object) -> str:
+    return f"v{version}" if version is not None else "nothing"
+
+
 def _reconcile_file(target: _Target, model: str) -> list[str]:
     """The file follows the registry and the last committed record (e.g. after a repair that
-    another machine made); a disagreement is fixed and said, never silently kept."""
+    another machine made); a disagreement is fixed (a commit, git on) and said, never kept."""
     serving = target.registry.alias(model, target.env)
     history = target.store.history(model, target.env)
     if not history or history[-1].get("to_version") != serving:
@@ -406,10 +455,12 @@ def _reconcile_file(target: _Target, model: str) -> list[str]:
     current = envfile.read_serving(target.path, target.key)
     if current["desiredVersion"] == serving:
         return []
-    envfile.set_serving(target.path, _written(history[-1]), target.key)
+    last = history[-1]
+    written = write_release(target.environment, target.key, _written(last), _change(last, "repair"))
+    pushed = f" (commit {written.commit[:12]})" if written.commit else ""
     return [
         f"repaired: {target.path.name} said desiredVersion {current['desiredVersion']} but "
-        f"{model}@{target.env} and record {history[-1]['id']} say v{serving}; file updated"
+        f"{model}@{target.env} and record {last['id']} say v{serving}; file updated{pushed}"
     ]
 
 
@@ -448,8 +499,8 @@ def _serving_values(
     return values
 
 
-def _apply(target: _Target, record: dict[str, Any]) -> str:
-    """Steps 2-5 of the transaction; returns the record id."""
+def _apply(target: _Target, record: dict[str, Any]) -> tuple[str, str | None]:
+    """Steps 2-5 of the transaction; the record id and the commit pushed (git on)."""
     model, env, to = record["model"], record["env"], record["to_version"]
     store, registry = target.store, target.registry
     record_id = store.begin(record)
@@ -462,17 +513,18 @@ def _apply(target: _Target, record: dict[str, Any]) -> str:
         raise PipelineError(f"{exc}; the promotion was aborted and nothing changed") from None
     faults.hit("after-alias")
     try:
-        envfile.set_serving(target.path, _written(record), target.key)
-    except OSError as exc:
-        # Undo the alias so registry and file agree; a crash here is repaired by `repair`.
+        written = write_release(target.environment, target.key, _written(record), _change(record))
+    except (OSError, PipelineError) as exc:
+        # Undo the alias so registry, file and repository agree; a crash is `repair`'s.
         registry.set_alias(model, env, record["from_version"])
-        store.finish(record_id, ABORTED, f"the environment file could not be written: {exc}")
+        store.finish(record_id, ABORTED, f"the release could not be written: {exc}")
+        where = "" if isinstance(exc, PipelineError) else f"{target.path}: could not be written: "
         raise PipelineError(
-            f"{target.path}: could not be written ({exc}); alias moved back, nothing changed"
+            f"{where}{exc}; the alias moved back and the record is aborted: nothing changed"
         ) from None
     faults.hit("after-file")
-    store.finish(record_id, COMMITTED)
-    return record_id
+    store.finish(record_id, COMMITTED, commit=written.commit)
+    return record_id, written.commit
 
 
 def promote(
@@ -526,7 +578,7 @@ def promote(
             change,
             now,
         )
-        outcome.record_id = _apply(target, record)
+        outcome.record_id, outcome.commit = _apply(target, record)
         outcome.promoted = True
         outcome.file_change = record["env_file_change"]
         return outcome
@@ -613,7 +665,7 @@ def rollback(
             now,
         )
         outcome = Outcome("rollback", True, model, number, env, current, gates, notes=notes)
-        outcome.record_id = _apply(target, record)
+        outcome.record_id, outcome.commit = _apply(target, record)
         outcome.file_change = record["env_file_change"]
         return outcome
 
@@ -680,3 +732,94 @@ def _any_environment_of(model: str) -> Environment:
     raise PipelineError(
         f"no environment file serves model {model!r}{unreadable}: name one with --env."
     )
+
+
+def write_rollout_step(model: str, env: str, wanted: dict[str, Any], description: str) -> list[str]:
+    """A rollout step (a canary's next weight, its end) written like a promotion: under the lock,
+    a commit pushed with git on, and noted on the record it continues; what was done."""
+    target = _open(model, env)
+    with _exclusive(target, model, "rollout step") as notes:
+        history = target.store.history(model, env)
+        last = history[-1] if history else None
+        serving = target.registry.alias(model, env)
+        change = ReleaseChange(
+            model, env, "canary-step", serving, serving, _actor(), description,
+            last["id"] if last else None,
+        )  # fmt: skip
+        written = write_release(target.environment, target.key, wanted, change)
+        if last is not None:
+            release = {**(last.get("release") or {}), **wanted}
+            target.store.step(str(last["id"]), release, written.commit)
+        pushed = f" (commit {written.commit[:12]})" if written.commit else ""
+        return [*notes, f"{env}: {description}{pushed}"]
+
+
+class StaleCheckout(PipelineError):
+    """The environment file disagrees with the registry and the promotion records."""
+
+
+def check_current(environment: Environment) -> list[str]:
+    """Refuse to deploy from a file whose release keys disagree with what the registry and the
+    last committed promotion record say (git on: the repository is the record of what serves).
+    Returns a line per model checked; raises StaleCheckout naming the commit to pull."""
+    if not environment.promotion.git.enabled:
+        return []
+    registry = Registry(tracking_uri_for(environment))
+    registry.check_reachable()
+    store = RecordStore(registry)
+    lines: list[str] = []
+    problems: list[str] = []
+    for model in environment.served_models:
+        key = environment.release_key(model)
+        file = envfile.read_serving(environment.path, key)
+        serving = registry.alias(model, environment.name)
+        pending = store.runs(model, environment.name, PENDING)
+        history = store.history(model, environment.name)
+        last = history[-1] if history else None
+        expected = dict.fromkeys(envfile.KEYS)
+        expected.update((last or {}).get("release") or {})
+        if pending:
+            problems.append(
+                f"{model}: a {pending[0].data.tags.get('modelyard.promotion.action', 'promotion')} "
+                f"to {environment.name} was interrupted (record {pending[0].info.run_id}): the next "
+                f"`modelyard promote` or `modelyard rollback {model} --env {environment.name}` "
+                "finishes or aborts it"
+            )
+            continue
+        if file["desiredVersion"] == serving and (last is None or _same(file, expected)):
+            lines.append(f"{model}: {_shown_version(serving)} as {model}@{environment.name} says")
+            continue
+        differences = (
+            ", ".join(
+                f"{name} {file[name]!r} (record: {expected[name]!r})"
+                for name in envfile.KEYS
+                if file[name] != expected[name]
+            )
+            or f"desiredVersion {file['desiredVersion']!r} ({model}@{environment.name}: {serving!r})"
+        )
+        served = {r.get("to_version") for r in history} | {r.get("from_version") for r in history}
+        if file["desiredVersion"] not in served | {serving}:
+            problems.append(
+                f"{model}: {environment.path.name} says desiredVersion {file['desiredVersion']} "
+                f"but {model}@{environment.name} is {_shown_version(serving)} and no record ever "
+                f"served it (a hand edit?): change what serves with `modelyard promote {model} "
+                f"--to {environment.name}`, never by editing release keys"
+            )
+        else:
+            where = f"commit {last['commit'][:12]}" if last and last.get("commit") else "the remote"
+            problems.append(
+                f"{model}: this checkout is behind: {differences}; `git pull` to take {where} "
+                f"(record {last['id'] if last else '?'})"
+            )
+    if problems:
+        raise StaleCheckout(
+            f"{environment.path} does not say what {environment.name} serves, so nothing was "
+            "deployed: " + "; ".join(problems)
+        )
+    return lines
+
+
+def _same(file: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return all(
+        file[name] == expected[name] for name in envfile.KEYS if name != "canaryWeight"
+    ) and ((file["canaryWeight"] or 100) == (expected["canaryWeight"] or 100))

@@ -46,7 +46,12 @@ def _section(document: Any, key: str) -> Any:
 
 def read_serving(path: Path, key: str = SERVING) -> dict[str, Any]:
     """The current value of each of KEYS under `key` in the file (None when unset)."""
-    section = _section(_yaml().load(path.read_text(encoding="utf-8")), key) or {}
+    return read_serving_text(path.read_text(encoding="utf-8"), key)
+
+
+def read_serving_text(text: str, key: str = SERVING) -> dict[str, Any]:
+    """read_serving of a file's text (as a commit holds it)."""
+    section = _section(_yaml().load(text), key) or {}
     return {name: section.get(name) for name in KEYS}
 
 
@@ -55,7 +60,13 @@ def render(
 ) -> tuple[str, str, list[dict[str, Any]]]:
     """(old text, new text, changed keys) with the keys of `wanted` set under `key` (None:
     removed); nothing written yet."""
-    old = path.read_text(encoding="utf-8")
+    return render_text(path.read_text(encoding="utf-8"), wanted, key, path)
+
+
+def render_text(
+    old: str, wanted: Mapping[str, Any], key: str, path: Path
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """render of a file's text (`path` names it in messages)."""
     yaml = _yaml()
     document = yaml.load(old)
     serving = _section(document, key)

@@ -6,6 +6,9 @@ For tests only; unset in normal use. Steps, in the order a promotion reaches the
   after-alias         the alias moved, the environment file is not written yet
   during-file-write   half of the new environment file is in a temp file
   after-file          the file is written, the record is still pending
+With modelyard:promotion.git on, between after-alias and after-file:
+  before-push         the commit is made, not pushed
+  after-push          the commit is on the remote, the checkout and the record not updated
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ import signal
 
 from modelyard.contracts import variables
 
-STEPS = ("after-record", "after-alias", "during-file-write", "after-file")
+STEPS = (
+    "after-record",
+    "after-alias",
+    "during-file-write",
+    "before-push",
+    "after-push",
+    "after-file",
+)
+GIT_STEPS = ("before-push", "after-push")  # reached only with modelyard:promotion.git on
 
 
 def hit(step: str) -> None:

@@ -26,6 +26,9 @@ RECORD_FILE = artifacts.PROMOTION_RECORD
 PREFIX = PROMOTION_PREFIX
 PENDING, COMMITTED, ABORTED = "pending", "committed", "aborted"
 # Fields copied to tags so the record can be found and repaired without its artifact.
+# The commit that wrote the record's release keys to the repository (modelyard:promotion.git),
+# and the keys as the last rollout step wrote them.
+COMMIT, RELEASE = "commit", "release"
 TAGGED = ("model", "env", "action", "from_version", "to_version", "image", "actor", "at")
 
 
@@ -92,17 +95,32 @@ class RecordStore:
             raise
         return run_id
 
-    def finish(self, run_id: str, status: str, note: str | None = None) -> None:
+    def finish(
+        self, run_id: str, status: str, note: str | None = None, commit: str | None = None
+    ) -> None:
         client = self.registry.client
 
         def close() -> None:
             if note:
                 client.set_tag(run_id, _tag("repair"), note[:4000])
+            if commit:
+                client.set_tag(run_id, _tag(COMMIT), commit)
             client.set_tag(run_id, _tag("status"), status)
             ended = RunStatus.FINISHED if status == COMMITTED else RunStatus.KILLED
             client.set_terminated(run_id, RunStatus.to_string(ended))
 
         self.registry.call(f"mark the promotion record {status}", close)
+
+    def step(self, run_id: str, release: dict[str, Any], commit: str | None) -> None:
+        """A rollout step (a canary's weight) wrote the release keys again after the record."""
+        client = self.registry.client
+
+        def tag() -> None:
+            client.set_tag(run_id, _tag(RELEASE), json.dumps(release, sort_keys=True))
+            if commit:
+                client.set_tag(run_id, _tag(COMMIT), commit)
+
+        self.registry.call("note the rollout step on the promotion record", tag)
 
     def _search(self, where: list[str]) -> list[Run]:
         experiment = self.experiment_id(create=False)
@@ -139,6 +157,10 @@ class RecordStore:
         note = run.data.tags.get(_tag("repair"))
         if note:
             record["repair"] = note
+        record["commit"] = run.data.tags.get(_tag(COMMIT))
+        # What the file says for the model now: the record's keys, or a later rollout step's.
+        stepped = run.data.tags.get(_tag(RELEASE))
+        record["release"] = json.loads(stepped) if stepped else record.get("serving")
         # Deleting the run in MLflow does not erase the history: it shows, flagged.
         if run.info.lifecycle_stage == "deleted":
             record["deleted_in_mlflow"] = True

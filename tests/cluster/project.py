@@ -17,7 +17,7 @@ from modelyard.infra.local_cluster.settings import ClusterPaths
 from modelyard.pipelines.local_mlflow import free_port
 
 from tests.docker_helpers import RUN_ID
-from tests.helpers import DELETE, MODELYARD, REPO, edit_environment
+from tests.helpers import DELETE, MODELYARD, REPO, edit_environment, push_edit, with_origin
 
 if TYPE_CHECKING:
     from tests.cluster.conftest import LocalCluster
@@ -83,6 +83,7 @@ class Project:
             done = subprocess.run(command, cwd=self.folder, env=self.variables(), input=stdin,
                                   capture_output=True, text=True, check=False)  # fmt: skip
             assert done.returncode == 0, f"{command[:4]}: {done.stderr}"
+        push_edit(self.environments / f"Pulumi.{env}.yaml")
 
     def create(self) -> None:
         for part in ("contracts", "infra", "ml", "pipelines", "tests", ".venv", "tools"):
@@ -128,11 +129,12 @@ class Project:
             "promotion.maxDrift": DELETE,
             "serving.replicas": 2, "serving.autoscaling.maxReplicas": 3,  # the policy's minimum
         })  # fmt: skip
-        for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the project"]):
-            subprocess.run(
-                ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *command],
-                cwd=self.folder, check=True,
-            )  # fmt: skip
+        # The project's repository: promotions, rollbacks and canary steps are pushed there.
+        with_origin(self.folder, self.remote)
+
+    @property
+    def remote(self) -> Path:
+        return self.folder.with_name(self.folder.name + "-repository.git")
 
 
 def provisioned(created: Project, local_cluster: LocalCluster) -> Project:

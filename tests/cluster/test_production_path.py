@@ -7,6 +7,7 @@ staging Service. Then what a platform engineer checks by hand, checked here."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -132,6 +133,46 @@ def test_a_second_up_changes_nothing_and_the_history_names_the_version(
     version = str(_deployment(project, "production")["spec"]["template"]["metadata"]["labels"]
                   ["modelyard.io/model-version"]).removeprefix("v")  # fmt: skip
     assert version in history
+
+
+def test_the_promotions_are_commits_and_a_stale_clone_cannot_deploy_production(
+    project: Project, pipeline_run: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    """Another engineer cloned the repository before the pipeline promoted: their `modelyard
+    infra up production` and `pulumi up --stack production` are refused, naming the commit to
+    pull; after `git pull` the same command changes nothing."""
+    from modelyard.infra.automation import OFFLINE, pulumi_command
+
+    assert pipeline_run.returncode == 0
+    log = subprocess.run(["git", "--git-dir", str(project.remote), "log", "--format=%H %s",
+                          "main"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    commits = [line.split(" ", 1) for line in log.splitlines()]
+    [(promoted, _)] = [c for c in commits if c[1].startswith("promote churn in production: ")]
+    [record] = json.loads(project.ok("history", "churn", "--env", "production", "--json"))[-1:]
+    assert record["commit"] == promoted
+    clone = tmp_path / "stale-clone"
+    subprocess.run(["git", "clone", "-q", str(project.remote), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", f"{promoted}~1"], cwd=clone, check=True)
+    pulumi = pulumi_command().command  # the engine as a person runs it, its plugins beside it
+    variables = {**project.variables(), **OFFLINE, "MODELYARD_STATE_DIR": str(tmp_path / "state"),
+                 "PATH": f"{Path(pulumi).parent}:{os.environ['PATH']}"}  # fmt: skip
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(command), cwd=clone, env=variables, capture_output=True,
+                              text=True, timeout=900, check=False)  # fmt: skip
+
+    refused = run(str(clone / ".venv/bin/modelyard"), "infra", "up", "production")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "this checkout is behind" in said, said[-3000:]
+    assert promoted[:12] in said and "git pull" in said and record["id"] in said
+    direct = run(pulumi, "up", "--stack", "production", "--yes", "--non-interactive")
+    said = direct.stdout + direct.stderr
+    assert direct.returncode != 0 and "this checkout is behind" in said, said[-3000:]
+    assert "Traceback" not in said
+    subprocess.run(["git", "checkout", "-q", "main"], cwd=clone, check=True)  # `git pull`
+    again = json.loads(run(str(clone / ".venv/bin/modelyard"), "infra", "up", "production",
+                           "--json").stdout)  # fmt: skip
+    assert {k: v for k, v in again["changes"].items() if v and k != "unchanged"} == {}
 
 
 def test_the_namespaces_hold_their_network_policies_and_the_api_server_refuses_a_root_pod(

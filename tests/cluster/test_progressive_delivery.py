@@ -171,6 +171,9 @@ def test_a_canary_that_errors_is_rolled_back_at_its_first_step_and_stays_rolled_
         stable,
     )
     assert "error rate" in last["reason"] and "requests" in last["reason"]
+    # ... and the repository: the automatic rollback is the remote's newest commit.
+    assert _remote_subjects(production)[0] == f"rollback churn in {ENV}: v{broken} -> v{stable}"
+    assert last["commit"] == _remote_log(production)[0].split()[0]
     variables = {e["name"]: e["value"] for e in
                  production.deployment()["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
     assert variables["MODELYARD_MODEL_URI"].endswith(f"/{stable}")
@@ -205,6 +208,22 @@ def test_a_healthy_canary_climbs_every_step_with_no_failed_request(production: P
     assert settings["desiredVersion"] == healthy and "stableVersion" not in settings
     assert "canaryWeight" not in settings and production.alias() == healthy
     assert production.served_version() == str(healthy)
+    # Each step is a commit on the remote, after the promotion's (newest first).
+    steps, promotion = _remote_subjects(production)[:2], _remote_subjects(production)[2]
+    assert all(s.startswith(f"canary-step churn in {ENV}: v{healthy} -> v{healthy}") for s in steps)
+    assert promotion.startswith(f"promote churn in {ENV}: ") and promotion.endswith(f"v{healthy}")
+
+
+def _remote_log(production: Production) -> list[str]:
+    """`git log --format='%H %s'` of main on the project's remote, newest first."""
+    return subprocess.run(
+        ["git", "--git-dir", str(production.project.remote), "log", "--format=%H %s", "main"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+
+
+def _remote_subjects(production: Production) -> list[str]:
+    return [line.split(" ", 1)[1] for line in _remote_log(production)]
 
 
 def _answers_from(load: LoadPod, version: int, timeout: float = 60) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import edit_environment, run_cli
+from tests.helpers import DELETE, edit_environment, run_cli
 
 
 def _drop_allowed_host(folder: Path) -> None:
@@ -34,6 +34,18 @@ MISTAKES: dict[str, tuple[str, Callable[[Path], object], str]] = {
         "staging",
         _drop_allowed_host,
         "modelyard:mlflow.trackingUri: names host 'mlflow.staging.example.internal'",
+    ),
+    "promotions pushed by a Jenkins without a key to push with": (
+        "production",
+        lambda f: edit_environment(
+            f,
+            "production",
+            {
+                "promotion.git.enabled": True,
+                "platform.jenkins.gitPrivateKey": DELETE,
+            },
+        ),
+        "modelyard:platform.jenkins.gitPrivateKey: promotion.git is on but Jenkins has no key",
     ),
     "serving images pushed to another registry": (
         "production",

@@ -181,6 +181,7 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
     }
     expected |= {jenkins.AGENT_CREDENTIAL} if settings.agents else set()
     expected |= {jenkins.PASSPHRASE_CREDENTIAL} if settings.pulumi else set()
+    expected |= {jenkins.GIT_CREDENTIAL} if settings.git_private_key else set()
     assert set(by_id) == expected
     reference = r"\$\{(base64:)?\$?\{?[A-Z_]+\}\}?"
     for kind, credential in by_id.values():
@@ -194,14 +195,19 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
             assert re.fullmatch(reference, credential[field]), (kind, field)
         if kind == "basicSSHUserPrivateKey":
             key = credential["privateKeySource"]["directEntry"]["privateKey"]
-            assert key == "${" + jenkins.AGENT_KEY_VARIABLE + "}"
+            variable = {jenkins.AGENT_CREDENTIAL: jenkins.AGENT_KEY_VARIABLE,
+                        jenkins.GIT_CREDENTIAL: jenkins.GIT_KEY_VARIABLE}[credential["id"]]  # fmt: skip
+            assert key == "${" + variable + "}"
+            # Jobs may bind the push key; the agents' key only launches agents.
+            assert credential["scope"] == ("GLOBAL" if variable == jenkins.GIT_KEY_VARIABLE
+                                           else "SYSTEM")  # fmt: skip
     # every reference is a variable the component gives the container
     provided = jenkins.controller_environment(
         settings,
         admin_password="x", registry_username="x", registry_password="x",
         mlflow_username="x", mlflow_password="x", webhook_token="x",
         kubeconfigs=dict.fromkeys(settings.kubeconfigs, "x"), agent_private_key="x",
-        pulumi_passphrase="x",
+        pulumi_passphrase="x", git_private_key="x",
     )  # fmt: skip
     assert jenkins.referenced_variables(text) == set(provided)
 
@@ -365,7 +371,8 @@ STEP_PROVIDERS = {
     "buildDiscarder": "workflow-job", "logRotator": "workflow-job",
     "disableConcurrentBuilds": "workflow-job", "string": "workflow-job",
     **dict.fromkeys(["pipeline", "agent", "label", "options", "triggers", "parameters",
-                     "environment", "stages", "stage", "steps", "post", "script",
+                     "environment", "stages", "stage", "steps", "post", "script", "when",
+                     "expression",
                      *jenkinsfile_model.POST_CONDITIONS], "pipeline-model-definition"),
 }  # fmt: skip
 

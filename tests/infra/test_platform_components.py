@@ -416,7 +416,12 @@ def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> Non
     kubeconfigs = {f"modelyard-kubeconfig-{k}" for k in settings.jenkins.kubeconfigs}
     agents = {jenkins.AGENT_CREDENTIAL} if settings.jenkins.agents else set()
     passphrase = {jenkins.PASSPHRASE_CREDENTIAL}  # every Jenkins the files enable deploys
-    assert ids == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents | passphrase
+    # ... and pushes the release commits of its promotions where promotion.git is on
+    pushes = {jenkins.GIT_CREDENTIAL} if load_environment(env).promotion.git.enabled else set()
+    assert (
+        ids
+        == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents | passphrase | pushes
+    )
     assert settings.jenkins.pulumi is not None
     assert pipeline_env[jenkins.BACKEND_VARIABLE] == settings.jenkins.pulumi.backend_url
     assert [n["permanent"]["name"] for n in document["jenkins"]["nodes"]] == [
@@ -563,6 +568,7 @@ def _staging_jenkins(hosts: list[str], **overrides: Any) -> Any:
         "mlflow_url": "http://m", "mlflow_username": "admin", "mlflow_password": secret,
         "agent_user": "jenkins", "agent_private_key": pulumi.Output.secret(AGENT_KEY),
         "pulumi_passphrase": pulumi.Output.secret("stand-in passphrase"),
+        "git_private_key": pulumi.Output.secret("stand-in git key"),
         **overrides,
     }  # fmt: skip
     return lambda: jenkins.JenkinsController("staging-jenkins", jenkins.JenkinsArgs(**args))

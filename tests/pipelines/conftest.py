@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, edit_environment
+from tests.helpers import REPO, edit_environment, with_origin
 
 
 @pytest.fixture
@@ -22,7 +21,5 @@ def project(tmp_path: Path) -> Path:
     edit_environment(folder / "environments", "local", {"pipeline.testPaths": ["checks"]})
     edit_environment(folder / "environments", "staging",
                      {"models": {"segment": {"localPort": 8191}}})  # fmt: skip
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the project"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-                       cwd=folder, check=True)  # fmt: skip
+    with_origin(folder, tmp_path / "remote.git")  # promotions to staging are pushed there
     return folder

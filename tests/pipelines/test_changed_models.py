@@ -12,7 +12,7 @@ import pytest
 from modelyard.ml.data.sample import generate_churn, generate_segment
 from modelyard.pipelines.pipeline.changes import touched_models
 
-from tests.helpers import MODELYARD
+from tests.helpers import MODELYARD, edit_environment, git
 
 KNOWN = ["churn", "demand", "segment"]
 
@@ -128,3 +128,37 @@ def test_pipeline_changed_lists_what_a_run_would_train_with_each_data_file(
     missing = _changed(project, "--data", str(data), "--others")
     assert (missing.returncode, missing.stdout) == (2, "")
     assert f"--data {data} holds no segment.parquet or segment.csv" in missing.stderr
+
+
+def _kind(project: Path, since: str) -> str:
+    done = subprocess.run(
+        [MODELYARD, "pipeline", "changed", "staging", "--since", since, "--kind"],
+        cwd=project, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_what_a_push_asks_jenkins_for_release_commits_settings_or_code(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jenkins' BUILD_KIND: the commits a promotion pushed build nothing (the promotion deployed
+    them), a person's change of settings deploys without training, anything else trains."""
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.promotion.release_git import ReleaseChange, write_release
+
+    base = git(project, "rev-parse", "HEAD").stdout.strip()
+    monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(project / "environments"))
+    staging = load_environment("staging")
+    change = ReleaseChange("churn", "staging", "promote", None, 4, "jenkins", "", "run-abc")
+    written = write_release(staging, "modelyard:serving", {"desiredVersion": 4}, change)
+    assert written.commit is not None and written.changes
+    assert git(project, "rev-parse", "HEAD").stdout.strip() == written.commit  # fast-forwarded
+    assert _kind(project, base) == "releases"
+    edit_environment(project / "environments", "staging", {"serving.replicas": 2})  # pushed
+    assert _kind(project, base) == "deploy"
+    (project / "checks" / "test_more.py").write_text("def test_more() -> None:\n    pass\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "a new check")
+    assert _kind(project, base) == "train"
+    assert _kind(project, "HEAD") == "train"  # a rebuild of the same commit

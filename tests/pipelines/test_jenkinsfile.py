@@ -208,7 +208,8 @@ def _all_bound_credentials() -> set[str]:
 
 def test_every_credential_the_jenkinsfile_binds_is_one_jenkins_is_configured_with() -> None:
     bound = _all_bound_credentials()
-    assert {"modelyard-mlflow", "modelyard-registry", jenkins.PASSPHRASE_CREDENTIAL} <= bound
+    assert {"modelyard-mlflow", "modelyard-registry", jenkins.PASSPHRASE_CREDENTIAL,
+            jenkins.GIT_CREDENTIAL} <= bound  # fmt: skip
     for env in ("staging", "production"):
         platform = load_environment(env).platform
         assert platform is not None
@@ -268,16 +269,20 @@ def test_stages_that_run_pulumi_or_reach_the_cluster_get_its_passphrase_and_kube
     # handler of each rolls its environment back with another `up`, in the same stage.
     assert rolled_back == {"deploy-staging": "staging", "smoke-test": "staging",
                            "deploy-production": "production"}  # fmt: skip
+    # Where release keys are written, the write is a pushed commit: the promotions, the canary
+    # steps and every rollback get the git deploy key, and no other stage does.
+    writes_releases = {*rolled_back, "promote-production"}
     for name, stage in STAGE_NODES.items():
-        bound = _credentials_bound_by_environment(stage)
-        if name not in rolled_back:
-            assert bound == {}, f"stage {name} needs no cluster and no stack passphrase"
-            continue
+        expected = (
+            {variables.GIT_SSH_KEY: jenkins.GIT_CREDENTIAL} if name in writes_releases else {}
+        )
+        if name in rolled_back:
+            expected.update({
+                "PULUMI_CONFIG_PASSPHRASE": jenkins.PASSPHRASE_CREDENTIAL,
+                "KUBECONFIG": f"modelyard-kubeconfig-{rolled_back[name]}",
+            })  # fmt: skip
         # Stage-level `environment {}`: Jenkins binds it around the steps and the stage's `post`.
-        assert bound == {
-            "PULUMI_CONFIG_PASSPHRASE": jenkins.PASSPHRASE_CREDENTIAL,
-            "KUBECONFIG": f"modelyard-kubeconfig-{rolled_back[name]}",
-        }, name
+        assert _credentials_bound_by_environment(stage) == expected, name
     [pipeline] = model.calls(TREE, "pipeline")
     assert _credentials_bound_by_environment(pipeline) == {}  # no other stage sees them
     # and no step binds KUBECONFIG some other way (it would miss the stage's `post`)

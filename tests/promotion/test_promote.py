@@ -214,10 +214,14 @@ def test_cli_json_exit_codes_and_no_secret_in_records(
     everything = json.dumps(records) + ok.stdout + ok.stderr
     for secret in ("hunter2-very-secret", "s3cr3t-pw", *_ciphertexts(environments)):
         assert secret not in everything
-    console = Console(record=True, width=160)
+    # An 80-column terminal shows every field whole (no header or word broken mid-way).
+    console = Console(record=True, width=80)
     print_history(history(model, "staging"), console)
     shown = console.export_text()
-    assert "staging" in shown and "nothing -> v1" in shown and "4/4 passed" in shown
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), shown
+    assert "staging  promote nothing -> v1  commit" in lines[1], shown
+    assert "approved by nobody" in shown and "gates 4/4 passed" in shown
 
 
 def _ciphertexts(environments: Path) -> list[str]:

@@ -1,0 +1,331 @@
+"""Promotions land in the repository, for real: a bare repository served by `git http-backend`
+over HTTP with authentication on 127.0.0.1, two clones acting as two Jenkins agents, separate
+`modelyard` processes against a real `mlflow server`. The registry, the records and the remote
+branch must always tell one story."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from modelyard.contracts import git_trailers
+from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.promotion import faults, history
+from modelyard.pipelines.promotion.records import ABORTED, PENDING, RecordStore
+from modelyard.pipelines.promotion.registry import Registry
+from promotion_helpers import Register
+
+from tests.git_http_remote import GitRemote, git_remote
+from tests.helpers import GIT_IDENTITY, MODELYARD, SHIPPED_REMOTE, git
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class Clone:
+    """One agent's checkout of the project, with its own state folder (its own machine)."""
+
+    root: Path
+    remote: GitRemote
+    variables: dict[str, str]
+
+    @property
+    def environments(self) -> Path:
+        return self.root / "environments"
+
+    def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MODELYARD, *args], cwd=self.root, capture_output=True, text=True,
+                              env={**self.variables, **extra}, timeout=300, check=False)  # fmt: skip
+
+    def start(self, *args: str, **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([MODELYARD, *args], cwd=self.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**self.variables, **extra})  # fmt: skip
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True,
+                              env={**self.variables, **GIT_IDENTITY}, check=check)  # fmt: skip
+
+    def file_version(self, env: str) -> int | None:
+        text = (self.environments / f"Pulumi.{env}.yaml").read_text(encoding="utf-8")
+        return yaml.safe_load(text)["config"]["modelyard:serving"].get("desiredVersion")
+
+
+@pytest.fixture
+def remote(tmp_path: Path, environments: Path, model: str) -> Iterator[GitRemote]:
+    """The project's repository: the test's environment files with git on, pushed as main."""
+    seed = tmp_path / "seed"
+    (seed / "environments").mkdir(parents=True)
+    for path in environments.glob("Pulumi.*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("    git:\n      enabled: false\n", "    git:\n      enabled: true\n")
+        text = text.replace(SHIPPED_REMOTE, "origin")
+        (seed / "environments" / path.name).write_text(text, encoding="utf-8")
+    (seed / "README.md").write_text("the project\n")
+    git(seed, "init", "-q", "-b", "main")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-q", "-m", "the project")
+    with git_remote(tmp_path / "server", seed=seed) as served:
+        yield served
+
+
+def _clone(tmp_path: Path, remote: GitRemote, name: str, tracking: str) -> Clone:
+    variables = {
+        **os.environ, **remote.auth_env(),
+        "MLFLOW_TRACKING_URI": tracking,
+        "MODELYARD_STATE_DIR": str(tmp_path / f"state-{name}"),
+    }  # fmt: skip
+    root = tmp_path / name
+    subprocess.run(["git", "clone", "-q", remote.url, str(root)], env=variables, check=True)
+    variables["MODELYARD_ENVIRONMENTS_DIR"] = str(root / "environments")
+    return Clone(root, remote, variables)
+
+
+@pytest.fixture
+def agents(tmp_path: Path, remote: GitRemote, tracking: str) -> tuple[Clone, Clone]:
+    return _clone(tmp_path, remote, "agent-a", tracking), _clone(
+        tmp_path, remote, "agent-b", tracking
+    )
+
+
+def _alias(tracking: str, model: str, env: str) -> int | None:
+    found = MlflowClient(tracking).get_registered_model(model).aliases
+    return int(found[env]) if env in found else None
+
+
+def _remote_file(remote: GitRemote, env: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(remote.bare), "show", f"main:environments/Pulumi.{env}.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def _records(tracking: str, model: str, status: str) -> list[str]:
+    return [
+        run.info.run_id for run in RecordStore(Registry(tracking)).runs(model, "staging", status)
+    ]
+
+
+def test_a_promotion_is_one_pushed_commit_of_exactly_its_lines(
+    agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, _ = agents
+    version = register(0.9)
+    before = a.remote.branch_log()
+    done = a.cli("promote", model, "--to", "staging", "--json")
+    assert done.returncode == 0, done.stderr
+    log = a.remote.branch_log()
+    assert len(log) == len(before) + 1
+    commit, subject = log[0].split(" ", 1)
+    assert subject == f"promote {model} in staging: nothing -> v{version}"
+    shown = subprocess.run(["git", "--git-dir", str(a.remote.bare), "show", "--format=%B%n%an",
+                            commit], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    [record] = history(model, "staging")
+    assert f"{git_trailers.RECORD}: {record['id']}" in shown
+    assert f"{git_trailers.TO}: v{version}" in shown and "modelyard\n" in shown
+    # Exactly the release line, in the staging file alone.
+    changed = [line for line in shown.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert changed == [f"+    desiredVersion: {version}"], shown
+    # The record, the alias, the remote and this checkout say the same.
+    assert record["commit"] == commit
+    assert _alias(tracking, model, "staging") == version == a.file_version("staging")
+    assert a.git("rev-parse", "HEAD").stdout.strip() == commit  # only an environment file moved
+    assert f"desiredVersion: {version}" in _remote_file(a.remote, "staging")
+
+
+def test_two_agents_promoting_different_environments_both_land_in_a_linear_history(
+    agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, b = agents
+    v1, v2 = register(0.90), register(0.93)
+    assert a.cli("promote", model, "--to", "staging", "--version", str(v1)).returncode == 0
+    # Production takes what staging serves, at once and without approvals, in this test.
+    b.git("pull", "-q")
+    production = b.environments / "Pulumi.production.yaml"
+    text = production.read_text()
+    for old, new in (("soakMinutes: 60", "soakMinutes: 0"), ("required: 2", "required: 0"),
+                     ("    maxDrift: 0.2\n", "")):  # fmt: skip
+        text = text.replace(old, new)
+    production.write_text(text)
+    b.git("commit", "-q", "-am", "production: no soak or approvals in the test")
+    b.git("push", "-q", "origin", "HEAD:main")
+    a.git("pull", "-q")
+    racers = [
+        a.start("promote", model, "--to", "staging", "--version", str(v2)),
+        b.start("promote", model, "--to", "production"),
+    ]
+    results = [(p.wait(timeout=240), *p.communicate()) for p in racers]
+    assert [code for code, _, _ in results] == [0, 0], results
+    log = a.remote.branch_log()
+    assert {line.split(" ", 1)[1] for line in log[:2]} == {
+        f"promote {model} in staging: v{v1} -> v{v2}",
+        f"promote {model} in production: nothing -> v{v1}",
+    }
+    merges = subprocess.run(["git", "--git-dir", str(a.remote.bare), "rev-list", "--merges",
+                             "main"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert merges == ""  # linear
+    assert f"desiredVersion: {v2}" in _remote_file(a.remote, "staging")
+    assert f"desiredVersion: {v1}" in _remote_file(a.remote, "production")
+    assert _alias(tracking, model, "staging") == v2 and _alias(tracking, model, "production") == v1
+
+
+def test_a_stale_clone_takes_the_remote_file_before_it_promotes(
+    agents: tuple[Clone, Clone], register: Register, model: str
+) -> None:
+    a, b = agents
+    v1, v2 = register(0.90), register(0.93)
+    assert a.cli("promote", model, "--to", "staging", "--version", str(v1)).returncode == 0
+    done = b.cli("promote", model, "--to", "staging", "--version", str(v2))
+    assert done.returncode == 0, done.stderr
+    assert "Pulumi.staging.yaml was behind" in done.stdout
+    subjects = [line.split(" ", 1)[1] for line in a.remote.branch_log()[:2]]
+    assert subjects == [f"promote {model} in staging: v{v1} -> v{v2}",
+                        f"promote {model} in staging: nothing -> v{v1}"]  # fmt: skip
+    assert b.file_version("staging") == v2
+
+
+def test_the_same_environment_from_two_agents_at_once_has_one_winner(
+    agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, b = agents
+    v1, v2 = register(0.90), register(0.93)
+    before = len(a.remote.branch_log())
+    racers = [
+        clone.start(
+            "promote",
+            model,
+            "--to",
+            "staging",
+            "--version",
+            str(version),
+            MODELYARD_LEASE_SETTLE_SECONDS="8",
+        )
+        for clone, version in ((a, v1), (b, v2))
+    ]
+    results = [(p.wait(timeout=240), *p.communicate()) for p in racers]
+    assert sorted(code for code, _, _ in results) == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    assert "another promotion or rollback to staging" in loser and "Traceback" not in loser
+    winner = _alias(tracking, model, "staging")
+    assert len(a.remote.branch_log()) == before + 1
+    assert f"desiredVersion: {winner}" in _remote_file(a.remote, "staging")
+
+
+@pytest.mark.parametrize("fault", ["refused", "down", "no-credentials"])
+def test_a_push_that_cannot_land_changes_nothing_and_says_why(
+    fault: str, agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, _ = agents
+    v1, v2 = register(0.90), register(0.93)
+    assert a.cli("promote", model, "--to", "staging", "--version", str(v1)).returncode == 0
+    before = a.remote.branch_log()
+    file_before = (a.environments / "Pulumi.staging.yaml").read_text()
+    extra: dict[str, str] = {}
+    if fault == "refused":
+        a.remote.refuse_pushes("environment files are protected")
+    elif fault == "no-credentials":
+        extra = {"GIT_CONFIG_COUNT": "0"}
+    if fault == "down":
+        a.remote.stop()
+    done = a.cli("promote", model, "--to", "staging", "--version", str(v2), **extra)
+    if fault == "down":
+        a.remote.start()
+    assert done.returncode == 2, done
+    said = done.stderr
+    assert "Traceback" not in said and a.remote.password not in said
+    expected = {
+        "refused": "environment files are protected",
+        "down": "could not reach",
+        "no-credentials": "refused the credentials, or none were given",
+    }[fault]
+    assert expected in said, said
+    assert "nothing changed" in said or "nothing was changed" in said
+    a.remote.accept_pushes()
+    assert a.remote.branch_log() == before
+    assert (a.environments / "Pulumi.staging.yaml").read_text() == file_before
+    assert _alias(tracking, model, "staging") == v1
+    assert _records(tracking, model, PENDING) == []
+    # Unreachable or unauthenticated: the fetch before anything fails, so no record was begun.
+    assert len(_records(tracking, model, ABORTED)) == (1 if fault == "refused" else 0)
+    # The next attempt, with the remote back, lands.
+    again = a.cli("promote", model, "--to", "staging", "--version", str(v2))
+    assert again.returncode == 0, again.stderr
+    assert _alias(tracking, model, "staging") == v2 == a.file_version("staging")
+
+
+@pytest.mark.parametrize("step", faults.GIT_STEPS)
+def test_a_killed_promotion_is_finished_by_the_next_command(
+    step: str, agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, b = agents
+    v1, v2, v3 = register(0.90), register(0.92), register(0.95)
+    assert a.cli("promote", model, "--to", "staging", "--version", str(v1)).returncode == 0
+    killed = a.start("promote", model, "--to", "staging", "--version", str(v2),
+                     MODELYARD_FAULT_AT=step)  # fmt: skip
+    assert killed.wait(timeout=240) == -9, killed.communicate()
+    assert _alias(tracking, model, "staging") == v2  # the alias moved before the push
+    pushed = any(f"-> v{v2}" in line for line in a.remote.branch_log())
+    assert pushed == (step == "after-push")
+    # Another agent's next command finishes it: the push (again, or found), then its own.
+    done = b.cli("promote", model, "--to", "staging", "--version", str(v3))
+    assert done.returncode == 0, done.stderr
+    assert "completed it" in done.stdout and f"v{v2}" in done.stdout
+    assert [r["to_version"] for r in history(model, "staging")] == [v1, v2, v3]
+    subjects = [line.split(" ", 1)[1] for line in a.remote.branch_log()]
+    assert sum(f"-> v{v2}" in s for s in subjects) == 1  # pushed exactly once
+    assert subjects[0] == f"promote {model} in staging: v{v2} -> v{v3}"
+    assert _records(tracking, model, PENDING) == []
+
+
+def test_bad_git_settings_and_a_dirty_file_each_get_one_message(
+    agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
+) -> None:
+    a, _ = agents
+    register(0.9)
+    staging = a.environments / "Pulumi.staging.yaml"
+    original = staging.read_text()
+    staging.write_text(original.replace("      remote: origin\n", "      remote: upstream\n"))
+    a.git("commit", "-q", "-am", "a remote that does not exist")
+    unknown = a.cli("promote", model, "--to", "staging")
+    assert unknown.returncode == 2
+    assert "modelyard:promotion.git.remote 'upstream' is not a remote" in unknown.stderr
+    a.git("reset", "-q", "--hard", "origin/main")
+    staging.write_text(original.replace("replicas: 1", "replicas: 2"))
+    dirty = a.cli("promote", model, "--to", "staging")
+    assert dirty.returncode == 2 and "has changes that are not on" in dirty.stderr, dirty.stderr
+    assert "git checkout -- environments/Pulumi.staging.yaml" in dirty.stderr
+    assert _alias(tracking, model, "staging") is None
+    assert _records(tracking, model, PENDING) == []
+
+
+def test_a_stale_checkout_cannot_deploy_and_a_hand_edit_is_refused(
+    agents: tuple[Clone, Clone], register: Register, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = agents
+    version = register(0.9)
+    assert a.cli("promote", model, "--to", "staging").returncode == 0
+    commit = a.remote.branch_log()[0].split(" ", 1)[0]
+    stale = b.cli("deploy", "staging")
+    assert stale.returncode == 2, stale.stderr
+    assert "this checkout is behind" in stale.stderr and commit[:12] in stale.stderr
+    assert "git pull" in stale.stderr and "Traceback" not in stale.stderr
+    b.git("pull", "-q")
+    monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(b.environments))
+    from modelyard.pipelines.promotion.engine import check_current
+
+    assert check_current(load_environment("staging")) == [
+        f"{model}: v{version} as {model}@staging says"
+    ]
+    staging = b.environments / "Pulumi.staging.yaml"
+    staging.write_text(
+        staging.read_text().replace(f"desiredVersion: {version}", "desiredVersion: 99")
+    )
+    edited = b.cli("deploy", "staging")
+    assert edited.returncode == 2
+    assert "no record ever served it" in edited.stderr and "modelyard promote" in edited.stderr
