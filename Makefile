@@ -37,7 +37,7 @@ demo-cluster: setup
 
 ## test: the whole suite, as CI runs it
 test: setup checkov
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 ## test-fast: the quick loop (no slow, Docker, engine or cluster tests)
 test-fast: setup

@@ -65,13 +65,15 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     })  # fmt: skip
     for env in ("local", "staging", "production"):
         _serve_sample_models(environments / f"Pulumi.{env}.yaml", models_section(env))
+    # The copies live in the state folder, in no repository: promotions write them in place.
+    no_git = {"git": {"enabled": False}}
     _adjust(environments / "Pulumi.staging.yaml", {
-        "promotion": {"trainedFor": ["local"]},
+        "promotion": {"trainedFor": ["local"], **no_git},
         "monitoring": {"sampleRate": 1.0},
         "serving": {"platform": "process"},
     })  # fmt: skip
     _adjust(environments / "Pulumi.production.yaml", {
-        "promotion": {"soakMinutes": 0},
+        "promotion": {"soakMinutes": 0, **no_git},
         "monitoring": {"sampleRate": 1.0, "onDrift": "report"},
         "serving": {"platform": "process"},
     })  # fmt: skip
@@ -80,7 +82,8 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
             f"demo copy of the environment files in {environments}: staging takes models trained "
             "on this machine, production's 60-minute soak is waived, staging and production "
             "sample every request and are served by local processes, drift is reported (not "
-            "retrained on)"
+            "retrained on), and promotions write these copies without committing them (they are "
+            "in no repository; `make demo-cluster` commits each one)"
         )
     return environments
 

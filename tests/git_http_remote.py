@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
+import socket
 import socketserver
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,21 @@ class GitRemote:
     def refuse_pushes(self, message: str) -> None:
         hook = self.bare / "hooks" / "pre-receive"
         hook.write_text(f"#!/bin/sh\necho '{message}' >&2\nexit 1\n")
+        hook.chmod(0o755)
+
+    def move_under_every_push(self) -> None:
+        """Another agent's commit lands on main just before each push is applied, so every push
+        finds the branch moved (what two busy agents do to each other, made certain)."""
+        hook = self.bare / "hooks" / "pre-receive"
+        hook.write_text(
+            "#!/bin/sh\n"
+            "unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n"
+            "tip=$(git rev-parse refs/heads/main)\n"
+            "new=$(echo 'another agent' | GIT_AUTHOR_NAME=o GIT_AUTHOR_EMAIL=o@example.invalid "
+            "GIT_COMMITTER_NAME=o GIT_COMMITTER_EMAIL=o@example.invalid "
+            'git commit-tree "$tip^{tree}" -p "$tip")\n'
+            'git update-ref refs/heads/main "$new" "$tip"\n'
+        )
         hook.chmod(0o755)
 
     def accept_pushes(self) -> None:
@@ -151,3 +168,42 @@ def git_remote(folder: Path, seed: Path | None = None, branch: str = "main") -> 
         yield remote
     finally:
         remote.stop()
+
+
+class SshServer:
+    """An OpenSSH server of the test's own on 127.0.0.1 (its own host key, one authorized client
+    key, the machine's accounts): `ssh://USER@127.0.0.1:PORT/PATH` reaches a bare repository."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port = folder, port
+        self.host_key = folder / "host_ed25519"
+        self.client_key = folder / "client_ed25519"
+        for key in (self.host_key, self.client_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                           check=True)  # fmt: skip
+        (folder / "authorized_keys").write_text((folder / "client_ed25519.pub").read_text())
+        config = folder / "sshd_config"
+        config.write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            f"PidFile {folder / 'sshd.pid'}\n"
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation folder
+        self._process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                                         stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port}")
+
+    def known_hosts_line(self) -> str:
+        """What `ssh-keyscan -p PORT 127.0.0.1` prints for this server."""
+        kind, key, *_ = (self.folder / "host_ed25519.pub").read_text().split()
+        return f"[127.0.0.1]:{self.port} {kind} {key}"
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)

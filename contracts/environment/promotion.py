@@ -85,6 +85,12 @@ class GitSettings(Section):
     author_email: str = Field(default="modelyard@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     # A push refused because the branch moved is retried after a fetch, this many times.
     push_retries: int = Field(default=3, ge=0, le=10)
+    # An SSH remote's host key, as `ssh-keyscan HOST` prints it (`HOST TYPE KEY`): pinned, so an
+    # agent that never met the server pushes without trusting it on first use. Unset: the
+    # known_hosts of whoever runs the command.
+    host_key: str | None = Field(
+        default=None, pattern=r"^\S+ (ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+$"
+    )
 
 
 # What `modelyard:models.NAME.promotion` may set for that model alone. Where versions come from

@@ -87,7 +87,6 @@ class Written:
 
     changes: list[dict[str, Any]]
     commit: str | None = None
-    notes: tuple[str, ...] = ()
 
 
 def write_release(
@@ -130,6 +129,11 @@ class Checkout:
         self.retries = settings.push_retries
         self.author = (settings.author_name, settings.author_email)
         self.tip_ref = f"refs/modelyard/{self.env}"
+        # Fail, never wait for a passphrase or a yes (a team's own GIT_SSH_COMMAND kept).
+        self.ssh = os.environ.get("GIT_SSH_COMMAND", "ssh") + " -o BatchMode=yes"
+        key = os.environ.get(names.GIT_SSH_KEY)
+        if key:
+            self.ssh += f" -i {shlex.quote(key)} -o IdentitiesOnly=yes"
         found = self._git("rev-parse", "--show-toplevel", cwd=self.path.parent, check=False)
         if found.returncode != 0:
             raise PipelineError(
@@ -141,6 +145,13 @@ class Checkout:
         self.relpath = self.path.relative_to(self.root.resolve()).as_posix()
         self.remote = self._remote(settings.remote)
         self.remote_shown = _redact(settings.remote)
+        if settings.host_key:
+            known = Path(self._git("rev-parse", "--absolute-git-dir").stdout.strip())
+            known /= f"modelyard-known-hosts-{self.env}"
+            known.write_text(settings.host_key + "\n", encoding="utf-8")
+            self.ssh += (
+                f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={shlex.quote(str(known))}"
+            )
 
     def _remote(self, remote: str) -> str:
         """A remote's name as git knows it, or a URL or path as given."""
@@ -160,10 +171,7 @@ class Checkout:
         extra: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         variables = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(extra or {})}
-        # An SSH remote must fail, not wait for a passphrase or a host-key answer nobody gives.
-        key = os.environ.get(names.GIT_SSH_KEY)
-        identity = f" -i {shlex.quote(key)} -o IdentitiesOnly=yes" if key else ""
-        variables.setdefault("GIT_SSH_COMMAND", f"ssh -o BatchMode=yes{identity}")
+        variables["GIT_SSH_COMMAND"] = self.ssh
         done = subprocess.run(
             ["git", *args], cwd=cwd or self.root, input=stdin, capture_output=True, text=True,
             env=variables, timeout=GIT_TIMEOUT_SECONDS, check=False,
@@ -303,11 +311,6 @@ class Checkout:
         )  # fmt: skip
         return found.stdout.strip() or None
 
-    def take_remote(self) -> None:
-        """This checkout's file becomes the remote's (after a repair found the push landed)."""
-        tip = self.fetch()
-        self._take(tip, self._require_file(tip))
-
     def _failure(self, doing: str, stderr: str) -> str:
         said = stderr.lower()
         detail = " / ".join(line.strip() for line in _redact(stderr).splitlines() if line.strip())[
@@ -316,6 +319,13 @@ class Checkout:
         where = f"{self.remote_shown} ({self.branch})"
         if "hook declined" in said or "pre-receive" in said:
             return f"{where} refused the push: {detail}"
+        if "host key verification failed" in said:
+            return (
+                f"git could not {doing.split()[0]} {where}: the server's SSH host key is not the "
+                "one modelyard:promotion.git.hostKey pins (or, with none pinned, not in "
+                "known_hosts): compare it with `ssh-keyscan HOST` through a channel you trust, "
+                "and set hostKey to that line."
+            )
         if any(word in said for word in _AUTH):
             return (
                 f"git could not {doing.split()[0]} {where}: the remote refused the credentials, "

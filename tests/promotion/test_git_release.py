@@ -5,8 +5,12 @@ branch must always tell one story."""
 
 from __future__ import annotations
 
+import getpass
+import io
 import os
+import re
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +20,14 @@ import yaml
 from mlflow import MlflowClient
 from modelyard.contracts import git_trailers
 from modelyard.contracts.environment import load_environment
+from modelyard.pipelines.local_mlflow import free_port
 from modelyard.pipelines.promotion import faults, history
 from modelyard.pipelines.promotion.records import ABORTED, PENDING, RecordStore
 from modelyard.pipelines.promotion.registry import Registry
 from promotion_helpers import Register
 
-from tests.git_http_remote import GitRemote, git_remote
-from tests.helpers import GIT_IDENTITY, MODELYARD, SHIPPED_REMOTE, git
+from tests.git_http_remote import GitRemote, SshServer, git_remote
+from tests.helpers import GIT_IDENTITY, MODELYARD, REPO, SHIPPED_REMOTE, git
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,21 +62,33 @@ class Clone:
         return yaml.safe_load(text)["config"]["modelyard:serving"].get("desiredVersion")
 
 
-@pytest.fixture
-def remote(tmp_path: Path, environments: Path, model: str) -> Iterator[GitRemote]:
-    """The project's repository: the test's environment files with git on, pushed as main."""
+def _seed(tmp_path: Path, environments: Path, remote: str, host_key: str | None = None) -> Path:
+    """The project as its repository holds it: the program, and the test's environment files
+    with git on, pushing to `remote` (pinning `host_key`)."""
     seed = tmp_path / "seed"
     (seed / "environments").mkdir(parents=True)
     for path in environments.glob("Pulumi.*.yaml"):
         text = path.read_text(encoding="utf-8")
         text = text.replace("    git:\n      enabled: false\n", "    git:\n      enabled: true\n")
-        text = text.replace(SHIPPED_REMOTE, "origin")
+        text = text.replace(SHIPPED_REMOTE, remote)
+        if host_key:
+            text = re.sub(r"^      hostKey: .*$", f"      hostKey: '{host_key}'", text, flags=re.M)
         (seed / "environments" / path.name).write_text(text, encoding="utf-8")
-    (seed / "README.md").write_text("the project\n")
+    # The program too, as the project's repository holds it: `infra diff` renders past commits.
+    program = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "contracts", "infra",
+                              "ml", "Pulumi.yaml"], capture_output=True, check=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(program)) as archive:
+        archive.extractall(seed, filter="tar")
     git(seed, "init", "-q", "-b", "main")
     git(seed, "add", "-A")
     git(seed, "commit", "-q", "-m", "the project")
-    with git_remote(tmp_path / "server", seed=seed) as served:
+    return seed
+
+
+@pytest.fixture
+def remote(tmp_path: Path, environments: Path, model: str) -> Iterator[GitRemote]:
+    """The project's repository, served over HTTP with authentication."""
+    with git_remote(tmp_path / "server", seed=_seed(tmp_path, environments, "origin")) as served:
         yield served
 
 
@@ -147,14 +164,7 @@ def test_two_agents_promoting_different_environments_both_land_in_a_linear_histo
     assert a.cli("promote", model, "--to", "staging", "--version", str(v1)).returncode == 0
     # Production takes what staging serves, at once and without approvals, in this test.
     b.git("pull", "-q")
-    production = b.environments / "Pulumi.production.yaml"
-    text = production.read_text()
-    for old, new in (("soakMinutes: 60", "soakMinutes: 0"), ("required: 2", "required: 0"),
-                     ("    maxDrift: 0.2\n", "")):  # fmt: skip
-        text = text.replace(old, new)
-    production.write_text(text)
-    b.git("commit", "-q", "-am", "production: no soak or approvals in the test")
-    b.git("push", "-q", "origin", "HEAD:main")
+    _production_at_once(b)
     a.git("pull", "-q")
     racers = [
         a.start("promote", model, "--to", "staging", "--version", str(v2)),
@@ -173,6 +183,56 @@ def test_two_agents_promoting_different_environments_both_land_in_a_linear_histo
     assert f"desiredVersion: {v2}" in _remote_file(a.remote, "staging")
     assert f"desiredVersion: {v1}" in _remote_file(a.remote, "production")
     assert _alias(tracking, model, "staging") == v2 and _alias(tracking, model, "production") == v1
+
+
+def _production_at_once(clone: Clone) -> None:
+    """Production takes what staging serves at once and without approvals (a pushed change)."""
+    production = clone.environments / "Pulumi.production.yaml"
+    text = production.read_text()
+    for old, new in (("soakMinutes: 60", "soakMinutes: 0"), ("required: 2", "required: 0"),
+                     ("    maxDrift: 0.2\n", "")):  # fmt: skip
+        text = text.replace(old, new)
+    production.write_text(text)
+    clone.git("commit", "-q", "-am", "production: no soak or approvals in the test")
+    clone.git("push", "-q", "origin", "HEAD:main")
+
+
+def test_an_auditor_reads_every_release_in_git_history_and_the_stack_diff(
+    agents: tuple[Clone, Clone], register: Register, model: str
+) -> None:
+    """What the README's "For auditors" walks through: git log, history, infra diff."""
+    a, b = agents
+    _production_at_once(a)
+    v1 = register(0.90)
+    for args in (("promote", model, "--to", "staging"), ("promote", model, "--to", "production")):
+        assert a.cli(*args).returncode == 0
+    v2 = register(0.93)
+    for args in (("promote", model, "--to", "staging"), ("promote", model, "--to", "production"),
+                 ("rollback", model, "--env", "production", "--reason", "p99 doubled")):  # fmt: skip
+        done = a.cli(*args)
+        assert done.returncode == 0, done.stderr
+    b.git("pull", "-q")
+    releases = b.git("log", "--format=%H %s", "--grep=^Modelyard-Record:", "--",
+                     "environments/Pulumi.production.yaml").stdout.splitlines()  # fmt: skip
+    assert [line.split(" ", 1)[1] for line in releases] == [
+        f"rollback {model} in production: v{v2} -> v{v1}",
+        f"promote {model} in production: v{v1} -> v{v2}",
+        f"promote {model} in production: nothing -> v{v1}",
+    ]
+    # `history` names each record's commit, whole, in an 80-column terminal.
+    shown = b.cli("history", model, "--env", "production", COLUMNS="80").stdout
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+    for line in releases:
+        assert f"commit {line[:8]}" in shown
+    assert "reason: p99 doubled" in shown
+    # At the promotion's commit, `infra diff --base COMMIT~1` is the change it made to the stack.
+    promoted = releases[1].split()[0]
+    b.git("checkout", "-q", promoted)
+    diff = b.cli("infra", "diff", "production", "--base", f"{promoted}~1")
+    assert diff.returncode == 0, diff.stderr
+    assert f"serving version: v{v1} -> v{v2}" in diff.stdout
+    assert f'"models:/{model}/{v1}" => "models:/{model}/{v2}"' in diff.stdout
+    assert "0 to add, 1 to change, 0 to delete" in diff.stdout
 
 
 def test_a_stale_clone_takes_the_remote_file_before_it_promotes(
@@ -217,7 +277,7 @@ def test_the_same_environment_from_two_agents_at_once_has_one_winner(
     assert f"desiredVersion: {winner}" in _remote_file(a.remote, "staging")
 
 
-@pytest.mark.parametrize("fault", ["refused", "down", "no-credentials"])
+@pytest.mark.parametrize("fault", ["refused", "down", "no-credentials", "always-moved"])
 def test_a_push_that_cannot_land_changes_nothing_and_says_why(
     fault: str, agents: tuple[Clone, Clone], register: Register, model: str, tracking: str
 ) -> None:
@@ -229,6 +289,8 @@ def test_a_push_that_cannot_land_changes_nothing_and_says_why(
     extra: dict[str, str] = {}
     if fault == "refused":
         a.remote.refuse_pushes("environment files are protected")
+    elif fault == "always-moved":
+        a.remote.move_under_every_push()
     elif fault == "no-credentials":
         extra = {"GIT_CONFIG_COUNT": "0"}
     if fault == "down":
@@ -243,16 +305,23 @@ def test_a_push_that_cannot_land_changes_nothing_and_says_why(
         "refused": "environment files are protected",
         "down": "could not reach",
         "no-credentials": "refused the credentials, or none were given",
+        "always-moved": "moved under every one of 4 pushes (each retried after a fetch)",
     }[fault]
     assert expected in said, said
     assert "nothing changed" in said or "nothing was changed" in said
     a.remote.accept_pushes()
-    assert a.remote.branch_log() == before
+    log = a.remote.branch_log()
+    if fault == "always-moved":  # three retries: four pushes, each beaten by another commit
+        assert [line.split(" ", 1)[1] for line in log[:4]] == ["another agent"] * 4
+        log = log[4:]
+    assert log == before
     assert (a.environments / "Pulumi.staging.yaml").read_text() == file_before
     assert _alias(tracking, model, "staging") == v1
     assert _records(tracking, model, PENDING) == []
     # Unreachable or unauthenticated: the fetch before anything fails, so no record was begun.
-    assert len(_records(tracking, model, ABORTED)) == (1 if fault == "refused" else 0)
+    assert len(_records(tracking, model, ABORTED)) == (
+        0 if fault in ("down", "no-credentials") else 1
+    )
     # The next attempt, with the remote back, lands.
     again = a.cli("promote", model, "--to", "staging", "--version", str(v2))
     assert again.returncode == 0, again.stderr
@@ -329,3 +398,64 @@ def test_a_stale_checkout_cannot_deploy_and_a_hand_edit_is_refused(
     edited = b.cli("deploy", "staging")
     assert edited.returncode == 2
     assert "no record ever served it" in edited.stderr and "modelyard promote" in edited.stderr
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshServer]:
+    if not Path("/usr/sbin/sshd").exists():
+        if os.environ.get("MODELYARD_REQUIRE_DOCKER") == "1":  # CI: .ci/run installs it
+            pytest.fail("no /usr/sbin/sshd: apt-get install openssh-server")
+        pytest.skip("the SSH remote test needs an OpenSSH server: apt-get install openssh-server")
+    (tmp_path / "sshd").mkdir()
+    server = SshServer(tmp_path / "sshd", free_port())
+    yield server
+    server.stop()
+
+
+def test_an_ssh_remote_is_pushed_with_the_deploy_key_and_its_pinned_host_key(
+    tmp_path: Path, environments: Path, model: str, register: Register, tracking: str,
+    sshd: SshServer,
+) -> None:  # fmt: skip
+    """What Jenkins does: the deploy key bound to MODELYARD_GIT_SSH_KEY, the server's host key
+    pinned in the environment file, on an agent that never met the server."""
+    bare = tmp_path / "repository.git"
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port}{bare}"
+    seed = _seed(tmp_path, environments, url, sshd.known_hosts_line())
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(seed, "push", "-q", str(bare), "HEAD:refs/heads/main")
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "agent"))
+    agent = tmp_path / "agent"
+    variables = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "HOME": str(tmp_path / "home"),
+                 "MODELYARD_ENVIRONMENTS_DIR": str(agent / "environments"),
+                 "MODELYARD_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+
+    def promote(version: int, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MODELYARD, "promote", model, "--to", "staging", "--version", str(version)],
+            cwd=agent, capture_output=True, text=True, timeout=300, check=False,
+            env={**variables, **extra},
+        )  # fmt: skip
+
+    v1, v2 = register(0.90), register(0.93)
+    # No key: one message naming the credential, nothing changed.
+    keyless = promote(v1)
+    assert keyless.returncode == 2 and "refused the credentials" in keyless.stderr, keyless.stderr
+    assert _alias(tracking, model, "staging") is None
+    # The deploy key: the promotion is on the server, by SSH, with the host key checked.
+    done = promote(v1, MODELYARD_GIT_SSH_KEY=str(sshd.client_key))
+    assert done.returncode == 0, done.stderr
+    log = git(tmp_path, "--git-dir", str(bare), "log", "--format=%s", "main").stdout
+    assert log.splitlines()[0] == f"promote {model} in staging: nothing -> v{v1}"
+    # A server whose key is not the pinned one is not pushed to.
+    staging = agent / "environments" / "Pulumi.staging.yaml"
+    impostor = tmp_path / "impostor_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
+    kind, key, *_ = (tmp_path / "impostor_ed25519.pub").read_text().split()
+    staging.write_text(staging.read_text().replace(sshd.known_hosts_line(),
+                                                   f"[127.0.0.1]:{sshd.port} {kind} {key}"))  # fmt: skip
+    git(agent, "commit", "-q", "-am", "pin another host key")
+    git(agent, "push", "-q", "origin", "HEAD:main")
+    refused = promote(v2, MODELYARD_GIT_SSH_KEY=str(sshd.client_key))
+    assert refused.returncode == 2, refused.stderr
+    assert "SSH host key is not the one modelyard:promotion.git.hostKey pins" in refused.stderr
+    assert _alias(tracking, model, "staging") == v1
