@@ -43,7 +43,13 @@ from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD
 from modelyard.contracts.tags import Gate, Lineage
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import drift, envfile, faults, locking, rules
-from modelyard.pipelines.promotion.records import ABORTED, COMMITTED, PENDING, RecordStore
+from modelyard.pipelines.promotion.records import (
+    ABORTED,
+    COMMITTED,
+    PENDING,
+    RecordStore,
+    fields,
+)
 from modelyard.pipelines.promotion.registry import (
     Registry,
     Version,
@@ -777,10 +783,11 @@ def check_current(environment: Environment) -> list[str]:
         history = store.history(model, environment.name)
         last = history[-1] if history else None
         expected = dict.fromkeys(envfile.KEYS)
-        expected.update((last or {}).get("release") or {})
+        if last is not None:  # the keys as the last record (or its last rollout step) wrote them
+            expected.update(last.get("release") or _written(last))
         if pending:
             problems.append(
-                f"{model}: a {pending[0].data.tags.get('modelyard.promotion.action', 'promotion')} "
+                f"{model}: a {fields(pending[0]).get('action') or 'promotion'} "
                 f"to {environment.name} was interrupted (record {pending[0].info.run_id}): the next "
                 f"`modelyard promote` or `modelyard rollback {model} --env {environment.name}` "
                 "finishes or aborts it"

@@ -341,6 +341,10 @@ def test_a_killed_promotion_is_finished_by_the_next_command(
     assert _alias(tracking, model, "staging") == v2  # the alias moved before the push
     pushed = any(f"-> v{v2}" in line for line in a.remote.branch_log())
     assert pushed == (step == "after-push")
+    # Nothing deploys while it is pending; the message says what finishes it.
+    blocked = a.cli("deploy", "staging")
+    assert blocked.returncode == 2 and "was interrupted (record" in blocked.stderr, blocked.stderr
+    assert f"modelyard rollback {model} --env staging" in blocked.stderr
     # Another agent's next command finishes it: the push (again, or found), then its own.
     done = b.cli("promote", model, "--to", "staging", "--version", str(v3))
     assert done.returncode == 0, done.stderr
