@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from modelyard.contracts.versions import shown_version
 from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
@@ -103,7 +104,7 @@ def _report_served_at(
         console.print(f"{env} served no version of {model} at {at:%Y-%m-%d %H:%M} UTC.")
         return
     console.print(
-        f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} {_shown(record['to_version'])}, since "
+        f"at {at:%Y-%m-%d %H:%M} UTC {env} served {model} {shown_version(record['to_version'])}, since "
         f"{record['at']} by {record['action']} (record {record['id']}, "
         f"commit {record.get('commit') or 'none'}, by {record['actor']}, "
         f"approved by {', '.join(record.get('approvers') or []) or 'nobody'})"
@@ -125,7 +126,7 @@ def _report(outcome: Outcome, as_json: bool) -> None:
     for note in outcome.notes:
         console.print(f"[yellow]{note}[/yellow]")
     blocking = outcome.action == "promote"
-    title = f"{outcome.action} {outcome.model} {_shown(outcome.version)} in {outcome.env}"
+    title = f"{outcome.action} {outcome.model} {shown_version(outcome.version)} in {outcome.env}"
     table = Table(title=title + ("" if blocking else " (gates reported, not blocking)"))
     table.add_column("gate")
     table.add_column("result")
@@ -139,8 +140,8 @@ def _report(outcome: Outcome, as_json: bool) -> None:
         console.print(f"dry run: v{outcome.version} {verdict}; nothing was changed.")
     elif outcome.promoted:
         console.print(
-            f"[green]{outcome.env} now serves {outcome.model} {_shown(outcome.version)}[/green] "
-            f"(was {_shown(outcome.from_version)}); record {outcome.record_id}"
+            f"[green]{outcome.env} now serves {outcome.model} {shown_version(outcome.version)}[/green] "
+            f"(was {shown_version(outcome.from_version)}); record {outcome.record_id}"
             + (f", commit {outcome.commit[:12]} pushed." if outcome.commit else ".")
         )
         for change in (outcome.file_change or {}).get("changes", []):
@@ -149,12 +150,10 @@ def _report(outcome: Outcome, as_json: bool) -> None:
         console.print(f"[red]refused[/red]: a gate failed; {outcome.env} was not changed.")
 
 
-def _shown(version: object) -> str:
-    return f"v{version}" if version else "nothing"
-
-
 def _versions(record: dict[str, Any]) -> str:
-    return f"{_shown(record.get('from_version'))} -> {_shown(record.get('to_version'))}"
+    return (
+        f"{shown_version(record.get('from_version'))} -> {shown_version(record.get('to_version'))}"
+    )
 
 
 def print_history(records: list[dict[str, Any]], console: Console) -> None:

@@ -41,6 +41,7 @@ from modelyard.contracts.environment import (
 from modelyard.contracts.state import promotion_dir
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD
 from modelyard.contracts.tags import Gate, Lineage
+from modelyard.contracts.versions import shown_version
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import drift, envfile, faults, locking, rules
 from modelyard.pipelines.promotion.records import (
@@ -55,7 +56,11 @@ from modelyard.pipelines.promotion.registry import (
     Version,
     tracking_uri_for,
 )
-from modelyard.pipelines.promotion.release_git import Checkout, ReleaseChange, write_release
+from modelyard.pipelines.promotion.release_git import (
+    Checkout,
+    ReleaseChange,
+    write_release,
+)
 from pydantic import BaseModel
 
 REGISTERED = "registered"
@@ -423,7 +428,7 @@ def repair(target: _Target, model: str) -> list[str]:
                 note = (
                     f"repaired: {what} had moved the alias but its change could not be "
                     f"committed ({exc}); aborted it: {model}@{env} is back on "
-                    f"{_shown_version(record.get('from_version'))}, record marked aborted"
+                    f"{shown_version(record.get('from_version'))}, record marked aborted"
                 )
                 store.finish(rid, ABORTED, note)
                 notes.append(note)
@@ -445,10 +450,6 @@ def repair(target: _Target, model: str) -> list[str]:
         notes.append(note)
     notes += _reconcile_file(target, model)
     return notes
-
-
-def _shown_version(version: object) -> str:
-    return f"v{version}" if version is not None else "nothing"
 
 
 def _reconcile_file(target: _Target, model: str) -> list[str]:
@@ -771,7 +772,17 @@ def check_current(environment: Environment) -> list[str]:
     if not environment.promotion.git.enabled:
         return []
     registry = Registry(tracking_uri_for(environment))
-    registry.check_reachable()
+    try:
+        registry.check_reachable()
+    except PipelineError as exc:
+        released = [m for m in environment.served_models if environment.release(m).desired_version]
+        if not released:
+            # The first `up` of a stack that makes its own MLflow: nothing promoted to check.
+            return [f"{model}: nothing promoted yet" for model in environment.served_models]
+        raise StaleCheckout(
+            f"{environment.path} names released versions of {', '.join(released)}, which cannot "
+            f"be checked against the registry, so nothing was deployed: {exc}"
+        ) from None
     store = RecordStore(registry)
     lines: list[str] = []
     problems: list[str] = []
@@ -794,7 +805,7 @@ def check_current(environment: Environment) -> list[str]:
             )
             continue
         if file["desiredVersion"] == serving and (last is None or _same(file, expected)):
-            lines.append(f"{model}: {_shown_version(serving)} as {model}@{environment.name} says")
+            lines.append(f"{model}: {shown_version(serving)} as {model}@{environment.name} says")
             continue
         differences = (
             ", ".join(
@@ -808,7 +819,7 @@ def check_current(environment: Environment) -> list[str]:
         if file["desiredVersion"] not in served | {serving}:
             problems.append(
                 f"{model}: {environment.path.name} says desiredVersion {file['desiredVersion']} "
-                f"but {model}@{environment.name} is {_shown_version(serving)} and no record ever "
+                f"but {model}@{environment.name} is {shown_version(serving)} and no record ever "
                 f"served it (a hand edit?): change what serves with `modelyard promote {model} "
                 f"--to {environment.name}`, never by editing release keys"
             )

@@ -31,6 +31,7 @@ from modelyard.contracts import git_trailers
 from modelyard.contracts import variables as names
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.contracts.environment import Environment
+from modelyard.contracts.versions import shown_version
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.promotion import envfile, faults
 
@@ -58,12 +59,9 @@ class ReleaseChange:
     record_id: str | None = None
 
     def message(self, changes: list[dict[str, Any]]) -> str:
-        def shown(version: int | None) -> str:
-            return f"v{version}" if version is not None else "nothing"
-
         subject = (
             f"{self.action} {self.model} in {self.env}: "
-            f"{shown(self.from_version)} -> {shown(self.to_version)}"
+            f"{shown_version(self.from_version)} -> {shown_version(self.to_version)}"
         )
         body = [f"{change['key']}: {change['from']} -> {change['to']}" for change in changes]
         if self.reason:
@@ -73,8 +71,8 @@ class ReleaseChange:
             git_trailers.MODEL: self.model,
             git_trailers.ENVIRONMENT: self.env,
             git_trailers.ACTION: self.action,
-            git_trailers.FROM: shown(self.from_version),
-            git_trailers.TO: shown(self.to_version),
+            git_trailers.FROM: shown_version(self.from_version),
+            git_trailers.TO: shown_version(self.to_version),
             git_trailers.ACTOR: self.actor,
         }
         lines = [subject, "", *body, "", *(f"{key}: {value}" for key, value in trailers.items())]
@@ -259,7 +257,10 @@ class Checkout:
             )  # fmt: skip
             if pushed.returncode == 0:
                 faults.hit("after-push")
-                self._take(commit, new)
+                # The push was the point of no return: a checkout that cannot take the commit
+                # now (a full disk) is brought level by the next command's sync.
+                with contextlib.suppress(OSError, PipelineError):
+                    self._take(commit, new)
                 return commit
             said = (pushed.stdout + pushed.stderr).lower()
             if not any(word in said for word in _REJECTED) or "hook declined" in said:

@@ -141,6 +141,26 @@ def test_pipeline_survives_a_killed_training_and_a_killed_server_and_ends_in_pro
         webhook.bodies[-1]["subject"] == f"churn version {ctx['version']} is serving in production"
     )
 
+    # A push of settings alone (Jenkins' BUILD_KIND `deploy`): the stages Jenkins then runs,
+    # in a build of their own, deploy what the files say and promote nothing.
+    build = {**os.environ, "MODELYARD_PIPELINE_RUN_ID": "jenkins-deploy-1"}
+    for stage in ("checkout", "deploy-staging", "smoke-test", "promote-production",
+                  "deploy-production", "notify"):  # fmt: skip
+        done = subprocess.run([MODELYARD, "pipeline", "stage", stage, "local", "--data",
+                               str(pipeline_env)], capture_output=True, text=True, cwd=REPO,
+                              env=build, timeout=300, check=False)  # fmt: skip
+        assert done.returncode == 0, f"{stage}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        if stage in ("deploy-staging", "promote-production"):
+            assert "this run registered no version" in done.stdout + done.stderr
+    for env in ("staging", "production"):
+        assert int(client.get_model_version_by_alias("churn", env).version) == ctx["version"]
+    assert len(json.loads(run_cli("history", "churn", "--env", "production", "--json").stdout)) == (
+        len(promoted)
+    )
+    assert webhook.bodies[-1]["subject"] == (
+        "churn: a settings change is deployed (this run trained no version)"
+    )
+
 
 def test_a_failing_gate_stops_the_pipeline_before_registration_and_notifies(
     pipeline_env: Path, environments: Path, webhook: NotificationSink

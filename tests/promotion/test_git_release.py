@@ -463,3 +463,21 @@ def test_an_ssh_remote_is_pushed_with_the_deploy_key_and_its_pinned_host_key(
     assert refused.returncode == 2, refused.stderr
     assert "SSH host key is not the one modelyard:promotion.git.hostKey pins" in refused.stderr
     assert _alias(tracking, model, "staging") == v1
+
+
+def test_an_unreachable_registry_blocks_a_deploy_only_when_something_was_released(
+    environments: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first `pulumi up` of a stack that makes its own MLflow has nothing to check; once a
+    version is released, a deploy that cannot check it against the registry does not run."""
+    from modelyard.pipelines.promotion.engine import StaleCheckout, check_current
+
+    staging = environments / "Pulumi.staging.yaml"
+    staging.write_text(staging.read_text().replace("    git:\n      enabled: false\n",
+                                                   "    git:\n      enabled: true\n"))  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody there
+    assert check_current(load_environment("staging")) == ["churn: nothing promoted yet"]
+    staging.write_text(staging.read_text().replace("  modelyard:serving:\n",
+                                                   "  modelyard:serving:\n    desiredVersion: 3\n"))  # fmt: skip
+    with pytest.raises(StaleCheckout, match="released versions of churn, which cannot be checked"):
+        check_current(load_environment("staging"))
