@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from modelyard.infra.pinned_tools import tools_dir
 
-from tests.helpers import MODELYARD, REPO
+from tests.helpers import MODELYARD, REPO, edit_environment, git
 from tests.pipelines import jenkinsfile_model as model
 
 JENKINSFILE = REPO / "pipelines" / "Jenkinsfile"
@@ -187,8 +187,10 @@ def test_each_approver_reaches_the_promotion_stage_verbatim(groovy: None, tmp_pa
 # command in a project holding a change (the build's parameters in its environment, as Jenkins
 # sets them), each `build` is recorded.
 FAN_OUT = """
-params = [ENV: 'local', MODEL: System.getenv('MODEL')]
-env = [GIT_PREVIOUS_SUCCESSFUL_COMMIT: 'HEAD', JOB_NAME: 'modelyard/main']
+params = [ENV: 'local', MODEL: System.getenv('MODEL'), REASON: 'push']
+env = [GIT_PREVIOUS_SUCCESSFUL_COMMIT: System.getenv('GIT_PREVIOUS_SUCCESSFUL_COMMIT'),
+       JOB_NAME: 'modelyard/main']
+currentBuild = [:]
 builds = []
 def sh(Map args) {
     Process shell = ['bash', '-c', args.script].execute(null, new File(System.getenv('PROJECT')))
@@ -200,11 +202,14 @@ def sh(Map args) {
 def string(Map args) { return args }
 def build(Map args) { builds << args }
 %s
-println groovy.json.JsonOutput.toJson(builds)
+println groovy.json.JsonOutput.toJson([builds: builds, kind: env.BUILD_KIND, result: currentBuild.result])
 """
 
 
-def _fan_out(project: Path, tmp_path: Path, trains: str) -> list[dict[str, Any]]:
+def _checkout_script(
+    project: Path, tmp_path: Path, trains: str, since: str = "HEAD"
+) -> dict[str, Any]:
+    """What the checkout stage's script decides: the builds it starts, BUILD_KIND, the result."""
     program = project / ".venv" / "bin" / "modelyard"  # what `make setup` installs
     if not program.exists():
         program.parent.mkdir(parents=True)
@@ -213,11 +218,19 @@ def _fan_out(project: Path, tmp_path: Path, trains: str) -> list[dict[str, Any]]
     script.write_text(FAN_OUT % model.script_source(SOURCE, "checkout"))
     environment = {**os.environ, "PROJECT": str(project), "ENV": "local", "MODEL": trains,
                    "DATA": str(tmp_path / "training data" / "churn.parquet"),
-                   "GIT_PREVIOUS_SUCCESSFUL_COMMIT": "HEAD"}  # fmt: skip
+                   "GIT_PREVIOUS_SUCCESSFUL_COMMIT": since}  # fmt: skip
     ran = subprocess.run([str(CHECK), "groovy", str(script)], capture_output=True, text=True,
                          timeout=300, check=False, env=environment)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    return json.loads(ran.stdout.splitlines()[-1])
+    decided: dict[str, Any] = json.loads(ran.stdout.splitlines()[-1])
+    return decided
+
+
+def _fan_out(project: Path, tmp_path: Path, trains: str) -> list[dict[str, Any]]:
+    decided = _checkout_script(project, tmp_path, trains)
+    assert decided["kind"] == "train" and decided["result"] is None
+    builds: list[dict[str, Any]] = decided["builds"]
+    return builds
 
 
 def test_a_push_that_touches_other_models_starts_a_build_of_each(
@@ -241,6 +254,44 @@ def test_a_push_that_touches_other_models_starts_a_build_of_each(
     assert {p["name"] for p in builds[0]["parameters"]} == declared
     # A build started for one model starts no others.
     assert _fan_out(project, tmp_path, trains="segment") == []
+
+
+def test_a_push_of_release_commits_builds_nothing_and_one_of_settings_deploys_them(
+    groovy: None, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promotion a build pushed starts another build: it must do nothing (not train, not
+    fan out, not promote again). A person's change of settings deploys without training."""
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.promotion.release_git import ReleaseChange, write_release
+
+    base = git(project, "rev-parse", "HEAD").stdout.strip()
+    monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(project / "environments"))
+    change = ReleaseChange("churn", "staging", "promote", None, 2, "jenkins", "", "run-1")
+    write_release(load_environment("staging"), "modelyard:serving", {"desiredVersion": 2}, change)
+    decided = _checkout_script(project, tmp_path, trains="", since=base)
+    assert decided == {"builds": [], "kind": "releases", "result": "NOT_BUILT"}
+    edit_environment(project / "environments", "staging", {"serving.replicas": 3})  # pushed
+    decided = _checkout_script(project, tmp_path, trains="", since=base)
+    assert decided == {"builds": [], "kind": "deploy", "result": None}
+    # Only the deploy stages run in such a build; every training stage is skipped.
+    for stage in model.stages(model.parse(SOURCE)):
+        [when] = [n for n in stage["body"] if n.get("call") == "when"] or [None]
+        name = stage["strings"][0]
+        if name == "checkout":
+            assert when is None
+        else:
+            kind = "!= 'releases'" if name in DEPLOY_STAGES else "== 'train'"
+            assert when is not None, name
+            assert f"env.BUILD_KIND {kind}" in SOURCE.splitlines()[when["line"] - 1], name
+
+
+DEPLOY_STAGES = (
+    "deploy-staging",
+    "smoke-test",
+    "promote-production",
+    "deploy-production",
+    "notify",
+)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
