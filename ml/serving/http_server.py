@@ -1,13 +1,21 @@
-"""A small HTTP/1.1 server on asyncio: keep-alive, Content-Length bodies, one write per answer.
+"""HTTP/1.1 on asyncio over llhttp (httptools, the parser uvicorn and Node use): keep-alive,
+pipelining, HTTP/1.0, chunked bodies, `Expect: 100-continue`, one write per answer.
 
-A hand-rolled protocol rather than a framework: the scoring request is tiny and the model call
-takes tens of microseconds, so parsing and routing overhead is most of the latency budget.
-
-A request refused before its body was read (413 and the like) is answered, then the connection
-is half-closed and what the client still sends is read and dropped (up to a bound in bytes and
-time) before closing: closing with unread bytes makes the kernel send a reset, and clients that
-send the whole body before reading (urllib, requests) then report "connection reset by peer"
-instead of the answer.
+The parsing of the protocol is llhttp's, as RFC 9112 says it: a malformed request line, a bad
+chunk, two Content-Length headers, or Content-Length beside Transfer-Encoding (the request
+smuggling vectors behind a proxy) are its errors, answered 400 and the connection closed. What is
+ours is the server around it, kept small because the model call takes tens of microseconds and
+everything else is the latency budget:
+- limits: headers over MAX_HEADER_BYTES are answered 431, a body over the server's limit 413
+  (declared by Content-Length, or counted as chunks arrive);
+- time: a request's headers must arrive within HEADER_SECONDS of its first byte and a started
+  request must keep sending at least every READ_SECONDS (else 408), an idle keep-alive connection
+  is closed after IDLE_SECONDS: slow or stalled clients cannot hold the server;
+- a request refused before its body was read (413 and the like) is answered, then the connection
+  is half-closed and what the client still sends is read and dropped (up to a bound in bytes and
+  time) before closing: closing with unread bytes makes the kernel send a reset, and clients that
+  send the whole body before reading (urllib, requests) then report "connection reset by peer"
+  instead of the answer.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 
+import httptools
 import orjson
 from modelyard.ml.serving.app import Response
 
@@ -26,11 +35,19 @@ log = logging.getLogger("modelyard.serving")
 
 Handler = Callable[[str, str, dict[str, str], bytes], Response]
 MAX_HEADER_BYTES = 32 * 1024
+HEADER_SECONDS = 10.0
+READ_SECONDS = 30.0
+IDLE_SECONDS = 60.0
 # How much of a refused body is read and dropped so that the client reads the refusal: up to
 # this many bytes, or twice the body limit if more (a body somewhat over the limit is always read
 # to its end), for at most this long: a huge or stalled body cannot hold a connection open.
 DISCARD_MIN_BYTES = 64 * 1024 * 1024
 DISCARD_SECONDS = 10.0
+# A keep-alive connection is asked to reconnect (`Connection: close` on an answer) once this old:
+# a Service spreads connections, not requests, so without it a long-lived client would stay on
+# the pods it first reached, after a blue/green switch on the standby for good.
+MAX_CONNECTION_AGE_SECONDS = 10.0
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def _reason(status: int) -> bytes:
@@ -40,10 +57,8 @@ def _reason(status: int) -> bytes:
         return b"Unknown"
 
 
-# A keep-alive connection is asked to reconnect (`Connection: close` on an answer) once this old:
-# a Service spreads connections, not requests, so without it a long-lived client would stay on
-# the pods it first reached, after a blue/green switch on the standby for good.
-MAX_CONNECTION_AGE_SECONDS = 10.0
+class _Refused(Exception):
+    """Raised from a parser callback: the request was answered with an error, stop parsing."""
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -52,12 +67,25 @@ class HttpProtocol(asyncio.Protocol):
         self.max_body = max_body
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpRequestParser(self)
         self.busy = False
         self.last_active = self.opened = 0.0
-        # After a refusal, the bytes still to read and drop before closing (see _refuse).
+        # The request being read.
+        self.in_request = False
+        self.started = 0.0
+        self.url = b""
+        self.header_bytes = 0
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        # A body refused as too large is still read, through the parser, and dropped (see
+        # _refuse_body); after any other refusal, the bytes to read and drop before closing.
+        self.dropping = False
         self.discard_left: int | None = None
-        self.discard_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -67,84 +95,98 @@ class HttpProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.connections.add(self)
         self.last_active = self.opened = time.monotonic()
+        self._arm(self.server.idle_seconds, self._idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
-        if self.discard_timer is not None:
-            self.discard_timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.discard_left is not None:
             self.discard_left -= len(data)
             if self.discard_left <= 0:
-                # The whole body, or as much of it as the bound allows.
-                self._close()
+                self._close()  # the whole body, or as much of it as the bound allows
             return
-        self.buffer += data
         self.busy = True
         try:
-            while self.transport is not None and self._one_request():
-                pass
+            self.parser.feed_data(data)
+        except _Refused:
+            pass
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "protocol upgrades are not served here")
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"malformed request: {exc}")
         finally:
             self.busy = False
-        if self.server.draining and not self.buffer and self.discard_left is None:
+        if self.in_request and self.transport is not None and not self._refusing:
+            # Bytes keep a request alive for READ_SECONDS more, but never its headers past
+            # HEADER_SECONDS from its first byte (a slow trickle cannot hold the connection).
+            seconds = self.server.read_seconds
+            if not self.headers_done:
+                deadline = self.started + self.server.header_seconds
+                seconds = min(seconds, deadline - time.monotonic())
+            self._arm(max(seconds, 0.0), self._timed_out)
+        if self.server.draining and not self.in_request and not self._refusing:
             self._close()
 
-    def _one_request(self) -> bool:
-        """Handle one complete request from the buffer; False when more bytes are needed."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_HEADER_BYTES:
-                self._refuse(431, "request headers too large")
-            return False
-        head = bytes(self.buffer[:end]).decode("latin-1")
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            self._refuse(400, "malformed request line")
-            return False
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                self._refuse(400, "malformed header line")
-                return False
-            headers[name.strip().lower()] = value.strip()
-        if "transfer-encoding" in headers:
-            self._refuse(411, "chunked bodies are not accepted: send Content-Length")
-            return False
+    @property
+    def _refusing(self) -> bool:
+        return self.dropping or self.discard_left is not None
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        self.in_request, self.started = True, time.monotonic()
+        self.url, self.header_bytes, self.headers, self.headers_done = b"", 0, {}, False
+        self.body, self.body_bytes = [], 0
+        self._arm(self.server.header_seconds, self._timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._count_header(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header(len(name) + len(value) + 4)
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        declared = self.headers.get("content-length")
+        if declared is not None and int(declared) > self.max_body:  # llhttp checked the digits
+            self._refuse_body(int(declared))
+        elif self.headers.get("expect", "").lower() == "100-continue" and self.transport:
+            self.transport.write(_CONTINUE)  # curl waits a second for it before a large body
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.dropping:
+            if self.body_bytes > self.server.discard_bytes:
+                self._close()  # as much of it as the bound allows
+                raise _Refused
+            return
+        if self.body_bytes > self.max_body:  # a chunked body, counted as it comes
+            self._refuse_body(self.body_bytes)
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_request = False
+        if self.dropping:  # the refused body was read to its end
+            self._close()
+            raise _Refused
+        keep_alive = self.parser.should_keep_alive()
+        method = self.parser.get_method().decode("ascii")
+        target = self.url.decode("latin-1")
+        body = b"".join(self.body)
         try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            self._refuse(400, "Content-Length is not a number")
-            return False
-        if length < 0:
-            self._refuse(400, f"Content-Length {length} is negative")
-            return False
-        if length > self.max_body:
-            self._refuse(
-                413,
-                f"body of {length} bytes is over this server's limit of "
-                f"{self.max_body} bytes: send smaller batches",
-                unread=length - (len(self.buffer) - end - 4),
-            )
-            return False
-        total = end + 4 + length
-        if len(self.buffer) < total:
-            return False
-        body = bytes(self.buffer[end + 4 : total])
-        del self.buffer[:total]
-        connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        try:
-            response = self.handler(method, target, headers, body)
+            response = self.handler(method, target, self.headers, body)
         except Exception:  # never let one request take the worker down
             log.exception("unhandled error answering %s %s", method, target)
             self._send_error(500, "internal error (logged by the server)", close=not keep_alive)
-            return keep_alive
+            return
         aged = time.monotonic() - self.opened > MAX_CONNECTION_AGE_SECONDS
         close = not keep_alive or self.server.draining or aged
         self._write(
@@ -154,8 +196,22 @@ class HttpProtocol(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(response.after)
         if close:
             self._close()
-            return False
-        return True
+            raise _Refused  # nothing after this answer is read (llhttp refuses it too)
+        self._arm(self.server.idle_seconds, self._idle)
+
+    # answers
+
+    def _count_header(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > MAX_HEADER_BYTES:
+            self._refuse(431, f"request headers over {MAX_HEADER_BYTES} bytes")
+            raise _Refused
+
+    def _over_limit(self, size: int) -> str:
+        return (
+            f"body of {size} bytes is over this server's limit of {self.max_body} bytes: send "
+            "smaller batches"
+        )
 
     def _send_error(self, status: int, message: str, close: bool) -> None:
         body = orjson.dumps({"error_code": status, "message": message})
@@ -163,22 +219,42 @@ class HttpProtocol(asyncio.Protocol):
         if close:
             self._close()
 
-    def _refuse(self, status: int, message: str, unread: int | None = None) -> None:
-        """Answer an error to a request whose body was not read, half-close, then read and drop
-        the `unread` bytes the client is still sending (None: unknown, until it closes; asyncio
-        closes on its EOF) before closing, within the server's bounds in bytes and time."""
+    def _refuse_body(self, size: int) -> None:
+        """413 for a body over the limit, at once; the body is then read through the parser and
+        dropped, up to the server's bounds in bytes and time, so the client reads the answer."""
+        self._answer_and_half_close(413, self._over_limit(size))
+        self.dropping = True
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer an error to a request the parser cannot go on with, half-close, then read and
+        drop what the client still sends until it closes (asyncio closes on its EOF), within the
+        server's bounds in bytes and time."""
+        self.in_request = False
+        self._answer_and_half_close(status, message)
+        self.discard_left = self.server.discard_bytes
+
+    def _answer_and_half_close(self, status: int, message: str) -> None:
         body = orjson.dumps({"error_code": status, "message": message})
         self._write(status, [(b"Content-Type", b"application/json")], body, close=True)
-        self.buffer.clear()
-        if self.transport is None or (unread is not None and unread <= 0):
-            self._close()
+        if self.transport is not None:
+            self.transport.write_eof()
+            self._arm(self.server.discard_seconds, self._close)
+
+    def _timed_out(self) -> None:
+        """A request that stalled: its headers took too long, or its bytes stopped coming."""
+        if self.transport is None or not self.in_request or self._refusing:
             return
-        self.transport.write_eof()
-        bound = self.server.discard_bytes
-        self.discard_left = bound if unread is None else min(unread, bound)
-        self.discard_timer = asyncio.get_running_loop().call_later(
-            self.server.discard_seconds, self._close
-        )
+        waited = time.monotonic() - self.started
+        self._refuse(408, f"the request was not received in time ({waited:.0f} s)")
+
+    def _idle(self) -> None:
+        if not self.in_request and not self.busy and not self._refusing:
+            self._close()
+
+    def _arm(self, seconds: float, action: Callable[[], None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, action)
 
     def _write(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, close: bool
@@ -199,7 +275,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport = None
 
     def close_if_idle(self, idle_for: float) -> None:
-        if not self.busy and not self.buffer and time.monotonic() - self.last_active >= idle_for:
+        idle = time.monotonic() - self.last_active >= idle_for
+        if not self.busy and not self.in_request and idle:
             self._close()
 
 
@@ -210,9 +287,14 @@ class HttpServer:
         max_body: int,
         discard_bytes: int | None = None,
         discard_seconds: float = DISCARD_SECONDS,
+        header_seconds: float = HEADER_SECONDS,
+        read_seconds: float = READ_SECONDS,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.header_seconds, self.read_seconds = header_seconds, read_seconds
+        self.idle_seconds = idle_seconds
         # The bounds on reading a refused body (see _refuse).
         self.discard_bytes = (
             discard_bytes if discard_bytes is not None else max(DISCARD_MIN_BYTES, 2 * max_body)
