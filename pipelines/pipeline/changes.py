@@ -56,7 +56,6 @@ def build_kind(root: Path, since: str) -> str:
 def changed_paths(root: Path, since: str) -> list[str]:
     """Paths changed from commit `since` to the work tree (committed or not, new files included),
     relative to the repository root."""
-
     _require_commit(root, since, "--changed-since")
     diff = _git(root, "diff", "--name-only", since, "--")
     untracked = _git(root, "ls-files", "--others", "--exclude-standard")

@@ -94,7 +94,8 @@ def write_release(
     if not environment.promotion.git.enabled:
         return Written(envfile.set_serving(environment.path, wanted, key))
     checkout = Checkout(environment)
-    expected = {name: envfile.read_serving(environment.path, key)[name] for name in wanted}
+    current = envfile.read_serving(environment.path, key)  # parsed once, not once per key
+    expected = {name: current[name] for name in wanted}
     changes: list[dict[str, Any]] = []
 
     def render(text: str, tip: str) -> str:
@@ -242,7 +243,7 @@ class Checkout:
         """Commit the file as `render` makes it from the remote tip's version and push it;
         the commit (None when the file there already says so). Retried when the branch moved."""
         attempts = self.retries + 1
-        for _attempt in range(1, attempts + 1):
+        for _ in range(attempts):
             tip = self.fetch()
             base = self._require_file(tip)
             new = render(base, tip)
