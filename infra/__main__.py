@@ -15,7 +15,7 @@ from pulumi.runtime.settings import get_monitor
 def refuse_stale_release(environment: Environment) -> None:
     """Nothing deploys from a checkout whose release keys disagree with the registry and the
     promotion records (modelyard:promotion.git on): an update stops before any resource, naming
-    the commit to pull; a preview is not refused (it passes the difference to pulumi.warn)."""
+    the commit to pull; a preview shows the same difference as a warning."""
     if not environment.promotion.git.enabled:
         return  # the local stack: nothing records its releases (and it makes its own MLflow)
     if isinstance(get_monitor(), MockMonitor):

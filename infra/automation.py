@@ -55,6 +55,8 @@ class Result:
     outputs: dict[str, Any] = field(default_factory=dict)  # secrets masked unless asked
     # created/updated/replaced/deleted -> the resources' names, from the engine's own events.
     resources: dict[str, list[str]] = field(default_factory=dict)
+    # What the program told the engine (pulumi.warn, pulumi.error), in the order it said it.
+    diagnostics: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -69,6 +71,7 @@ class Result:
             "changes": self.changes,
             "outputs": self.outputs,
             "resources": self.resources,
+            "diagnostics": self.diagnostics,
         }
 
 
@@ -213,7 +216,10 @@ def _run(
         preview = stack.preview(
             diff=True, on_output=on_output, on_event=steps, policy_packs=[str(POLICY_PACK)]
         )
-        return Result(env, operation, "preview", _counts(preview.change_summary), {}, steps.names)
+        for said in steps.diagnostics:  # the diff display leaves the program's warnings out
+            on_output(said)
+        changes = _counts(preview.change_summary)
+        return Result(env, operation, "preview", changes, {}, steps.names, steps.diagnostics)
     if operation == "up":
         done: Any = stack.up(on_output=on_output, on_event=steps, policy_packs=[str(POLICY_PACK)])
     elif operation == "refresh":
@@ -222,7 +228,9 @@ def _run(
         done = stack.destroy(on_output=on_output, on_event=steps)
     outputs = _outputs(stack.outputs(), show_secrets) if operation != "destroy" else {}
     changes = _counts(done.summary.resource_changes or {})
-    return Result(env, operation, str(done.summary.result), changes, outputs, steps.names)
+    return Result(
+        env, operation, str(done.summary.result), changes, outputs, steps.names, steps.diagnostics
+    )
 
 
 _WORDS = {"create": "created", "update": "updated", "replace": "replaced",
@@ -231,12 +239,17 @@ _WORDS = {"create": "created", "update": "updated", "replace": "replaced",
 
 class _Steps:
     """Collects which resource each of the engine's steps changes, as the engine's summary counts
-    them (a replacement's own create/delete halves are part of its `replace`)."""
+    them (a replacement's own create/delete halves are part of its `replace`), and the program's
+    own warnings and errors."""
 
     def __init__(self) -> None:
         self.names: dict[str, list[str]] = {}
+        self.diagnostics: list[str] = []
 
     def __call__(self, event: auto.EngineEvent) -> None:
+        said = event.diagnostic_event
+        if said is not None and said.severity in ("warning", "error") and not said.ephemeral:
+            self.diagnostics.append(f"{said.severity}: {said.message.strip()}")
         pre = event.resource_pre_event
         if pre is None:
             return

@@ -165,6 +165,10 @@ def test_the_promotions_are_commits_and_a_stale_clone_cannot_deploy_production(
     said = refused.stdout + refused.stderr
     assert refused.returncode != 0 and "this checkout is behind" in said, said[-3000:]
     assert promoted[:12] in said and "git pull" in said and record["id"] in said
+    # A preview shows the same difference as a warning, and changes nothing.
+    previewed = run(str(clone / ".venv/bin/modelyard"), "infra", "preview", "production")
+    said = previewed.stdout + previewed.stderr
+    assert previewed.returncode == 0 and "this checkout is behind" in said, said[-3000:]
     direct = run(pulumi, "up", "--stack", "production", "--yes", "--non-interactive")
     said = direct.stdout + direct.stderr
     assert direct.returncode != 0 and "this checkout is behind" in said, said[-3000:]
