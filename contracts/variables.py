@@ -41,6 +41,14 @@ CANDIDATE_WEIGHT = "MODELYARD_CANDIDATE_WEIGHT"
 # `--to-version V --reason TEXT` are appended) so the rollback outlives it: a local deploy sets it
 # to the kit's `modelyard rollback MODEL --env ENV` (alias, file and history go back).
 ROLLBACK_COMMAND = "MODELYARD_ROLLBACK_COMMAND"
+# The folder of the server's bearer tokens (a mounted Secret: scoring.NAME files and `metrics`,
+# AUTH_SCORING_PREFIX / AUTH_METRICS_FILE); unset: scoring and /metrics are open (the embedded
+# default). The kit's own callers send the token of SERVING_TOKEN / METRICS_TOKEN.
+AUTH_DIR = "MODELYARD_AUTH_DIR"
+AUTH_SCORING_PREFIX = "scoring."
+AUTH_METRICS_FILE = "metrics"
+SERVING_TOKEN = "MODELYARD_SERVING_TOKEN"
+METRICS_TOKEN = "MODELYARD_METRICS_TOKEN"
 HOST = "MODELYARD_HOST"
 PORT = "MODELYARD_PORT"
 WORKERS = "MODELYARD_WORKERS"

@@ -69,6 +69,7 @@ def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
         sample_max_rows=int(env.get(v.SAMPLE_MAX_ROWS, default.sample_max_rows)),
         environment=env.get(v.ENVIRONMENT, ""),
         image_digest=env.get(v.IMAGE_DIGEST, ""),
+        auth_dir=env.get(v.AUTH_DIR, ""),
     )
 
 

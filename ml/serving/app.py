@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from modelyard.ml.monitoring.sampling import SampleWriter
 from modelyard.ml.serving import metrics
+from modelyard.ml.serving.auth import Guard
 from modelyard.ml.serving.inputs import RequestError, parse_body
 from modelyard.ml.serving.model import LoadedModel, decode_row
 from modelyard.ml.serving.routing import Routing, sticky_bucket
@@ -49,7 +50,9 @@ class ScoringApp:
         samples: SampleWriter | None,
         max_rows: int,
         image_digest: str = "",
+        guard: Guard | None = None,
     ) -> None:
+        self.guard = guard or Guard("")
         self.snapshot = Snapshot(Routing(), None, None)
         self.multiproc_dir = multiproc_dir
         self.samples = samples
@@ -62,6 +65,13 @@ class ScoringApp:
     # -- routes -------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         route = path.split("?", 1)[0]
+        if route in ("/invocations", "/metrics"):
+            refused = self.guard.check(headers.get("authorization"), route == "/metrics")
+            if refused is not None:
+                self._child(metrics.UNAUTHORIZED, route[1:], refused.reason).inc()
+                denied = _error(401, f"{route}: {refused.message}")
+                denied.headers = [*JSON, (b"WWW-Authenticate", refused.challenge)]
+                return denied
         if route == "/invocations":
             if method != "POST":
                 return _error(405, "use POST /invocations")
@@ -102,6 +112,8 @@ class ScoringApp:
             "mode": snap.routing.mode,
             "candidate_weight": snap.routing.weight if snap.candidate else 0,
             "worker_pid": os.getpid(),
+            # Whether scoring and /metrics ask for a bearer token (ml/serving/auth.py).
+            "auth": "open" if self.guard.open else "bearer",
         }
         if snap.stable is not None:
             info.update(

@@ -42,6 +42,11 @@ REQUESTS = Counter(
     "Scoring requests by answering version and HTTP status",
     ["model_version", "status"],
 )
+UNAUTHORIZED = Counter(
+    "modelyard_unauthorized_requests_total",
+    "Requests refused 401: route (invocations, metrics) and reason (missing, invalid token)",
+    ["route", "reason"],
+)
 LATENCY = Histogram(
     "modelyard_request_latency_seconds",
     "Time to score one request",

@@ -47,6 +47,7 @@ class ServeOptions:
     max_body_bytes: int = 64 * 1024 * 1024
     image_digest: str = ""
     environment: str = ""
+    auth_dir: str = ""  # bearer tokens (ml/serving/auth.py); "": scoring and /metrics are open
     # A candidate pinned beside model_uri (both fixed versions); `strategy` says how they split
     # and candidate_weight is the canary's share, set by whoever deploys (no stepping here).
     candidate_uri: str = ""
@@ -93,6 +94,9 @@ class Supervisor:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self._prepare()
+        if not self.options.auth_dir:
+            log.warning("scoring and /metrics are open to anyone who can reach the port "
+                        "(no token folder: modelyard:serving.auth is not set)")  # fmt: skip
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self._publish(
@@ -120,6 +124,7 @@ class Supervisor:
             sample_rate=self.options.sample_rate,
             sample_max_rows=self.options.sample_max_rows,
             image_digest=self.options.image_digest,
+            auth_dir=self.options.auth_dir,
         )
         (self.state_dir / "worker.json").write_bytes(orjson.dumps(asdict(config)))
 

@@ -22,6 +22,7 @@ import orjson
 from modelyard.contracts.atomic_file import write_atomic
 from modelyard.ml.monitoring.sampling import SampleWriter
 from modelyard.ml.serving.app import ScoringApp, Snapshot
+from modelyard.ml.serving.auth import Guard
 from modelyard.ml.serving.http_server import HttpServer
 from modelyard.ml.serving.model import LoadedModel, ModelLoadError, load_model
 from modelyard.ml.serving.routing import VersionRef, read_routing
@@ -54,6 +55,7 @@ class WorkerConfig:
     sample_rate: float = 0.1
     sample_max_rows: int = 50_000
     image_digest: str = ""
+    auth_dir: str = ""  # the bearer tokens' folder (ml/serving/auth.py); "": open
 
     @property
     def routing_path(self) -> Path:
@@ -128,7 +130,11 @@ class RoutingFollower:
 
     def run_forever(self, stop: threading.Event, orphaned: Callable[[], None]) -> None:
         supervisor = os.getppid()
+        ticks = 0
         while not stop.is_set():
+            ticks += 1
+            if ticks % 5 == 0:  # every second: a rotated token takes effect without a restart
+                self.app.guard.refresh()
             if os.getppid() != supervisor:
                 # The supervisor was killed: a worker left behind would keep answering on the
                 # shared port with a routing nobody updates, beside its replacement's workers.
@@ -149,7 +155,11 @@ async def serve(config: WorkerConfig) -> None:
             Path(config.state_dir) / "samples", config.sample_rate, config.sample_max_rows
         )
     app = ScoringApp(
-        os.environ["PROMETHEUS_MULTIPROC_DIR"], samples, config.max_rows, config.image_digest
+        os.environ["PROMETHEUS_MULTIPROC_DIR"],
+        samples,
+        config.max_rows,
+        config.image_digest,
+        Guard(config.auth_dir),
     )
     follower = RoutingFollower(app, config)
     server = HttpServer(app.handle, config.max_body_bytes)

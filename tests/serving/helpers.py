@@ -181,6 +181,7 @@ class Load:
     url: str
     rows: list[dict[str, Any]]
     threads: int = 4
+    headers: dict[str, str] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -209,7 +210,10 @@ class Load:
             n += 1
             try:
                 connection.request(
-                    "POST", "/invocations", body=body, headers={"Content-Type": "application/json"}
+                    "POST",
+                    "/invocations",
+                    body=body,
+                    headers={"Content-Type": "application/json", **self.headers},
                 )
                 response = connection.getresponse()
                 payload = response.read()
