@@ -13,14 +13,30 @@ from modelyard.contracts import variables
 
 # The port the model server listens on in a container or a pod.
 SERVING_PORT = 8080
+# Where a container or a pod finds the bearer tokens (modelyard:serving.auth; ml/serving/auth.py).
+AUTH_MOUNT = "/var/run/modelyard/auth"
+# On Kubernetes the tokens are the Secret named after the model's Service with this suffix.
+AUTH_SECRET_SUFFIX = "-auth"
 
 if TYPE_CHECKING:
     from modelyard.contracts.environment import Environment
 
 
+def auth_files(environment: Environment) -> dict[str, tuple[str, ...]]:
+    """The token folder's files, each with the path of its secret under modelyard:serving
+    (none when the environment's serving is open)."""
+    auth = environment.serving.auth
+    if auth is None:
+        return {}
+    files = {variables.AUTH_SCORING_PREFIX + name: ("auth", "tokens", name) for name in auth.tokens}
+    return {**files, variables.AUTH_METRICS_FILE: ("auth", "metricsToken")}
+
+
 def server_variables(environment: Environment) -> dict[str, str]:
     rollout, monitoring = environment.promotion.rollout, environment.monitoring
+    auth = {variables.AUTH_DIR: AUTH_MOUNT} if environment.serving.auth is not None else {}
     return {
+        **auth,
         variables.ENVIRONMENT: environment.name,
         variables.ROLLOUT: rollout.strategy,
         variables.CANARY_STEPS: ",".join(str(step) for step in rollout.canary_steps),

@@ -160,6 +160,10 @@ def _jenkins(
                 if settings.jenkins.git_private_key is not None
                 else None
             ),
+            serving_tokens={
+                target: _secret(secrets, "jenkins", "servingTokens", target)
+                for target in settings.jenkins.serving_tokens
+            },
         ),
     )
     return JenkinsOutputs(
@@ -180,6 +184,7 @@ def _has_secrets(environment: Environment) -> bool:
         or settings.jenkins.agent_private_key is not None
         or settings.jenkins.pulumi is not None
         or settings.jenkins.git_private_key is not None
+        or bool(settings.jenkins.serving_tokens)
     )
 
 

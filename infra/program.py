@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.contracts.environment import ConfigError, Environment, check_cross_section
 from modelyard.contracts.labels import SERVING_APP_LABELS
-from modelyard.contracts.serving_options import SERVING_PORT, server_variables
+from modelyard.contracts.serving_options import SERVING_PORT, auth_files, server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
 from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
 from modelyard.infra.components.model_serving import (
@@ -80,6 +80,15 @@ def _releases(environment: Environment, model: str) -> tuple[Release, Release | 
     return desired, stable
 
 
+def _auth_files(environment: Environment) -> dict[str, pulumi.Output[str]]:
+    """The server's token files (name -> secret content); none when its serving is open."""
+    files = auth_files(environment)
+    if not files:
+        return {}
+    secrets = StackSecrets("serving")
+    return {name: secrets.get(*path) for name, path in files.items()}
+
+
 def _build_kubernetes_serving(
     environment: Environment, mlflow_credentials: Credentials | None
 ) -> None:
@@ -131,6 +140,7 @@ def _build_kubernetes_serving(
         opts=on_cluster,
     )
     services, versions = {}, {}
+    tokens = _auth_files(environment)
     for model in models:
         desired, stable = _releases(environment, model)
         # training.model keeps the name (and the Pulumi URNs) it had before models were listed.
@@ -155,6 +165,7 @@ def _build_kubernetes_serving(
                 env=server_variables(environment),
                 mlflow_credentials=mlflow_credentials,
                 pull_secret=pull,
+                auth_files=tokens,
             ),
             opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster]),
         )
@@ -199,6 +210,7 @@ def _build_local_serving(
     serving = environment.serving
     models = environment.served_models
     urls, versions = {}, {}
+    tokens = _auth_files(environment)
     for model in models:
         release = environment.release(model)
         # Before a promotion names an image, the server image is built on the engine itself.
@@ -221,6 +233,7 @@ def _build_local_serving(
                 network=platform.network if platform else None,
                 env=server_variables(environment),
                 mlflow_credentials=credentials,
+                auth_files=tokens,
             ),
         )
         urls[model], versions[model] = local.url, desired.version

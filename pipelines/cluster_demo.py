@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import yaml
@@ -193,10 +194,17 @@ def _provision_platform(environments: Path, paths: Any, console: Console) -> dic
                  "serving.mlflowCredentials.username": outputs["mlflowUsername"]}
            for env in SERVED},
     }  # fmt: skip
+    # The model servers' bearer tokens: the demo's own (the shipped files hold random ones nobody
+    # knows); one scoring token for both environments, which the demo's callers send.
+    scoring = token_urlsafe(32)
+    os.environ[variables.SERVING_TOKEN] = scoring
     secrets = {
         PLATFORM: {"pipeline.package.password": outputs["registryPassword"]},
         **{env: {"serving.pullCredentials.password": outputs["registryPassword"],
-                 "serving.mlflowCredentials.password": outputs["mlflowPassword"]}
+                 "serving.mlflowCredentials.password": outputs["mlflowPassword"],
+                 "serving.auth.tokens.pipeline": scoring,
+                 "serving.auth.tokens.apps": token_urlsafe(32),
+                 "serving.auth.metricsToken": token_urlsafe(32)}
            for env in SERVED},
     }  # fmt: skip
     for env, values in settings.items():
@@ -275,6 +283,7 @@ def _drift(folder: Path, address: str | None, console: Console) -> None:
     from modelyard.ml.monitoring.check import check_drift
     from modelyard.pipelines.deploy_targets import reachable
     from modelyard.pipelines.pod_samples import pods_folder, refresh_pod_samples
+    from modelyard.pipelines.serving_auth import bearer_headers
 
     console.rule("[bold]drifted traffic to production")
     if not address:
@@ -283,6 +292,7 @@ def _drift(folder: Path, address: str | None, console: Console) -> None:
     frame = generate_churn(DRIFT_ROWS, seed=99, drift=0.8).drop(columns=["churned"])
     with reachable(address) as url:
         session = requests.Session()
+        session.headers.update(bearer_headers(load_environment("production")))
         for start in range(0, DRIFT_ROWS, 50):
             batch = json.loads(frame.iloc[start : start + 50].to_json(orient="split", index=False))
             session.post(f"{url}/invocations", json={"dataframe_split": batch},

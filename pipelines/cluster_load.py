@@ -15,13 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from modelyard.contracts import variables
+from modelyard.contracts.serving_options import AUTH_SECRET_SUFFIX
 from modelyard.pipelines.errors import PipelineError
 
 # Stdlib only: it runs in the serving image with its read-only root. Keep-alive connections,
 # reopened when the server answers `Connection: close` (a draining pod does).
 _CLIENT = """
-import http.client, json, sys, time, collections
+import http.client, json, os, sys, time, collections
 host, seconds, rows = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+token = os.environ.get(sys.argv[4])  # the variable's name; its value bound from a Secret
+auth = {"Authorization": "Bearer " + token} if token else {}
 bodies = [json.dumps({"dataframe_records": [row]}).encode() for row in rows]
 statuses, versions, failures = collections.Counter(), collections.Counter(), []
 deadline, shown, sent, connection = time.time() + seconds, 0.0, 0, None
@@ -33,7 +37,7 @@ while time.time() < deadline:
         if connection is None:
             connection = http.client.HTTPConnection(host, 80, timeout=10)
         connection.request("POST", "/invocations", body=bodies[sent % len(bodies)],
-                           headers={"Content-Type": "application/json"})
+                           headers={"Content-Type": "application/json", **auth})
         response = connection.getresponse()
         payload = response.read()
         statuses[str(response.status)] += 1
@@ -86,10 +90,13 @@ class LoadPod:
 
 
 def start_load(
-    namespace: str, service: str, image: str, rows: list[dict[str, Any]], seconds: float = 1800
-) -> LoadPod:
+    namespace: str, service: str, image: str, rows: list[dict[str, Any]], seconds: float = 1800,
+    token: str | None = None,
+) -> LoadPod:  # fmt: skip
     """Start a load pod against `service` (with the image and the image pull secret the serving
-    pods use) and wait until it sends; stop() ends it."""
+    pods use) and wait until it sends; stop() ends it. When the model asks for bearer tokens,
+    the pod sends the one named `token` (default: the first) from the serving pods' own Secret,
+    bound as a variable: its value is in no spec, log or command line."""
     from modelyard.pipelines.deploy_targets import kubectl
 
     tool = kubectl()
@@ -100,6 +107,16 @@ def start_load(
     pulls = [
         s["metadata"]["name"] for s in secrets if s["type"] == "kubernetes.io/dockerconfigjson"
     ]
+    tokens = {s["metadata"]["name"]: sorted(s.get("data") or {}) for s in secrets}.get(
+        service + AUTH_SECRET_SUFFIX, []
+    )
+    scoring = [key for key in tokens if key.startswith(variables.AUTH_SCORING_PREFIX)]
+    if token is not None:
+        scoring = [key for key in scoring if key == variables.AUTH_SCORING_PREFIX + token]
+        if not scoring:
+            raise PipelineError(f"{namespace}/{service} has no scoring token named {token!r}")
+    bound = [{"name": variables.SERVING_TOKEN, "valueFrom": {"secretKeyRef": {
+        "name": service + AUTH_SECRET_SUFFIX, "key": scoring[0]}}}] if scoring else []  # fmt: skip
     address = json.loads(subprocess.run(
         [tool, "get", "service", "--namespace", namespace, service, "--output", "json"],
         capture_output=True, text=True, check=True,
@@ -128,7 +145,16 @@ def start_load(
                     "name": "load",
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", _CLIENT, address, str(seconds), json.dumps(rows)],
+                    "command": [
+                        "python3",
+                        "-c",
+                        _CLIENT,
+                        address,
+                        str(seconds),
+                        json.dumps(rows),
+                        variables.SERVING_TOKEN,
+                    ],
+                    "env": bound,
                     "securityContext": restricted,
                     "resources": {
                         "requests": {"cpu": "50m", "memory": "64Mi"},

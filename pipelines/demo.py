@@ -66,16 +66,17 @@ def prepare_workspace(folder: Path, console: Console) -> Path:
     for env in ("local", "staging", "production"):
         _serve_sample_models(environments / f"Pulumi.{env}.yaml", models_section(env))
     # The copies live in the state folder, in no repository: promotions write them in place.
+    # Their servers are open (no bearer tokens) on 127.0.0.1; the addresses printed say so.
     no_git = {"git": {"enabled": False}}
     _adjust(environments / "Pulumi.staging.yaml", {
         "promotion": {"trainedFor": ["local"], **no_git},
         "monitoring": {"sampleRate": 1.0},
-        "serving": {"platform": "process"},
+        "serving": {"platform": "process", "auth": None},
     })  # fmt: skip
     _adjust(environments / "Pulumi.production.yaml", {
         "promotion": {"soakMinutes": 0, **no_git},
         "monitoring": {"sampleRate": 1.0, "onDrift": "report"},
-        "serving": {"platform": "process"},
+        "serving": {"platform": "process", "auth": None},
     })  # fmt: skip
     if created:
         console.print(
@@ -115,7 +116,10 @@ def _refresh(copies: Path, shipped: Path) -> None:
 def _adjust(path: Path, changes: dict[str, dict[str, Any]]) -> None:
     document = yaml.safe_load(path.read_text())
     for section, values in changes.items():
-        document["config"].setdefault(f"modelyard:{section}", {}).update(values)
+        block = document["config"].setdefault(f"modelyard:{section}", {})
+        block.update(values)
+        for key in [k for k, v in values.items() if v is None]:
+            del block[key]  # None removes a key
     write_atomic(path, yaml.safe_dump(document, sort_keys=False))
 
 
@@ -281,6 +285,8 @@ def print_addresses(outcome: DemoOutcome, keep_serving: bool, console: Console) 
     if outcome.drift_report:
         rows.append(("drift report:", str(outcome.drift_report)))
     rows.append(("notifications:", str(outcome.notifications)))
+    rows.append(("authentication:", "none: these servers are open on 127.0.0.1 (the shipped "
+                 "staging and production ask for bearer tokens: modelyard:serving.auth)"))  # fmt: skip
     width = max(len(label) for label, _ in rows) + 1  # one column of addresses
     for label, value in rows:
         console.print(f"{label:<{width}}{value}")

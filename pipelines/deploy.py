@@ -23,8 +23,9 @@ from typing import Any
 
 import orjson
 from modelyard.contracts import state, variables
-from modelyard.contracts.environment import Environment, load_environment
-from modelyard.contracts.serving_options import server_variables
+from modelyard.contracts.atomic_file import write_atomic
+from modelyard.contracts.environment import Environment, load_environment, secret_env_var
+from modelyard.contracts.serving_options import auth_files, server_variables
 from modelyard.ml.serving.__main__ import options_from_environment, options_to_json
 from modelyard.ml.serving.source import NoModelYet, resolve
 from modelyard.ml.serving.supervisor import ServeOptions, read_status
@@ -86,8 +87,10 @@ def serve_options(
     follows = model_uri is None or model_uri == alias
     modelyard = str(Path(sys.executable).with_name("modelyard"))
     rollback = [modelyard, "rollback", model, "--env", env.name] if follows else []
+    tokens = _token_folder(env, _folder(env, model) / "auth")
     return options_from_environment({
         **server_variables(env),
+        **({variables.AUTH_DIR: str(tokens)} if tokens else {}),
         variables.MODEL_URI: model_uri or alias,
         variables.HOST: host,
         variables.PORT: str(port or env.local_port(model)),
@@ -96,6 +99,29 @@ def serve_options(
         variables.POLL_SECONDS: repr(poll_seconds),
         variables.ROLLBACK_COMMAND: orjson.dumps(rollback).decode(),
     })  # fmt: skip
+
+
+def _token_folder(env: Environment, folder: Path) -> Path | None:
+    """A local server's bearer tokens (modelyard:serving.auth), written as 0400 files from the
+    variables that carry the secrets' values (secret_env_var); None when serving is open."""
+    carriers = {
+        name: secret_env_var("serving." + ".".join(path)) for name, path in auth_files(env).items()
+    }
+    missing = [variable for variable in carriers.values() if not os.environ.get(variable)]
+    if missing:
+        raise PipelineError(
+            f"{env.path}: modelyard:serving.auth is set, so the local server needs each token's "
+            f"value: set {', '.join(missing)} (or remove modelyard:serving.auth to serve openly)"
+        )
+    if not carriers:
+        return None
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, variable in carriers.items():
+        write_atomic(folder / name, os.environ[variable])
+        (folder / name).chmod(0o400)
+    for stale in {p.name for p in folder.iterdir()} - set(carriers):
+        (folder / stale).unlink()  # a token removed from the file stops working
+    return folder
 
 
 def _record(folder: Path) -> dict[str, Any] | None:

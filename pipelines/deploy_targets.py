@@ -132,8 +132,16 @@ def reachable(address: str, timeout: float = 60.0) -> Iterator[str]:
         yield address
         return
     namespace, _, service = address.removeprefix(SERVICE_SCHEME).partition("/")
+    with forwarded(namespace, f"service/{service}", 80, timeout) as url:
+        yield url
+
+
+@contextmanager
+def forwarded(namespace: str, resource: str, port: int, timeout: float = 60.0) -> Iterator[str]:
+    """`kubectl port-forward` of `resource` (service/NAME, pod/NAME) to a free port of
+    127.0.0.1 while the block runs; its URL."""
     command = [kubectl(), "port-forward", "--address", "127.0.0.1", "--namespace", namespace,
-               f"service/{service}", ":80"]  # fmt: skip
+               resource, f":{port}"]  # fmt: skip
     forward = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert forward.stdout is not None and forward.stderr is not None
@@ -148,7 +156,7 @@ def reachable(address: str, timeout: float = 60.0) -> Iterator[str]:
                 break
         problem = forward.stderr.read().strip() if forward.poll() is not None else "no answer"
         raise PipelineError(
-            f"could not reach Service {namespace}/{service} with `kubectl port-forward` "
+            f"could not reach {resource} in namespace {namespace} with `kubectl port-forward` "
             f"({problem}): check KUBECONFIG points at the environment's cluster"
         )
     finally:

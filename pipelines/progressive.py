@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelyard.contracts import variables
 from modelyard.contracts.environment import Environment, load_environment
 from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.ml.serving.metrics import parse_version_stats
@@ -142,6 +143,19 @@ def _analyse(
         time.sleep(POLL_SECONDS)
 
 
+# Run inside a serving pod (`kubectl exec`): its /metrics, asked with the pod's own metrics token
+# when it has one, so the token never leaves the pod (the API server's pod proxy would drop an
+# Authorization header anyway: it authenticates the caller with it).
+_SCRAPE = f"""
+import os, sys, urllib.request
+folder = os.environ.get({variables.AUTH_DIR!r})
+token = open(os.path.join(folder, {variables.AUTH_METRICS_FILE!r})).read().strip() if folder else ""
+request = urllib.request.Request("http://127.0.0.1:{SERVING_PORT}/metrics",
+                                 headers={{"Authorization": "Bearer " + token}} if token else {{}})
+sys.stdout.write(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
 def serving_pod_metrics(namespace: str, model: str | None = None) -> list[str]:
     """The /metrics answer of each running serving pod (of `model`, or of every model):
     counters since that pod started, and each step's `pulumi up` starts new pods, so they count
@@ -152,10 +166,11 @@ def serving_pod_metrics(namespace: str, model: str | None = None) -> list[str]:
     for pod in running_serving_pods(namespace, model):
         if pod["metadata"].get("deletionTimestamp"):
             continue  # an old pod on its way out
-        name = pod["metadata"]["name"]
-        path = f"/api/v1/namespaces/{namespace}/pods/{name}:{SERVING_PORT}/proxy/metrics"
-        scraped = subprocess.run([kubectl(), "get", "--raw", path],
-                                 capture_output=True, text=True, check=False)  # fmt: skip
+        scraped = subprocess.run(
+            [kubectl(), "exec", "--namespace", namespace, pod["metadata"]["name"], "--",
+             "python3", "-c", _SCRAPE],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
         if scraped.returncode == 0:
             answers.append(scraped.stdout)
     return answers

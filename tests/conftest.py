@@ -14,7 +14,7 @@ from modelyard.pipelines.docker_cli import engine_problem
 from modelyard.pipelines.local_mlflow import MlflowServer, start_mlflow_server
 from modelyard.pipelines.notification_sink import NotificationSink
 
-from tests.helpers import without_git
+from tests.helpers import without_auth, without_git
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,6 +45,7 @@ def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "environments"
     shutil.copytree(REPO / "environments", folder)
     without_git(folder)  # no repository around the copy: tests/promotion/test_git_release.py
+    without_auth(folder)  # open servers, as the embedded default's: tests/serving/test_auth.py
     monkeypatch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
     return folder
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,17 @@ def with_origin(root: Path, remote: Path) -> None:
     git(root, "commit", "-q", "--allow-empty", "-m", "the project")
     git(root, "remote", "add", "origin", str(remote))
     git(root, "push", "-q", "-u", "origin", "HEAD:refs/heads/main")
+
+
+def without_auth(folder: Path) -> None:
+    """The model servers of this copy of environments/ are open, like the embedded default's;
+    the tests about tokens set their own (tests/serving/test_auth*.py, the cluster project)."""
+    block = re.compile(
+        r"\n    # Bearer tokens the model server asks for[^\n]*\n(?:    #[^\n]*\n)*    auth:\n"
+        r"(?:      [^\n]*\n)+"
+    )
+    for path in folder.glob("Pulumi.*.yaml"):
+        path.write_text(block.sub("\n", path.read_text(encoding="utf-8")))
 
 
 def without_git(folder: Path) -> None:

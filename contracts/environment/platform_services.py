@@ -179,6 +179,9 @@ class Jenkins(Section):
     scan_interval: str = Field(default="15m", pattern=_DURATION.pattern)
     # Kubeconfig per deployment environment, injected as Jenkins file credentials.
     kubeconfigs: dict[str, SecretValue] = Field(default_factory=dict)
+    # Per environment whose model server asks for bearer tokens (modelyard:serving.auth), one of
+    # its scoring tokens: the smoke test sends it (credential modelyard-serving-token-ENV).
+    serving_tokens: dict[str, SecretValue] = Field(default_factory=dict)
     # The SSH agents builds run on (label `modelyard`), as user modelyard:hosts.agentUser.
     agents: list[JenkinsAgent] = Field(default_factory=list)
     # The key the controller logs in to its agents with; modelyard:hosts.agentAuthorizedKey is

@@ -16,6 +16,7 @@ _MEMORY = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # A model's Kubernetes objects are named ENV-serving-MODEL-ROLE: room left for the rest.
 MODEL_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+_TOKEN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PINNED = re.compile(r"^[^@\s]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
 
 
@@ -47,6 +48,27 @@ class Credentials(Section):
 
     username: str = Field(min_length=1)
     password: SecretValue
+
+
+class Auth(Section):
+    """Bearer tokens the model server asks for (`modelyard:serving.auth`): scoring takes any of
+    `tokens` (several at once, so one rotates without downtime: add the new one, move the
+    callers, remove the old one), /metrics only `metricsToken` (Prometheus's). Unset: scoring
+    and /metrics are open to anyone who reaches the port (the embedded default)."""
+
+    tokens: dict[str, SecretValue] = Field(min_length=1)
+    metrics_token: SecretValue
+
+    @field_validator("tokens")
+    @classmethod
+    def _names(cls, value: dict[str, SecretValue]) -> dict[str, SecretValue]:
+        for name in value:
+            if not _TOKEN_NAME.match(name):
+                raise ValueError(
+                    f"token name {name!r} must be lower-case letters, digits and '-' (it names "
+                    "a file in the server's token folder), e.g. tokens.ci or tokens.web-app"
+                )
+        return value
 
 
 class Release(Section):
@@ -120,6 +142,7 @@ class ServingSettings(Release):
     autoscaling: Autoscaling = Autoscaling()
     max_unavailable: int = Field(default=1, ge=1)
     network: Network = Network()
+    auth: Auth | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ServingSettings:

@@ -57,6 +57,15 @@ def kubeconfig_variable(environment: str) -> str:
     return "KUBECONFIG_" + re.sub(r"[^A-Z0-9]", "_", environment.upper())
 
 
+def serving_token_credential(environment: str) -> str:
+    """The credential the smoke test binds to MODELYARD_SERVING_TOKEN for `environment`."""
+    return f"modelyard-serving-token-{environment}"
+
+
+def serving_token_variable(environment: str) -> str:
+    return "SERVING_TOKEN_" + re.sub(r"[^A-Z0-9]", "_", environment.upper())
+
+
 def agent_nodes(settings: Jenkins) -> list[dict[str, Any]]:
     """One permanent SSH node per agent; the host must prove it holds its key from the
     environment file (never trust on first use, never unverified)."""
@@ -169,6 +178,17 @@ def render_environment_casc(
                 }
             }
         )
+    for target in sorted(settings.serving_tokens):
+        credentials.append(
+            {
+                "string": {
+                    "scope": "GLOBAL",
+                    "id": serving_token_credential(target),
+                    "description": f"bearer token for the {target} model server",
+                    "secret": "${" + serving_token_variable(target) + "}",
+                }
+            }
+        )
     job = "\n".join(
         [
             f"multibranchPipelineJob('{JOB_NAME}') {{",
@@ -226,6 +246,7 @@ def controller_environment(
     agent_private_key: Any = None,
     pulumi_passphrase: Any = None,
     git_private_key: Any = None,
+    serving_tokens: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every variable the two JCasC files reference, by name (values are Pulumi secrets); JCasC
     reads each from its file in /run/secrets (container_secrets.py)."""
@@ -240,6 +261,8 @@ def controller_environment(
     }
     for target in sorted(settings.kubeconfigs):
         values[kubeconfig_variable(target)] = kubeconfigs[target]
+    for target in sorted(settings.serving_tokens):
+        values[serving_token_variable(target)] = (serving_tokens or {})[target]
     if settings.agents:
         values[AGENT_KEY_VARIABLE] = agent_private_key
     if settings.pulumi is not None:
@@ -293,6 +316,8 @@ class JenkinsArgs:
     pulumi_passphrase: pulumi.Input[str] | None = None
     # With settings.git_private_key: that secret.
     git_private_key: pulumi.Input[str] | None = None
+    # Keyed like settings.serving_tokens: those secrets.
+    serving_tokens: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 def _validate(args: JenkinsArgs) -> None:
@@ -301,6 +326,12 @@ def _validate(args: JenkinsArgs) -> None:
         raise ConfigError(
             f"environment {args.environment}: no kubeconfig secret reached Jenkins for {missing}: "
             "set modelyard:platform.jenkins.kubeconfigs.<env> as a secret"
+        )
+    missing = sorted(set(args.settings.serving_tokens) - set(args.serving_tokens))
+    if missing:
+        raise ConfigError(
+            f"environment {args.environment}: no serving token reached Jenkins for {missing}: "
+            "set modelyard:platform.jenkins.servingTokens.<env> as a secret"
         )
     if args.settings.git_private_key is not None and args.git_private_key is None:
         raise ConfigError(
@@ -396,6 +427,7 @@ class JenkinsController(pulumi.ComponentResource):
                 if args.git_private_key is not None
                 else None
             ),
+            serving_tokens={k: pulumi.Output.secret(v) for k, v in args.serving_tokens.items()},
         )
 
         image = local_image(f"{name}-image", "modelyard/jenkins", "jenkins", child, host=engine)

@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 from modelyard.contracts import variables
 from modelyard.contracts.labels import ENVIRONMENT_LABEL, MODEL_LABEL, VERSION_LABEL
-from modelyard.contracts.serving_options import SERVING_PORT
+from modelyard.contracts.serving_options import AUTH_MOUNT, SERVING_PORT
 from modelyard.infra.components.container_secrets import upload
 from modelyard.infra.components.image_build import local_image
 from modelyard.infra.components.model_serving import (
@@ -58,6 +58,10 @@ class LocalModelServingArgs:
     env: Mapping[str, str] = field(default_factory=dict)
     # (username, password) for an MLflow server with authentication; the password a secret.
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
+    # The bearer tokens' folder (file name -> secret content): 0400 files of the server's user
+    # in a volume of their own. A change replaces the container (the provider writes files
+    # only before a container starts).
+    auth_files: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not 1024 <= self.host_port <= 65535:
@@ -109,6 +113,15 @@ class LocalModelServing(pulumi.ComponentResource):
                     str(SERVING_UID),
                 )
             )
+        if args.auth_files:
+            tokens = Volume(f"{name}-auth", name=f"{args.container}-auth", opts=child)
+            volumes.append({"volume": tokens.name, "path": AUTH_MOUNT})
+            uploads += [
+                upload(
+                    f"{AUTH_MOUNT}/{file}", pulumi.Output.secret(value), "0400", str(SERVING_UID)
+                )
+                for file, value in sorted(args.auth_files.items())
+            ]
         container = Container(
             f"{name}-server",
             {

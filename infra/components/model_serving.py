@@ -34,7 +34,7 @@ from modelyard.contracts.labels import (
     TRACK_LABEL,
     VERSION_LABEL,
 )
-from modelyard.contracts.serving_options import SERVING_PORT
+from modelyard.contracts.serving_options import AUTH_MOUNT, AUTH_SECRET_SUFFIX, SERVING_PORT
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
 PRE_STOP_SECONDS = 5
@@ -118,6 +118,10 @@ class ModelServingArgs:
     # (username, password) for an MLflow server with authentication; the password a secret.
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     pull_secret: PullSecret | None = None
+    # The bearer tokens' folder (file name -> secret content, contracts/serving_options.py
+    # auth_files): a Secret mounted read-only; the server re-reads it, so a rotation (the Secret
+    # updated in place by `pulumi up`, its files swapped by the kubelet) restarts no pod.
+    auth_files: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not 1 <= self.replicas <= self.max_replicas:
@@ -155,8 +159,9 @@ class ModelServing(pulumi.ComponentResource):
         tracks, primary, selector = _plan(args)
         credentials = self._credentials(name, args) if args.mlflow_credentials else None
         pull = self._pull_secret(name, args, args.pull_secret) if args.pull_secret else None
+        tokens = self._tokens(name, args) if args.auth_files else None
         deployments = {
-            track.role: self._deployment(name, args, track, credentials, pull, primary)
+            track.role: self._deployment(name, args, track, credentials, pull, tokens, primary)
             for track in tracks
         }
         self.deployments = [f"{name}-{t.role}" for t in tracks]
@@ -244,6 +249,15 @@ class ModelServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _tokens(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{name}{AUTH_SECRET_SUFFIX}",
+            metadata=self._meta(name, args, AUTH_SECRET_SUFFIX),
+            type="Opaque",
+            string_data={file: pulumi.Output.secret(v) for file, v in args.auth_files.items()},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _pull_secret(
         self, name: str, args: ModelServingArgs, pull: PullSecret
     ) -> k8s.core.v1.Secret:
@@ -262,6 +276,7 @@ class ModelServing(pulumi.ComponentResource):
         track: _Track,
         credentials: k8s.core.v1.Secret | None,
         pull: k8s.core.v1.Secret | None,
+        tokens: k8s.core.v1.Secret | None,
         primary: _Track,
     ) -> k8s.apps.v1.Deployment:
         release, candidate = track.release, track.candidate
@@ -342,6 +357,17 @@ class ModelServing(pulumi.ComponentResource):
                 {
                     "name": "mlflow",
                     "secret": {"secret_name": credentials.metadata.name, "default_mode": 0o440},
+                }
+            )
+        if tokens is not None:
+            # Owner root, group the server's (fsGroup): readable by the server alone.
+            container["volume_mounts"].append(
+                {"name": "auth", "mount_path": AUTH_MOUNT, "read_only": True}
+            )
+            volumes.append(
+                {
+                    "name": "auth",
+                    "secret": {"secret_name": tokens.metadata.name, "default_mode": 0o440},
                 }
             )
         metadata: dict[str, Any] = {

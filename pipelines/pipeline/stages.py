@@ -182,6 +182,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     from modelyard.ml.prediction_kind import PredictionKind
     from modelyard.ml.spec import load_model_spec
     from modelyard.pipelines.deploy_targets import await_serving, reachable
+    from modelyard.pipelines.serving_auth import bearer_headers
 
     address = ctx.serving.get(STAGING)
     if not address:
@@ -196,6 +197,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     with reachable(address) as url:
         latencies, problems = [], []
         session = requests.Session()
+        session.headers.update(bearer_headers(load_environment(STAGING)))
         answered = session.get(f"{url}/version", timeout=5).json()
         served = answered.get("stable") or {}
         kind = PredictionKind.from_metadata(served.get("prediction")) or PredictionKind()

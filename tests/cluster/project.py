@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,6 +41,8 @@ class Project:
         self.registry = f"{self.address}:{self.ports['registry']}"
         self.repository = f"{self.registry}/modelyard-serving"
         self.secrets: dict[str, str] = {}
+        # env -> the bearer tokens its model server takes: scoring ones by name, and "metrics".
+        self.tokens: dict[str, dict[str, str]] = {}
 
     @property
     def environments(self) -> Path:
@@ -83,6 +86,20 @@ class Project:
             done = subprocess.run(command, cwd=self.folder, env=self.variables(), input=stdin,
                                   capture_output=True, text=True, check=False)  # fmt: skip
             assert done.returncode == 0, f"{command[:4]}: {done.stderr}"
+        push_edit(self.environments / f"Pulumi.{env}.yaml")
+
+    @staticmethod
+    def pulumi() -> str:
+        from modelyard.infra.automation import pulumi_command
+
+        return pulumi_command().command
+
+    def remove_config(self, env: str, key: str) -> None:
+        """`pulumi config rm --path`, committed and pushed like any edit of the file."""
+        command = [self.pulumi(), "config", "rm", "--path", "--stack", env, f"modelyard:{key}"]
+        done = subprocess.run(command, cwd=self.folder, env=self.variables(),
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
         push_edit(self.environments / f"Pulumi.{env}.yaml")
 
     def create(self) -> None:
@@ -156,7 +173,15 @@ def provisioned(created: Project, local_cluster: LocalCluster) -> Project:
         })  # fmt: skip
         created.set_secret(env, "serving.pullCredentials.password", outputs["registryPassword"])
         created.set_secret(env, "serving.mlflowCredentials.password", outputs["mlflowPassword"])
+        # Tokens of the project's own (the shipped files' are random ones nobody knows).
+        created.tokens[env] = {name: secrets.token_urlsafe(24) for name in ("pipeline", "apps")}
+        for name, token in created.tokens[env].items():
+            created.set_secret(env, f"serving.auth.tokens.{name}", token)
+        created.tokens[env]["metrics"] = secrets.token_urlsafe(24)
+        created.set_secret(env, "serving.auth.metricsToken", created.tokens[env]["metrics"])
     created.secrets = {
+        # The smoke test's (it scores staging).
+        "MODELYARD_SERVING_TOKEN": created.tokens["staging"]["pipeline"],
         "MLFLOW_TRACKING_USERNAME": outputs["mlflowUsername"],
         "MLFLOW_TRACKING_PASSWORD": outputs["mlflowPassword"],
         "MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD": outputs["registryPassword"],

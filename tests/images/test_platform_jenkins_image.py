@@ -182,6 +182,7 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
     expected |= {jenkins.AGENT_CREDENTIAL} if settings.agents else set()
     expected |= {jenkins.PASSPHRASE_CREDENTIAL} if settings.pulumi else set()
     expected |= {jenkins.GIT_CREDENTIAL} if settings.git_private_key else set()
+    expected |= {jenkins.serving_token_credential(k) for k in settings.serving_tokens}
     assert set(by_id) == expected
     reference = r"\$\{(base64:)?\$?\{?[A-Z_]+\}\}?"
     for kind, credential in by_id.values():
@@ -208,6 +209,7 @@ def test_jcasc_credentials_are_references_never_values(variant: str) -> None:
         mlflow_username="x", mlflow_password="x", webhook_token="x",
         kubeconfigs=dict.fromkeys(settings.kubeconfigs, "x"), agent_private_key="x",
         pulumi_passphrase="x", git_private_key="x",
+        serving_tokens=dict.fromkeys(settings.serving_tokens, "x"),
     )  # fmt: skip
     assert jenkins.referenced_variables(text) == set(provided)
 

@@ -375,3 +375,68 @@ def test_a_model_kubernetes_could_not_serve_is_refused_naming_its_key(
     with pytest.raises(ConfigError) as refused:
         render("production")
     assert problem in str(refused.value)
+
+
+def _tokens(*names: str) -> dict[str, object]:
+    return {
+        "tokens": {name: {"secure": f"v1:stand-in-{name}"} for name in names},
+        "metricsToken": {"secure": "v1:stand-in-metrics"},
+    }
+
+
+def test_bearer_tokens_reach_the_pods_as_a_mounted_secret_and_a_rotation_restarts_no_pod(
+    environments: Path,
+) -> None:
+    edit_environment(environments, "staging", serving={"auth": _tokens("pipeline", "apps")})
+    state = render("staging")
+    secrets = {r.inputs["metadata"]["name"]: r.inputs for r in state.of_type("kubernetes:core/v1:Secret")}
+    tokens = secrets["staging-serving-auth"]
+    assert tokens["stringData"] == {
+        "scoring.pipeline": "[secret]", "scoring.apps": "[secret]", "metrics": "[secret]"
+    }  # fmt: skip
+    (deployment,) = deployments(state).values()
+    assert env_vars(deployment)["MODELYARD_AUTH_DIR"] == "/var/run/modelyard/auth"
+    assert {"name": "auth", "mountPath": "/var/run/modelyard/auth", "readOnly": True} in container(
+        deployment
+    )["volumeMounts"]
+    assert {
+        "name": "auth",
+        "secret": {"secretName": "staging-serving-auth", "defaultMode": 0o440},
+    } in (deployment["spec"]["template"]["spec"]["volumes"])
+    assert not [value for value in env_vars(deployment).values() if "stand-in" in value]
+    # A token added (or removed) changes the Secret's content, never the pods' template: the
+    # kubelet swaps the mounted files and the server re-reads them.
+    edit_environment(environments, "staging", serving={"auth": _tokens("pipeline", "apps", "next")})
+    rotated = render("staging")
+    assert deployments(rotated) == deployments(state)
+    names = {r.inputs["metadata"]["name"]: r.inputs for r in rotated.of_type("kubernetes:core/v1:Secret")}
+    assert set(names["staging-serving-auth"]["stringData"]) == {
+        "scoring.pipeline", "scoring.apps", "scoring.next", "metrics"
+    }  # fmt: skip
+
+
+def test_without_auth_the_pods_get_no_token_folder(environments: Path) -> None:
+    (deployment,) = deployments(render("staging")).values()
+    assert "MODELYARD_AUTH_DIR" not in env_vars(deployment)
+    assert "auth" not in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_bearer_tokens_reach_the_local_container_as_0400_files_in_a_volume(
+    environments: Path,
+) -> None:
+    edit_environment(environments, "local", serving={"auth": _tokens("pipeline")})
+    server = render("local").by_name()["local-serving-server"].inputs
+    envs = dict(e.split("=", 1) for e in server["envs"])
+    assert envs["MODELYARD_AUTH_DIR"] == "/var/run/modelyard/auth"
+    assert {"path": "/var/run/modelyard/auth", "volume": "modelyard-local-serving-auth"} in (
+        server["volumes"]
+    )
+    assert server["uploads"] == "[secret]"  # the files (local_serving.py: 0400, the server's user)
+
+
+def test_a_token_name_that_cannot_be_a_file_name_is_refused_naming_its_key(
+    environments: Path,
+) -> None:
+    edit_environment(environments, "staging", serving={"auth": _tokens("CI_token")})
+    with pytest.raises(ConfigError, match=r"modelyard:serving.auth.tokens.*'CI_token'"):
+        render("staging")

@@ -311,10 +311,33 @@ def test_the_pipelines_pulumi_settings_reach_jenkins_as_a_variable_and_a_secret_
     [credential] = [
         c["string"]
         for c in document["credentials"]["system"]["domainCredentials"][0]["credentials"]
-        if "string" in c
+        if "string" in c and c["string"]["id"] == jenkins.PASSPHRASE_CREDENTIAL
     ]
-    assert credential["id"] == jenkins.PASSPHRASE_CREDENTIAL
     assert credential["secret"] == "${" + jenkins.PASSPHRASE_VARIABLE + "}"
+
+
+def test_the_smoke_tests_serving_token_reaches_jenkins_as_a_credential_and_a_secret_file(
+    jenkins_run: tuple[str, Run],
+) -> None:
+    env, result = jenkins_run
+    settings = load_environment(env).platform.jenkins  # type: ignore[union-attr]
+    assert set(settings.serving_tokens) == {"staging"}  # the smoke test scores staging
+    raw = result.one(CONTAINER, "jenkins-container").inputs
+    uploads = {u["file"]: u for u in _unwrap(raw["uploads"])}
+    token = _plain_secret(settings.serving_tokens["staging"].ciphertext)
+    secret_file = uploads[f"{SECRETS_DIR}/{jenkins.serving_token_variable('staging')}"]
+    assert (secret_file["content"], secret_file["permissions"]) == (token, "0400")
+    assert not _leaks(raw, {token})
+    casc = uploads[jenkins.ENVIRONMENT_CASC_PATH]["content"]
+    [credential] = [
+        c["string"]
+        for c in yaml.safe_load(casc)["credentials"]["system"]["domainCredentials"][0][
+            "credentials"
+        ]
+        if "string" in c and c["string"]["id"] == jenkins.serving_token_credential("staging")
+    ]
+    assert credential["secret"] == "${" + jenkins.serving_token_variable("staging") + "}"
+    assert token not in casc
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -418,9 +441,15 @@ def test_jenkins_casc_and_environment_match(jenkins_run: tuple[str, Run]) -> Non
     passphrase = {jenkins.PASSPHRASE_CREDENTIAL}  # every Jenkins the files enable deploys
     # ... and pushes the release commits of its promotions where promotion.git is on
     pushes = {jenkins.GIT_CREDENTIAL} if load_environment(env).promotion.git.enabled else set()
-    assert (
-        ids
-        == {"modelyard-registry", "modelyard-mlflow"} | kubeconfigs | agents | passphrase | pushes
+    # ... and smoke-tests staging, whose model server asks for a bearer token
+    tokens = {jenkins.serving_token_credential(k) for k in settings.jenkins.serving_tokens}
+    assert ids == (
+        {"modelyard-registry", "modelyard-mlflow"}
+        | kubeconfigs
+        | agents
+        | passphrase
+        | pushes
+        | tokens
     )
     assert settings.jenkins.pulumi is not None
     assert pipeline_env[jenkins.BACKEND_VARIABLE] == settings.jenkins.pulumi.backend_url
@@ -569,6 +598,7 @@ def _staging_jenkins(hosts: list[str], **overrides: Any) -> Any:
         "agent_user": "jenkins", "agent_private_key": pulumi.Output.secret(AGENT_KEY),
         "pulumi_passphrase": pulumi.Output.secret("stand-in passphrase"),
         "git_private_key": pulumi.Output.secret("stand-in git key"),
+        "serving_tokens": {"staging": pulumi.Output.secret("stand-in serving token")},
         **overrides,
     }  # fmt: skip
     return lambda: jenkins.JenkinsController("staging-jenkins", jenkins.JenkinsArgs(**args))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from modelyard.contracts.variables import AUTH_METRICS_FILE, AUTH_SCORING_PREFIX
 from modelyard.ml.monitoring.exposition import write_drift_textfile
 from modelyard.ml.serving.rollout import Limits
 from modelyard.pipelines.local_mlflow import free_port
@@ -164,17 +166,24 @@ def test_the_scrape_config_finds_serving_pods_and_passes_promtool(
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["modelyard-serving"]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    # The pods' /metrics asks for the metrics token: Prometheus sends it from a mounted file.
+    token_file = jobs["modelyard-serving"]["authorization"]["credentials_file"]
     assert jobs["node"]["static_configs"] == [{"targets": ["127.0.0.1:9100"]}]
-    checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=PROMETHEUS_DIR)
+    # The shipped folder as it is deployed: the token file mounted beside the config.
+    deployed = tmp_path / "deployed"
+    shutil.copytree(PROMETHEUS_DIR, deployed)
+    (deployed / token_file).parent.mkdir(parents=True)
+    (deployed / token_file).write_text("a-metrics-token")
+    checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=deployed)
     output = checked.stdout + checked.stderr
     if checked.returncode != 0:
         # Debian's prometheus is built without Kubernetes discovery; its promtool refuses the
         # kubernetes_sd_configs field and nothing else. Check all the rest with it.
         assert "field kubernetes_sd_configs not found" in output, output
-        (tmp_path / "prometheus.yml").write_text(
+        (deployed / "prometheus.yml").write_text(
             yaml.safe_dump(with_static_pods(config, PROMETHEUS_DIR), sort_keys=False)
         )
-        checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=tmp_path)
+        checked = promtool(prometheus_tools, "check", "config", "prometheus.yml", cwd=deployed)
         output = checked.stdout + checked.stderr
     assert checked.returncode == 0, output
     # The rule file was found beside the config and checked too.
@@ -249,8 +258,9 @@ class Stack:
 
 
 def send_load(
-    url: str, rows: list[dict[str, Any]], stop: threading.Event, failures: list[str]
-) -> None:
+    url: str, rows: list[dict[str, Any]], stop: threading.Event, failures: list[str],
+    token: str,
+) -> None:  # fmt: skip
     """Single-row requests, about 50 a second, until stopped or for 5 minutes at most."""
     deadline = time.monotonic() + 300
     n = 0
@@ -259,7 +269,8 @@ def send_load(
         n += 1
         try:
             status, _, payload = call(url, "POST", "/invocations", body,
-                                      {"Content-Type": "application/json"})  # fmt: skip
+                                      {"Content-Type": "application/json",
+                                       "Authorization": f"Bearer {token}"})  # fmt: skip
         except OSError as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
         else:
@@ -293,9 +304,25 @@ def stack(
                          {"tenure_months": 0.42, "age": 0.03}, checked_at=time.time())  # fmt: skip
     rules = root / "alerts.yml"
     rules.write_text(shortened_rules(ALERTS.read_text()))
+    # The server asks for tokens: clients send a scoring one, Prometheus the metrics one from the
+    # file the shipped scrape config names (here in a folder of the test's).
+    tokens, scoring, scraping = (
+        root / "tokens",
+        secrets.token_urlsafe(16),
+        secrets.token_urlsafe(16),
+    )
+    tokens.mkdir()
+    (tokens / (AUTH_SCORING_PREFIX + "clients")).write_text(scoring)
+    (tokens / AUTH_METRICS_FILE).write_text(scraping)
+    scraper_file = root / "metrics-token"
+    scraper_file.write_text(scraping)
+    shipped = next(
+        j for j in shipped_config()["scrape_configs"] if j["job_name"] == "modelyard-serving"
+    )
+    authorization = {**shipped["authorization"], "credentials_file": str(scraper_file)}
 
     server = start_server(
-        str(stable_dir), root / "server", workers=1, environment="test",
+        str(stable_dir), root / "server", workers=1, environment="test", auth_dir=str(tokens),
         candidate_uri=str(candidate_dir), candidate_weight=50, strategy="canary",
         canary_steps=(50, 100),
         # No in-server rollback: the alert is what should notice this canary.
@@ -303,7 +330,7 @@ def stack(
     )  # fmt: skip
     stop = threading.Event()
     failures: list[str] = []
-    load = threading.Thread(target=send_load, args=(server.url, rows, stop, failures))
+    load = threading.Thread(target=send_load, args=(server.url, rows, stop, failures, scoring))
     try:
         server.wait(lambda s: s.get("ready") and s.get("candidate"), what="both versions loaded")
         node_exporter = f"127.0.0.1:{free_port()}"
@@ -325,10 +352,11 @@ def stack(
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(rules)],
                 "scrape_configs": [
-                    {"job_name": "modelyard-serving", "static_configs": [serving]},
+                    {"job_name": "modelyard-serving", "static_configs": [serving],
+                     "authorization": authorization},
                     {"job_name": "node", "static_configs": [{"targets": [node_exporter]}]},
                 ],
-            }
+            }  # fmt: skip
             with prometheus(prometheus_tools, config, root / "prometheus") as url:
                 load.start()
                 yield Stack(url, server, "1", "2", failures)

@@ -281,6 +281,8 @@ def test_stages_that_run_pulumi_or_reach_the_cluster_get_its_passphrase_and_kube
                 "PULUMI_CONFIG_PASSPHRASE": jenkins.PASSPHRASE_CREDENTIAL,
                 "KUBECONFIG": f"modelyard-kubeconfig-{rolled_back[name]}",
             })  # fmt: skip
+        if name == "smoke-test":  # it scores staging, which asks for a bearer token
+            expected[variables.SERVING_TOKEN] = jenkins.serving_token_credential("staging")
         # Stage-level `environment {}`: Jenkins binds it around the steps and the stage's `post`.
         assert _credentials_bound_by_environment(stage) == expected, name
     [pipeline] = model.calls(TREE, "pipeline")

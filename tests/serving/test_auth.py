@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from modelyard.contracts.variables import AUTH_METRICS_FILE, AUTH_SCORING_PREFIX
 
+from tests.helpers import DELETE, edit_environment
 from tests.serving.helpers import Load, Server, call, records, score
 
 ALICE, BOB, NEXT = "alice-token-0123456789", "bob-token-9876543210", "rotated-token-555"
@@ -128,3 +130,44 @@ def test_a_token_folder_without_tokens_refuses_every_scoring_request(
     assert score(served.url, row, bearer("anything"))[0] == 401
     assert call(served.url, "GET", "/metrics", headers=bearer("anything"))[0] == 401
     assert "every scoring request is refused" in served.log()
+
+
+def test_a_local_server_of_an_environment_with_tokens_gets_them_from_their_variables(
+    environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process platform: the secrets' values come from their variables (secret_env_var),
+    written as 0400 files the server reads; a missing one is named, nothing is started."""
+    from modelyard.contracts.environment import load_environment, secret_env_var
+    from modelyard.pipelines.deploy import serve_options
+    from modelyard.pipelines.errors import PipelineError
+
+    monkeypatch.setenv("MODELYARD_STATE_DIR", str(tmp_path / "state"))
+    edit_environment(environments, "staging", {
+        "serving.platform": "process",
+        "serving.auth": {"tokens": {"ci": {"secure": "v1:a"}, "web": {"secure": "v1:b"}},
+                         "metricsToken": {"secure": "v1:c"}},
+    })  # fmt: skip
+    staging = load_environment("staging")
+    carriers = {
+        "scoring.ci": secret_env_var("serving.auth.tokens.ci"),
+        "scoring.web": secret_env_var("serving.auth.tokens.web"),
+        "metrics": secret_env_var("serving.auth.metricsToken"),
+    }
+    assert carriers["scoring.ci"] == "MODELYARD_SECRET_SERVING_AUTH_TOKENS_CI"
+    monkeypatch.setenv(carriers["scoring.ci"], ALICE)
+    with pytest.raises(PipelineError) as refused:
+        serve_options(staging)
+    assert carriers["scoring.web"] in str(refused.value) and carriers["metrics"] in str(
+        refused.value
+    )
+    assert "Pulumi.staging.yaml" in str(refused.value)
+    monkeypatch.setenv(carriers["scoring.web"], BOB)
+    monkeypatch.setenv(carriers["metrics"], SCRAPER)
+    folder = Path(serve_options(staging).auth_dir)
+    assert {p.name: (p.read_text(), p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        "scoring.ci": (ALICE, 0o400), "scoring.web": (BOB, 0o400), "metrics": (SCRAPER, 0o400),
+    }  # fmt: skip
+    # A token taken out of the file stops working: its file goes at the next start.
+    edit_environment(environments, "staging", {"serving.auth.tokens.web": DELETE})
+    serve_options(load_environment("staging"))
+    assert sorted(p.name for p in folder.iterdir()) == ["metrics", "scoring.ci"]
