@@ -37,6 +37,9 @@ MODEL_URI = "MODELYARD_MODEL_URI"
 # shadow: `pulumi up` sets both on the pods; the server does not step the weight itself).
 CANDIDATE_URI = "MODELYARD_CANDIDATE_URI"
 CANDIDATE_WEIGHT = "MODELYARD_CANDIDATE_WEIGHT"
+# On Kubernetes the weight is a file instead (a mounted ConfigMap), read again every second: a
+# canary step changes it without restarting a pod.
+CANDIDATE_WEIGHT_FILE = "MODELYARD_CANDIDATE_WEIGHT_FILE"
 # A server that rolls a candidate back by itself runs this (a JSON list: the start of a command;
 # `--to-version V --reason TEXT` are appended) so the rollback outlives it: a local deploy sets it
 # to the kit's `modelyard rollback MODEL --env ENV` (alias, file and history go back).

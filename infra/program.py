@@ -190,6 +190,11 @@ def _kubernetes_provider(environment: Environment) -> k8s.Provider:
         context=str(context) if context else None,
         namespace=serving.namespace,
         enable_server_side_apply=True,
+        # Update Secrets and ConfigMaps in place, as Kubernetes does (the provider's default
+        # replaces them): the kubelet then swaps the mounted files of running pods (a rotated
+        # token, a canary's next weight) and no Deployment changes.
+        enable_config_map_mutable=True,
+        enable_secret_mutable=True,
     )
 
 

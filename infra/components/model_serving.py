@@ -10,8 +10,10 @@ Strategies (from `modelyard:promotion.rollout.strategy`):
   and Pulumi creates the new Deployment before it switches and deletes the old one;
 - canary, ab, shadow: one Deployment whose pods load the stable and the candidate version and
   split per request in-process (the canary's weight, A/B's sticky split, shadow's mirror), so the
-  weight is a real share of requests, set by `pulumi up`; without a stable version (or with a
-  canary at 100%) the pods serve the desired version alone.
+  weight is a real share of requests, set by `pulumi up`. The canary's weight is a ConfigMap
+  mounted into the pods, which re-read it: a step (10% -> 50% -> 100%) changes the share of the
+  pods already running and restarts none. Without a stable version the pods serve the desired
+  version alone (a finished canary: the deploy clears stableVersion once 100% held).
 Before any model is promoted the server image runs without a model and reports not-ready; the
 Deployments skip Pulumi's readiness wait then, so provisioning never fails for lack of a model.
 """
@@ -38,6 +40,9 @@ from modelyard.contracts.serving_options import AUTH_MOUNT, AUTH_SECRET_SUFFIX, 
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
 PRE_STOP_SECONDS = 5
+# Where canary pods find their weight (a ConfigMap's key, re-read every second by the server).
+WEIGHT_MOUNT = "/var/run/modelyard/rollout"
+WEIGHT_KEY = "candidateWeight"
 SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: don't wait for readiness
 SERVING_UID = 10001
 # MLflow reads ~/.mlflow/credentials: HOME points into the writable scratch volume and the
@@ -160,8 +165,15 @@ class ModelServing(pulumi.ComponentResource):
         credentials = self._credentials(name, args) if args.mlflow_credentials else None
         pull = self._pull_secret(name, args, args.pull_secret) if args.pull_secret else None
         tokens = self._tokens(name, args) if args.auth_files else None
+        weights = {
+            track.role: self._weight(name, args, track)
+            for track in tracks
+            if track.candidate is not None and args.strategy == "canary"
+        }
         deployments = {
-            track.role: self._deployment(name, args, track, credentials, pull, tokens, primary)
+            track.role: self._deployment(
+                name, args, track, credentials, pull, tokens, weights.get(track.role), primary
+            )
             for track in tracks
         }
         self.deployments = [f"{name}-{t.role}" for t in tracks]
@@ -249,6 +261,15 @@ class ModelServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _weight(self, name: str, args: ModelServingArgs, track: _Track) -> k8s.core.v1.ConfigMap:
+        """The canary's weight, updated in place by each step (the provider mutates ConfigMaps)."""
+        return k8s.core.v1.ConfigMap(
+            f"{name}-{track.role}-weight",
+            metadata=self._meta(name, args, f"-{track.role}-weight"),
+            data={WEIGHT_KEY: str(track.weight)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _tokens(self, name: str, args: ModelServingArgs) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(
             f"{name}{AUTH_SECRET_SUFFIX}",
@@ -277,6 +298,7 @@ class ModelServing(pulumi.ComponentResource):
         credentials: k8s.core.v1.Secret | None,
         pull: k8s.core.v1.Secret | None,
         tokens: k8s.core.v1.Secret | None,
+        weight: k8s.core.v1.ConfigMap | None,
         primary: _Track,
     ) -> k8s.apps.v1.Deployment:
         release, candidate = track.release, track.candidate
@@ -306,7 +328,8 @@ class ModelServing(pulumi.ComponentResource):
         }
         if candidate is not None:
             env[variables.CANDIDATE_URI] = uri(candidate)
-            env[variables.CANDIDATE_WEIGHT] = str(track.weight)
+        if weight is not None:  # the canary: the weight from the mounted ConfigMap
+            env[variables.CANDIDATE_WEIGHT_FILE] = f"{WEIGHT_MOUNT}/{WEIGHT_KEY}"
         security: dict[str, Any] = {
             "run_as_non_root": True,
             "run_as_user": SERVING_UID,
@@ -359,6 +382,11 @@ class ModelServing(pulumi.ComponentResource):
                     "secret": {"secret_name": credentials.metadata.name, "default_mode": 0o440},
                 }
             )
+        if weight is not None:
+            container["volume_mounts"].append(
+                {"name": "weight", "mount_path": WEIGHT_MOUNT, "read_only": True}
+            )
+            volumes.append({"name": "weight", "config_map": {"name": weight.metadata.name}})
         if tokens is not None:
             # Owner root, group the server's (fsGroup): readable by the server alone.
             container["volume_mounts"].append(
@@ -418,8 +446,7 @@ def _plan(args: ModelServingArgs) -> tuple[list[_Track], _Track, dict[str, str]]
         if stable is not None:
             tracks.append(_Track(stable.label, stable, args.replicas))
         return tracks, active, {**_model_labels(args), TRACK_LABEL: active.role}
-    finished_canary = args.strategy == "canary" and args.canary_weight >= 100
-    if args.strategy in TWO_VERSIONS_PER_POD and stable is not None and not finished_canary:
+    if args.strategy in TWO_VERSIONS_PER_POD and stable is not None:
         weight = args.canary_weight if args.strategy == "canary" else 0
         both = _Track("server", stable, args.replicas, candidate=desired, weight=weight)
         return [both], both, {**_model_labels(args), TRACK_LABEL: both.role}

@@ -55,6 +55,7 @@ def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
         candidate_uri=env.get(v.CANDIDATE_URI, ""),
         rollback_command=tuple(orjson.loads(env.get(v.ROLLBACK_COMMAND, "[]"))),
         candidate_weight=int(env.get(v.CANDIDATE_WEIGHT, default.candidate_weight)),
+        candidate_weight_file=env.get(v.CANDIDATE_WEIGHT_FILE, ""),
         host=env.get(v.HOST, "0.0.0.0"),
         port=int(env.get(v.PORT, "8080")),
         workers=int(env.get(v.WORKERS, default.workers)),

@@ -52,6 +52,9 @@ class ServeOptions:
     # and candidate_weight is the canary's share, set by whoever deploys (no stepping here).
     candidate_uri: str = ""
     candidate_weight: int = 0
+    # A file holding the canary's weight (a mounted ConfigMap on Kubernetes): read every second,
+    # so a step changes the share of the pods already running, with no restart.
+    candidate_weight_file: str = ""
     # Run after rolling a candidate back (variables.ROLLBACK_COMMAND): the rollback made durable.
     rollback_command: tuple[str, ...] = ()
 
@@ -86,6 +89,7 @@ class Supervisor:
         self._resolved_once = False
         self._target: str | None = None
         self._previous: VersionRef | None = None  # the stable version before the last swap
+        self._weight_read = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -170,6 +174,9 @@ class Supervisor:
         if due and (self.options.follows or not self._resolved_once):
             self._last_poll = now
             self._pin() if self.options.candidate_uri else self._follow()
+        if self.options.candidate_weight_file and now - self._weight_read >= 1.0:
+            self._weight_read = now
+            self._follow_weight()
         if self._load_failed():
             self._keep_previous()
         elif self.routing.candidate is not None:
@@ -215,7 +222,11 @@ class Supervisor:
         self._resolved_once = True
         strategy = self.options.strategy
         mode = cast(Mode, strategy if strategy in ("ab", "shadow") else "canary")
-        weight = {"canary": self.options.candidate_weight, "ab": self.options.ab_split}.get(mode, 0)
+        canary = self._file_weight() if self.options.candidate_weight_file else None
+        weight = {
+            "canary": self.options.candidate_weight if canary is None else canary,
+            "ab": self.options.ab_split,
+        }.get(mode, 0)
         self.rollout.baseline = metrics.read_version_stats(str(self.multiproc_dir))
         self._publish(
             Routing(
@@ -228,6 +239,34 @@ class Supervisor:
             )
         )
         self._event(mode, candidate.version, f"weight {weight}%")
+
+    def _file_weight(self) -> int | None:
+        """The weight in candidate_weight_file; None (and a warning) when it says no percentage."""
+        path = Path(self.options.candidate_weight_file)
+        try:
+            weight = int(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the canary weight from %s: %s", path, exc)
+            return None
+        if not 0 <= weight <= 100:
+            log.warning("the canary weight in %s is %d, not a percentage: ignored", path, weight)
+            return None
+        return weight
+
+    def _follow_weight(self) -> None:
+        """A pinned canary whose weight file changed: the new share, for the same two versions."""
+        routing = self.routing
+        if routing.candidate is None or routing.mode != "canary":
+            return
+        weight = self._file_weight()
+        if weight is None or weight == routing.weight:
+            return
+        self._publish(replace(
+            routing, weight=weight,
+            message=f"canary: version {routing.candidate.version} at {weight}% beside "
+            f"{routing.stable.version if routing.stable else '?'} (weight set by the deployment)",
+        ))  # fmt: skip
+        self._event("canary", routing.candidate.version, f"weight {weight}%")
 
     def _apply(self, ref: VersionRef) -> None:
         """The alias (or URI) now points at `ref`: roll it out the environment's way."""

@@ -88,6 +88,10 @@ class Project:
             assert done.returncode == 0, f"{command[:4]}: {done.stderr}"
         push_edit(self.environments / f"Pulumi.{env}.yaml")
 
+    def bearer(self, env: str) -> dict[str, str]:
+        """The header the project's own callers score `env` with (its `pipeline` token)."""
+        return {"Authorization": f"Bearer {self.tokens[env]['pipeline']}"}
+
     @staticmethod
     def pulumi() -> str:
         from modelyard.infra.automation import pulumi_command

@@ -84,8 +84,8 @@ def test_production_pods_serve_the_registered_model_through_the_service(
     with reachable(address) as url:
         identity = json.loads(urllib.request.urlopen(f"{url}/version", timeout=10).read())
         body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))}).encode()
-        request = urllib.request.Request(f"{url}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(f"{url}/invocations", data=body, headers={
+            "Content-Type": "application/json", **project.bearer("production")})  # fmt: skip
         answered = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
     assert str(identity["model_version"]) == str(version)
     assert answered == pytest.approx(list(expected), rel=1e-9)

@@ -73,8 +73,8 @@ def test_a_second_model_reaches_production_on_its_own_deployment_and_service(
             )
             with reachable(run["serving"][env]) as url:
                 identity = json.loads(urllib.request.urlopen(f"{url}/version", timeout=10).read())
-                request = urllib.request.Request(f"{url}/invocations", data=body,
-                                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                request = urllib.request.Request(f"{url}/invocations", data=body, headers={
+                    "Content-Type": "application/json", **project.bearer(env)})  # fmt: skip
                 answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
             assert identity["model_name"] == "segment"
             assert str(identity["model_version"]) == str(run["version"])

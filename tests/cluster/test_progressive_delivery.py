@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from modelyard.contracts.labels import CANDIDATE_LABEL
 from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.cluster_load import LoadPod, start_load
 from modelyard.pipelines.deploy_targets import reachable
@@ -189,27 +191,70 @@ def test_a_canary_that_errors_is_rolled_back_at_its_first_step_and_stays_rolled_
     assert production.served_version() == str(stable)
 
 
+class PodWatch(threading.Thread):
+    """Every second: the canary's weight (its ConfigMap) and the two-version pods serving,
+    each with its start time and restart count."""
+
+    def __init__(self, production: Production) -> None:
+        super().__init__(daemon=True)
+        self.production = production
+        self.seen: list[tuple[str | None, frozenset[tuple[str, str, int]]]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        kubectl = self.production.project.cluster.kubectl
+        namespace = self.production.namespace
+        while not self.done.wait(1.0):
+            listed = json.loads(kubectl("get", "pods,configmaps", "-n", namespace, "-o", "json"))
+            weight, pods = None, set()
+            for item in listed["items"]:
+                if item["kind"] == "ConfigMap" and "candidateWeight" in item.get("data", {}):
+                    weight = item["data"]["candidateWeight"]
+                labels = item["metadata"].get("labels", {})
+                if (item["kind"] == "Pod" and CANDIDATE_LABEL in labels
+                        and not item["metadata"].get("deletionTimestamp")
+                        and item["status"].get("phase") == "Running"):  # fmt: skip
+                    restarts = sum(c["restartCount"] for c in item["status"]["containerStatuses"])
+                    pods.add((item["metadata"]["name"], item["status"]["startTime"], restarts))
+            self.seen.append((weight, frozenset(pods)))
+
+    def pods_at(self, weight: str) -> set[frozenset[tuple[str, str, int]]]:
+        return {pods for at, pods in self.seen if at == weight}
+
+
 def test_a_healthy_canary_climbs_every_step_with_no_failed_request(production: Production) -> None:
     healthy = production.copy_of_serving()
     load = production.load()
+    watch = PodWatch(production)
+    watch.start()
     try:
         production.promote(healthy)
         deployed = production.deploy()
         counted = load.summary()
     finally:
+        watch.done.set()
+        watch.join()
         load.stop()
     said = deployed.stdout + deployed.stderr
     assert deployed.returncode == 0, said[-3000:]
     assert "step passed at 10%" in said and "step passed at 50%" in said
     assert f"canary v{healthy} passed every step" in said
     assert counted["failed"] == 0, counted["failures"]
+    # From the end of 10% to 100% the same pods served, none restarted: a step changed the
+    # weight in their ConfigMap, not the pods.
+    # (The end replaces them one by one while the ConfigMap still says 100: a subset then.)
+    at_10 = [pods for at, pods in watch.seen if at == "10" and pods]
+    later = set().union(*watch.pods_at("50"), *watch.pods_at("100"))
+    assert at_10 and at_10[-1] in watch.pods_at("50") and later <= at_10[-1], watch.seen
+    assert all(restarts == 0 for _, _, restarts in at_10[-1])
     assert counted["versions"].get(str(healthy), 0) > 0
     settings = production.settings()
     assert settings["desiredVersion"] == healthy and "stableVersion" not in settings
     assert "canaryWeight" not in settings and production.alias() == healthy
     assert production.served_version() == str(healthy)
     # Each step is a commit on the remote, after the promotion's (newest first).
-    steps, promotion = _remote_subjects(production)[:2], _remote_subjects(production)[2]
+    # 10 -> 50, 50 -> 100, and the end (the stable version dropped).
+    steps, promotion = _remote_subjects(production)[:3], _remote_subjects(production)[3]
     assert all(s.startswith(f"canary-step churn in {ENV}: v{healthy} -> v{healthy}") for s in steps)
     assert promotion.startswith(f"promote churn in {ENV}: ") and promotion.endswith(f"v{healthy}")
 
@@ -269,11 +314,12 @@ def test_blue_green_switches_and_rolls_back_with_no_failed_request(production: P
     assert counted["failed"] == 0, counted["failures"]
 
 
-def _score(url: str, row: dict[str, Any], key: str | None = None) -> str:
-    """One request through the Service; the version that answered."""
+def _score(url: str, row: dict[str, Any], auth: dict[str, str], key: str | None = None) -> str:
+    """One request through the Service (`auth`: the bearer header); the version that answered."""
     import urllib.request
 
-    headers = {"Content-Type": "application/json", **({"X-Request-Key": key} if key else {})}
+    headers = {"Content-Type": "application/json", **auth,
+               **({"X-Request-Key": key} if key else {})}  # fmt: skip
     body = json.dumps({"dataframe_records": [row]}).encode()
     request = urllib.request.Request(f"{url}/invocations", data=body, headers=headers)
     return str(json.loads(urllib.request.urlopen(request, timeout=10).read())["model_version"])
@@ -297,17 +343,18 @@ def test_ab_is_sticky_per_key_and_shadow_answers_with_the_stable_version(
     (service,) = json.loads(production.project.cluster.kubectl(
         "get", "services", "-n", production.namespace, "-o", "json"))["items"]  # fmt: skip
     address = f"k8s-service://{production.namespace}/{service['metadata']['name']}"
+    auth = production.project.bearer(ENV)
     with reachable(address) as url:
         # A/B: each caller's key always gets the same version, and the keys split between both.
-        assignment = {f"customer-{i}": _score(url, row, f"customer-{i}") for i in range(40)}
-        assert all(_score(url, row, key) == version for key, version in assignment.items())
+        assignment = {f"customer-{i}": _score(url, row, auth, f"customer-{i}") for i in range(40)}
+        assert all(_score(url, row, auth, key) == version for key, version in assignment.items())
         assert set(assignment.values()) == {str(stable), str(candidate)}
 
     # Shadow, same two versions: every answer from the stable one; the candidate scores a copy.
     edit_environment(production.project.environments, ENV, {"promotion.rollout.strategy": "shadow"})
     assert production.deploy().returncode == 0
     with reachable(address) as url:
-        answered = {_score(url, row) for _ in range(40)}
+        answered = {_score(url, row, auth) for _ in range(40)}
     assert answered == {str(stable)}
-    counted = parse_version_stats(*serving_pod_metrics(production.namespace))
+    counted = parse_version_stats(*serving_pod_metrics(production.namespace).values())
     assert sum(counted[str(candidate)]["status"].values()) >= 40  # shadowed, never returned

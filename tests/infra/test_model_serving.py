@@ -156,7 +156,17 @@ def test_canary_pods_load_both_versions_and_split_requests_by_the_weight(
     variables = env_vars(pods)
     assert variables["MODELYARD_MODEL_URI"] == "models:/churn/8"
     assert variables["MODELYARD_CANDIDATE_URI"] == "models:/churn/9"
-    assert variables["MODELYARD_CANDIDATE_WEIGHT"] == "10"
+    # The weight is a mounted ConfigMap the server re-reads, not part of the pods' template.
+    assert "MODELYARD_CANDIDATE_WEIGHT" not in variables
+    weight_file = variables["MODELYARD_CANDIDATE_WEIGHT_FILE"]
+    assert weight_file == "/var/run/modelyard/rollout/candidateWeight"
+    assert {"name": "weight", "mountPath": "/var/run/modelyard/rollout", "readOnly": True} in (
+        container(pods)["volumeMounts"]
+    )
+    assert {"name": "weight", "configMap": {"name": "production-serving-server-weight"}} in (
+        pods["spec"]["template"]["spec"]["volumes"]
+    )
+    assert _weights(state) == {"production-serving-server-weight": "10"}
     assert pods["spec"]["template"]["spec"]["containers"][0]["image"] == pinned("production", "v9")
     labels = pods["spec"]["template"]["metadata"]["labels"]
     assert (labels["modelyard.io/model-version"], labels["modelyard.io/candidate-version"]) == (
@@ -164,15 +174,26 @@ def test_canary_pods_load_both_versions_and_split_requests_by_the_weight(
         "v9",
     )
 
-    halfway = _promote(environments, "production", "canary", canaryWeight=50)
-    (pods,) = deployments(halfway).values()
-    assert env_vars(pods)["MODELYARD_CANDIDATE_WEIGHT"] == "50"
+    # Each step up to 100% changes the ConfigMap only: the pods keep running.
+    for step in (50, 100):
+        stepped = _promote(environments, "production", "canary", canaryWeight=step)
+        assert deployments(stepped) == deployments(state)
+        assert _weights(stepped) == {"production-serving-server-weight": str(step)}
 
-    done = _promote(environments, "production", "canary", canaryWeight=100)
+    # Once 100% held, the deploy clears the stable version: the pods serve the candidate alone.
+    done = _promote(environments, "production", "canary", stableVersion=None, stableImage=None)
+    assert _weights(done) == {}
     (only,) = deployments(done).values()
     assert env_vars(only)["MODELYARD_MODEL_URI"] == "models:/churn/9"
     assert "MODELYARD_CANDIDATE_URI" not in env_vars(only)
     assert only["spec"]["replicas"] == 4
+
+
+def _weights(state: RenderedState) -> dict[str, str]:
+    return {
+        r.inputs["metadata"]["name"]: r.inputs["data"]["candidateWeight"]
+        for r in state.of_type("kubernetes:core/v1:ConfigMap")
+    }
 
 
 @pytest.mark.parametrize("strategy", ["ab", "shadow"])
@@ -389,7 +410,9 @@ def test_bearer_tokens_reach_the_pods_as_a_mounted_secret_and_a_rotation_restart
 ) -> None:
     edit_environment(environments, "staging", serving={"auth": _tokens("pipeline", "apps")})
     state = render("staging")
-    secrets = {r.inputs["metadata"]["name"]: r.inputs for r in state.of_type("kubernetes:core/v1:Secret")}
+    secrets = {
+        r.inputs["metadata"]["name"]: r.inputs for r in state.of_type("kubernetes:core/v1:Secret")
+    }
     tokens = secrets["staging-serving-auth"]
     assert tokens["stringData"] == {
         "scoring.pipeline": "[secret]", "scoring.apps": "[secret]", "metrics": "[secret]"
@@ -409,7 +432,9 @@ def test_bearer_tokens_reach_the_pods_as_a_mounted_secret_and_a_rotation_restart
     edit_environment(environments, "staging", serving={"auth": _tokens("pipeline", "apps", "next")})
     rotated = render("staging")
     assert deployments(rotated) == deployments(state)
-    names = {r.inputs["metadata"]["name"]: r.inputs for r in rotated.of_type("kubernetes:core/v1:Secret")}
+    names = {
+        r.inputs["metadata"]["name"]: r.inputs for r in rotated.of_type("kubernetes:core/v1:Secret")
+    }
     assert set(names["staging-serving-auth"]["stringData"]) == {
         "scoring.pipeline", "scoring.apps", "scoring.next", "metrics"
     }  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -200,3 +201,48 @@ def test_a_canary_pinned_by_the_deployment_splits_by_its_weight_and_never_steps_
     assert tried.error_rate == 1.0
     share = tried.requests / window(counted[stable], None).requests
     assert 0.2 < share < 0.45, share  # ~30% of requests went to the candidate first
+
+
+def test_a_pinned_canary_takes_a_new_weight_from_its_file_without_a_restart(
+    tracking: str, server, model_name: str, model_a: Trained, model_b: Trained, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """What a pod does when a canary step rewrites its mounted ConfigMap: the same processes,
+    the same two loaded versions, the new share of requests."""
+    from modelyard.ml.serving.metrics import parse_version_stats
+    from modelyard.ml.serving.rollout import window
+
+    stable, candidate = register(*model_a, model_name), register(*model_b, model_name)
+    weight = tmp_path / "candidateWeight"
+    weight.write_text("10")
+    handle = server(
+        f"models:/{model_name}/{stable}", candidate_uri=f"models:/{model_name}/{candidate}",
+        candidate_weight_file=str(weight), strategy="canary",
+        limits=Limits(max_error_rate=1.0, max_latency_p99_ms=10_000.0, min_requests=10),
+    )  # fmt: skip
+    handle.wait(lambda s: s.get("ready") and s.get("weight") == 10, what="both loaded at 10%")
+    workers = handle.status()["workers"]
+
+    def requests_by_version() -> dict[str, float]:
+        counted = parse_version_stats(call(handle.url, "GET", "/metrics")[2].decode())
+        return {v: window(counted.get(v, {}), None).requests for v in (stable, candidate)}
+
+    with Load(handle.url, records(model_a[1].iloc[:50]), threads=2) as load:
+        time.sleep(3)
+        weight.write_text("60\n")
+        handle.wait(lambda s: s.get("weight") == 60, timeout=10, what="the new weight applied")
+        time.sleep(0.5)  # every worker has the new routing
+        before = requests_by_version()
+        time.sleep(4)
+        after = requests_by_version()
+    status = handle.status()
+    assert status["workers"] == workers and handle.process.poll() is None  # nothing restarted
+    assert status["candidate"]["version"] == candidate
+    assert load.failures == []
+    to_candidate = after[candidate] - before[candidate]
+    share = to_candidate / (to_candidate + after[stable] - before[stable])
+    assert 0.45 < share < 0.75, share  # ~60% after the step (it was ~10% before)
+    assert json.loads(call(handle.url, "GET", "/version")[2])["candidate_weight"] == 60
+    # A file that says no percentage is ignored, with a warning: the weight stays.
+    weight.write_text("lots")
+    time.sleep(2)
+    assert handle.status()["weight"] == 60 and "cannot read the canary weight" in handle.log()
