@@ -14,7 +14,7 @@ from modelyard.contracts import variables
 # The port the model server listens on in a container or a pod.
 SERVING_PORT = 8080
 # Where a container or a pod finds the bearer tokens (modelyard:serving.auth; ml/serving/auth.py).
-AUTH_MOUNT = "/var/run/modelyard/auth"
+AUTH_MOUNT = "/etc/modelyard/auth"
 # On Kubernetes the tokens are the Secret named after the model's Service with this suffix.
 AUTH_SECRET_SUFFIX = "-auth"
 

@@ -41,7 +41,7 @@ from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
 PRE_STOP_SECONDS = 5
 # Where canary pods find their weight (a ConfigMap's key, re-read every second by the server).
-WEIGHT_MOUNT = "/var/run/modelyard/rollout"
+WEIGHT_MOUNT = "/etc/modelyard/rollout"
 WEIGHT_KEY = "candidateWeight"
 SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: don't wait for readiness
 SERVING_UID = 10001

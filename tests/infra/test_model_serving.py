@@ -159,8 +159,8 @@ def test_canary_pods_load_both_versions_and_split_requests_by_the_weight(
     # The weight is a mounted ConfigMap the server re-reads, not part of the pods' template.
     assert "MODELYARD_CANDIDATE_WEIGHT" not in variables
     weight_file = variables["MODELYARD_CANDIDATE_WEIGHT_FILE"]
-    assert weight_file == "/var/run/modelyard/rollout/candidateWeight"
-    assert {"name": "weight", "mountPath": "/var/run/modelyard/rollout", "readOnly": True} in (
+    assert weight_file == "/etc/modelyard/rollout/candidateWeight"
+    assert {"name": "weight", "mountPath": "/etc/modelyard/rollout", "readOnly": True} in (
         container(pods)["volumeMounts"]
     )
     assert {"name": "weight", "configMap": {"name": "production-serving-server-weight"}} in (
@@ -418,8 +418,8 @@ def test_bearer_tokens_reach_the_pods_as_a_mounted_secret_and_a_rotation_restart
         "scoring.pipeline": "[secret]", "scoring.apps": "[secret]", "metrics": "[secret]"
     }  # fmt: skip
     (deployment,) = deployments(state).values()
-    assert env_vars(deployment)["MODELYARD_AUTH_DIR"] == "/var/run/modelyard/auth"
-    assert {"name": "auth", "mountPath": "/var/run/modelyard/auth", "readOnly": True} in container(
+    assert env_vars(deployment)["MODELYARD_AUTH_DIR"] == "/etc/modelyard/auth"
+    assert {"name": "auth", "mountPath": "/etc/modelyard/auth", "readOnly": True} in container(
         deployment
     )["volumeMounts"]
     assert {
@@ -452,8 +452,8 @@ def test_bearer_tokens_reach_the_local_container_as_0400_files_in_a_volume(
     edit_environment(environments, "local", serving={"auth": _tokens("pipeline")})
     server = render("local").by_name()["local-serving-server"].inputs
     envs = dict(e.split("=", 1) for e in server["envs"])
-    assert envs["MODELYARD_AUTH_DIR"] == "/var/run/modelyard/auth"
-    assert {"path": "/var/run/modelyard/auth", "volume": "modelyard-local-serving-auth"} in (
+    assert envs["MODELYARD_AUTH_DIR"] == "/etc/modelyard/auth"
+    assert {"path": "/etc/modelyard/auth", "volume": "modelyard-local-serving-auth"} in (
         server["volumes"]
     )
     assert server["uploads"] == "[secret]"  # the files (local_serving.py: 0400, the server's user)
