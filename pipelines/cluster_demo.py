@@ -33,6 +33,7 @@ from rich.console import Console
 # The platform and training environment (its Docker objects: modelyard-<name>-*).
 PLATFORM = os.environ.get(variables.DEMO_STACK, "demo")
 SERVED = ("staging", "production")
+DEMO_TOKEN = "demo"  # the name of the scoring token the demo's callers send
 PASSPHRASE = "modelyard-example"  # the example passphrase the shipped stack files use (README)
 DRIFT_ROWS = 1_500
 
@@ -194,19 +195,23 @@ def _provision_platform(environments: Path, paths: Any, console: Console) -> dic
                  "serving.mlflowCredentials.username": outputs["mlflowUsername"]}
            for env in SERVED},
     }  # fmt: skip
-    # The model servers' bearer tokens: the demo's own (the shipped files hold random ones nobody
-    # knows); one scoring token for both environments, which the demo's callers send.
-    scoring = token_urlsafe(32)
-    os.environ[variables.SERVING_TOKEN] = scoring
     secrets = {
         PLATFORM: {"pipeline.package.password": outputs["registryPassword"]},
         **{env: {"serving.pullCredentials.password": outputs["registryPassword"],
-                 "serving.mlflowCredentials.password": outputs["mlflowPassword"],
-                 "serving.auth.tokens.pipeline": scoring,
-                 "serving.auth.tokens.apps": token_urlsafe(32),
-                 "serving.auth.metricsToken": token_urlsafe(32)}
+                 "serving.mlflowCredentials.password": outputs["mlflowPassword"]}
            for env in SERVED},
     }  # fmt: skip
+    # The model servers' bearer tokens: the demo's own, made on its first run (the shipped
+    # files hold random ones nobody knows); one scoring token for both environments, which the
+    # demo's callers send. A later run reads it back from the stack's config.
+    known = _demo_token()
+    os.environ[variables.SERVING_TOKEN] = known or token_urlsafe(32)
+    if known is None:
+        for env in SERVED:
+            secrets[env].update({
+                f"serving.auth.tokens.{DEMO_TOKEN}": os.environ[variables.SERVING_TOKEN],
+                "serving.auth.metricsToken": token_urlsafe(32),
+            })  # fmt: skip
     for env, values in settings.items():
         # The secrets first (the file is valid without them), then the keys that need them.
         stack = select_stack(env, lambda line: None)
@@ -225,6 +230,18 @@ def _provision_platform(environments: Path, paths: Any, console: Console) -> dic
     os.environ["MODELYARD_SECRET_PIPELINE_PACKAGE_PASSWORD"] = str(outputs["registryPassword"])
     console.print(f"  MLflow {outputs['mlflowUrl']}, registry {address} (auth and TLS)")
     return dict(outputs)
+
+
+def _demo_token() -> str | None:
+    """The scoring token an earlier run of the demo stored (decrypted), if any."""
+    from modelyard.infra.automation import select_stack
+    from pulumi import automation as auto
+
+    stack = select_stack("staging", lambda line: None)
+    try:
+        return stack.get_config(f"modelyard:serving.auth.tokens.{DEMO_TOKEN}", path=True).value
+    except auto.errors.CommandError:
+        return None
 
 
 def _start_platform_containers() -> None:
