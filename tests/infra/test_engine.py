@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
@@ -83,6 +84,22 @@ class Stack:
             [MODELYARD, *args], cwd=self.folder, env=self.variables(), capture_output=True,
             text=True, timeout=timeout, check=False,
         )  # fmt: skip
+
+    def pulumi(self, *args: str, stdin: str | None = None) -> str:
+        from modelyard.infra.automation import pulumi_command
+
+        done = subprocess.run([pulumi_command().command, *args], cwd=self.folder, input=stdin,
+                              env=self.variables(), capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, f"pulumi {args[:3]}: {done.stderr}"
+        return done.stdout
+
+    def set_secret(self, key: str, value: str) -> None:
+        """`pulumi config set --secret --path`, the value on stdin, as a platform engineer does."""
+        self.pulumi("config", "set", "--secret", "--path", "--stack", self.env, f"modelyard:{key}",
+                    stdin=value)  # fmt: skip
+
+    def exported_state(self) -> str:
+        return self.pulumi("stack", "export", "--stack", self.env)
 
     def infra(self, operation: str, *flags: str) -> dict[str, Any]:
         done = self.cli("infra", operation, self.env, "--json", *flags)
@@ -261,6 +278,55 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     with urllib.request.urlopen(request, timeout=30) as response:
         predictions = json.loads(response.read())["predictions"]
     assert predictions == pytest.approx(list(booster.predict(features.head(5))), rel=1e-9)
+
+
+def test_tokens_set_as_secrets_guard_the_serving_container(
+    stack: Stack, first_up: dict[str, Any]
+) -> None:
+    """`modelyard:serving.auth` on Docker: two scoring tokens and Prometheus's, stored with
+    `pulumi config set --secret`, reach the container as 0400 files, never as variables, and
+    the server asks for them."""
+    from tests.serving.helpers import records, train_booster
+
+    row = json.dumps({"dataframe_records": records(train_booster(rounds=10)[1].head(1))}).encode()
+    tokens = {"ci": secrets.token_urlsafe(24), "web": secrets.token_urlsafe(24)}
+    scraping = secrets.token_urlsafe(24)
+    for key, value in [
+        *((f"tokens.{n}", t) for n, t in tokens.items()),
+        ("metricsToken", scraping),
+    ]:
+        stack.set_secret(f"serving.auth.{key}", value)
+    rolled = stack.infra("up")
+    # The tokens' volume, and the container replaced to mount it.
+    assert rolled["resources"] == {"created": [f"{stack.env}-serving-auth"],
+                                   "replaced": [f"{stack.env}-serving-server"]}, rolled  # fmt: skip
+    base = f"http://127.0.0.1:{stack.ports['serving']}"
+    _wait(lambda: _json(f"{base}/version").get("ready"))
+
+    def score(token: str | None) -> int:
+        request = urllib.request.Request(
+            f"{base}/invocations", data=row,
+            headers={"Content-Type": "application/json",
+                     **({"Authorization": f"Bearer {token}"} if token else {})},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert score(None) == 401 and score("wrong") == 401 and score(scraping) == 401
+    assert score(tokens["ci"]) == 200 and score(tokens["web"]) == 200
+    metrics = urllib.request.Request(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {scraping}"}
+    )
+    with urllib.request.urlopen(metrics, timeout=10) as response:
+        assert b"modelyard_unauthorized_requests_total" in response.read()
+    assert _status(f"{base}/metrics") == 401
+    inspected = docker("inspect", f"modelyard-{stack.env}-serving")
+    for token in (*tokens.values(), scraping):
+        assert token not in inspected and token not in stack.exported_state()
+        assert token not in stack.env_file.read_text()
 
 
 def test_a_second_model_gets_its_own_container_and_a_promotion_of_it_replaces_only_that(
