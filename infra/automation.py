@@ -142,6 +142,22 @@ def release_stale_locks(backend: str, stack: str, say: Callable[[str], None]) ->
         lock.unlink(missing_ok=True)
         lock.with_name(lock.name + ".attrs").unlink(missing_ok=True)
         say(f"removed the lock of {stack} left by process {holder.get('pid')}, which is gone")
+        _drop_truncated_attributes(Path(backend.removeprefix("file://")), stack, say)
+
+
+def _drop_truncated_attributes(root: Path, stack: str, say: Callable[[str], None]) -> None:
+    """The file backend keeps each checkpoint's metadata in a `.attrs` file beside it, written
+    in place: a process killed while writing it leaves it empty, and every later operation fails
+    with "failed to load checkpoint: EOF" although the checkpoint itself is whole. Without the
+    file the backend reads the checkpoint as it is, so a truncated one is removed."""
+    for attrs in (root / ".pulumi/stacks/modelyard").glob(f"{stack}.json*.attrs"):
+        try:
+            json.loads(attrs.read_text() or "!")
+        except ValueError:
+            attrs.unlink(missing_ok=True)
+            say(f"removed {attrs.name}, truncated by the process that was killed")
+        except OSError:
+            continue
 
 
 def select_stack(env: str, say: Callable[[str], None] = print) -> auto.Stack:

@@ -95,3 +95,30 @@ def test_an_environment_file_the_engine_would_not_read_is_refused(
     with pytest.raises(ConfigError, match="stackConfigDir") as refused:
         automation.select_stack("local")
     assert str(environments) in str(refused.value)
+
+
+def test_a_killed_ups_lock_and_the_metadata_it_truncated_are_cleared(tmp_path: Path) -> None:
+    """What `kill -9` of an `up` can leave in a file backend: its lock, and the checkpoint's
+    `.attrs` file emptied mid-write (the engine then fails with "failed to load checkpoint:
+    EOF"). The next operation clears both; a whole checkpoint and valid metadata stay."""
+    import json
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    locks = tmp_path / ".pulumi/locks/organization/modelyard/prod"
+    locks.mkdir(parents=True)
+    (locks / "one.json").write_text(json.dumps({"pid": dead.pid, "hostname": socket.gethostname()}))
+    stacks = tmp_path / ".pulumi/stacks/modelyard"
+    stacks.mkdir(parents=True)
+    (stacks / "prod.json").write_text('{"version": 3}')
+    (stacks / "prod.json.attrs").write_text("")
+    (stacks / "prod.json.bak.attrs").write_text('{"user.content_type": "application/json"}')
+    said: list[str] = []
+    automation.release_stale_locks(tmp_path.as_uri(), "prod", said.append)
+    assert not (locks / "one.json").exists()
+    assert sorted(p.name for p in stacks.iterdir()) == ["prod.json", "prod.json.bak.attrs"]
+    assert said == [
+        f"removed the lock of prod left by process {dead.pid}, which is gone",
+        "removed prod.json.attrs, truncated by the process that was killed",
+    ]
