@@ -147,7 +147,10 @@ def no_plain_secrets(type_: str, props: dict[str, Any]) -> list[str]:
     problems: list[str] = []
 
     def flag(value: Any, path: str) -> None:
-        if value not in (None, "", False) and not is_masked(value):
+        # A switch (the provider's enableSecretMutable: the engine passes provider inputs as
+        # strings) names secrets but cannot hold one.
+        switch = isinstance(value, bool) or value in ("true", "false")
+        if not switch and value not in (None, "") and not is_masked(value):
             problems.append(
                 f"{path.lstrip('.')} holds a plain-text secret: make it a Pulumi secret"
             )

@@ -107,6 +107,10 @@ def test_no_plain_secrets(production: list[Resource], local_container: dict[str,
     secret_object = {"data": {"password": "aHVudGVyMg=="}}
     assert len(rules.no_plain_secrets("kubernetes:core/v1:Secret", secret_object)) == 1
     assert rules.no_plain_secrets("kubernetes:core/v1:Secret", {"data": "[secret]"}) == []
+    # A switch naming secrets holds none (the provider's enableSecretMutable).
+    assert (
+        rules.no_plain_secrets("pulumi:providers:kubernetes", {"enableSecretMutable": True}) == []
+    )
     # A volume naming a Secret holds no secret itself.
     assert rules.no_plain_secrets(DEPLOYMENT, {"volume": {"secretName": "tls"}}) == []
 

@@ -181,12 +181,14 @@ def test_cli_render_prints_state_and_writes_manifests(tmp_path: Path) -> None:
     }
     written = sorted(p.name for p in out.iterdir())
     assert "namespace-modelyard-staging.yaml" in written
-    # 15 for serving, and the Secret carrying the platform MLflow's credentials to the pods.
+    # 15 for serving, the Secret carrying the platform MLflow's credentials to the pods and the
+    # one carrying the bearer tokens.
     assert (
-        len(written) == 16
+        len(written) == 17
         and "secret-modelyard-staging-staging-serving-mlflow-credentials.yaml" in written
+        and "secret-modelyard-staging-staging-serving-auth.yaml" in written
     )
-    assert "16 Kubernetes manifest(s)" in done.stderr
+    assert "17 Kubernetes manifest(s)" in done.stderr
 
 
 @pytest.mark.slow  # a fresh `modelyard` process (or two renders)
