@@ -89,9 +89,12 @@ class Guard:
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder) if folder else None
-        self.tokens = Tokens()
         self._read: Tokens | None = None  # None: never read yet (the first read is logged)
         self.refresh()
+
+    @property
+    def tokens(self) -> Tokens:
+        return self._read or Tokens()
 
     @property
     def open(self) -> bool:
@@ -104,7 +107,7 @@ class Guard:
         tokens = read_tokens(self.folder)
         if tokens == self._read:
             return
-        self.tokens = self._read = tokens
+        self._read = tokens
         log.info(
             "tokens read from %s: scoring %s; metrics %s",
             self.folder,
