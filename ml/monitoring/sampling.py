@@ -16,6 +16,10 @@ from pathlib import Path
 
 import orjson
 
+# How often a server writes its buffered samples (and metrics) out: a reader sees a request's
+# sample at most this long after its answer.
+FLUSH_SECONDS = 1.0
+
 
 class SampleWriter:
     def __init__(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 from modelyard.contracts.atomic_file import write_atomic
-from modelyard.ml.monitoring.sampling import SampleWriter
+from modelyard.ml.monitoring.sampling import FLUSH_SECONDS, SampleWriter
 from modelyard.ml.serving.app import ScoringApp, Snapshot
 from modelyard.ml.serving.auth import Guard
 from modelyard.ml.serving.http_server import HttpServer
@@ -175,7 +175,7 @@ async def serve(config: WorkerConfig) -> None:
 
     async def flush_periodically() -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(FLUSH_SECONDS)
             try:
                 app.flush()
             except Exception:  # a failed flush loses a second of summaries, not the flusher

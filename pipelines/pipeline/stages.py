@@ -179,6 +179,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     import numpy as np
     import requests
     from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.monitoring.sampling import FLUSH_SECONDS
     from modelyard.ml.prediction_kind import PredictionKind
     from modelyard.ml.spec import load_model_spec
     from modelyard.pipelines.deploy_targets import await_serving, reachable
@@ -211,6 +212,9 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
                 f"HTTP {response.status_code}: {response.text[:200]}")  # fmt: skip
             if problem:
                 problems.append(problem)
+    # The promotion that follows reads these requests' live samples as drift evidence: let every
+    # worker write them out first.
+    time.sleep(FLUSH_SECONDS + 0.5)
     p99 = float(np.percentile(latencies, 99))
     expected = ctx.version if ctx.version is not None else _alias_version(ctx.model, STAGING)
     if problems or kind.task != spec.task or str(answered.get("model_version")) != str(expected):
