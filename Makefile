@@ -55,8 +55,14 @@ lint: setup
 	$(BIN)/yamllint -s environments
 
 ## bench: the performance figures the issues ask for
-bench: setup
+bench: setup bench-tools
 	$(BIN)/python -m benchmarks
+
+## bench-tools: MLServer, pinned in benchmarks/_mlserver_requirements.txt, for the serving benchmark: a venv of
+## its own (its pins clash with mlflow's), once per machine into ~/.cache/modelyard/tools (benchmarks/_mlserver_install.sh)
+.PHONY: bench-tools
+bench-tools:
+	PYTHON=$(PYTHON) bash benchmarks/_mlserver_install.sh
 
 clean:
 	rm -rf .modelyard build .pytest_cache .mypy_cache .ruff_cache

@@ -36,13 +36,13 @@ class LoadResult:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
 
-async def _connection(host: str, port: int, bodies: list[bytes], start: float, stop: float,
+async def _connection(host: str, port: int, path: str, bodies: list[bytes], start: float, stop: float,
                       result: LoadResult, offset: int, budget: list[int]) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection(host, port)
     writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     requests = [
-        b"POST /invocations HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body)
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(body), body)
         for body in bodies
     ]
     i = offset
@@ -71,7 +71,9 @@ async def _connection(host: str, port: int, bodies: list[bytes], start: float, s
 
 
 def run_load(url: str, bodies: list[bytes], concurrency: int, seconds: float,
-             warmup: float = 1.0, max_requests: int = 1_000_000, rows_per_request: int = 1) -> LoadResult:  # fmt: skip
+             warmup: float = 1.0, max_requests: int = 1_000_000, rows_per_request: int = 1,
+             path: str = "/invocations") -> LoadResult:  # fmt: skip
+    """POST each of `bodies` in turn to `url` + `path` (MLflow's scoring route by default)."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
 
     async def main() -> LoadResult:
@@ -80,7 +82,7 @@ def run_load(url: str, bodies: list[bytes], concurrency: int, seconds: float,
         result = LoadResult(seconds=seconds, rows_per_request=rows_per_request)
         budget = [max_requests]
         await asyncio.gather(*(
-            _connection(host, int(port), bodies, start, stop, result, k * 7, budget)
+            _connection(host, int(port), path, bodies, start, stop, result, k * 7, budget)
             for k in range(concurrency)
         ))  # fmt: skip
         result.seconds = max(1e-9, min(seconds, time.perf_counter() - start))
