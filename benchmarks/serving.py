@@ -153,6 +153,15 @@ def start_modelyard(model: Path, state: Path, workers: int) -> tuple[str, subpro
     wait_http(url, process)
     while not (read_status(state) or {}).get("ready"):  # every worker loaded, not just one
         time.sleep(0.2)
+    # Measured once every worker scores with the compiled model (ml/serving/compiled.py), as a
+    # server does seconds after a version arrives.
+    started = time.monotonic()
+    while (state / "server.log").read_text().count("scoring with its compiled model") < workers:
+        if time.monotonic() - started > 180:
+            raise RuntimeError(f"{url}: not compiled in 180 s; see {state / 'server.log'}")
+        time.sleep(0.2)
+    print(f"modelyard ({workers} worker(s)): compiled in {time.monotonic() - started:.1f}s "
+          "after ready", flush=True)  # fmt: skip
     return url, process
 
 

@@ -47,4 +47,5 @@ def server_variables(environment: Environment) -> dict[str, str]:
         variables.MAX_LATENCY_P99_MS: repr(rollout.max_latency_p99_ms),
         variables.SAMPLE_RATE: repr(monitoring.sample_rate),
         variables.SAMPLE_MAX_ROWS: str(monitoring.sample_max_rows),
+        variables.COMPILE_MODELS: str(environment.serving.compile_models).lower(),
     }

@@ -67,5 +67,7 @@ MAX_ERROR_RATE = "MODELYARD_MAX_ERROR_RATE"
 MAX_LATENCY_P99_MS = "MODELYARD_MAX_LATENCY_P99_MS"
 SAMPLE_RATE = "MODELYARD_SAMPLE_RATE"
 SAMPLE_MAX_ROWS = "MODELYARD_SAMPLE_MAX_ROWS"
+# "false": score with LightGBM only, never compile the models (ml/serving/compiled.py).
+COMPILE_MODELS = "MODELYARD_COMPILE_MODELS"
 # Registry the Jenkins agents push to (infra/components/jenkins.py).
 REGISTRY = "MODELYARD_REGISTRY"

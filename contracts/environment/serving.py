@@ -143,6 +143,9 @@ class ServingSettings(Release):
     max_unavailable: int = Field(default=1, ge=1)
     network: Network = Network()
     auth: Auth | None = None
+    # Compile each version to machine code in the background (lleaves), 3-4x faster scoring
+    # once it is checked against LightGBM; false: LightGBM only (no compile CPU at start).
+    compile_models: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> ServingSettings:

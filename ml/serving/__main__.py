@@ -71,6 +71,7 @@ def options_from_environment(env: Mapping[str, str]) -> ServeOptions:
         environment=env.get(v.ENVIRONMENT, ""),
         image_digest=env.get(v.IMAGE_DIGEST, ""),
         auth_dir=env.get(v.AUTH_DIR, ""),
+        compile_models=env.get(v.COMPILE_MODELS, "true").lower() != "false",
     )
 
 

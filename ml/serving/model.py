@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
@@ -15,6 +16,9 @@ import yaml
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.ml.prediction_kind import METADATA_KEY, PredictionKind
 from modelyard.ml.serving.predictor import FastPredictor
+
+if TYPE_CHECKING:
+    from modelyard.ml.serving.compiled import CompiledPredictor
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
 
@@ -40,6 +44,7 @@ class LoadedModel:
     path: Path
     digest: str
     booster: lgb.Booster
+    data_file: Path  # the booster's model file (what ml/serving/compiled compiles)
     columns: list[Column]
     index: dict[str, int]
     numeric_idx: np.ndarray
@@ -56,10 +61,12 @@ class LoadedModel:
     def n_features(self) -> int:
         return len(self.columns)
 
-    @cached_property
-    def predictor(self) -> FastPredictor:
-        # One thread per worker: on small requests OpenMP's fan-out costs more than it saves.
-        return FastPredictor(self.booster, num_threads=1)
+    # What scores: LightGBM's own (one thread per worker: on small requests OpenMP's fan-out
+    # costs more than it saves), until the worker swaps in the compiled model (ml/serving/compiled).
+    predictor: FastPredictor | CompiledPredictor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.predictor = FastPredictor(self.booster, num_threads=1)
 
     @cached_property
     def kinds(self) -> list[dict[str, float] | None]:
@@ -77,6 +84,7 @@ class LoadedModel:
             "digest": self.digest,
             "features": [c.name for c in self.columns],
             "prediction": self.prediction.to_metadata(),
+            "predictor": self.predictor.kind,
         }
 
 
@@ -136,6 +144,7 @@ def load_model(
         path=path,
         digest=digest,
         booster=booster,
+        data_file=data,
         columns=columns,
         index={c.name: i for i, c in enumerate(columns)},
         numeric_idx=np.array(

@@ -19,6 +19,8 @@ _PREDICT_NORMAL = 0
 
 
 class FastPredictor:
+    kind = "lightgbm"
+
     def __init__(self, booster: lgb.Booster, num_threads: int = 1) -> None:
         self._booster = booster  # keeps the handle alive
         self._handle = booster._handle

@@ -48,6 +48,7 @@ class ServeOptions:
     image_digest: str = ""
     environment: str = ""
     auth_dir: str = ""  # bearer tokens (ml/serving/auth.py); "": scoring and /metrics are open
+    compile_models: bool = True  # each version compiled in the background (ml/serving/compiled.py)
     # A candidate pinned beside model_uri (both fixed versions); `strategy` says how they split
     # and candidate_weight is the canary's share, set by whoever deploys (no stepping here).
     candidate_uri: str = ""
@@ -129,6 +130,7 @@ class Supervisor:
             sample_max_rows=self.options.sample_max_rows,
             image_digest=self.options.image_digest,
             auth_dir=self.options.auth_dir,
+            compile_models=self.options.compile_models,
         )
         (self.state_dir / "worker.json").write_bytes(orjson.dumps(asdict(config)))
 

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -56,10 +57,15 @@ class WorkerConfig:
     sample_max_rows: int = 50_000
     image_digest: str = ""
     auth_dir: str = ""  # the bearer tokens' folder (ml/serving/auth.py); "": open
+    compile_models: bool = True  # ml/serving/compiled.py
 
     @property
     def routing_path(self) -> Path:
         return Path(self.state_dir) / "routing.json"
+
+    @property
+    def compiled_dir(self) -> Path:
+        return Path(self.state_dir) / "compiled"
 
     @property
     def acks_dir(self) -> Path:
@@ -74,6 +80,8 @@ class RoutingFollower:
         self.config = config
         self.loaded: dict[tuple[str, str], LoadedModel] = {}
         self._seen: tuple[int, int] | None = None
+        self.compiles: dict[str, subprocess.Popen[bytes]] = {}  # by model digest
+        self.not_compiled: set[str] = set()  # digests that stay on LightGBM (said once, in the log)
 
     def poll(self) -> None:
         path = self.config.routing_path
@@ -120,6 +128,40 @@ class RoutingFollower:
                 return None
         return self.loaded[key]
 
+    def compile_loaded(self) -> None:
+        """Start each loaded version's background compile; swap the result in when it is there
+        (ml/serving/compiled). Every worker of a server looks for the same files."""
+        if not self.config.compile_models:
+            return
+        from modelyard.ml.serving.compiled import CompiledPredictor, cache_key, start_compile
+
+        folder = self.config.compiled_dir
+        for model in list(self.loaded.values()):
+            if model.predictor.kind == "compiled" or model.digest in self.not_compiled:
+                continue
+            key = cache_key(model.digest)
+            built, refused = folder / f"{key}.o", folder / f"{key}.refused"
+            running = self.compiles.get(model.digest)
+            why = ""
+            if built.exists():
+                try:
+                    model.predictor = CompiledPredictor(built, model.data_file)
+                    log.info("%s version %s: scoring with its compiled model", model.name,
+                             model.version)  # fmt: skip
+                    continue
+                except Exception as exc:  # an unreadable result: LightGBM goes on scoring
+                    why = f"cannot load {built}: {exc}"
+            elif refused.exists():
+                why = refused.read_text(errors="replace").splitlines()[0]
+            elif running is None:
+                self.compiles[model.digest] = start_compile(model.data_file, model.digest, folder)
+            elif running.poll() is not None and running.returncode not in (0, 1):
+                why = f"the compile ended with {running.returncode} (see {folder / key}.log)"
+            if why:
+                self.not_compiled.add(model.digest)
+                log.warning("%s version %s stays on LightGBM's predictor: %s", model.name,
+                            model.version, why)  # fmt: skip
+
     def _ack(self, generation: int, ok: bool) -> None:
         self.config.acks_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(
@@ -135,6 +177,10 @@ class RoutingFollower:
             ticks += 1
             if ticks % 5 == 0:  # every second: a rotated token takes effect without a restart
                 self.app.guard.refresh()
+                try:
+                    self.compile_loaded()
+                except Exception:  # compiling is an optimisation: never the follower's end
+                    log.exception("cannot compile the loaded models")
             if os.getppid() != supervisor:
                 # The supervisor was killed: a worker left behind would keep answering on the
                 # shared port with a routing nobody updates, beside its replacement's workers.

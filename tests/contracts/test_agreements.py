@@ -43,7 +43,8 @@ def test_a_registered_version_keeps_lineage_and_gate_but_not_the_runs_own_tags()
 
 def _sampled(env: str, rate: float, environments: Path) -> None:
     edit_environment(environments, env, {"monitoring.sampleRate": rate,
-                                         "monitoring.canaryStepSeconds": 17.5})  # fmt: skip
+                                         "monitoring.canaryStepSeconds": 17.5,
+                                         "serving.compileModels": False})  # fmt: skip
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -76,6 +77,6 @@ def test_every_serving_target_gets_the_environments_settings(env: str, environme
     assert {k: given[k] for k in expected} == expected
     # ... and the server reads them back into the same options as the local process.
     pod = options_from_environment(given)
-    assert (pod.sample_rate, pod.canary_step_seconds, pod.limits) == (
-        local.sample_rate, local.canary_step_seconds, local.limits,
+    assert (pod.sample_rate, pod.canary_step_seconds, pod.limits, pod.compile_models) == (
+        local.sample_rate, local.canary_step_seconds, local.limits, False,
     )  # fmt: skip

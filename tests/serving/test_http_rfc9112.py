@@ -74,7 +74,10 @@ def test_a_chunked_body_is_scored_like_a_sized_one(running: Server, model_a: Tra
         sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")  # fmt: skip
         [(status, answer)] = _read_answers(sock, 1)
-    assert status == 200 and json.loads(answer) == expected
+    # approx: a worker may swap in the compiled model between the two (same trees, last bits)
+    assert status == 200 and json.loads(answer)["predictions"] == pytest.approx(
+        expected["predictions"], rel=1e-9
+    )
 
 
 def test_expect_100_continue_is_answered_before_the_body(running: Server, model_a: Trained) -> None:
