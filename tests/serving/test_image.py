@@ -28,6 +28,12 @@ def docker(*args: str, check: bool = True) -> str:
     return done.stdout.strip()
 
 
+def _logs(name: str) -> str:
+    """What the container printed, stdout and stderr (the server logs to stderr)."""
+    done = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
+    return done.stdout + done.stderr
+
+
 @pytest.fixture(scope="session")
 def serving_image(
     base_image: str, local_model_a: Path, tmp_path_factory: pytest.TempPathFactory
@@ -84,6 +90,15 @@ def test_image_serves_its_baked_model_as_non_root_on_a_read_only_root(
         )
         assert docker("exec", name, "id", "-u") == "10001"
         assert docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", name) == "true"
+        # The compiled model works in the image too (non-root, read-only root, /tmp for state).
+        deadline = time.monotonic() + 90
+        while "scoring with its compiled model" not in _logs(name):
+            assert time.monotonic() < deadline, _logs(name)[-3000:]
+            time.sleep(1)
+        status, body, _ = score(url, {"dataframe_records": records(features.iloc[:20])})
+        assert body["predictions"] == pytest.approx(
+            list(booster.predict(features.iloc[:20])), rel=1e-9
+        )
         deadline = time.monotonic() + 90
         while docker("inspect", "-f", "{{.State.Health.Status}}", name) != "healthy":
             assert time.monotonic() < deadline, "the HEALTHCHECK never reported healthy"
