@@ -41,7 +41,7 @@ def demo_production() -> Iterator[Path]:
     try:
         yield Path.cwd() / "environments"  # the demo's project
     finally:
-        stop_serving(quiet)
+        stop_serving(quiet, stop_cluster=True)
         run(PLATFORM, "destroy", lambda line: None)  # its containers, volumes and images
 
 

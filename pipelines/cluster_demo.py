@@ -56,6 +56,8 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     environments = project / "environments"
 
     console.rule("[bold]local Kubernetes")
+    # One cluster per machine: one already running (the checkout's, say) is used and left running.
+    started_here = runtime.status().state != "running"
     status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
     os.environ["KUBECONFIG"] = status.kubeconfig
     console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")
@@ -69,7 +71,7 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
         _where_to_look(outputs, served, status.kubectl, status.kubeconfig, keep_serving, console)
     finally:
         if not keep_serving:
-            stop_serving(console)
+            stop_serving(console, stop_cluster=started_here)
 
 
 def _check_tools(console: Console) -> None:
@@ -341,17 +343,19 @@ def _where_to_look(
     console.print("history:       modelyard history churn")
 
 
-def stop_serving(console: Console) -> None:
+def stop_serving(console: Console, stop_cluster: bool) -> None:
     from modelyard.infra.local_cluster import runtime
 
-    runtime.down(lambda line: None)
+    if stop_cluster:
+        runtime.down(lambda line: None)
     ids = subprocess.run(["docker", "ps", "--quiet", "--filter", f"name=^modelyard-{PLATFORM}-"],
                          capture_output=True, text=True, check=False).stdout.split()  # fmt: skip
     if ids:
         subprocess.run(["docker", "stop", *ids], capture_output=True, check=False)
+    stopped = "the cluster and the platform's containers" if stop_cluster else (
+        "the platform's containers (the cluster ran before the demo: it keeps running)")  # fmt: skip
     console.print(
-        "stopped the cluster and the platform's containers (their data stays for the next run; "
-        "--keep-serving keeps them running)"
+        f"stopped {stopped} (their data stays for the next run; --keep-serving keeps them running)"
     )
 
 

@@ -184,6 +184,7 @@ class TrackingServer(pulumi.ComponentResource):
                 "restart": "unless-stopped",
                 "memory_mb": 2048,  # a runaway process is stopped, not the host
                 "healthcheck": port_open(CONTAINER_PORT, start_period="60s"),
+                "wait_healthy": True,  # `up` returns once it answers
                 "user": RUN_AS,
                 "command": server_arguments(
                     settings, allowed_hosts(settings, target.address, settings.port, host)

@@ -412,6 +412,18 @@ class ModelServing(pulumi.ComponentResource):
                 "security_context": {**security, "fs_group": SERVING_UID},
                 "containers": [container],
                 "volumes": volumes,
+                # Replicas on different nodes where there are several, so a node drained or lost
+                # takes one replica, not all; a preference, so one node still runs them all.
+                "topology_spread_constraints": [
+                    {
+                        "max_skew": 1,
+                        "topology_key": "kubernetes.io/hostname",
+                        "when_unsatisfiable": "ScheduleAnyway",
+                        "label_selector": {
+                            "match_labels": {**_model_labels(args), TRACK_LABEL: track.role}
+                        },
+                    }
+                ],
             },
         }
         if pull is not None:

@@ -178,6 +178,7 @@ class ImageRegistry(pulumi.ComponentResource):
                 "restart": "unless-stopped",
                 "memory_mb": 512,  # a runaway process is stopped, not the host
                 "healthcheck": port_open(CONTAINER_PORT, start_period="10s"),
+                "wait_healthy": True,  # `up` returns once it answers
                 "user": RUN_AS,
                 "ports": [
                     {

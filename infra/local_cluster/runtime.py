@@ -76,7 +76,7 @@ def up(say: Say, paths: ClusterPaths | None = None) -> Status:
     _refuse_other_owner(paths)
     current = status(paths)
     if current.state == "running":
-        say(f"the cluster is already running (kubeconfig {current.kubeconfig})")
+        say(f"the cluster is already running (from {paths.root}; kubeconfig {current.kubeconfig})")
         return current
     if current.state == "degraded":
         say("part of the cluster runs: stopping it first")

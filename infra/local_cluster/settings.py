@@ -22,6 +22,7 @@ ETCD_PEER_PORT = 2380
 # Runtime files (sockets, pid files): their paths must stay short (a unix socket path is at most
 # 107 bytes), and there is one cluster per machine, like Docker's.
 RUN_DIR = Path(os.environ.get("MODELYARD_CLUSTER_RUN_DIR", "/run/modelyard-cluster"))
+OWNER_FILE = "owner"  # in RUN_DIR: the folder of the cluster that was started (up until down)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,13 @@ class ClusterPaths:
 
     @classmethod
     def current(cls) -> ClusterPaths:
-        return cls(cluster_dir())
+        """This machine's cluster: the folder of the one started and not stopped (whoever started
+        it: a checkout, `make demo-cluster`, a test run), else this project's own."""
+        try:
+            owner = (RUN_DIR / OWNER_FILE).read_text().strip()
+        except OSError:
+            owner = ""
+        return cls(Path(owner)) if owner else cls(cluster_dir())
 
     @property
     def pki(self) -> Path:
@@ -84,7 +91,7 @@ class ClusterPaths:
     @property
     def owner_file(self) -> Path:
         """Which cluster folder the running cluster belongs to (one per machine)."""
-        return self.run / "owner"
+        return self.run / OWNER_FILE
 
     def pid_file(self, component: str) -> Path:
         return self.run / f"{component}.pid"

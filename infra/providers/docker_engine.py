@@ -192,6 +192,32 @@ def _nanoseconds(duration: str) -> int:
     return int(duration)
 
 
+def _await_healthy(container: Any, health: Mapping[str, Any]) -> None:
+    """Until the container's own health test passes, run by us every half second (Docker's first
+    run waits a whole interval), as long as Docker would wait before calling it unhealthy: an
+    `up` that succeeded means the service answers."""
+    test = list(health["test"])
+    command = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    timeout = (_nanoseconds(health["start_period"])
+               + _nanoseconds(health["interval"]) * int(health["retries"])) / 1e9  # fmt: skip
+    deadline = time.monotonic() + timeout
+    output = b""
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status != "running":
+            logs = container.logs(tail=20).decode(errors="replace")
+            raise RuntimeError(f"container {container.name} stopped while starting:\n{logs}")
+        code, output = container.exec_run(command, demux=False)
+        if code == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"container {container.name} not healthy within {timeout:.0f} s (its health test "
+        f"{command} said {output.decode(errors='replace').strip()[-300:]!r}): see `docker logs "
+        f"{container.name}`; the next `up` starts it again"
+    )
+
+
 class _ContainerProvider(_Replaced):
     compared = (
         "name", "image", "command", "user", "envs", "ports", "volumes", "tmpfs", "read_only",
@@ -255,6 +281,8 @@ class _ContainerProvider(_Replaced):
             for network in networks[1:]:
                 client.networks.get(network).connect(container)
             container.start()
+            if health and props.get("wait_healthy"):
+                _await_healthy(container, health)
         except Exception:
             container.remove(force=True)  # transactional: no half-made container is left
             raise
@@ -311,7 +339,8 @@ class Image(Resource, module="docker", name="Image"):
 class Container(Resource, module="docker", name="Container"):
     """A container, started. `uploads`: files written before it starts ({file, content,
     permissions, owner}); `volumes`: [{volume, path}]; `ports`: [{internal, external, ip}];
-    `healthcheck`: {test, interval, timeout, retries, start_period}."""
+    `healthcheck`: {test, interval, timeout, retries, start_period}; `wait_healthy`: create
+    returns once that test passes (else fails, removing the container)."""
 
     name: pulumi.Output[str]
 

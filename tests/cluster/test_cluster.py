@@ -95,10 +95,16 @@ def test_pod_security_restricted_is_enforced_and_a_locked_down_pod_runs(
 
 
 def test_down_leaves_nothing_running_and_up_brings_the_workloads_back(
-    local_cluster: LocalCluster,
+    local_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     pids = [c["pid"] for c in local_cluster.status()["components"].values()]
-    stopped = local_cluster.cli("down", "--json")
+    # One cluster per machine: from another project's folder (a checkout beside the demo's),
+    # status reports it, with a kubeconfig that exists, and down stops it.
+    elsewhere = LocalCluster(tmp_path / "another-checkout")
+    seen = elsewhere.status()
+    assert seen["state"] == "running" and Path(seen["kubeconfig"]).is_file()
+    assert seen["kubeconfig"] == local_cluster.status()["kubeconfig"]
+    stopped = elsewhere.cli("down", "--json")
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["state"] == "stopped"
     for pid in pids:

@@ -101,6 +101,23 @@ def test_rolling_never_drops_capacity(environments: Path) -> None:
     assert service["selector"]["modelyard.io/track"] == "server"
 
 
+def test_each_deployments_replicas_spread_across_nodes_and_keep_a_disruption_budget(
+    environments: Path,
+) -> None:
+    state = _promote(
+        environments, "production", "rolling", desiredVersion=2, image=pinned("production", "v2")
+    )
+    (deployment,) = deployments(state).values()
+    template = deployment["spec"]["template"]
+    [spread] = template["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
+    # The spread counts exactly this Deployment's pods: its own selector.
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # one node still runs every replica
+    budget = one(state, "policy/v1:PodDisruptionBudget").inputs["spec"]
+    assert budget["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
 def test_blue_green_keeps_the_stable_version_warm_and_switches_the_service(
     environments: Path,
 ) -> None:
