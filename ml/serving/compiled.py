@@ -68,8 +68,17 @@ def start_compile(model_file: Path, digest: str, folder: Path) -> subprocess.Pop
             [sys.executable, "-m", "modelyard.ml.serving.compiled", str(model_file), digest,
              str(folder)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-            preexec_fn=lambda: os.nice(10),
+            preexec_fn=_background,
         )  # fmt: skip
+
+
+def _background() -> None:
+    """In the compile process: low CPU priority, and the first the kernel kills when the pod or
+    container runs out of memory (compiling a large forest takes hundreds of MB for a moment;
+    a killed compile leaves the version on LightGBM, a killed worker would drop requests)."""
+    os.nice(10)
+    with open("/proc/self/oom_score_adj", "w") as adjust:
+        adjust.write("1000")
 
 
 def _probe(booster: object, features: int) -> np.ndarray:
