@@ -2,8 +2,8 @@
 LightGBM's own predictor, which is most of what a batch request costs.
 
 A worker serves a version with LightGBM at once and compiles it in the background: one
-`python -m modelyard.ml.serving.compiled` per version and machine (an flock makes the others
-wait, then find the result), at low priority so scoring keeps the cores. The result is checked
+`python -m modelyard.ml.serving.compiled` per version and server (the other workers' wait on
+an flock, then find the result in the state folder), at low priority so scoring keeps the cores. The result is checked
 against LightGBM on probe rows before it is published (an atomic rename into the server's
 state folder), then every worker of the server swaps it in. A version lleaves cannot compile,
 or whose compiled answers differ from LightGBM's, stays on LightGBM, with the reason logged
