@@ -68,14 +68,15 @@ def start_compile(model_file: Path, digest: str, folder: Path) -> subprocess.Pop
             [sys.executable, "-m", "modelyard.ml.serving.compiled", str(model_file), digest,
              str(folder)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-            preexec_fn=_background,
         )  # fmt: skip
 
 
 def _background() -> None:
-    """In the compile process: low CPU priority, and the first the kernel kills when the pod or
-    container runs out of memory (compiling a large forest takes hundreds of MB for a moment;
-    a killed compile leaves the version on LightGBM, a killed worker would drop requests)."""
+    """Low CPU priority, and the first process the kernel kills when the pod or container runs
+    out of memory (compiling a large forest takes hundreds of MB for a moment; a killed compile
+    leaves the version on LightGBM, a killed worker would drop requests). Done by the compile
+    process itself, not by a preexec_fn: Python code between fork and exec in a threaded worker
+    can deadlock on a lock another thread held, and Popen would wait for it forever."""
     os.nice(10)
     with open("/proc/self/oom_score_adj", "w") as adjust:
         adjust.write("1000")
@@ -118,6 +119,7 @@ def compile_checked(model_file: Path, out: Path) -> None:
 def main(argv: list[str]) -> int:
     """`python -m modelyard.ml.serving.compiled MODEL_FILE DIGEST FOLDER`: FOLDER/KEY.o, or
     FOLDER/KEY.refused holding why not."""
+    _background()
     model_file, digest, folder = Path(argv[0]), argv[1], Path(argv[2])
     key = cache_key(digest)
     out, refused = folder / f"{key}.o", folder / f"{key}.refused"
