@@ -56,8 +56,10 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     environments = project / "environments"
 
     console.rule("[bold]local Kubernetes")
-    # One cluster per machine: one already running (the checkout's, say) is used and left running.
-    started_here = runtime.status().state != "running"
+    # One cluster per machine: one another project started (the checkout's, say) is used and
+    # left running; the demo's own (its folder's) stops at the end as before.
+    theirs = (runtime.status().state == "running"
+              and ClusterPaths.current().root.resolve() != (folder / "cluster").resolve())  # fmt: skip
     status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
     os.environ["KUBECONFIG"] = status.kubeconfig
     console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")
@@ -71,7 +73,7 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
         _where_to_look(outputs, served, status.kubectl, status.kubeconfig, keep_serving, console)
     finally:
         if not keep_serving:
-            stop_serving(console, stop_cluster=started_here)
+            stop_serving(console, stop_cluster=not theirs)
 
 
 def _check_tools(console: Console) -> None:
@@ -353,7 +355,7 @@ def stop_serving(console: Console, stop_cluster: bool) -> None:
     if ids:
         subprocess.run(["docker", "stop", *ids], capture_output=True, check=False)
     stopped = "the cluster and the platform's containers" if stop_cluster else (
-        "the platform's containers (the cluster ran before the demo: it keeps running)")  # fmt: skip
+        "the platform's containers (the cluster is another project's: it keeps running)")  # fmt: skip
     console.print(
         f"stopped {stopped} (their data stays for the next run; --keep-serving keeps them running)"
     )
