@@ -48,6 +48,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from modelyard.ml.serving.__main__ import options_to_json
+from modelyard.ml.serving.compiled import SWAPPED_IN
 from modelyard.ml.serving.supervisor import ServeOptions, read_status
 from modelyard.pipelines.local_mlflow import free_port
 
@@ -156,7 +157,7 @@ def start_modelyard(model: Path, state: Path, workers: int) -> tuple[str, subpro
     # Measured once every worker scores with the compiled model (ml/serving/compiled.py), as a
     # server does seconds after a version arrives.
     started = time.monotonic()
-    while (state / "server.log").read_text().count("scoring with its compiled model") < workers:
+    while (state / "server.log").read_text().count(SWAPPED_IN) < workers:
         if time.monotonic() - started > 180:
             raise RuntimeError(f"{url}: not compiled in 180 s; see {state / 'server.log'}")
         time.sleep(0.2)

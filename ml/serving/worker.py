@@ -133,7 +133,12 @@ class RoutingFollower:
         (ml/serving/compiled). Every worker of a server looks for the same files."""
         if not self.config.compile_models:
             return
-        from modelyard.ml.serving.compiled import CompiledPredictor, cache_key, start_compile
+        from modelyard.ml.serving.compiled import (
+            SWAPPED_IN,
+            CompiledPredictor,
+            cache_key,
+            start_compile,
+        )
 
         folder = self.config.compiled_dir
         for model in list(self.loaded.values()):
@@ -146,8 +151,7 @@ class RoutingFollower:
             if built.exists():
                 try:
                     model.predictor = CompiledPredictor(built, model.data_file)
-                    log.info("%s version %s: scoring with its compiled model", model.name,
-                             model.version)  # fmt: skip
+                    log.info("%s version %s: %s", model.name, model.version, SWAPPED_IN)
                     continue
                 except Exception as exc:  # an unreadable result: LightGBM goes on scoring
                     why = f"cannot load {built}: {exc}"

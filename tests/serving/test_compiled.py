@@ -14,6 +14,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pytest
+from modelyard.ml.serving.compiled import SWAPPED_IN
 
 from tests.serving.conftest import Trained
 from tests.serving.helpers import (
@@ -27,8 +28,6 @@ from tests.serving.helpers import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-COMPILED = "scoring with its compiled model"
 
 
 def _predictor(handle: Server) -> str:
@@ -59,7 +58,7 @@ def test_every_worker_swaps_in_the_compiled_model_and_answers_stay_lightgbms(
     booster, sample = _sample(model_a)
     handle = server(str(local_model_a), workers=2)
     handle.wait_ready()
-    _until_logged(handle, COMPILED, times=2)
+    _until_logged(handle, SWAPPED_IN, times=2)
     assert _predictor(handle) == "compiled"
     status, body, _ = score(handle.url, {"dataframe_records": records(sample)})
     assert status == 200, body
@@ -72,7 +71,7 @@ def test_every_worker_swaps_in_the_compiled_model_and_answers_stay_lightgbms(
     again = start_server(str(local_model_a), handle.options.state_dir, workers=1)
     try:
         again.wait_ready()
-        _until_logged(again, COMPILED, times=3, timeout=15)
+        _until_logged(again, SWAPPED_IN, times=3, timeout=15)
         assert built.stat().st_mtime_ns == compiled_at
         status, body, _ = score(again.url, {"dataframe_records": records(sample)})
         np.testing.assert_allclose(body["predictions"], booster.predict(sample), rtol=1e-9)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modelyard.ml.serving.compiled import SWAPPED_IN
 from modelyard.ml.serving.image import build_context
 from modelyard.pipelines.local_mlflow import free_port
 
@@ -92,7 +93,7 @@ def test_image_serves_its_baked_model_as_non_root_on_a_read_only_root(
         assert docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", name) == "true"
         # The compiled model works in the image too (non-root, read-only root, /tmp for state).
         deadline = time.monotonic() + 90
-        while "scoring with its compiled model" not in _logs(name):
+        while SWAPPED_IN not in _logs(name):
             assert time.monotonic() < deadline, _logs(name)[-3000:]
             time.sleep(1)
         status, body, _ = score(url, {"dataframe_records": records(features.iloc[:20])})
