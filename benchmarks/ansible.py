@@ -1,12 +1,12 @@
 """First and second run of the full site playbook against the test hosts (issue 7).
 
-Two fresh systemd hosts in Docker (tests/ansible/lab.py: `platform` with base, node_exporter,
-docker_host, jenkins_agent; `k3s` with base, node_exporter, k3s_node), configured by
-`modelyard configure` twice. The first run installs and configures everything (packages come
+Three fresh systemd hosts in Docker (tests/ansible/lab.py: `platform` with base, node_exporter,
+docker_host, jenkins_agent; `cp` and `w1` with base, node_exporter, kubernetes_node as a
+control plane and a worker), configured by `modelyard configure` twice. The first run installs and configures everything (packages come
 from apt's cache in the test image, so the mirror's speed is not measured); the second finds
 nothing to change, so it measures the cost of checking: fact gathering, SSH round trips and each
 task's probe. The load average is printed with it: on a shared machine wall time also measures
-the neighbours. Needs Docker; says so and returns otherwise.
+the neighbours. Needs Docker and `make cluster-tools`; says so and returns otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
+from modelyard.infra.local_cluster.node_containers import build_node_image
+
 from tests.ansible.lab import REPO, build_host_image, docker, open_lab
 
 
@@ -24,12 +27,18 @@ def main() -> None:
     if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
         print("skipped: no Docker engine answers (the benchmark runs the roles in containers)")
         return
+    try:
+        binaries = Binaries.find()
+    except ClusterToolsMissing as exc:
+        print(f"skipped: {exc}")
+        return
     subprocess.run([str(REPO / "infra/images/base/build-base-image.sh")], check=True)
     image = build_host_image()
+    node_image = build_node_image()
     try:
         with tempfile.TemporaryDirectory(prefix="modelyard-bench-ansible-") as work:
             print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-            with open_lab(image, Path(work)) as lab:
+            with open_lab(image, node_image, binaries, Path(work)) as lab:
                 first = lab.cli()
                 if first.rc:
                     print(f"first run failed:\n{first.output[-3000:]}")

@@ -22,8 +22,6 @@ GIT_SSH_KEY = "MODELYARD_GIT_SSH_KEY"
 # Crash injection for the promotion's safety tests (pipelines/promotion/faults.py).
 FAULT_AT = "MODELYARD_FAULT_AT"
 LEASE_SETTLE_SECONDS = "MODELYARD_LEASE_SETTLE_SECONDS"
-# The 0600 file holding the cluster join token that the playbooks read.
-K3S_TOKEN_FILE = "MODELYARD_K3S_TOKEN_FILE"
 # The name of `modelyard demo --cluster`'s platform stack (default `demo`): its Docker objects are
 # modelyard-<name>-*, so a test's demo never meets a user's.
 DEMO_STACK = "MODELYARD_DEMO_STACK"

@@ -1,36 +1,32 @@
 """Configure an environment's hosts: ansible/playbooks run through ansible-runner.
 
 The environment file's `modelyard:hosts` section becomes the roles' variables (the inventory
-only lists machines). Secrets reach Ansible through a private temporary file, never through
-variables or the process environment, because ansible-runner writes both into its artifacts.
+only lists machines). No secret passes through Ansible's variables or the process environment:
+ansible-runner writes both into its artifacts (the nodes' join tokens are made and used on the
+hosts themselves).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 import yaml
-from modelyard.contracts import variables
 from modelyard.contracts.environment import (
     ConfigError,
     Environment,
     load_environment,
     project_root,
-    secret_env_var,
 )
+from modelyard.contracts.environment.hosts import KubernetesSettings
 from modelyard.contracts.state import ansible_dir as runner_dir
 from modelyard.pipelines.errors import PipelineError
 
-K3S_TOKEN_VAR = secret_env_var("hosts.k3s.token")
 # What ansible-playbook needs from the caller's environment; everything else (cloud keys,
 # CI credentials) stays out of the job, and so out of ansible-runner's artifacts.
 _PASSED_ENV = (
@@ -94,8 +90,7 @@ def role_variables(environment: Environment, kubeconfig_dir: Path) -> dict[str, 
     registry = hosts.registry
     registry_address = registry.address if registry else ""
     registry_ca = _read_ca(environment, registry.ca_file) if registry and registry.ca_file else ""
-    k3s = hosts.k3s
-    variables: dict[str, Any] = {
+    return {
         "base_time_servers": hosts.time_servers,
         "base_unattended_upgrades": hosts.unattended_upgrades,
         "base_firewall_tcp_ports": hosts.firewall.extra_tcp_ports,
@@ -109,17 +104,47 @@ def role_variables(environment: Environment, kubeconfig_dir: Path) -> dict[str, 
         "jenkins_agent_user": hosts.agent_user,
         "jenkins_agent_authorized_key": hosts.agent_authorized_key or "",
         "jenkins_agent_registry_ca": registry_ca,
-        "k3s_node_version": k3s.version,
-        "k3s_node_sha256": k3s.sha256 or "",
-        "k3s_node_artifact": str(_project_path(k3s.artifact)) if k3s.artifact else "",
-        "k3s_node_registry": registry_address,
-        "k3s_node_registry_ca": registry_ca,
-        "k3s_node_kubeconfig_dir": str(kubeconfig_dir),
+        **kubernetes_variables(hosts.kubernetes, registry_address, registry_ca, kubeconfig_dir),
     }
-    if k3s.release_url:
-        variables["k3s_node_release_base_url"] = k3s.release_url
-    if k3s.server_address:
-        variables["k3s_node_server_address"] = k3s.server_address
+
+
+def kubernetes_variables(
+    kubernetes: KubernetesSettings, registry: str, registry_ca: str, kubeconfig_dir: Path
+) -> dict[str, Any]:
+    """The kubernetes_node role's variables (`modelyard:hosts.kubernetes`)."""
+    variables: dict[str, Any] = {
+        "kubernetes_node_version": kubernetes.version,
+        "kubernetes_node_sha256": dict(kubernetes.sha256),
+        "kubernetes_node_artifacts": (
+            str(_project_path(kubernetes.artifacts)) if kubernetes.artifacts else ""
+        ),
+        "kubernetes_node_image_archives": [
+            {
+                "path": str(_project_path(archive.path)),
+                "sha256": archive.sha256,
+                "images": archive.images,
+                "control_plane_only": archive.control_plane_only,
+            }
+            for archive in kubernetes.image_archives
+        ],
+        "kubernetes_node_image_repository": kubernetes.image_repository,
+        "kubernetes_node_etcd_image_tag": kubernetes.etcd_image_tag or "",
+        "kubernetes_node_pod_subnet": kubernetes.pod_subnet,
+        "kubernetes_node_service_subnet": kubernetes.service_subnet,
+        "kubernetes_node_cni": kubernetes.cni,
+        "kubernetes_node_schedulable_control_plane": kubernetes.schedulable_control_plane,
+        "kubernetes_node_upstream_dns": kubernetes.upstream_dns,
+        "kubernetes_node_cgroup_driver": kubernetes.cgroup_driver,
+        "kubernetes_node_kubelet_config": kubernetes.kubelet_config,
+        "kubernetes_node_kube_proxy_config": kubernetes.kube_proxy_config,
+        "kubernetes_node_controller_manager_args": kubernetes.controller_manager_args,
+        "kubernetes_node_api_server_args": kubernetes.api_server_args,
+        "kubernetes_node_registry": registry,
+        "kubernetes_node_registry_ca": registry_ca,
+        "kubernetes_node_kubeconfig_dir": str(kubeconfig_dir),
+    }
+    if kubernetes.release_url:
+        variables["kubernetes_node_release_base_url"] = kubernetes.release_url
     return variables
 
 
@@ -142,26 +167,43 @@ def configure(
         known = ", ".join(sorted(p.name for p in playbook_path.parent.glob("*.yml")))
         raise PipelineError(f"no playbook {playbook!r} in {playbook_path.parent}; known: {known}")
     private = runner_dir(env)  # ansible-runner's artifacts are kept there for inspection
-    private.mkdir(parents=True, exist_ok=True)
     kubeconfig_dir = private / "kubeconfig"
-    extravars = role_variables(environment, kubeconfig_dir)
-    with _secret_files(environment) as secret_env:
-        config = ansible_runner.RunnerConfig(
-            private_data_dir=str(private),
-            project_dir=str(ansible_dir()),
-            playbook=str(playbook_path),
-            inventory=str(inventory),
-            extravars=extravars,
-            limit=limit,
-            tags=",".join(t for tag in tags or [] for t in tag.split(",") if t) or None,
-            cmdline="--check" if check else None,
-            rotate_artifacts=20,
-            quiet=True,
-        )
-        config.prepare()
-        config.env = _job_environment(config.env, secret_env)
-        runner = ansible_runner.Runner(config=config, event_handler=_progress(on_event))
-        runner.run()
+    return run_playbook(
+        private, playbook_path, inventory, role_variables(environment, kubeconfig_dir),
+        kubeconfig_dir, limit=limit, tags=tags, check=check, on_event=on_event,
+    )  # fmt: skip
+
+
+def run_playbook(
+    private: Path,
+    playbook: Path,
+    inventory: Path,
+    extravars: dict[str, Any],
+    kubeconfig_dir: Path,
+    *,
+    limit: str | None = None,
+    tags: list[str] | None = None,
+    check: bool = False,
+    on_event: Callable[[str], None] = print,
+) -> ConfigureResult:
+    """One ansible-runner job, its artifacts kept in `private`."""
+    private.mkdir(parents=True, exist_ok=True)
+    config = ansible_runner.RunnerConfig(
+        private_data_dir=str(private),
+        project_dir=str(ansible_dir()),
+        playbook=str(playbook),
+        inventory=str(inventory),
+        extravars=extravars,
+        limit=limit,
+        tags=",".join(t for tag in tags or [] for t in tag.split(",") if t) or None,
+        cmdline="--check" if check else None,
+        rotate_artifacts=20,
+        quiet=True,
+    )
+    config.prepare()
+    config.env = _job_environment(config.env)
+    runner = ansible_runner.Runner(config=config, event_handler=_progress(on_event))
+    runner.run()
     hosts = _summaries(runner.stats or {})
     rc = int(runner.rc if runner.rc is not None else 1)
     return ConfigureResult(
@@ -182,7 +224,7 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def _job_environment(runner_env: dict[str, Any], secret_env: dict[str, str]) -> dict[str, Any]:
+def _job_environment(runner_env: dict[str, Any]) -> dict[str, Any]:
     env = {
         key: value
         for key, value in runner_env.items()
@@ -194,30 +236,7 @@ def _job_environment(runner_env: dict[str, Any], secret_env: dict[str, str]) -> 
     env["ANSIBLE_ROLES_PATH"] = str(ansible_dir() / "roles")
     # ansible-runner turns host key checking off; the kit's ansible.cfg wants it on.
     env["ANSIBLE_HOST_KEY_CHECKING"] = "True"
-    env.update(secret_env)
     return env
-
-
-@contextmanager
-def _secret_files(environment: Environment) -> Iterator[dict[str, str]]:
-    """Each secret in a 0600 file of a private temp folder, removed after the run."""
-    folder = Path(tempfile.mkdtemp(prefix="modelyard-secrets-"))
-    try:
-        env: dict[str, str] = {}
-        if environment.hosts.k3s.token is not None:
-            token = os.environ.get(K3S_TOKEN_VAR)
-            if not token:
-                raise ConfigError(
-                    f"{environment.path}: modelyard:hosts.k3s.token is a secret whose plain "
-                    f"value comes from {K3S_TOKEN_VAR} at run time: set that variable."
-                )
-            path = folder / "k3s-token"
-            path.touch(mode=0o600)
-            path.write_text(token, encoding="utf-8")
-            env[variables.K3S_TOKEN_FILE] = str(path)
-        yield env
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _progress(on_event: Callable[[str], None]) -> Callable[[dict[str, Any]], bool]:
@@ -253,8 +272,11 @@ def describe_event(event: dict[str, Any]) -> str | None:
     if kind == "runner_on_failed" and data.get("ignore_errors"):
         outcome = "failed (ignored)"
     line = f"  {outcome:<11} {data.get('host', '?')}: {data.get('task', '')}"
-    if kind in ("runner_on_failed", "runner_on_unreachable") and result.get("msg"):
-        line += f"\n              {str(result['msg']).strip()}"
+    if kind in ("runner_on_failed", "runner_on_unreachable"):
+        # A loop fails as a whole ("One or more items failed"): say what each failed item said.
+        items = [i["msg"] for i in result.get("results") or [] if i.get("failed") and i.get("msg")]
+        for message in items or ([result["msg"]] if result.get("msg") else []):
+            line += f"\n              {str(message).strip()}"
     return line
 
 
@@ -281,7 +303,7 @@ def _require_hosts(inventory: Path, env: str) -> None:
     if inventory.suffix in (".yml", ".yaml") and not _hosts_in(document):
         raise PipelineError(
             f"{inventory}: lists no hosts, so there is nothing to configure for {env!r}. "
-            "Add machines under its groups (docker_hosts, jenkins_agents, k3s_servers, k3s_agents)."
+            "Add machines under its groups (docker_hosts, jenkins_agents, kubernetes_control_plane, kubernetes_workers)."
         )
 
 

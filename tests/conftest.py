@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
 from modelyard.pipelines.docker_cli import engine_problem
 from modelyard.pipelines.local_mlflow import MlflowServer, start_mlflow_server
 from modelyard.pipelines.notification_sink import NotificationSink
@@ -71,6 +72,17 @@ def engine() -> None:
     except automation.PulumiCliMissing as exc:
         if os.environ.get("MODELYARD_REQUIRE_PULUMI") == "1":
             pytest.fail(f"MODELYARD_REQUIRE_PULUMI=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def cluster_tools() -> Binaries:
+    """The built cluster programs: tests skip with the reason without them, and fail in CI."""
+    try:
+        return Binaries.find()
+    except ClusterToolsMissing as exc:
+        if os.environ.get("MODELYARD_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"MODELYARD_REQUIRE_CLUSTER=1 but {exc}")
         pytest.skip(str(exc))
 
 

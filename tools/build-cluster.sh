@@ -5,6 +5,7 @@
 #                                     kube-proxy,kubectl,kubeadm}
 #   <cache>/etcd-<version>/bin/etcd
 #   <cache>/pause-<digest>/bin/pause     (the sandbox image's one program, tools/pause/pause.go)
+#   <cache>/coredns-<version>/bin/coredns (the cluster DNS of kubeadm-made nodes)
 # containerd, runc, the CNI plugins, conntrack and iptables come from Debian: installed here when missing. See
 # tools/README.md.
 # shellcheck source-path=SCRIPTDIR
@@ -37,6 +38,10 @@ build_etcd() {
   (cd "$here/go/etcd" && go build -o "$1/bin/etcd" -ldflags "-s -w" .)
 }
 
+build_coredns() {
+  (cd "$here/go/coredns" && go build -o "$1/bin/coredns" -ldflags "-s -w" github.com/coredns/coredns)
+}
+
 build_pause() {
   (cd "$here/pause" && go build -o "$1/bin/pause" -ldflags "-s -w" .)
 }
@@ -60,8 +65,10 @@ fi
 
 pinned kubernetes-cluster k8s.io/kubernetes "v$KUBERNETES_VERSION"
 pinned etcd go.etcd.io/etcd/server/v3 "v$ETCD_VERSION"
+pinned coredns github.com/coredns/coredns "v$COREDNS_VERSION"
 
 step etcd "$ETCD_VERSION" build_etcd
 step pause "$(cat "$here"/pause/* | sha256sum | cut -c1-10)" build_pause
 step kubernetes "$KUBERNETES_VERSION" build_kubernetes
+step coredns "$COREDNS_VERSION" build_coredns
 echo "==> cluster tools ready in $((SECONDS - start))s"

@@ -6,9 +6,9 @@ ansible/inventories/ENV only says which machines exist and how to reach them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from modelyard.contracts.environment.base import SecretValue, Section
+from modelyard.contracts.environment.base import Section
 from pydantic import Field
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -21,18 +21,49 @@ class RegistryTrust(Section):
     ca_file: str | None = None
 
 
-class K3sSettings(Section):
-    version: str = Field(default="v1.31.4+k3s1", pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
-    # Pinned sha256 of the k3s binary; without it the release's published sums file is used.
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    # A mirror laid out like GitHub's release downloads (VERSION/k3s, VERSION/sha256sum-amd64.txt).
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+KubernetesProgram = Literal["kubeadm", "kubelet", "kubectl"]
+
+
+class ImageArchive(Section):
+    """An image archive (OCI or `docker save`) imported into every node's containerd."""
+
+    path: str  # on the machine running `modelyard configure`, relative to the project root
+    sha256: Sha256
+    images: list[str] = Field(min_length=1)  # the names it holds
+    control_plane_only: bool = False
+
+
+class KubernetesSettings(Section):
+    """The nodes the kubernetes_node role makes with kubeadm (ansible/roles/kubernetes_node)."""
+
+    version: str = Field(default="v1.34.4", pattern=r"^v[0-9]+\.[0-9]+\.[0-9]+$")
+    # Pinned sha256 of each program; without them the release's published NAME.sha256 is used.
+    sha256: dict[KubernetesProgram, Sha256] = Field(default_factory=dict)
+    # A mirror laid out like dl.k8s.io/release (VERSION/bin/linux/ARCH/kubeadm).
     release_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/]$")
-    # Air-gapped sites: a k3s binary already on the machine running `modelyard configure`.
-    artifact: str | None = None
-    # The cluster join token; its plain value comes from MODELYARD_SECRET_HOSTS_K3S_TOKEN at run time.
-    token: SecretValue | None = None
-    # The address agents join and the fetched kubeconfig points at (default: first server).
-    server_address: str | None = None
+    # Air-gapped sites: a folder holding kubeadm, kubelet and kubectl on the machine running
+    # `modelyard configure`; every sha256 is then required.
+    artifacts: str | None = None
+    # Air-gapped sites: the control plane's images as archives, so kubeadm never pulls.
+    image_archives: list[ImageArchive] = Field(default_factory=list)
+    image_repository: str = "registry.k8s.io"
+    etcd_image_tag: str | None = None
+    pod_subnet: str = Field(default="10.244.0.0/16", pattern=r"^[0-9]+\.[0-9]+\.0\.0/16$")
+    service_subnet: str = Field(default="10.96.0.0/16", pattern=r"^[0-9.]+/[0-9]+$")
+    # bridge: pods on a Linux bridge per node, routed between nodes on one L2 segment;
+    # none: the site installs its own CNI.
+    cni: Literal["bridge", "none"] = "bridge"
+    schedulable_control_plane: bool = False
+    # Name servers the cluster DNS forwards other names to (default: each host's resolv.conf).
+    upstream_dns: list[str] = Field(default_factory=list)
+    cgroup_driver: Literal["systemd", "cgroupfs"] = "systemd"
+    # Merged into the kubelet's and kube-proxy's configuration files, and the control plane's
+    # flags (name: value), e.g. a shorter node-monitor-grace-period.
+    kubelet_config: dict[str, Any] = Field(default_factory=dict)
+    kube_proxy_config: dict[str, Any] = Field(default_factory=dict)
+    controller_manager_args: dict[str, str] = Field(default_factory=dict)
+    api_server_args: dict[str, str] = Field(default_factory=dict)
 
 
 class Firewall(Section):
@@ -49,7 +80,7 @@ class HostsSettings(Section):
     registry: RegistryTrust | None = None
     time_servers: list[str] = Field(default_factory=lambda: ["0.debian.pool.ntp.org"])
     firewall: Firewall = Firewall()
-    k3s: K3sSettings = K3sSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     node_exporter_port: Port = 9100
     log_max_size: str = Field(default="10m", pattern=r"^[0-9]+[kmg]$")
     log_max_files: int = Field(default=3, ge=1, le=100)

@@ -42,6 +42,7 @@ class Binaries:
     etcd: Path
     pause: Path
     pause_key: str  # names the pause image: changes when its program does
+    coredns: Path
     cni: Path  # folder of the CNI plugins
     debian: dict[str, Path]
 
@@ -61,11 +62,14 @@ class Binaries:
         kubernetes = cache / f"kubernetes-{kube_version}"
         etcd = cache / f"etcd-{versions['ETCD_VERSION']}"
         pause_dir = _pause_dir(cache)
+        coredns = cache / f"coredns-{versions['COREDNS_VERSION']}"
         missing: list[str] = []
         if not (kubernetes / ".stamp").is_file():
             missing.append(f"Kubernetes {kube_version} ({kubernetes})")
         if not (etcd / ".stamp").is_file():
             missing.append(f"etcd {versions['ETCD_VERSION']} ({etcd})")
+        if not (coredns / ".stamp").is_file():
+            missing.append(f"CoreDNS {versions['COREDNS_VERSION']} ({coredns})")
         if pause_dir is None:
             missing.append(f"the pause program ({cache}/pause-*)")
         build_hint = "run `make cluster-tools` (builds them from Go modules once per machine)"
@@ -93,6 +97,7 @@ class Binaries:
             etcd=etcd / "bin" / "etcd",
             pause=pause_dir / "bin" / "pause",
             pause_key=pause_dir.name.removeprefix("pause-"),
+            coredns=coredns / "bin" / "coredns",
             cni=cni,
             debian=debian,
         )

@@ -31,7 +31,8 @@ def image_names(paths: ClusterPaths, binaries: Binaries) -> set[str]:
 def ensure_pause_image(paths: ClusterPaths, binaries: Binaries) -> str:
     name = PAUSE_IMAGE.format(key=binaries.pause_key)
     if name not in image_names(paths, binaries):
-        ctr(paths, binaries, "images", "import", "-", stdin=_oci_archive(binaries.pause, name))
+        archive = oci_archive({"pause": binaries.pause}, ["/pause"], name, user="65535:65535")
+        ctr(paths, binaries, "images", "import", "-", stdin=archive)
     return name
 
 
@@ -41,19 +42,32 @@ def load_from_docker(paths: ClusterPaths, binaries: Binaries, reference: str) ->
     ctr(paths, binaries, "images", "import", "-", stdin=saved)
 
 
-def _oci_archive(program: Path, name: str) -> bytes:
-    """A one-layer OCI image archive holding `program` as /pause, its entrypoint."""
+def oci_archive(
+    files: dict[str, Path], entrypoint: list[str], name: str, user: str | None = None
+) -> bytes:
+    """A one-layer OCI image archive named `name`: each program in `files` at its path (relative
+    to /), started by `entrypoint`."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
-        info = tarfile.TarInfo("pause")
-        data = program.read_bytes()
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
+        folders: set[str] = set()
+        for path, program in sorted(files.items()):
+            parents = Path(path).parents
+            for folder in reversed([str(p) for p in parents if str(p) != "."]):
+                if folder not in folders:
+                    folders.add(folder)
+                    entry = tarfile.TarInfo(folder)
+                    entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(entry)
+            info = tarfile.TarInfo(path)
+            data = program.read_bytes()
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
     layer_bytes = layer.getvalue()
     config = _json({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
+        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+                   **({"User": user} if user else {})},
         "rootfs": {"type": "layers", "diff_ids": [_digest(layer_bytes)]},
     })  # fmt: skip
     manifest = _json({
@@ -72,10 +86,10 @@ def _oci_archive(program: Path, name: str) -> bytes:
     })  # fmt: skip
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
-        files = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": index}
+        entries = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": index}
         for blob in (layer_bytes, config, manifest):
-            files[f"blobs/sha256/{_digest(blob).removeprefix('sha256:')}"] = blob
-        for path, content in files.items():
+            entries[f"blobs/sha256/{_digest(blob).removeprefix('sha256:')}"] = blob
+        for path, content in entries.items():
             info = tarfile.TarInfo(path)
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))

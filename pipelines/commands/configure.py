@@ -76,6 +76,8 @@ def _print_summary(console: Console, result: ConfigureResult, check: bool) -> No
     console.print(table)
     console.print(f"ansible-runner artifacts: {result.artifacts}")
     if any(result.kubeconfig_dir.glob("*.yaml")):
-        console.print(f"k3s kubeconfigs for Pulumi's kubernetes provider: {result.kubeconfig_dir}")
+        console.print(
+            f"Kubernetes admin kubeconfigs for Pulumi's kubernetes provider: {result.kubeconfig_dir}"
+        )
     verdict = "[green]configured[/green]" if result.succeeded else f"[red]{result.status}[/red]"
     console.print(f"{verdict} ({result.changed} change(s))")

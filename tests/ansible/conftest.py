@@ -1,4 +1,5 @@
-"""The Ansible lab for the whole session: hosts started once, configured twice by the kit."""
+"""The Ansible lab for this folder's tests: hosts started once, configured twice by the kit, and
+removed before the next folder's tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from modelyard.infra.local_cluster.binaries import Binaries
+from modelyard.infra.local_cluster.node_containers import build_node_image
 
 from tests.ansible.lab import Lab, Run, build_host_image, docker, open_lab
 
@@ -18,6 +21,12 @@ def host_image(base_image: str) -> Iterator[str]:
     docker("rmi", tag, check=False)
 
 
+@pytest.fixture(scope="session")
+def node_image(base_image: str) -> str:
+    """The Kubernetes node image the local cluster runs (kept: `cluster up` reuses it)."""
+    return build_node_image()
+
+
 @dataclass(frozen=True)
 class Configured:
     lab: Lab
@@ -25,9 +34,13 @@ class Configured:
     second: Run  # the same again, through the library
 
 
-@pytest.fixture(scope="session")
-def configured(host_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]:
-    with open_lab(host_image, tmp_path_factory.mktemp("ansible-lab")) as lab:
+@pytest.fixture(scope="package")
+def configured(
+    host_image: str, node_image: str, cluster_tools: Binaries,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Configured]:  # fmt: skip
+    work = tmp_path_factory.mktemp("ansible-lab")
+    with open_lab(host_image, node_image, cluster_tools, work) as lab:
         first = lab.cli()
         assert first.rc == 0, f"first run failed:\n{first.output[-6000:]}"
         yield Configured(lab, first, lab.library())

@@ -1,8 +1,10 @@
 """Systemd test hosts in Docker, reached over SSH, for the Ansible tests and `make bench`.
 
-Two hosts stand in for an environment: `platform` (Docker host + Jenkins agent) and `k3s`
-(k3s server); both get the base and node_exporter roles. The environment is a private copy of
-staging with a test registry CA, a Jenkins controller key and the k3s stand-in artifact.
+Three hosts stand in for an environment: `platform` (Docker host + Jenkins agent) and two
+Kubernetes nodes, `cp` (control plane) and `w1` (worker), systemd containers made as the local
+cluster makes its nodes; all get the base and node_exporter roles. The environment is a private
+copy of staging with a test registry CA, a Jenkins controller key and the Kubernetes programs
+and images `make cluster-tools` built, pinned by sha256 as an air-gapped site pins them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from modelyard.infra.local_cluster.binaries import Binaries
+from modelyard.infra.local_cluster.node_containers import (
+    CONTAINERD_VOLUME_PATH,
+    NODE_RUN_FLAGS,
+    container_node_settings,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_DIR = Path(__file__).parent / "host"
-STAND_IN = Path(__file__).parent / "k3s_stand_in.py"
-SENTINEL = f"sentinel-k3s-token-{uuid.uuid4().hex}"
 ENV = "staging"
+NODES = {"cp": 10, "w1": 11}  # Kubernetes nodes and their address on the lab network (.N)
+PLATFORM_ADDRESS = 20
 # DESIGN.md's flags for systemd containers, plus CAP_NET_ADMIN: it acts only in the host's own
 # network namespace, and both nftables and dockerd's bridge need it (ansible/README.md).
 RUN_FLAGS = [
@@ -79,17 +87,17 @@ class Lab:
     inventory: Path
     environments: Path
     key: Path
-    artifact: Path
     registry_ca: str
     agent_public_key: str
+    api_port: int  # the control plane's API server, published on 127.0.0.1
 
     @property
     def state(self) -> Path:
         return self.work / "state"
 
     @property
-    def artifact_sha256(self) -> str:
-        return hashlib.sha256(self.artifact.read_bytes()).hexdigest()
+    def kubeconfig(self) -> Path:
+        return self.state / "ansible" / ENV / "kubeconfig" / "cp.yaml"
 
     def env(self) -> dict[str, str]:
         """The process environment `modelyard configure` runs with against the lab."""
@@ -97,7 +105,6 @@ class Lab:
             **os.environ,
             "MODELYARD_ENVIRONMENTS_DIR": str(self.environments),
             "MODELYARD_STATE_DIR": str(self.state),
-            "MODELYARD_SECRET_HOSTS_K3S_TOKEN": SENTINEL,
         }
 
     def cli(self, *args: str) -> Run:
@@ -149,39 +156,58 @@ def ssh(
 
 
 @contextmanager
-def open_lab(image: str, work: Path) -> Iterator[Lab]:
+def open_lab(image: str, node_image: str, binaries: Binaries, work: Path) -> Iterator[Lab]:
     """Start the hosts and write the inventory and environment; remove everything afterwards."""
     key, agent_key = work / "id_ed25519", work / "jenkins_controller"
     for path in (key, agent_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    artifact = work / "k3s"
-    shutil.copy(STAND_IN, artifact)
-    network = f"myd-ansible-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", network)
+    network, prefix = _create_network()
     hosts: dict[str, LabHost] = {}
     try:
         public = key.with_suffix(".pub").read_text().strip()
-        for name in ("platform", "k3s"):
-            hosts[name] = _start_host(image, network, name, public)
+        hosts["platform"] = _start_host(
+            image, network, "platform", public, [f"--ip={prefix}.{PLATFORM_ADDRESS}", *RUN_FLAGS]
+        )
+        for name, last in NODES.items():
+            flags = [f"--ip={prefix}.{last}", *NODE_RUN_FLAGS,
+                     "-v", f"{network}-{name}-containerd:{CONTAINERD_VOLUME_PATH}"]  # fmt: skip
+            if name == "cp":
+                flags += ["-p", "127.0.0.1::6443"]
+            hosts[name] = _start_host(node_image, network, name, public, flags)
         for host in hosts.values():
             _wait_for_ssh(host, key)
+        api_port = int(docker("port", hosts["cp"].container, "6443/tcp").stdout.split()[0]
+                       .rsplit(":", 1)[1])  # fmt: skip
         inventory = work / "hosts.yml"
-        _write_inventory(inventory, hosts, key)
+        _write_inventory(inventory, hosts, key, prefix, api_port)
         agent_public = agent_key.with_suffix(".pub").read_text().strip()
         environments = work / "environments"
-        ca = _write_environment(environments, work, artifact, agent_public)
-        yield Lab(hosts, work, inventory, environments, key, artifact, ca, agent_public)
+        ca = _write_environment(environments, work, agent_public, binaries)
+        yield Lab(hosts, work, inventory, environments, key, ca, agent_public, api_port)
     finally:
         for host in hosts.values():
             docker("rm", "-f", "-v", host.container, check=False)
+        for name in NODES:
+            docker("volume", "rm", f"{network}-{name}-containerd", check=False)
         docker("network", "rm", network, check=False)
 
 
-def _start_host(image: str, network: str, name: str, public_key: str) -> LabHost:
+def _create_network() -> tuple[str, str]:
+    """A lab network on a free 10.251.N.0/24 (fixed addresses: the nodes' routes use them)."""
+    network = f"myd-ansible-{uuid.uuid4().hex[:8]}"
+    for third in range(256):
+        prefix = f"10.251.{third}"
+        made = docker("network", "create", "--subnet", f"{prefix}.0/24", network, check=False)
+        if made.returncode == 0:
+            return network, prefix
+    raise RuntimeError(f"no free 10.251.N.0/24 for a lab network: {made.stderr.strip()}")
+
+
+def _start_host(image: str, network: str, name: str, public_key: str, flags: list[str]) -> LabHost:
     container = f"{network}-{name}"
     docker(
         "run", "-d", "--name", container, "--hostname", name, "--network", network,
-        "--network-alias", name, "-p", "127.0.0.1::22", *RUN_FLAGS, image,
+        "--network-alias", name, "-p", "127.0.0.1::22", *flags, image,
     )  # fmt: skip
     # What cloud-init does on a fresh machine: install the admin's key.
     docker(
@@ -203,14 +229,16 @@ def _wait_for_ssh(host: LabHost, key: Path) -> None:
     raise RuntimeError(f"{host.name}: sshd did not answer within 90 s")
 
 
-def _write_inventory(path: Path, hosts: dict[str, LabHost], key: Path) -> None:
+def _write_inventory(
+    path: Path, hosts: dict[str, LabHost], key: Path, prefix: str, api_port: int
+) -> None:
     def entry(host: LabHost) -> dict[str, object]:
-        # Other hosts reach this one by its name on the lab network.
-        return {
-            "ansible_host": "127.0.0.1",
-            "ansible_port": host.ssh_port,
-            "k3s_node_kubeconfig_server": host.name,
-        }
+        return {"ansible_host": "127.0.0.1", "ansible_port": host.ssh_port}
+
+    def node(host: LabHost) -> dict[str, object]:
+        # Nodes reach each other on the lab network; this machine reaches the API on 127.0.0.1.
+        return {**entry(host), "kubernetes_node_address": f"{prefix}.{NODES[host.name]}",
+                "kubernetes_node_kubeconfig_server": f"127.0.0.1:{api_port}"}  # fmt: skip
 
     inventory = {
         "all": {
@@ -225,16 +253,19 @@ def _write_inventory(path: Path, hosts: dict[str, LabHost], key: Path) -> None:
             "children": {
                 "docker_hosts": {"hosts": {"platform": entry(hosts["platform"])}},
                 "jenkins_agents": {"hosts": {"platform": None}},
-                "k3s_servers": {"hosts": {"k3s": entry(hosts["k3s"])}},
-                "k3s_agents": {"hosts": {}},
+                "kubernetes_nodes": {"children": {
+                    "kubernetes_control_plane": {"hosts": {"cp": node(hosts["cp"])}},
+                    "kubernetes_workers": {"hosts": {"w1": node(hosts["w1"])}},
+                }},
             },
         }
-    }
+    }  # fmt: skip
     path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
 
 
-def _write_environment(folder: Path, work: Path, artifact: Path, agent_key: str) -> str:
-    """Staging as committed, plus the lab's registry CA, agent key, extra port and k3s artifact."""
+def _write_environment(folder: Path, work: Path, agent_key: str, binaries: Binaries) -> str:
+    """Staging as committed, plus the lab's registry CA, agent key, extra port and the nodes'
+    settings for containers (programs and images built here, pinned by sha256)."""
     shutil.copytree(REPO / "environments", folder)
     ca_key, ca_pem = work / "registry-ca.key", work / "registry-ca.pem"
     subprocess.run(
@@ -249,7 +280,6 @@ def _write_environment(folder: Path, work: Path, artifact: Path, agent_key: str)
     hosts["registry"] = {"address": "registry.test.internal:5000", "caFile": str(ca_pem)}
     hosts["agentAuthorizedKey"] = agent_key
     hosts["firewall"] = {"extraTcpPorts": [8443]}
-    sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    hosts["k3s"] = {**hosts["k3s"], "artifact": str(artifact), "sha256": sha}
+    hosts["kubernetes"] = container_node_settings(binaries)
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return ca_pem.read_text(encoding="utf-8")

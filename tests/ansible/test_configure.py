@@ -29,24 +29,29 @@ def test_environment_settings_become_role_variables(environments: Path, tmp_path
         "production",
         registry={"address": "registry.example.internal:5000", "caFile": str(ca)},
         firewall={"extraTcpPorts": [8443], "extraUdpPorts": [51820]},
-        k3s={"version": "v1.31.4+k3s1", "releaseUrl": "https://mirror.example.internal/k3s"},
+        kubernetes={
+            "version": "v1.34.5",
+            "releaseUrl": "https://mirror.example.internal/k8s",
+            "controllerManagerArgs": {"node-monitor-grace-period": "20s"},
+        },
     )
     variables = role_variables(load_environment("production"), tmp_path / "kube")
     assert variables["docker_host_registry"] == "registry.example.internal:5000"
     assert variables["docker_host_registry_ca"] == ca.read_text()
     assert variables["jenkins_agent_registry_ca"] == ca.read_text()
-    assert variables["k3s_node_registry"] == "registry.example.internal:5000"
+    assert variables["kubernetes_node_registry"] == "registry.example.internal:5000"
     assert variables["base_firewall_tcp_ports"] == [8443]
     assert variables["base_firewall_udp_ports"] == [51820]
     assert variables["base_time_servers"][0] == "0.debian.pool.ntp.org"
-    assert variables["k3s_node_version"] == "v1.31.4+k3s1"
-    assert variables["k3s_node_release_base_url"] == "https://mirror.example.internal/k3s"
-    assert variables["k3s_node_kubeconfig_dir"] == str(tmp_path / "kube")
+    assert variables["kubernetes_node_version"] == "v1.34.5"
+    assert variables["kubernetes_node_release_base_url"] == "https://mirror.example.internal/k8s"
+    assert variables["kubernetes_node_kubeconfig_dir"] == str(tmp_path / "kube")
+    assert variables["kubernetes_node_controller_manager_args"] == {
+        "node-monitor-grace-period": "20s"
+    }
     # Every variable belongs to a role: its name starts with the role's.
     roles = [p.name for p in (REPO / "ansible" / "roles").iterdir()]
     assert all(any(name.startswith(f"{role}_") for role in roles) for name in variables)
-    # The secret never becomes a variable.
-    assert not any("token" in name for name in variables)
 
 
 def test_a_registry_ca_that_is_not_a_certificate_is_refused(
@@ -59,22 +64,14 @@ def test_a_registry_ca_that_is_not_a_certificate_is_refused(
         role_variables(load_environment("staging"), tmp_path)
 
 
-def test_a_plain_text_k3s_token_is_refused(environments: Path) -> None:
-    _edit_hosts(environments, "staging", k3s={"token": "plain-text"})
+def test_an_image_archive_without_its_checksum_is_refused_naming_the_key(
+    environments: Path,
+) -> None:
+    _edit_hosts(environments, "staging", kubernetes={"imageArchives": [{"path": "etcd.tar"}]})
     with pytest.raises(
-        ConfigError, match=r"modelyard:hosts\.k3s\.token: secrets must be Pulumi secrets"
+        ConfigError, match=r"modelyard:hosts\.kubernetes\.imageArchives\[0\]\.sha256: required"
     ):
         load_environment("staging")
-
-
-def test_the_k3s_token_must_be_given_at_run_time(
-    environments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("MODELYARD_SECRET_HOSTS_K3S_TOKEN", raising=False)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text("all:\n  hosts:\n    somewhere.example.internal:\n")
-    with pytest.raises(ConfigError, match="MODELYARD_SECRET_HOSTS_K3S_TOKEN"):
-        configure("staging", inventory=inventory)
 
 
 def test_local_has_no_hosts_and_the_cli_says_so(environments: Path) -> None:
@@ -97,8 +94,20 @@ def test_progress_lines_name_outcome_host_and_task() -> None:
     }
     failed = {
         "event": "runner_on_failed",
-        "event_data": {"host": "h2", "task": "Start k3s", "res": {"msg": "boom"}},
+        "event_data": {"host": "h2", "task": "Join with kubeadm", "res": {"msg": "boom"}},
     }
     assert describe_event(changed) == "  changed     h1: Install chrony"
-    assert describe_event(failed) == "  FAILED      h2: Start k3s\n              boom"
+    assert describe_event(failed) == "  FAILED      h2: Join with kubeadm\n              boom"
+    looped = {
+        "event": "runner_on_failed",
+        "event_data": {"host": "w1", "task": "Refuse a wrong checksum", "res": {
+            "msg": "One or more items failed",
+            "results": [{"failed": False, "msg": "All assertions passed"},
+                        {"failed": True, "msg": "kubelet: sha256 abc is not the pinned def"}],
+        }},
+    }  # fmt: skip
+    assert describe_event(looped) == (
+        "  FAILED      w1: Refuse a wrong checksum\n"
+        "              kubelet: sha256 abc is not the pinned def"
+    )
     assert describe_event({"event": "verbose", "event_data": {}}) is None

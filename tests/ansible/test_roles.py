@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import stat
-from pathlib import Path
 
 import pytest
 import yaml
 from modelyard.infra.pinned_tools import pinned_versions
 
 from tests.ansible.conftest import Configured
-from tests.ansible.lab import SENTINEL, LabHost, ssh
+from tests.ansible.lab import LabHost, ssh
 
 # The session's first test waits for both runs of the lab (a few minutes; more on a busy machine).
 pytestmark = [
@@ -31,7 +28,7 @@ def test_first_run_configures_every_host_and_reports_per_host(configured: Config
     out = configured.first.output
     assert "== Harden every host and export its metrics" in out  # live progress: plays
     assert re.search(r"changed\s+platform: Install the Docker engine", out)  # and task results
-    for host in ("platform", "k3s"):
+    for host in ("platform", "cp", "w1"):
         row = re.search(rf"│ {host}\s+│\s+(\d+) │\s+(\d+) │\s+(\d+) │\s+(\d+) │", out)
         assert row, f"no summary row for {host}:\n{out[-3000:]}"
         ok, changed, failed, unreachable = map(int, row.groups())
@@ -42,7 +39,7 @@ def test_first_run_configures_every_host_and_reports_per_host(configured: Config
 def test_second_run_changes_nothing(configured: Configured) -> None:
     assert configured.second.rc == 0, configured.second.output[-4000:]
     assert configured.second.changed_tasks == [], "\n".join(configured.second.changed_tasks)
-    assert set(configured.second.hosts) == {"platform", "k3s"}
+    assert set(configured.second.hosts) == {"platform", "cp", "w1"}
     assert all(counts["changed"] == 0 for counts in configured.second.hosts.values())
 
 
@@ -53,10 +50,13 @@ def test_second_run_changes_nothing(configured: Configured) -> None:
         ("platform", "nftables"),
         ("platform", "prometheus-node-exporter"),
         ("platform", "docker"),
-        ("k3s", "ssh"),
-        ("k3s", "nftables"),
-        ("k3s", "prometheus-node-exporter"),
-        ("k3s", "k3s"),
+        ("cp", "ssh"),
+        ("cp", "nftables"),
+        ("cp", "prometheus-node-exporter"),
+        ("cp", "containerd"),
+        ("cp", "kubelet"),
+        ("w1", "kubelet"),
+        ("w1", "modelyard-pod-routes"),
     ],
 )
 def test_services_are_active_and_enabled(configured: Configured, host: str, service: str) -> None:
@@ -79,11 +79,11 @@ def test_time_sync_is_installed_enabled_and_left_to_the_container_host(
 
 def test_unattended_security_upgrades_are_switched_on(configured: Configured) -> None:
     lab = configured.lab
-    config = lab.hosts["k3s"].sh("apt-config dump").stdout
+    config = lab.hosts["w1"].sh("apt-config dump").stdout
     assert 'APT::Periodic::Unattended-Upgrade "1";' in config
     assert "label=Debian-Security" in config
     assert (
-        lab.hosts["k3s"].sh("systemctl is-enabled apt-daily-upgrade.timer").stdout.strip()
+        lab.hosts["w1"].sh("systemctl is-enabled apt-daily-upgrade.timer").stdout.strip()
         == "enabled"
     )
 
@@ -100,7 +100,7 @@ def test_node_exporter_serves_host_metrics_through_the_firewall(configured: Conf
     lab = configured.lab
     # Scraped from the other host, as Prometheus would, so the firewall is in the path.
     metrics = (
-        lab.hosts["k3s"]
+        lab.hosts["w1"]
         .sh(
             'python3 -c "import urllib.request; '
             "print(urllib.request.urlopen('http://platform:9100/metrics', timeout=5).read().decode())\""
@@ -126,7 +126,7 @@ def _reachable(source: LabHost, target: str, port: int) -> bool:
 
 def test_firewall_allows_only_the_ports_the_roles_need(configured: Configured) -> None:
     lab = configured.lab
-    platform, k3s = lab.hosts["platform"], lab.hosts["k3s"]
+    platform, node = lab.hosts["platform"], lab.hosts["w1"]
     # Listeners on an unlisted port and on the environment's extra port.
     for port in (8081, 8443):
         platform.sh(f"systemd-run --unit probe-{port} python3 -m http.server {port}")
@@ -134,14 +134,14 @@ def test_firewall_allows_only_the_ports_the_roles_need(configured: Configured) -
         platform.sh(
             "for i in $(seq 50); do ss -Hltn | grep -q ':8443 ' && exit 0; sleep 0.1; done; exit 1"
         )
-        assert _reachable(k3s, "platform", 22)
-        assert _reachable(k3s, "platform", 9100)
-        assert _reachable(k3s, "platform", 8443)  # modelyard:hosts.firewall.extraTcpPorts
-        assert not _reachable(k3s, "platform", 8081)
-        assert _reachable(platform, "k3s", 6443) is False  # nothing listens there (stand-in)
-        ruleset = k3s.sh("nft list table inet modelyard").stdout
-        assert "policy drop" in ruleset
-        assert re.search(r"6443", ruleset) and re.search(r"8472", ruleset)
+        assert _reachable(node, "platform", 22)
+        assert _reachable(node, "platform", 9100)
+        assert _reachable(node, "platform", 8443)  # modelyard:hosts.firewall.extraTcpPorts
+        assert not _reachable(node, "platform", 8081)
+        assert _reachable(platform, "cp", 6443)  # the API server, opened by kubernetes_node
+        assert _reachable(platform, "w1", 10250)  # a worker's kubelet
+        assert not _reachable(platform, "cp", 2379)  # etcd listens, for the control plane only
+        assert "policy drop" in node.sh("nft list table inet modelyard").stdout
     finally:
         for port in (8081, 8443):
             platform.sh(f"systemctl stop probe-{port}", check=False)
@@ -217,100 +217,3 @@ def test_jenkins_agent_has_what_the_pipeline_calls(configured: Configured) -> No
     assert re.search(
         rf"kubernetes\s+resource\s+{re.escape(pins['PULUMI_KUBERNETES_VERSION'])}", engine
     )
-
-
-def test_k3s_node_files_unit_and_kubeconfig(configured: Configured) -> None:
-    lab = configured.lab
-    host = lab.hosts["k3s"]
-    binary = host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0]
-    assert binary == lab.artifact_sha256
-    assert mode_owner(host, "/usr/local/bin/k3s") == "755 root:root"
-    assert mode_owner(host, "/etc/rancher/k3s/token") == "600 root:root"
-    assert host.sh("cat /etc/rancher/k3s/token").stdout.strip() == SENTINEL
-    config = yaml.safe_load(host.sh("cat /etc/rancher/k3s/config.yaml").stdout)
-    assert config["token-file"] == "/etc/rancher/k3s/token"
-    assert config["tls-san"] == ["k3s"] and config["write-kubeconfig-mode"] == "0600"
-    registries = yaml.safe_load(host.sh("cat /etc/rancher/k3s/registries.yaml").stdout)
-    mirror = "registry.test.internal:5000"
-    assert registries["mirrors"][mirror]["endpoint"] == [f"https://{mirror}"]
-    assert registries["configs"][mirror]["tls"]["ca_file"] == "/etc/rancher/k3s/registry-ca.crt"
-    assert host.sh("cat /etc/rancher/k3s/registry-ca.crt").stdout == lab.registry_ca
-    unit = host.sh("systemctl show k3s -p Type -p ExecStart -p Delegate -p KillMode").stdout
-    assert "Type=notify" in unit and "/usr/local/bin/k3s server" in unit and "Delegate=yes" in unit
-    fetched = lab.state / "ansible" / "staging" / "kubeconfig" / "k3s.yaml"
-    assert stat.S_IMODE(fetched.stat().st_mode) == 0o600
-    kubeconfig = yaml.safe_load(fetched.read_text())
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://k3s:6443"
-
-
-def test_secrets_stay_out_of_output_and_artifacts(configured: Configured) -> None:
-    lab = configured.lab
-    assert SENTINEL not in configured.first.output
-    assert SENTINEL not in configured.second.output
-    leaks = [
-        path
-        for path in lab.state.rglob("*")
-        if path.is_file() and SENTINEL.encode() in path.read_bytes()
-    ]
-    assert leaks == []
-    assert any(lab.state.rglob("job_events/*.json"))  # the artifacts were searched
-
-
-def test_a_wrong_k3s_checksum_fails_closed(configured: Configured, tmp_path: Path) -> None:
-    """A tampered artifact is refused before it reaches the host; the installed binary stays."""
-    lab = configured.lab
-    tampered = tmp_path / "k3s"
-    tampered.write_bytes(lab.artifact.read_bytes() + b"\n# tampered\n")
-    env_file = lab.environments / "Pulumi.staging.yaml"
-    original = env_file.read_text()
-    document = yaml.safe_load(original)
-    document["config"]["modelyard:hosts"]["k3s"]["artifact"] = str(tampered)
-    env_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    try:
-        run = lab.cli("--limit", "k3s", "--tags", "k3s_node")
-    finally:
-        env_file.write_text(original)
-    output = run.output
-    assert run.rc == 1, output
-    tampered_sha = hashlib.sha256(tampered.read_bytes()).hexdigest()
-    message = " ".join(output.split())
-    assert f"sha256 {tampered_sha} is not the pinned {lab.artifact_sha256}" in message
-    assert "Nothing was installed" in message
-    assert re.search(r"│ k3s\s+│\s+\d+ │\s+0 │\s+1 │", output)  # failed, nothing changed
-    host = lab.hosts["k3s"]
-    assert host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0] == lab.artifact_sha256
-    assert host.sh("systemctl is-active k3s").stdout.strip() == "active"
-
-
-def test_a_download_not_matching_the_release_sums_fails_closed(configured: Configured) -> None:
-    """The download path: a mirror whose binary does not match its sha256sum file is refused."""
-    lab = configured.lab
-    host = lab.hosts["k3s"]
-    version = "v1.31.4+k3s1"
-    release = f"/srv/mirror/{version}"
-    # A release mirror on the host's loopback: sums of one build, binary of another.
-    host.sh(
-        f"mkdir -p '{release}' && cd '{release}' && printf 'other build\\n' > k3s && "
-        "sha256sum k3s > sha256sum-amd64.txt && printf 'tampered\\n' >> k3s && "
-        "systemd-run --unit k3s-mirror python3 -m http.server 8099 --bind 127.0.0.1 "
-        "--directory /srv/mirror && "
-        "for i in $(seq 50); do ss -Hltn | grep -q ':8099 ' && exit 0; sleep 0.1; done; exit 1"
-    )
-    env_file = lab.environments / "Pulumi.staging.yaml"
-    original = env_file.read_text()
-    document = yaml.safe_load(original)
-    k3s = document["config"]["modelyard:hosts"]["k3s"]
-    del k3s["artifact"], k3s["sha256"]  # download, checked against the release's sums file
-    k3s["releaseUrl"] = "http://127.0.0.1:8099"
-    env_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    try:
-        run = lab.cli("--limit", "k3s", "--tags", "k3s_node")
-    finally:
-        env_file.write_text(original)
-        host.sh("systemctl stop k3s-mirror", check=False)
-    message = " ".join(run.output.split())
-    assert run.rc == 1, run.output
-    assert "Download the pinned k3s release and verify its checksum" in message
-    assert "did not match" in message  # get_url's checksum verdict
-    assert host.sh("sha256sum /usr/local/bin/k3s").stdout.split()[0] == lab.artifact_sha256
-    assert host.sh("systemctl is-active k3s").stdout.strip() == "active"
