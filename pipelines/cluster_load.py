@@ -91,12 +91,13 @@ class LoadPod:
 
 def start_load(
     namespace: str, service: str, image: str, rows: list[dict[str, Any]], seconds: float = 1800,
-    token: str | None = None,
+    token: str | None = None, node: str | None = None,
 ) -> LoadPod:  # fmt: skip
     """Start a load pod against `service` (with the image and the image pull secret the serving
     pods use) and wait until it sends; stop() ends it. When the model asks for bearer tokens,
     the pod sends the one named `token` (default: the first) from the serving pods' own Secret,
-    bound as a variable: its value is in no spec, log or command line."""
+    bound as a variable: its value is in no spec, log or command line. `node` pins the pod to one
+    node (a control-plane node too), e.g. one that a fault being measured leaves alone."""
     from modelyard.pipelines.deploy_targets import kubectl
 
     tool = kubectl()
@@ -166,6 +167,10 @@ def start_load(
     }
     if pulls:
         pod["spec"]["imagePullSecrets"] = [{"name": name} for name in pulls]
+    if node is not None:
+        pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+        pod["spec"]["tolerations"] = [{"key": "node-role.kubernetes.io/control-plane",
+                                       "operator": "Exists", "effect": "NoSchedule"}]  # fmt: skip
     created = subprocess.run([tool, "apply", "-f", "-"], input=json.dumps(pod),
                              capture_output=True, text=True, check=False)  # fmt: skip
     if created.returncode != 0:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modelyard.contracts.environment import ConfigError
-from modelyard.infra.local_cluster import configuration, images, network, supervisor
+from modelyard.infra.local_cluster import configuration, images, network, nodes, supervisor
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.components import Component, components
 from modelyard.infra.local_cluster.settings import API_PORT, NODE_NAME, ClusterPaths
@@ -29,6 +29,9 @@ class Status:
     kubernetes_version: str
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     node_ready: bool = False
+    # Each node: name, role, address, container state, ready (the multi-node cluster); the
+    # single-node cluster's one node otherwise.
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +52,8 @@ def _program_list(paths: ClusterPaths, binaries: Binaries) -> list[Component]:
 def status(paths: ClusterPaths | None = None) -> Status:
     paths = paths or ClusterPaths.current()
     binaries = Binaries.find()
+    if nodes.is_node_cluster(paths):
+        return _nodes_status(paths, binaries)
     found: dict[str, dict[str, Any]] = {}
     for component in _program_list(paths, binaries):
         pid = supervisor.pid_of(paths, component.name)
@@ -67,13 +72,39 @@ def status(paths: ClusterPaths | None = None) -> Status:
         kubernetes_version=binaries.kubernetes_version,
         components=found,
         node_ready=ready,
+        nodes=[{"name": NODE_NAME, "role": "control_plane", "address": node_ip(), "ready": ready}],
     )
 
 
-def up(say: Say, paths: ClusterPaths | None = None) -> Status:
+def _nodes_status(paths: ClusterPaths, binaries: Binaries) -> Status:
+    found = nodes.node_status(paths, binaries)
+    running = [n for n in found if n["container"] == "running"]
+    ready = bool(found) and all(n["ready"] for n in found) and len(running) == len(found)
+    return Status(
+        state="running" if ready else ("stopped" if not running else "degraded"),
+        kubeconfig=str(paths.admin_kubeconfig),
+        kubectl=str(binaries.kubectl),
+        server=f"https://127.0.0.1:{API_PORT}",
+        kubernetes_version=binaries.kubernetes_version,
+        node_ready=ready,
+        nodes=found,
+    )
+
+
+def up(say: Say, paths: ClusterPaths | None = None, node_count: int | None = None) -> Status:
+    """The single-node cluster, or with `node_count` (or once made so) a cluster of that many
+    node containers configured by Ansible."""
     paths = paths or ClusterPaths.current()
     binaries = Binaries.find()
     _refuse_other_owner(paths)
+    if node_count is not None or nodes.is_node_cluster(paths):
+        if supervisor.pid_of(paths, "kube-apiserver"):
+            raise ConfigError("the single-node cluster runs: `modelyard cluster down` it first")
+        count = node_count if node_count is not None else nodes.node_count(paths)
+        if count < 1:
+            raise ConfigError(f"--nodes {count}: a cluster needs at least one node")
+        nodes.up(count, say, paths)
+        return status(paths)
     current = status(paths)
     if current.state == "running":
         say(f"the cluster is already running (from {paths.root}; kubeconfig {current.kubeconfig})")
@@ -101,12 +132,20 @@ def up(say: Say, paths: ClusterPaths | None = None) -> Status:
     return status(paths)
 
 
-def down(say: Say, paths: ClusterPaths | None = None) -> Status:
+def down(say: Say, paths: ClusterPaths | None = None, destroy: bool = False) -> Status:
     """Stops every program and every pod, keeps the folder (certificates, etcd's data), so the
-    next `up` brings back what was deployed."""
+    next `up` brings back what was deployed. `destroy` removes a multi-node cluster's nodes."""
     paths = paths or ClusterPaths.current()
     binaries = Binaries.find()
     _refuse_other_owner(paths)
+    if nodes.is_node_cluster(paths):
+        nodes.down(say, paths, destroy=destroy)
+        return status(paths)
+    if destroy:
+        raise ConfigError(
+            "--destroy removes a multi-node cluster's nodes; the single-node cluster keeps its "
+            f"files in {paths.root}: `modelyard cluster down`, then delete that folder"
+        )
     names = [c.name for c in _program_list(paths, binaries)]
     for name in reversed(names):
         if name == "containerd":

@@ -31,6 +31,9 @@ def _show(status: Status, as_json: bool) -> None:
         )
         pid = f"pid {component['pid']}" if component["pid"] else ""
         typer.echo(f"  {name:<24} {health:<10} {pid}")
+    for node in status.nodes if len(status.nodes) > 1 else []:
+        health = "Ready" if node["ready"] else "not ready"
+        typer.echo(f"  {node['name']:<6} {node['role']:<14} {node['address']:<15} {health}")
     typer.echo(f"kubeconfig: {status.kubeconfig}")
     typer.echo(f"kubectl:    {status.kubectl}")
     if status.state == "running":
@@ -38,19 +41,35 @@ def _show(status: Status, as_json: bool) -> None:
 
 
 @group.command("up")
-def up(as_json: JsonFlag = False) -> None:
+def up(
+    as_json: JsonFlag = False,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            min=1,
+            help="Make the cluster of N node containers configured by Ansible's kubernetes_node "
+            "role (one control plane, N-1 workers) instead of the single-node one.",
+        ),
+    ] = None,
+) -> None:
     """Start the cluster (under a minute once built); does nothing if it already runs."""
     from modelyard.infra.local_cluster.runtime import up as start
 
-    _show(start(lambda line: typer.echo(line, err=as_json)), as_json)
+    _show(start(lambda line: typer.echo(line, err=as_json), node_count=nodes), as_json)
 
 
 @group.command("down")
-def down(as_json: JsonFlag = False) -> None:
+def down(
+    as_json: JsonFlag = False,
+    destroy: Annotated[
+        bool, typer.Option("--destroy", help="Remove the node containers and their data.")
+    ] = False,
+) -> None:
     """Stop the cluster and its pods, leaving nothing running (its data stays for the next up)."""
     from modelyard.infra.local_cluster.runtime import down as stop
 
-    _show(stop(lambda line: typer.echo(line, err=as_json)), as_json)
+    _show(stop(lambda line: typer.echo(line, err=as_json), destroy=destroy), as_json)
 
 
 @group.command("status")

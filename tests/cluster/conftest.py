@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
+from modelyard.infra.local_cluster.binaries import Binaries
 
 from tests.helpers import MODELYARD
 
@@ -50,23 +50,13 @@ class LocalCluster:
         return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="session")
-def cluster_tools() -> Binaries:
-    """Cluster tests skip with the reason without the built cluster, and fail in CI."""
-    try:
-        return Binaries.find()
-    except ClusterToolsMissing as exc:
-        if os.environ.get("MODELYARD_REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"MODELYARD_REQUIRE_CLUSTER=1 but {exc}")
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_cluster(
     cluster_tools: Binaries, docker_engine: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalCluster]:
     # Where `modelyard demo --cluster` keeps its cluster under a state folder, so the demo's test
-    # (tests/cluster/test_the_demo.py) adopts this one: one cluster runs per machine.
+    # (tests/cluster/test_the_demo.py) adopts this one: one cluster runs per machine. Stopped
+    # after this folder's tests, before the multi-node cluster's (tests/nodes) start.
     cluster = LocalCluster(tmp_path_factory.mktemp("state") / "demo-cluster")
     started = cluster.cli("up")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -74,7 +64,7 @@ def local_cluster(
     cluster.cli("down")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def project(
     local_cluster: LocalCluster, engine: None, base_image: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -91,7 +81,7 @@ def project(
             created.cli("infra", "destroy", env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pipeline_run(project: Project) -> subprocess.CompletedProcess[str]:
     """`modelyard pipeline run` from data to production pods, once."""
     from modelyard.ml.data.sample import generate_churn

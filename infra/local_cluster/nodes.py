@@ -1,0 +1,360 @@
+"""`modelyard cluster up --nodes N`: a cluster of N Kubernetes nodes on this machine, made the way
+a site makes its own: N hosts (systemd containers, node_containers.py) configured over SSH by the
+kubernetes_node role, one control plane and N-1 workers. Its state (network, nodes, SSH key,
+inventory, Ansible's artifacts) lives in the cluster folder; etcd's data and each node's images
+live in the node containers and their volumes, so `down` (stop) and `up` (start) keep them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from modelyard.contracts.environment import ConfigError
+from modelyard.contracts.environment.hosts import KubernetesSettings
+from modelyard.infra.local_cluster.binaries import Binaries
+from modelyard.infra.local_cluster.node_containers import (
+    CONTAINERD_VOLUME_PATH,
+    NODE_RUN_FLAGS,
+    build_node_image,
+    container_node_settings,
+)
+from modelyard.infra.local_cluster.settings import API_PORT, ClusterPaths
+
+Say = Callable[[str], None]
+STATE_FILE = "nodes.json"
+CONTAINER_PREFIX = "modelyard-node-"
+SUBNETS = "10.250"  # the nodes' network is a free 10.250.N.0/24: away from Docker's pools
+READY_TIMEOUT = 180.0
+# The machine-wide settings each kubelet checks at start and cannot write from a container
+# (/proc/sys is read-only there): set on this machine first.
+KUBELET_SYSCTLS = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str  # control_plane or worker
+    address: str  # on the nodes' network
+    container: str
+    ssh_port: int
+
+
+@dataclass(frozen=True)
+class NodeCluster:
+    network: str
+    prefix: str  # the network's first three octets
+    nodes: list[Node]
+    formed: bool  # the playbook has made every node part of the cluster
+
+    @classmethod
+    def load(cls, paths: ClusterPaths) -> NodeCluster | None:
+        try:
+            raw = json.loads((paths.root / STATE_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return cls(raw["network"], raw["prefix"], [Node(**n) for n in raw["nodes"]],
+                   raw["formed"])  # fmt: skip
+
+    def save(self, paths: ClusterPaths) -> None:
+        (paths.root / STATE_FILE).write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+
+
+def is_node_cluster(paths: ClusterPaths) -> bool:
+    return (paths.root / STATE_FILE).is_file()
+
+
+def node_count(paths: ClusterPaths) -> int:
+    cluster = NodeCluster.load(paths)
+    return len(cluster.nodes) if cluster else 0
+
+
+def up(count: int, say: Say, paths: ClusterPaths) -> None:
+    """Start the nodes (made on the first `up`, started again after a `down`) and wait until each
+    is Ready."""
+    binaries = Binaries.find()
+    cluster = NodeCluster.load(paths)
+    if cluster is not None and len(cluster.nodes) != count:
+        raise ConfigError(
+            f"the cluster in {paths.root} has {len(cluster.nodes)} nodes, not {count}: "
+            "`modelyard cluster down --destroy` first to make it again with another size"
+        )
+    if cluster is None:
+        _refuse_foreign_nodes()
+    _set_host_sysctls()
+    started = time.monotonic()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.owner_file.write_text(f"{paths.root.resolve()}\n")
+    if cluster is None:
+        say(f"making {count} Kubernetes {binaries.kubernetes_version} node(s) in containers")
+        cluster = _create(count, paths, say)
+    else:
+        for node in cluster.nodes:
+            if _container_state(node) != "running":
+                say(f"starting node {node.name}")
+                subprocess.run(["docker", "start", node.container], check=True,
+                               capture_output=True)  # fmt: skip
+    if not cluster.formed:
+        # SSH is published on a port Docker picks again at each start.
+        cluster = NodeCluster(cluster.network, cluster.prefix,
+                              [replace(n, ssh_port=_ssh_port(n)) for n in cluster.nodes], False)  # fmt: skip
+        _configure(cluster, binaries, paths, say)
+        cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
+        cluster.save(paths)
+    _wait_ready(cluster, binaries, paths)
+    say(f"{count} node(s) ready in {time.monotonic() - started:.1f}s")
+
+
+def down(say: Say, paths: ClusterPaths, destroy: bool = False) -> None:
+    """Stop every node (their data stays for the next `up`), or remove them with everything
+    they hold."""
+    cluster = NodeCluster.load(paths)
+    if cluster is None:
+        return
+    for node in reversed(cluster.nodes):
+        if destroy:
+            say(f"removing node {node.name}")
+            subprocess.run(["docker", "rm", "-f", "-v", node.container], capture_output=True,
+                           check=False)  # fmt: skip
+            subprocess.run(["docker", "volume", "rm", _volume(node)], capture_output=True,
+                           check=False)  # fmt: skip
+        elif _container_state(node) == "running":
+            say(f"stopping node {node.name}")
+            subprocess.run(["docker", "stop", "-t", "30", node.container], capture_output=True,
+                           check=False)  # fmt: skip
+    if destroy:
+        subprocess.run(["docker", "network", "rm", cluster.network], capture_output=True,
+                       check=False)  # fmt: skip
+        (paths.root / STATE_FILE).unlink()
+        paths.admin_kubeconfig.unlink(missing_ok=True)
+    paths.owner_file.unlink(missing_ok=True)
+
+
+def node_status(paths: ClusterPaths, binaries: Binaries) -> list[dict[str, Any]]:
+    """Each node: its role, address, container state and whether Kubernetes says it is Ready."""
+    cluster = NodeCluster.load(paths)
+    if cluster is None:
+        return []
+    ready = _ready_nodes(paths, binaries)
+    return [
+        {"name": n.name, "role": n.role, "address": n.address,
+         "container": _container_state(n), "ready": ready.get(n.name, False)}
+        for n in cluster.nodes
+    ]  # fmt: skip
+
+
+def _create(count: int, paths: ClusterPaths, say: Say) -> NodeCluster:
+    image = build_node_image()
+    network, prefix = _create_network()
+    key = paths.root / "ssh" / "id_ed25519"
+    if not key.is_file():
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "modelyard-cluster",
+                        "-f", str(key)], check=True)  # fmt: skip
+    public = key.with_suffix(".pub").read_text(encoding="utf-8").strip()
+    nodes: list[Node] = []
+    for index in range(count):
+        name = "cp" if index == 0 else f"w{index}"
+        node = Node(name, "control_plane" if index == 0 else "worker", f"{prefix}.{10 + index}",
+                    f"{CONTAINER_PREFIX}{name}", 0)  # fmt: skip
+        nodes.append(_start(node, image, network, public))
+        NodeCluster(network, prefix, nodes, formed=False).save(paths)  # `down --destroy` finds it
+    say(f"  nodes started on {prefix}.0/24: {', '.join(n.name for n in nodes)}")
+    return NodeCluster(network, prefix, nodes, formed=False)
+
+
+def _refuse_foreign_nodes() -> None:
+    others = subprocess.run(["docker", "ps", "-aq", "--filter", f"name={CONTAINER_PREFIX}"],
+                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    if others:
+        raise ConfigError(
+            f"node containers of another cluster exist on this machine ({CONTAINER_PREFIX}*; one "
+            "cluster per machine): remove it with `modelyard cluster down --destroy` run with "
+            "the MODELYARD_STATE_DIR it was made with"
+        )
+
+
+def _start(node: Node, image: str, network: str, public_key: str) -> Node:
+    published = ["-p", "127.0.0.1::22"]
+    if node.role == "control_plane":
+        published += ["-p", f"127.0.0.1:{API_PORT}:6443"]  # kubeconfigs use loopback only
+    subprocess.run(
+        ["docker", "run", "-d", "--name", node.container, "--hostname", node.name,
+         "--network", network, "--ip", node.address, *published, *NODE_RUN_FLAGS,
+         "-v", f"{_volume(node)}:{CONTAINERD_VOLUME_PATH}", "--restart", "no", image],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    # What cloud-init does on a fresh machine: install the admin's key.
+    subprocess.run(
+        ["docker", "exec", node.container, "bash", "-c",
+         "install -d -m 0700 -o admin -g admin ~admin/.ssh && "
+         f"echo '{public_key}' > ~admin/.ssh/authorized_keys && "
+         "chown admin:admin ~admin/.ssh/authorized_keys && chmod 0600 ~admin/.ssh/authorized_keys"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return replace(node, ssh_port=_ssh_port(node))
+
+
+def _ssh_port(node: Node) -> int:
+    port = subprocess.run(["docker", "port", node.container, "22/tcp"], check=True,
+                          capture_output=True, text=True).stdout.split()[0]  # fmt: skip
+    return int(port.rsplit(":", 1)[1])
+
+
+def _configure(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths, say: Say) -> None:
+    """The kubernetes_node role over SSH, as `modelyard configure` runs it on a site's hosts."""
+    from modelyard.pipelines.configure import ansible_dir, kubernetes_variables, run_playbook
+
+    key = paths.root / "ssh" / "id_ed25519"
+    for node in cluster.nodes:
+        _wait_for_ssh(node, key)
+    inventory = paths.root / "inventory.yml"
+    _write_inventory(inventory, cluster, key)
+    settings = KubernetesSettings.model_validate(
+        {**container_node_settings(binaries), "schedulableControlPlane": len(cluster.nodes) == 1}
+    )
+    kubeconfig_dir = paths.root / "ansible" / "kubeconfig"
+    # The nodes sit on a private Docker network with no base role (no nftables firewall to add
+    # ports to); the Ansible tests run the role behind the base firewall.
+    variables = {**kubernetes_variables(settings, "", "", kubeconfig_dir),
+                 "kubernetes_node_firewall": False}  # fmt: skip
+    result = run_playbook(
+        paths.root / "ansible", ansible_dir() / "playbooks" / "kubernetes_nodes.yml", inventory,
+        variables, kubeconfig_dir, on_event=lambda line: say(f"  {line}"),
+    )  # fmt: skip
+    if not result.succeeded:
+        raise ConfigError(
+            f"the nodes were not configured ({result.status}); Ansible's artifacts: "
+            f"{result.artifacts}. Run `modelyard cluster up` again to retry, or `modelyard cluster "
+            "down --destroy` to remove the nodes."
+        )
+    paths.kubeconfigs.mkdir(parents=True, exist_ok=True)
+    fetched = (kubeconfig_dir / "cp.yaml").read_text(encoding="utf-8")
+    paths.admin_kubeconfig.touch(mode=0o600)
+    paths.admin_kubeconfig.write_text(fetched, encoding="utf-8")
+
+
+def _write_inventory(path: Path, cluster: NodeCluster, key: Path) -> None:
+    def host(node: Node) -> dict[str, Any]:
+        return {"ansible_host": "127.0.0.1", "ansible_port": node.ssh_port,
+                "kubernetes_node_address": node.address,
+                "kubernetes_node_kubeconfig_server": f"127.0.0.1:{API_PORT}"}  # fmt: skip
+
+    control = [n for n in cluster.nodes if n.role == "control_plane"]
+    workers = [n for n in cluster.nodes if n.role == "worker"]
+    inventory = {"all": {
+        "vars": {
+            "ansible_user": "admin",
+            "ansible_ssh_private_key_file": str(key),
+            # The nodes' host keys are new with each container made.
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        },
+        "children": {"kubernetes_nodes": {"children": {
+            "kubernetes_control_plane": {"hosts": {n.name: host(n) for n in control}},
+            "kubernetes_workers": {"hosts": {n.name: host(n) for n in workers}},
+        }}},
+    }}  # fmt: skip
+    path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
+
+
+def _wait_for_ssh(node: Node, key: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        probe = subprocess.run(
+            ["ssh", "-p", str(node.ssh_port), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+             "-i", str(key), "admin@127.0.0.1", "true"],
+            capture_output=True, check=False, timeout=30,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            return
+        time.sleep(1)
+    raise ConfigError(f"node {node.name} ({node.container}): sshd did not answer within 90 s")
+
+
+def _wait_ready(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    names = {n.name for n in cluster.nodes}
+    while time.monotonic() < deadline:
+        ready = _ready_nodes(paths, binaries)
+        if all(ready.get(name) for name in names):
+            return
+        time.sleep(1)
+    raise ConfigError(
+        f"nodes not Ready after {READY_TIMEOUT:.0f}s: "
+        f"{sorted(n for n in names if not _ready_nodes(paths, binaries).get(n))}; see "
+        f"`{binaries.kubectl} --kubeconfig {paths.admin_kubeconfig} describe nodes`"
+    )
+
+
+def _ready_nodes(paths: ClusterPaths, binaries: Binaries) -> dict[str, bool]:
+    done = subprocess.run(
+        [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}", "get", "nodes",
+         "-o", "json", "--request-timeout=5s"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return {}
+    return {
+        item["metadata"]["name"]: any(c["type"] == "Ready" and c["status"] == "True"
+                                      for c in item["status"].get("conditions", []))
+        for item in json.loads(done.stdout)["items"]
+    }  # fmt: skip
+
+
+def _container_state(node: Node) -> str:
+    done = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", node.container],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else "missing"
+
+
+def _volume(node: Node) -> str:
+    return f"{node.container}-containerd"
+
+
+def _create_network() -> tuple[str, str]:
+    network = f"{CONTAINER_PREFIX}net"
+    subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
+    made = None
+    for third in range(256):
+        prefix = f"{SUBNETS}.{third}"
+        made = subprocess.run(["docker", "network", "create", "--subnet", f"{prefix}.0/24",
+                               network], capture_output=True, text=True, check=False)  # fmt: skip
+        if made.returncode == 0:
+            return network, prefix
+    raise ConfigError(f"no free {SUBNETS}.N.0/24 for the nodes' network: {made and made.stderr}")
+
+
+def _set_host_sysctls() -> None:
+    for name, value in KUBELET_SYSCTLS.items():
+        path = Path("/proc/sys") / name
+        if path.read_text().strip() != value:
+            path.write_text(value)
+
+
+def load_image(paths: ClusterPaths, reference: str) -> None:
+    """An image the local Docker engine has, made available to pods on every node (pods that do
+    not pull: imagePullPolicy Never or IfNotPresent)."""
+    cluster = NodeCluster.load(paths)
+    if cluster is None:
+        raise ConfigError(
+            f"no multi-node cluster in {paths.root}: `modelyard cluster up --nodes N`"
+        )
+    saved = subprocess.run(["docker", "save", reference], capture_output=True, check=True).stdout
+    for node in cluster.nodes:
+        subprocess.run(["docker", "exec", "-i", node.container, "ctr", "--namespace", "k8s.io",
+                        "images", "import", "-"], input=saved, capture_output=True,
+                       check=True)  # fmt: skip
