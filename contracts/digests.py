@@ -16,3 +16,12 @@ def tree_digest(folder: Path, exclude: Collection[Path] = ()) -> str:
         if relative not in exclude:
             sha.update(str(relative).encode() + b"\0" + path.read_bytes())
     return sha.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (programs and archives are hundreds of MB)."""
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()

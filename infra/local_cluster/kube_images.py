@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from modelyard.contracts.digests import file_digest
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.images import oci_archive
 from modelyard.infra.pinned_tools import pinned_versions, tools_dir
@@ -41,7 +42,7 @@ def kubeadm_images(binaries: Binaries) -> list[ImageArchive]:
     programs += [binaries.etcd, binaries.pause, binaries.coredns]
     key = hashlib.sha256(KUBE_PROXY_DOCKERFILE.read_bytes())
     for program in programs:
-        key.update(_sha256(program).encode())
+        key.update(file_digest(program).encode())
     folder = tools_dir() / f"kube-images-{key.hexdigest()[:12]}"
     index = folder / "archives.json"
     if index.is_file():
@@ -78,7 +79,7 @@ def _one_layer(
     inside = path or f"usr/local/bin/{program.name}"
     archive = work / f"{name.rsplit('/', 1)[1].split(':')[0]}.tar"
     archive.write_bytes(oci_archive({inside: program}, [f"/{inside}"], name, user=user))
-    return ImageArchive(str(archive), _sha256(archive), [name], control_plane)
+    return ImageArchive(str(archive), file_digest(archive), [name], control_plane)
 
 
 def _kube_proxy(work: Path, binaries: Binaries, name: str) -> ImageArchive:
@@ -92,12 +93,4 @@ def _kube_proxy(work: Path, binaries: Binaries, name: str) -> ImageArchive:
     with archive.open("wb") as out:
         subprocess.run(["docker", "save", name], stdout=out, check=True, timeout=300)
     shutil.rmtree(context)
-    return ImageArchive(str(archive), _sha256(archive), [name], False)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return ImageArchive(str(archive), file_digest(archive), [name], False)

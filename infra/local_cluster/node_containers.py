@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from modelyard.contracts.digests import file_digest
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.kube_images import (
     ETCD_IMAGE_TAG,
@@ -52,7 +53,7 @@ def container_node_settings(binaries: Binaries) -> dict[str, Any]:
     return {
         "version": f"v{binaries.kubernetes_version}",
         "artifacts": str(binaries.kubernetes),
-        "sha256": {p: hashlib.sha256(binaries.kube(p).read_bytes()).hexdigest() for p in programs},
+        "sha256": {p: file_digest(binaries.kube(p)) for p in programs},
         "imageArchives": [
             {
                 "path": a.path,

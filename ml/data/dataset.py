@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from modelyard.contracts.digests import file_digest
 from modelyard.ml.errors import DataValidationError
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -23,14 +23,6 @@ class Dataset:
     @property
     def short_digest(self) -> str:
         return self.digest[:12]
-
-
-def content_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def read_dataset(path: Path) -> Dataset:
@@ -59,4 +51,4 @@ def read_dataset(path: Path) -> Dataset:
             f"{path}: cannot be read as {kind.upper()} ({str(exc).splitlines()[0]}). "
             "Check the file is complete and in that format."
         ) from None
-    return Dataset(path=path, frame=frame, digest=content_digest(path), header=header)
+    return Dataset(path=path, frame=frame, digest=file_digest(path), header=header)

@@ -3,7 +3,6 @@ configure`, used from this machine through the kubeconfig it fetched, as Pulumi 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from modelyard.contracts.digests import file_digest
 from modelyard.infra.local_cluster.binaries import Binaries
 
 from tests.ansible.conftest import Configured
@@ -109,7 +109,7 @@ def test_node_files_units_and_registry_trust(
         host = lab.hosts[name]
         for program in ("kubeadm", "kubelet", "kubectl"):
             installed = host.sh(f"sha256sum /usr/local/bin/{program}").stdout.split()[0]
-            assert installed == _sha256(cluster_tools.kube(program))
+            assert installed == file_digest(cluster_tools.kube(program))
         folder = "/etc/containerd/certs.d/registry.test.internal:5000"
         assert host.sh(f"cat '{folder}/ca.crt'").stdout == lab.registry_ca
         assert 'server = "https://registry.test.internal:5000"' in host.sh(
@@ -125,10 +125,6 @@ def mode_owner(host: LabHost, path: str) -> str:
     return host.sh(f"stat -c '%a %U:%G' {path}").stdout.strip()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_a_wrong_artifact_checksum_fails_closed(
     configured: Configured, cluster_tools: Binaries, tmp_path: Path
 ) -> None:
@@ -138,11 +134,11 @@ def test_a_wrong_artifact_checksum_fails_closed(
     shutil.copytree(cluster_tools.kubernetes, artifacts)
     with (artifacts / "kubelet").open("ab") as kubelet:
         kubelet.write(b"\n# tampered\n")
-    pinned = _sha256(cluster_tools.kube("kubelet"))
+    pinned = file_digest(cluster_tools.kube("kubelet"))
     run = _with_settings(lab, {"artifacts": str(artifacts)}, "--limit", "w1")
     message = " ".join(run.output.split())
     assert run.rc == 1, run.output
-    tampered = _sha256(artifacts / "kubelet")
+    tampered = file_digest(artifacts / "kubelet")
     assert f"kubelet: sha256 {tampered} is not the pinned {pinned}" in message, run.output[-4000:]
     assert "Nothing was installed" in message
     assert re.search(r"│ w1\s+│\s+\d+ │\s+0 │\s+1 │", run.output)  # failed, nothing changed
@@ -175,7 +171,7 @@ def test_a_download_not_matching_the_release_checksum_fails_closed(
     assert run.rc == 1, run.output
     assert "Download the pinned release and verify its checksums" in message
     assert "did not match" in message, run.output[-4000:]  # get_url's checksum verdict
-    pinned = _sha256(cluster_tools.kube("kubeadm"))
+    pinned = file_digest(cluster_tools.kube("kubeadm"))
     assert host.sh("sha256sum /usr/local/bin/kubeadm").stdout.split()[0] == pinned
 
 
