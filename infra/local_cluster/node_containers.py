@@ -48,7 +48,9 @@ def container_node_settings(binaries: Binaries) -> dict[str, Any]:
     (checked by sha256 like any air-gapped site's), cgroups under /kubelet, no image garbage
     collection or disk eviction (nothing can be pulled again), kube-proxy leaving the
     machine-wide conntrack sysctls alone (read-only in a container), and the cluster DNS
-    forwarding to this machine's name servers (a node's own is Docker's, on its loopback)."""
+    forwarding to this machine's name servers (a node's own is Docker's, on its loopback).
+    Pods are synced every 10 s (upstream: 1 min), so an updated ConfigMap or Secret (a canary's
+    weight, rotated serving tokens) reaches the mounted files within seconds."""
     programs = ("kubeadm", "kubelet", "kubectl")
     return {
         "version": f"v{binaries.kubernetes_version}",
@@ -70,6 +72,7 @@ def container_node_settings(binaries: Binaries) -> dict[str, Any]:
         "kubeletConfig": {
             "cgroupRoot": "/kubelet",
             "failSwapOn": False,
+            "syncFrequency": "10s",
             "imageGCHighThresholdPercent": 100,
             "evictionHard": {
                 "memory.available": "100Mi",
