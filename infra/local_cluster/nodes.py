@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.hosts import KubernetesSettings
+from modelyard.infra.local_cluster import host_containers
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.node_containers import (
     CONTAINERD_VOLUME_PATH,
@@ -110,7 +111,7 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
     if not cluster.formed:
         # SSH is published on a port Docker picks again at each start.
         cluster = NodeCluster(cluster.network, cluster.prefix,
-                              [replace(n, ssh_port=_ssh_port(n)) for n in cluster.nodes], False)  # fmt: skip
+                              [replace(n, ssh_port=host_containers.ssh_port(n.container)) for n in cluster.nodes], False)  # fmt: skip
         _configure(cluster, binaries, paths, say)
         cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
         cluster.save(paths)
@@ -158,7 +159,8 @@ def node_status(paths: ClusterPaths, binaries: Binaries) -> list[dict[str, Any]]
 
 def _create(count: int, paths: ClusterPaths, say: Say) -> NodeCluster:
     image = build_node_image()
-    network, prefix = _create_network()
+    network = f"{CONTAINER_PREFIX}net"
+    prefix = host_containers.create_network(network, SUBNETS)
     key = paths.root / "ssh" / "id_ed25519"
     if not key.is_file():
         key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -188,30 +190,12 @@ def _refuse_foreign_nodes() -> None:
 
 
 def _start(node: Node, image: str, network: str, public_key: str) -> Node:
-    published = ["-p", "127.0.0.1::22"]
+    flags = ["--ip", node.address, *NODE_RUN_FLAGS, "--restart", "no",
+             "-v", f"{_volume(node)}:{CONTAINERD_VOLUME_PATH}"]  # fmt: skip
     if node.role == "control_plane":
-        published += ["-p", f"127.0.0.1:{API_PORT}:6443"]  # kubeconfigs use loopback only
-    subprocess.run(
-        ["docker", "run", "-d", "--name", node.container, "--hostname", node.name,
-         "--network", network, "--ip", node.address, *published, *NODE_RUN_FLAGS,
-         "-v", f"{_volume(node)}:{CONTAINERD_VOLUME_PATH}", "--restart", "no", image],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    # What cloud-init does on a fresh machine: install the admin's key.
-    subprocess.run(
-        ["docker", "exec", node.container, "bash", "-c",
-         "install -d -m 0700 -o admin -g admin ~admin/.ssh && "
-         f"echo '{public_key}' > ~admin/.ssh/authorized_keys && "
-         "chown admin:admin ~admin/.ssh/authorized_keys && chmod 0600 ~admin/.ssh/authorized_keys"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return replace(node, ssh_port=_ssh_port(node))
-
-
-def _ssh_port(node: Node) -> int:
-    port = subprocess.run(["docker", "port", node.container, "22/tcp"], check=True,
-                          capture_output=True, text=True).stdout.split()[0]  # fmt: skip
-    return int(port.rsplit(":", 1)[1])
+        flags += ["-p", f"127.0.0.1:{API_PORT}:6443"]  # kubeconfigs use loopback only
+    port = host_containers.start_host(image, node.container, node.name, network, public_key, flags)
+    return replace(node, ssh_port=port)
 
 
 def _configure(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths, say: Say) -> None:
@@ -220,7 +204,7 @@ def _configure(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths, sa
 
     key = paths.root / "ssh" / "id_ed25519"
     for node in cluster.nodes:
-        _wait_for_ssh(node, key)
+        host_containers.wait_for_ssh(f"node {node.name} ({node.container})", node.ssh_port, key)
     inventory = paths.root / "inventory.yml"
     _write_inventory(inventory, cluster, key)
     settings = KubernetesSettings.model_validate(
@@ -259,8 +243,7 @@ def _write_inventory(path: Path, cluster: NodeCluster, key: Path) -> None:
         "vars": {
             "ansible_user": "admin",
             "ansible_ssh_private_key_file": str(key),
-            # The nodes' host keys are new with each container made.
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_ssh_common_args": " ".join(host_containers.SSH_OPTIONS),
         },
         "children": {"kubernetes_nodes": {"children": {
             "kubernetes_control_plane": {"hosts": {n.name: host(n) for n in control}},
@@ -268,21 +251,6 @@ def _write_inventory(path: Path, cluster: NodeCluster, key: Path) -> None:
         }}},
     }}  # fmt: skip
     path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
-
-
-def _wait_for_ssh(node: Node, key: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["ssh", "-p", str(node.ssh_port), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
-             "-i", str(key), "admin@127.0.0.1", "true"],
-            capture_output=True, check=False, timeout=30,
-        )  # fmt: skip
-        if probe.returncode == 0:
-            return
-        time.sleep(1)
-    raise ConfigError(f"node {node.name} ({node.container}): sshd did not answer within 90 s")
 
 
 def _wait_ready(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths) -> None:
@@ -323,19 +291,6 @@ def _container_state(node: Node) -> str:
 
 def _volume(node: Node) -> str:
     return f"{node.container}-containerd"
-
-
-def _create_network() -> tuple[str, str]:
-    network = f"{CONTAINER_PREFIX}net"
-    subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
-    made = None
-    for third in range(256):
-        prefix = f"{SUBNETS}.{third}"
-        made = subprocess.run(["docker", "network", "create", "--subnet", f"{prefix}.0/24",
-                               network], capture_output=True, text=True, check=False)  # fmt: skip
-        if made.returncode == 0:
-            return network, prefix
-    raise ConfigError(f"no free {SUBNETS}.N.0/24 for the nodes' network: {made and made.stderr}")
 
 
 def _set_host_sysctls() -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from modelyard.infra.local_cluster import host_containers
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.node_containers import (
     CONTAINERD_VOLUME_PATH,
@@ -148,8 +149,8 @@ def ssh(
     host: LabHost, key: Path, *args: str, user: str = "admin", options: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ssh", "-p", str(host.ssh_port), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+        ["ssh", "-p", str(host.ssh_port), *host_containers.SSH_OPTIONS,
+         "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
          "-i", str(key), *options, f"{user}@127.0.0.1", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -161,7 +162,9 @@ def open_lab(image: str, node_image: str, binaries: Binaries, work: Path) -> Ite
     key, agent_key = work / "id_ed25519", work / "jenkins_controller"
     for path in (key, agent_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    network, prefix = _create_network()
+    network = f"myd-ansible-{uuid.uuid4().hex[:8]}"
+    # Fixed addresses on a free 10.251.N.0/24: the nodes' routes use them.
+    prefix = host_containers.create_network(network, "10.251")
     hosts: dict[str, LabHost] = {}
     try:
         public = key.with_suffix(".pub").read_text().strip()
@@ -175,7 +178,7 @@ def open_lab(image: str, node_image: str, binaries: Binaries, work: Path) -> Ite
                 flags += ["-p", "127.0.0.1::6443"]
             hosts[name] = _start_host(node_image, network, name, public, flags)
         for host in hosts.values():
-            _wait_for_ssh(host, key)
+            host_containers.wait_for_ssh(host.name, host.ssh_port, key)
         api_port = int(docker("port", hosts["cp"].container, "6443/tcp").stdout.split()[0]
                        .rsplit(":", 1)[1])  # fmt: skip
         inventory = work / "hosts.yml"
@@ -192,41 +195,10 @@ def open_lab(image: str, node_image: str, binaries: Binaries, work: Path) -> Ite
         docker("network", "rm", network, check=False)
 
 
-def _create_network() -> tuple[str, str]:
-    """A lab network on a free 10.251.N.0/24 (fixed addresses: the nodes' routes use them)."""
-    network = f"myd-ansible-{uuid.uuid4().hex[:8]}"
-    for third in range(256):
-        prefix = f"10.251.{third}"
-        made = docker("network", "create", "--subnet", f"{prefix}.0/24", network, check=False)
-        if made.returncode == 0:
-            return network, prefix
-    raise RuntimeError(f"no free 10.251.N.0/24 for a lab network: {made.stderr.strip()}")
-
-
 def _start_host(image: str, network: str, name: str, public_key: str, flags: list[str]) -> LabHost:
     container = f"{network}-{name}"
-    docker(
-        "run", "-d", "--name", container, "--hostname", name, "--network", network,
-        "--network-alias", name, "-p", "127.0.0.1::22", *flags, image,
-    )  # fmt: skip
-    # What cloud-init does on a fresh machine: install the admin's key.
-    docker(
-        "exec", container, "bash", "-c",
-        "install -d -m 0700 -o admin -g admin ~admin/.ssh && "
-        f"echo '{public_key}' > ~admin/.ssh/authorized_keys && "
-        "chown admin:admin ~admin/.ssh/authorized_keys && chmod 0600 ~admin/.ssh/authorized_keys",
-    )  # fmt: skip
-    mapping = docker("port", container, "22/tcp").stdout.split()[0]
-    return LabHost(name=name, container=container, ssh_port=int(mapping.rsplit(":", 1)[1]))
-
-
-def _wait_for_ssh(host: LabHost, key: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if ssh(host, key, "true").returncode == 0:
-            return
-        time.sleep(1)
-    raise RuntimeError(f"{host.name}: sshd did not answer within 90 s")
+    port = host_containers.start_host(image, container, name, network, public_key, flags)
+    return LabHost(name=name, container=container, ssh_port=port)
 
 
 def _write_inventory(
@@ -245,10 +217,7 @@ def _write_inventory(
             "vars": {
                 "ansible_user": "admin",
                 "ansible_ssh_private_key_file": str(key),
-                # Throwaway containers get new host keys every run.
-                "ansible_ssh_common_args": (
-                    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-                ),
+                "ansible_ssh_common_args": " ".join(host_containers.SSH_OPTIONS),
             },
             "children": {
                 "docker_hosts": {"hosts": {"platform": entry(hosts["platform"])}},
