@@ -40,6 +40,10 @@ from modelyard.contracts.serving_options import AUTH_MOUNT, AUTH_SECRET_SUFFIX, 
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
 PRE_STOP_SECONDS = 5
+# How long a pod stays bound to a node that stopped reporting (after its node-monitor grace
+# period) before it is replaced elsewhere: Kubernetes' default is 300 s, five minutes with one
+# replica fewer.
+NODE_LOSS_TOLERATION_SECONDS = 30
 # Where canary pods find their weight (a ConfigMap's key, re-read every second by the server).
 WEIGHT_MOUNT = "/etc/modelyard/rollout"
 WEIGHT_KEY = "candidateWeight"
@@ -424,6 +428,7 @@ class ModelServing(pulumi.ComponentResource):
                         },
                     }
                 ],
+                "tolerations": node_loss_tolerations(),
             },
         }
         if pull is not None:
@@ -470,3 +475,13 @@ def _model_labels(args: ModelServingArgs) -> dict[str, str]:
     """Every object of one model's serving carries these; its selectors include the model, so
     the models of one namespace never select each other's pods."""
     return {**SERVING_APP_LABELS, MODEL_LABEL: args.model_name}
+
+
+def node_loss_tolerations() -> list[dict[str, Any]]:
+    """A pod on a node that is NotReady or unreachable is evicted after
+    NODE_LOSS_TOLERATION_SECONDS, so its replacement starts on a node that works."""
+    return [
+        {"key": key, "operator": "Exists", "effect": "NoExecute",
+         "toleration_seconds": NODE_LOSS_TOLERATION_SECONDS}
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+    ]  # fmt: skip

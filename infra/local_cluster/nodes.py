@@ -110,8 +110,9 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
                                capture_output=True)  # fmt: skip
     if not cluster.formed:
         # SSH is published on a port Docker picks again at each start.
-        cluster = NodeCluster(cluster.network, cluster.prefix,
-                              [replace(n, ssh_port=host_containers.ssh_port(n.container)) for n in cluster.nodes], False)  # fmt: skip
+        started = [replace(n, ssh_port=host_containers.ssh_port(n.container))
+                   for n in cluster.nodes]  # fmt: skip
+        cluster = NodeCluster(cluster.network, cluster.prefix, started, False)
         _configure(cluster, binaries, paths, say)
         cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
         cluster.save(paths)

@@ -101,7 +101,7 @@ def test_rolling_never_drops_capacity(environments: Path) -> None:
     assert service["selector"]["modelyard.io/track"] == "server"
 
 
-def test_each_deployments_replicas_spread_across_nodes_and_keep_a_disruption_budget(
+def test_each_deployments_replicas_spread_across_nodes_tolerate_a_lost_node_briefly_and_keep_a_disruption_budget(
     environments: Path,
 ) -> None:
     state = _promote(
@@ -116,6 +116,11 @@ def test_each_deployments_replicas_spread_across_nodes_and_keep_a_disruption_bud
     assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # one node still runs every replica
     budget = one(state, "policy/v1:PodDisruptionBudget").inputs["spec"]
     assert budget["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    # A lost node's pods are replaced elsewhere after 30 s, not Kubernetes' default 300 s.
+    tolerated = {(t["key"], t["effect"], t["tolerationSeconds"])
+                 for t in template["spec"]["tolerations"]}  # fmt: skip
+    assert tolerated == {("node.kubernetes.io/not-ready", "NoExecute", 30),
+                         ("node.kubernetes.io/unreachable", "NoExecute", 30)}  # fmt: skip
 
 
 def test_blue_green_keeps_the_stable_version_warm_and_switches_the_service(

@@ -2,8 +2,8 @@
 engineer fears, each measured as requests sent / failed / seconds until the last failure.
 
 The Deployment is shaped as the kit's ModelServing renders it (probes, preStop, spread across
-nodes, a PodDisruptionBudget), with the serving image loaded into the nodes: the registry that
-the production path pulls from is not yet reachable from node containers."""
+nodes, short tolerations of a lost node, a PodDisruptionBudget), with the serving image loaded
+into the nodes: the production path's tests run on the single-node cluster (README)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.contracts.serving_options import SERVING_PORT
-from modelyard.infra.components.model_serving import PRE_STOP_SECONDS, SERVING_UID
+from modelyard.infra.components.model_serving import (
+    NODE_LOSS_TOLERATION_SECONDS,
+    PRE_STOP_SECONDS,
+    SERVING_UID,
+)
 from modelyard.pipelines.cluster_load import LoadPod, start_load
 
 from tests.cluster.conftest import LocalCluster
@@ -64,6 +68,11 @@ def manifests(image: str, replicas: int) -> list[dict[str, Any]]:
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }],
             "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "tolerations": [
+                {"key": key, "operator": "Exists", "effect": "NoExecute",
+                 "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS}
+                for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+            ],
         },
     }  # fmt: skip
     return [

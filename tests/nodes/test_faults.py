@@ -5,6 +5,7 @@ sent / failed / seconds to the last failure); `make bench` prints them too."""
 from __future__ import annotations
 
 import pytest
+from modelyard.infra.components.model_serving import NODE_LOSS_TOLERATION_SECONDS
 
 from tests.cluster.conftest import LocalCluster
 from tests.nodes.serving import (
@@ -52,6 +53,9 @@ def test_a_killed_worker_stops_failing_requests_within_the_grace_period(
     try:
         fault = under_load(node_cluster, served.image, served.rows, f"kill {victim}", kill,
                            settle=NODE_MONITOR_GRACE + 40, load_node="cp")  # fmt: skip
+        # The lost pod is replaced on the worker left once its toleration of the lost node ends.
+        until(lambda: nodes_serving(node_cluster) == ["w1", "w1"],
+              NODE_LOSS_TOLERATION_SECONDS + 90, "the lost replica replaced on w1")  # fmt: skip
     finally:
         docker("start", f"modelyard-node-{victim}")
     print(fault.line())
