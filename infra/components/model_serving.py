@@ -44,6 +44,7 @@ PRE_STOP_SECONDS = 5
 # period) before it is replaced elsewhere: Kubernetes' default is 300 s, five minutes with one
 # replica fewer.
 NODE_LOSS_TOLERATION_SECONDS = 30
+NODE_LOSS_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 # Where canary pods find their weight (a ConfigMap's key, re-read every second by the server).
 WEIGHT_MOUNT = "/etc/modelyard/rollout"
 WEIGHT_KEY = "candidateWeight"
@@ -483,5 +484,5 @@ def node_loss_tolerations() -> list[dict[str, Any]]:
     return [
         {"key": key, "operator": "Exists", "effect": "NoExecute",
          "toleration_seconds": NODE_LOSS_TOLERATION_SECONDS}
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+        for key in NODE_LOSS_TAINTS
     ]  # fmt: skip

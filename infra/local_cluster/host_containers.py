@@ -49,24 +49,29 @@ def start_host(
          "chown admin:admin ~admin/.ssh/authorized_keys && chmod 0600 ~admin/.ssh/authorized_keys"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    return ssh_port(container)
+    return published_port(container)
 
 
-def ssh_port(container: str) -> int:
-    """The port on 127.0.0.1 Docker published the container's sshd on (new at each start)."""
-    mapping = subprocess.run(["docker", "port", container, "22/tcp"], check=True,
+def published_port(container: str, port: str = "22/tcp") -> int:
+    """The port on 127.0.0.1 Docker published the container's `port` on (sshd by default; a
+    port Docker picks is new at each start)."""
+    mapping = subprocess.run(["docker", "port", container, port], check=True,
                              capture_output=True, text=True).stdout.split()[0]  # fmt: skip
     return int(mapping.rsplit(":", 1)[1])
+
+
+def ssh_command(port: int, key: Path, user: str = "admin") -> list[str]:
+    """`ssh` to USER on the host whose sshd is published on `port`, with `key`, never prompting;
+    the command to run follows."""
+    return ["ssh", "-p", str(port), *SSH_OPTIONS, "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+            "-i", str(key), f"{user}@127.0.0.1"]  # fmt: skip
 
 
 def wait_for_ssh(name: str, port: int, key: Path) -> None:
     deadline = time.monotonic() + SSH_TIMEOUT
     while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["ssh", "-p", str(port), *SSH_OPTIONS, "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
-             "-i", str(key), "admin@127.0.0.1", "true"],
-            capture_output=True, check=False, timeout=30,
-        )  # fmt: skip
+        probe = subprocess.run([*ssh_command(port, key), "true"], capture_output=True,
+                               check=False, timeout=30)  # fmt: skip
         if probe.returncode == 0:
             return
         time.sleep(1)

@@ -110,7 +110,7 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
                                capture_output=True)  # fmt: skip
     if not cluster.formed:
         # SSH is published on a port Docker picks again at each start.
-        reached = [replace(n, ssh_port=host_containers.ssh_port(n.container))
+        reached = [replace(n, ssh_port=host_containers.published_port(n.container))
                    for n in cluster.nodes]  # fmt: skip
         cluster = NodeCluster(cluster.network, cluster.prefix, reached, False)
         _configure(cluster, binaries, paths, say)

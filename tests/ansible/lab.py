@@ -148,12 +148,9 @@ class Lab:
 def ssh(
     host: LabHost, key: Path, *args: str, user: str = "admin", options: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ssh", "-p", str(host.ssh_port), *host_containers.SSH_OPTIONS,
-         "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
-         "-i", str(key), *options, f"{user}@127.0.0.1", *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    *command, destination = host_containers.ssh_command(host.ssh_port, key, user)
+    return subprocess.run([*command, *options, destination, *args], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
 
 
 @contextmanager
@@ -179,8 +176,7 @@ def open_lab(image: str, node_image: str, binaries: Binaries, work: Path) -> Ite
             hosts[name] = _start_host(node_image, network, name, public, flags)
         for host in hosts.values():
             host_containers.wait_for_ssh(host.name, host.ssh_port, key)
-        api_port = int(docker("port", hosts["cp"].container, "6443/tcp").stdout.split()[0]
-                       .rsplit(":", 1)[1])  # fmt: skip
+        api_port = host_containers.published_port(hosts["cp"].container, "6443/tcp")
         inventory = work / "hosts.yml"
         _write_inventory(inventory, hosts, key, prefix, api_port)
         agent_public = agent_key.with_suffix(".pub").read_text().strip()

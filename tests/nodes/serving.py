@@ -17,6 +17,7 @@ from typing import Any
 
 from modelyard.contracts.serving_options import SERVING_PORT
 from modelyard.infra.components.model_serving import (
+    NODE_LOSS_TAINTS,
     NODE_LOSS_TOLERATION_SECONDS,
     PRE_STOP_SECONDS,
     SERVING_UID,
@@ -71,7 +72,7 @@ def manifests(image: str, replicas: int) -> list[dict[str, Any]]:
             "tolerations": [
                 {"key": key, "operator": "Exists", "effect": "NoExecute",
                  "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS}
-                for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+                for key in NODE_LOSS_TAINTS
             ],
         },
     }  # fmt: skip
