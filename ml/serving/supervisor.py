@@ -181,7 +181,7 @@ class Supervisor:
             self._follow_weight()
         if self._load_failed():
             self._keep_previous()
-        elif self.routing.candidate is not None:
+        elif self.routing.candidate is not None and not self._judged_by_deploy():
             self._judge()
         self._write_status()
 
@@ -390,6 +390,13 @@ class Supervisor:
             )
         except Exception as exc:
             log.warning("cannot tag %s version %s: %s", ref.name, ref.version, exc)
+
+    def _judged_by_deploy(self) -> bool:
+        """A canary the deployment pinned is stepped and rolled back by the deploy, which reads
+        every pod's /metrics. A pod dropping the candidate on its own would disagree with the
+        other pods, the Deployment and the environment's file, and leave the deploy waiting for
+        a weight the pod no longer serves."""
+        return bool(self.options.candidate_uri) and self.routing.mode == "canary"
 
     def _load_failed(self) -> bool:
         """Did a worker report that it cannot load the versions of the current routing?"""

@@ -176,7 +176,8 @@ def test_a_canary_pinned_by_the_deployment_splits_by_its_weight_and_never_steps_
     tracking: str, server, model_name: str, model_a: Trained, model_needs_new_column: Trained
 ) -> None:  # type: ignore[no-untyped-def]
     """What a Kubernetes pod runs during a canary step: both versions, the weight `pulumi up`
-    set, per request; stepping and rolling back are the deploy's, which reads /metrics."""
+    set, per request; stepping and rolling back are the deploy's, which reads /metrics (a pod
+    that rolled back on its own left the deploy waiting for a weight it no longer served)."""
     from modelyard.ml.serving.metrics import parse_version_stats
     from modelyard.ml.serving.rollout import window
 
@@ -185,15 +186,16 @@ def test_a_canary_pinned_by_the_deployment_splits_by_its_weight_and_never_steps_
     handle = server(
         f"models:/{model_name}/{stable}", candidate_uri=f"models:/{model_name}/{broken}",
         candidate_weight=30, strategy="canary", canary_steps=(30, 100), canary_step_seconds=0.5,
-        limits=Limits(max_error_rate=1.0, max_latency_p99_ms=10_000.0, min_requests=10),
+        limits=Limits(max_error_rate=0.01, max_latency_p99_ms=10_000.0, min_requests=10),
     )  # fmt: skip
     handle.wait(lambda s: s.get("ready") and s.get("candidate"), what="both versions loaded")
     with Load(handle.url, records(model_a[1].iloc[:50]), threads=2) as load:
         time.sleep(4)
     status = handle.status()
-    # Still at the weight it was given, long after its step time: the server did not step.
+    # Still at the weight it was given, long after its step time: the server did not step, nor
+    # roll back the failing candidate (far above its maxErrorRate): the deploy does that.
     assert status["candidate"]["version"] == broken and status["weight"] == 30
-    assert not any(e["event"] in ("promote", "canary") for e in status["events"][1:])
+    assert not any(e["event"] in ("promote", "canary", "rollback") for e in status["events"][1:])
     # Every request the candidate failed was answered by the stable version.
     assert load.failures == [] and load.versions[broken] == 0
     counted = parse_version_stats(call(handle.url, "GET", "/metrics")[2].decode())
