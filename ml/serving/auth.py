@@ -3,7 +3,8 @@
 The tokens live in one folder (a Kubernetes Secret mounted into the pod, files uploaded into the
 container): `scoring.NAME` files hold the tokens callers score with, several at once so one
 rotates without downtime, and `metrics` holds the token Prometheus scrapes with. Each worker
-re-reads the folder every second, so a rotated Secret takes effect without a restart. Only
+re-reads the folder every second, and at once when a token it does not know arrives after the
+folder changed, so a rotated Secret takes effect without a restart. Only
 SHA-256 digests are kept in memory and compared in constant time; no token is ever logged.
 """
 
@@ -90,6 +91,7 @@ class Guard:
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder) if folder else None
         self._read: Tokens | None = None  # None: never read yet (the first read is logged)
+        self._read_at: int | None = None  # the folder's mtime when it was last read
         self.refresh()
 
     @property
@@ -104,6 +106,7 @@ class Guard:
         """Read the folder again; say so when what it holds changed (names, never values)."""
         if self.folder is None:
             return
+        self._read_at = _mtime(self.folder)  # before reading: a change meanwhile reads again
         tokens = read_tokens(self.folder)
         if tokens == self._read:
             return
@@ -123,9 +126,30 @@ class Guard:
         if scheme.lower() != "bearer" or not presented.strip():
             return Refusal("missing")
         digest = _digest(presented.strip())
+        if self._accepts(digest, for_metrics):
+            return None
+        # A token added since the last read: its callers may move over as soon as one worker
+        # took it, so every worker reads the folder again at the token's first use rather than at
+        # its next periodic read (a worker busy swapping in a compiled model gets there late).
+        if _mtime(self.folder) != self._read_at:
+            self.refresh()
+            if self._accepts(digest, for_metrics):
+                return None
+        return Refusal("invalid")
+
+    def _accepts(self, digest: bytes, for_metrics: bool) -> bool:
         allowed = self.tokens.metrics if for_metrics else self.tokens.scoring
         # Compare with every token, in constant time each: no early exit tells which matched.
         matched = False
         for known in allowed:
             matched |= hmac.compare_digest(digest, known)
-        return None if matched else Refusal("invalid")
+        return matched
+
+
+def _mtime(folder: Path) -> int | None:
+    """Changes when a file is added to or removed from the folder, or a Kubernetes Secret
+    volume swaps in a new version (it renames its `..data` link)."""
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return None

@@ -86,8 +86,10 @@ def test_scoring_and_metrics_need_their_own_tokens_and_a_rotation_needs_no_resta
         while score(served.url, row, bearer(NEXT))[0] != 200:
             assert time.monotonic() < deadline, "the new token was never accepted"
             time.sleep(0.2)
+        # The clients move over at once: a worker that had not read the folder yet reads it
+        # at the new token's first use.
         load.headers = bearer(NEXT)
-        time.sleep(1.5)  # every worker has read the folder by now
+        time.sleep(1)
         os.unlink(tokens / (AUTH_SCORING_PREFIX + "bob"))
         deadline = time.monotonic() + 10
         while score(served.url, row, bearer(BOB))[0] != 401:
@@ -103,6 +105,22 @@ def test_scoring_and_metrics_need_their_own_tokens_and_a_rotation_needs_no_resta
     assert "tokens read from" in log and "alice" in log  # names are logged, values never
     for token in (ALICE, BOB, NEXT, SCRAPER):
         assert token not in log
+
+
+def test_a_token_added_is_accepted_at_its_first_use_by_a_worker_that_has_not_read_it_yet(
+    tmp_path: Path,
+) -> None:
+    """What each worker does between its reads of the folder (every second, later when it is
+    busy): a caller already moved to a new token is not refused by the worker it lands on."""
+    from modelyard.ml.serving.auth import Guard
+
+    write_token(tmp_path, AUTH_SCORING_PREFIX + "bob", BOB)
+    guard = Guard(str(tmp_path))
+    assert guard.check(f"Bearer {NEXT}") is not None
+    write_token(tmp_path, AUTH_SCORING_PREFIX + "next", NEXT)
+    assert guard.check(f"Bearer {NEXT}") is None and guard.check(f"Bearer {BOB}") is None
+    refused = guard.check("Bearer not-a-token")  # the folder is read again only after a change
+    assert refused is not None and refused.reason == "invalid"
 
 
 def test_without_a_token_folder_the_server_is_open_and_says_so(
