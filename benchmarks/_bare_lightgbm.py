@@ -14,27 +14,28 @@ import sys
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from modelyard.contracts.environment.training import TrainingSettings
+from modelyard.ml.training.evaluation import roc_auc, threshold_counts
 from modelyard.ml.training.features import stratified_split
+
+# modelyard's default split: the fractions and seed `modelyard train` uses when none are set.
+DEFAULTS = {name: TrainingSettings.model_fields[name].default
+            for name in ("validation_fraction", "holdout_fraction", "seed")}  # fmt: skip
 
 
 def main(data: str, target: str, model_out: str, rounds: int, params: dict[str, object]) -> None:
     frame = pd.read_parquet(data)
     labels = frame[target].to_numpy()
     features = frame.drop(columns=[target])
-    split = stratified_split(labels, 0.2, 0.2, 42)
+    split = stratified_split(labels, DEFAULTS["validation_fraction"], DEFAULTS["holdout_fraction"],
+                             DEFAULTS["seed"])  # fmt: skip
     train = lgb.Dataset(features.iloc[split.train], labels[split.train])
     valid = lgb.Dataset(features.iloc[split.valid], labels[split.valid], reference=train)
     booster = lgb.train(params, train, num_boost_round=rounds, valid_sets=[valid])
     scores = booster.predict(features.iloc[split.holdout])
     booster.save_model(model_out)
-    print(json.dumps({"roc_auc": _auc(labels[split.holdout], np.asarray(scores))}))
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    ranks = pd.Series(scores).rank().to_numpy()
-    positive = labels == 1
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    counts = threshold_counts(labels[split.holdout], np.asarray(scores))
+    print(json.dumps({"roc_auc": roc_auc(counts)}))  # as modelyard's holdout metrics compute it
 
 
 if __name__ == "__main__":

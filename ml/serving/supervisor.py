@@ -335,8 +335,8 @@ class Supervisor:
             self._tag(candidate, f"rolled back: {reason}")
             self._make_durable(candidate, stable, reason)
             return
-        if routing.mode != "canary" or self.options.candidate_uri:
-            return  # only a canary this server started steps itself
+        if routing.mode != "canary":
+            return  # only a canary steps (a pinned one never gets here: _judged_by_deploy)
         elapsed = time.monotonic() - self.rollout.step_started
         if (
             elapsed < self.options.canary_step_seconds
