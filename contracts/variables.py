@@ -14,6 +14,9 @@ PIPELINE_RUN_ID = "MODELYARD_PIPELINE_RUN_ID"
 PIPELINE_REASON = "MODELYARD_PIPELINE_REASON"
 # Set by the training image: the train stage is already inside its container.
 TRAINING_CONTAINER = "MODELYARD_TRAINING_CONTAINER"
+# Where the train stage inside a Job writes its result (the run and its metrics, JSON): the train
+# container's termination message, which the stage that started the Job reads back.
+TRAINING_RESULT_FILE = "MODELYARD_TRAINING_RESULT_FILE"
 # Who promotes (Jenkins: BUILD_USER_ID; elsewhere the login name).
 ACTOR = "MODELYARD_ACTOR"
 # The private key file release commits are pushed with over SSH (Jenkins binds the credential

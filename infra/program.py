@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
-from modelyard.contracts.environment import ConfigError, Environment, check_cross_section
+from modelyard.contracts.environment import Environment, check_cross_section
+from modelyard.contracts.environment.serving import Resources
 from modelyard.contracts.labels import SERVING_APP_LABELS
+from modelyard.contracts.quantities import cpu_millis, memory_bytes
 from modelyard.contracts.serving_options import SERVING_PORT, auth_files, server_variables
 from modelyard.infra.components.cluster import Cluster, ClusterArgs, Quota
 from modelyard.infra.components.local_serving import LocalModelServing, LocalModelServingArgs
@@ -24,22 +25,12 @@ from modelyard.infra.components.model_serving import (
     PullSecret,
     Release,
 )
+from modelyard.infra.components.model_training import ModelTraining, ModelTrainingArgs
 from modelyard.infra.platform_services import PlatformOutputs, build_platform
 from modelyard.infra.stack_secrets import StackSecrets
 
 # Room for a rolling surge or a blue/green standby next to the autoscaler's maximum.
 _QUOTA_HEADROOM = 2
-_MEMORY_UNITS = {
-    "": 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
 
 
 # (username, password) of the environment's MLflow server, the password a secret Output.
@@ -117,18 +108,22 @@ def _build_kubernetes_serving(
     limits = serving.resources.limits
     models = environment.served_models
     pods = (serving.autoscaling.max_replicas * _QUOTA_HEADROOM + 1) * len(models)
+    quota = Quota(
+        requests_cpu=_scale_cpu(requests.cpu, pods),
+        requests_memory=_scale_memory(requests.memory, pods),
+        limits_cpu=_scale_cpu(limits.cpu, pods),
+        limits_memory=_scale_memory(limits.memory, pods),
+        pods=pods,
+    )
+    trains_here = environment.pipeline.train_in == "kubernetes"
+    if trains_here:  # room for one training pod beside the serving ones
+        quota = _with_training_pod(quota, environment.training.kubernetes.resources)
     cluster = Cluster(
         f"{environment.name}-cluster",
         ClusterArgs(
             namespace=serving.namespace,
             environment=environment.name,
-            quota=Quota(
-                requests_cpu=_scale_cpu(requests.cpu, pods),
-                requests_memory=_scale_memory(requests.memory, pods),
-                limits_cpu=_scale_cpu(limits.cpu, pods),
-                limits_memory=_scale_memory(limits.memory, pods),
-                pods=pods,
-            ),
+            quota=quota,
             default_requests={"cpu": requests.cpu, "memory": requests.memory},
             default_limits={"cpu": limits.cpu, "memory": limits.memory},
             serving_selector=SERVING_APP_LABELS,
@@ -139,6 +134,8 @@ def _build_kubernetes_serving(
         ),
         opts=on_cluster,
     )
+    if trains_here:
+        _build_training(environment, cluster, mlflow_credentials, pull, on_cluster)
     services, versions = {}, {}
     tokens = _auth_files(environment)
     for model in models:
@@ -176,6 +173,53 @@ def _build_kubernetes_serving(
     pulumi.export("servingVersion", versions[models[0]])
     pulumi.export("servingServices", services)
     pulumi.export("servingVersions", versions)
+
+
+def _with_training_pod(quota: Quota, resources: Resources) -> Quota:
+    def cpu(total: str, more: str) -> str:
+        return f"{cpu_millis(total) + cpu_millis(more)}m"
+
+    def memory(total: str, more: str) -> str:
+        return f"{math.ceil((memory_bytes(total) + memory_bytes(more)) / 2**20)}Mi"
+
+    return Quota(
+        requests_cpu=cpu(quota.requests_cpu, resources.requests.cpu),
+        requests_memory=memory(quota.requests_memory, resources.requests.memory),
+        limits_cpu=cpu(quota.limits_cpu, resources.limits.cpu),
+        limits_memory=memory(quota.limits_memory, resources.limits.memory),
+        pods=quota.pods + 1,
+    )
+
+
+def _build_training(
+    environment: Environment,
+    cluster: Cluster,
+    mlflow_credentials: Credentials | None,
+    serving_pull: PullSecret | None,
+    on_cluster: pulumi.ResourceOptions,
+) -> None:
+    """The training Jobs' service account, volume, egress and Secrets (pipeline.trainIn
+    `kubernetes`). They pull from the package registry, with serving's pull credentials."""
+    registry = environment.pipeline.package.registry
+    assert registry is not None  # Environment.cross_section_problems
+    pull = (
+        PullSecret(registry, serving_pull.username, serving_pull.password) if serving_pull else None
+    )
+    settings = environment.training.kubernetes
+    ModelTraining(
+        f"{environment.name}-training",
+        ModelTrainingArgs(
+            namespace=cluster.namespace,
+            environment=environment.name,
+            storage=settings.storage,
+            storage_class=settings.storage_class,
+            egress_cidrs=environment.serving.network.egress_cidrs,
+            egress_ports=environment.serving.network.egress_ports,
+            mlflow_credentials=mlflow_credentials,
+            pull_secret=pull,
+        ),
+        opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[cluster])),
+    )
 
 
 def _kubernetes_provider(environment: Environment) -> k8s.Provider:
@@ -233,8 +277,8 @@ def _build_local_serving(
                     platform.mlflow_internal_url if platform else environment.mlflow.tracking_uri
                 ),
                 host_port=environment.local_port(model),
-                memory_mb=_memory_bytes(serving.resources.limits.memory) // 2**20,
-                cpus=str(_cpu_millis(serving.resources.limits.cpu) / 1000),
+                memory_mb=memory_bytes(serving.resources.limits.memory) // 2**20,
+                cpus=str(cpu_millis(serving.resources.limits.cpu) / 1000),
                 network=platform.network if platform else None,
                 env=server_variables(environment),
                 mlflow_credentials=credentials,
@@ -250,22 +294,9 @@ def _build_local_serving(
     pulumi.export("servingVersions", versions)
 
 
-def _cpu_millis(quantity: str) -> int:
-    if quantity.endswith("m"):
-        return int(quantity[:-1])
-    return math.ceil(float(quantity) * 1000)
-
-
-def _memory_bytes(quantity: str) -> int:
-    match = re.fullmatch(r"([0-9]+)([KMGT]i?)?", quantity)
-    if match is None:
-        raise ConfigError(f"memory quantity {quantity!r} is not a Kubernetes quantity like 512Mi")
-    return int(match[1]) * _MEMORY_UNITS[match[2] or ""]
-
-
 def _scale_cpu(quantity: str, factor: int) -> str:
-    return f"{_cpu_millis(quantity) * factor}m"
+    return f"{cpu_millis(quantity) * factor}m"
 
 
 def _scale_memory(quantity: str, factor: int) -> str:
-    return f"{math.ceil(_memory_bytes(quantity) * factor / 2**20)}Mi"
+    return f"{math.ceil(memory_bytes(quantity) * factor / 2**20)}Mi"

@@ -132,6 +132,8 @@ class Environment(Section):
                 ))  # fmt: skip
         if serving.platform == "kubernetes":
             problems.extend(self._kubernetes_model_problems())
+        if self.pipeline.train_in == "kubernetes":
+            problems.extend(self._training_job_problems())
         if self.served_model in self.models:
             problems.append((
                 f"models.{self.served_model}",
@@ -163,6 +165,25 @@ class Environment(Section):
                 problem = self.serving.image_problem(ref)
                 if problem:
                     problems.append((f"models.{name}.{key}", problem))
+        return problems
+
+    def _training_job_problems(self) -> list[tuple[str, str]]:
+        """A training Job runs in serving's namespace, from an image pushed to the package
+        registry: both must exist before a pod can start."""
+        problems: list[tuple[str, str]] = []
+        if self.serving.platform != "kubernetes":
+            problems.append((
+                "pipeline.trainIn",
+                f"is `kubernetes` but serving.platform is `{self.serving.platform}`: the Job runs "
+                "in serving.namespace of the cluster serving.kubeconfig names. Serve on "
+                "Kubernetes, or set pipeline.trainIn to `container` or `process`",
+            ))  # fmt: skip
+        if self.pipeline.package.registry is None:
+            problems.append((
+                "pipeline.package.registry",
+                "is unset but pipeline.trainIn is `kubernetes`: the training image is pushed "
+                "there for the cluster to pull. Set the registry the cluster pulls from",
+            ))  # fmt: skip
         return problems
 
     def _platform_problems(self, platform: PlatformSettings) -> list[tuple[str, str]]:

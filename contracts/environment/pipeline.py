@@ -51,8 +51,9 @@ class PipelineSettings(Section):
     # The monitor: how often a killed training or serving process is started again.
     max_restarts: int = Field(default=2, ge=0, le=10)
     smoke_requests: int = Field(default=50, ge=1, le=10_000)
-    # Where the train stage runs: a local process, or a container of the model's training image
-    # (infra/images/train, built from ml/models/NAME/model.yaml; needs Docker).
-    train_in: Literal["process", "container"] = "process"
+    # Where the train stage runs: a local process, a container of the model's training image
+    # (infra/images/train, built from ml/models/NAME/model.yaml; needs Docker), or a Job of that
+    # image in serving.namespace (training.kubernetes; pipelines/pipeline/training_job.py).
+    train_in: Literal["process", "container", "kubernetes"] = "process"
     # The package stage: the model artifact, and the serving image pushed to a registry.
     package: PackageSettings = PackageSettings()

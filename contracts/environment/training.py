@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.contracts.environment.base import MetricRule, Section
+from modelyard.contracts.environment.serving import Quantities, Resources
 from modelyard.contracts.tasks import TASKS, Task, rule_problem
 from pydantic import Field, field_validator
 
@@ -12,6 +13,20 @@ from pydantic import Field, field_validator
 class Budget(Section):
     trials: int = Field(default=20, ge=1, le=1000)
     minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+
+
+class OnKubernetes(Section):
+    """How the train stage runs as a Job when modelyard:pipeline.trainIn is `kubernetes`."""
+
+    resources: Resources = Resources(
+        requests=Quantities(cpu="1", memory="1Gi"), limits=Quantities(cpu="2", memory="4Gi")
+    )
+    # The volume the Job's state lives on (checkpoints, the staged data): it outlives the pod, so
+    # a replaced pod resumes. Unset storageClass: the cluster's default class.
+    storage: str = Field(default="4Gi", pattern=r"^[0-9]+(Mi|Gi|Ti)$")
+    storage_class: str | None = None
+    # How long the stage waits for the pod to be scheduled before it gives up and says why.
+    schedule_timeout_seconds: int = Field(default=120, ge=10, le=3600)
 
 
 class TrainingSettings(Section):
@@ -28,6 +43,8 @@ class TrainingSettings(Section):
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     checkpoint_every: int = Field(default=10, ge=1)
     seed: int = 42
+    # Where the Job runs, not what it trains: not part of a job's key (ml/training/run.py).
+    kubernetes: OnKubernetes = OnKubernetes()
 
     @field_validator("gate", mode="before")
     @classmethod

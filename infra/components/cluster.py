@@ -38,6 +38,11 @@ DEPLOYER_RULES: list[Any] = [  # PolicyRuleArgsDict-shaped
     {"api_groups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": _WRITE},
     {"api_groups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _WRITE},
     {"api_groups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
+    # The train stage on Kubernetes (pipeline.trainIn): its Job, and the dataset streamed into
+    # the Job's pod through `kubectl exec` (pipelines/pipeline/training_job.py).
+    {"api_groups": ["batch"], "resources": ["jobs"], "verbs": _WRITE},
+    {"api_groups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+    {"api_groups": [""], "resources": ["persistentvolumeclaims"], "verbs": _READ},
 ]
 
 

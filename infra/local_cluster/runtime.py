@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modelyard.contracts.environment import ConfigError
-from modelyard.infra.local_cluster import configuration, images, network, nodes, supervisor
+from modelyard.infra.local_cluster import configuration, images, network, nodes, storage, supervisor
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.components import Component, components
 from modelyard.infra.local_cluster.settings import API_PORT, NODE_NAME, ClusterPaths
@@ -124,6 +124,7 @@ def up(say: Say, paths: ClusterPaths | None = None, node_count: int | None = Non
         for component in components(paths, binaries, ip):
             _start(paths, binaries, component, say)
         _wait_for_node(paths, binaries)
+        storage.ensure_volumes(paths, binaries)
     except BaseException:
         say("the cluster did not start: stopping what did")
         down(lambda _line: None, paths)

@@ -13,6 +13,9 @@ CLUSTER_NAME = "modelyard"
 # Address ranges of the cluster's own pods and Services; chosen away from Docker's 172.16/12 pools.
 POD_SUBNET = "10.244.0.0/24"
 SERVICE_SUBNET = "10.96.0.0/16"
+# The StorageClass of the local volumes `cluster up` makes (storage.py): what an environment's
+# training.kubernetes.storageClass names on this cluster.
+LOCAL_STORAGE_CLASS = "modelyard-local"
 BRIDGE = "modelyard0"  # the CNI bridge the pods hang off (and the firewall rules name)
 PAUSE_IMAGE = "modelyard.invalid/pause:{key}"
 # The API server's port on 127.0.0.1 (kubeconfigs and tests use loopback only).
@@ -79,6 +82,11 @@ class ClusterPaths:
     @property
     def kubelet_root(self) -> Path:
         return self.root / "kubelet"
+
+    @property
+    def volumes(self) -> Path:
+        """The local PersistentVolumes' folders (storage.py)."""
+        return self.root / "volumes"
 
     @property
     def logs(self) -> Path:

@@ -84,7 +84,10 @@ def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target:
         "model": spec.name,
         "target": target,
         "task": spec.task,
-        "training": training_settings(environment, spec).model_dump(mode="json"),
+        # Where it runs is not what is trained: a Job resumes what a process began.
+        "training": training_settings(environment, spec).model_dump(
+            mode="json", exclude={"kubernetes"}
+        ),
         "dataset": dataset.digest,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]

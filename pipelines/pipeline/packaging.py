@@ -56,12 +56,10 @@ def _build_and_push(
     environment: Environment, model_dir: Path, identity: dict[str, str], say: Callable[[str], None]
 ) -> ServingImage:
     from modelyard.ml.serving.image import build_context
-    from modelyard.pipelines.notify import reveal
 
     settings = environment.pipeline.package
     registry = settings.registry
-    assert registry is not None and settings.password is not None
-    password = reveal(settings.password, PASSWORD_KEY, environment)
+    assert registry is not None
     tag = f"{image_repository(environment, registry)}:{identity['name']}-v{identity['version']}"
     with tempfile.TemporaryDirectory(prefix="modelyard-package-") as folder:
         context = build_context(Path(folder) / "context", model_dir, identity)
@@ -72,16 +70,30 @@ def _build_and_push(
         if code != 0:
             raise PipelineError(f"the serving image {tag} did not build:\n" + "\n".join(tail[-8:]))
         try:
-            push = _login_and_push(environment, registry, password, tag, Path(folder))
+            digest = push_image(environment, tag)
         finally:
             # The registry holds the image; its layers stay here as build cache.
             docker("rmi", "--no-prune", tag)
+    say(f"pushed {tag} ({digest})")
+    return ServingImage(f"{tag}@{digest}", digest)
+
+
+def push_image(environment: Environment, tag: str) -> str:
+    """Push `tag` to pipeline.package.registry with its credentials; the digest the registry
+    returned (what a deploy or a Job pins)."""
+    from modelyard.pipelines.notify import reveal
+
+    settings = environment.pipeline.package
+    registry = settings.registry
+    assert registry is not None and settings.password is not None
+    password = reveal(settings.password, PASSWORD_KEY, environment)
+    with tempfile.TemporaryDirectory(prefix="modelyard-push-") as folder:
+        push = _login_and_push(environment, registry, password, tag, Path(folder))
     digest = _PUSHED.search(push.stdout)
     if push.returncode != 0 or digest is None:
         reason = (push.stderr.strip().splitlines() or ["no digest in its output"])[-1]
         raise PipelineError(f"pushing {tag} to {registry} failed: {reason}")
-    say(f"pushed {tag} ({digest[1]})")
-    return ServingImage(f"{tag}@{digest[1]}", digest[1])
+    return digest[1]
 
 
 def _login_and_push(

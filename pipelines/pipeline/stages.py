@@ -4,6 +4,7 @@ run's context; `modelyard pipeline stage NAME` runs one, `modelyard pipeline run
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelyard.contracts import artifacts, tags
+from modelyard.contracts import artifacts, tags, variables
 from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import Environment, load_environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
@@ -69,8 +70,14 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
     check_training_params(environment)  # before a container, MLflow or the data
 
-    if environment.pipeline.train_in == "container" and not training_container.inside():
+    where = environment.pipeline.train_in
+    if where == "container" and not training_container.inside():
         training_container.train_in_container(ctx, environment, say)
+        return
+    if where == "kubernetes" and not training_container.inside():
+        from modelyard.pipelines.pipeline.training_job import train_on_kubernetes
+
+        train_on_kubernetes(ctx, environment, say)
         return
     from modelyard.contracts.state import state_dir
     from modelyard.ml.spec import load_model_spec
@@ -92,6 +99,11 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     ctx.training_run_id, ctx.metrics = result.run_id, result.metrics
     gate = result.gate
     say(f"gate `{gate['rule']}` passed with {gate['value']:.4f} after {result.trials} trial(s)")
+    result_file = os.environ.get(variables.TRAINING_RESULT_FILE)
+    if result_file:  # inside a training Job: the stage that started it reads this back
+        Path(result_file).write_text(
+            json.dumps({"training_run_id": result.run_id, "metrics": result.metrics})
+        )
 
 
 def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:

@@ -32,9 +32,19 @@ def test_a_plain_text_registry_password_is_refused_and_not_echoed(environments: 
 
 
 def test_train_in_names_its_choices(environments: Path) -> None:
+    edit_environment(environments, "local", {"pipeline.trainIn": "cloud"})
+    message = _refused(environments)
+    assert "modelyard:pipeline.trainIn" in message
+    assert "'process', 'container' or 'kubernetes'" in message
+
+
+def test_training_on_kubernetes_needs_a_cluster_and_a_registry(environments: Path) -> None:
+    # The embedded default serves with Docker and pushes to no registry: a Job has neither a
+    # namespace to run in nor an image the cluster could pull. Both said at once, before any pod.
     edit_environment(environments, "local", {"pipeline.trainIn": "kubernetes"})
     message = _refused(environments)
-    assert "modelyard:pipeline.trainIn" in message and "'process' or 'container'" in message
+    assert "modelyard:pipeline.trainIn" in message and "serving.platform is `docker`" in message
+    assert "modelyard:pipeline.package.registry" in message and "cluster pulls from" in message
 
 
 def test_a_registry_address_with_a_scheme_is_refused(environments: Path) -> None:

@@ -14,7 +14,13 @@ import kubernetes_validate
 import pytest
 import yaml
 from modelyard.infra.render import render
-from test_render_support import REPO, edit_environment, pinned, render_with_mlflow_credentials
+from test_render_support import (
+    REPO,
+    edit_environment,
+    pinned,
+    render_with_mlflow_credentials,
+    training_job_manifest,
+)
 
 MODELYARD = str(Path(sys.executable).parent / "modelyard")
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
@@ -62,6 +68,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             },
         },
     ),
+    # The namespace a training Job runs in (pipeline.trainIn kubernetes): volume, egress, Secrets.
+    "staging-trains-on-kubernetes": (
+        "staging",
+        {"pipeline": {"trainIn": "kubernetes"}},
+    ),
     "production-canary": (
         "production",
         {
@@ -89,6 +100,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
             patch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
             render(env).write_manifests(root / variant)
     render_with_mlflow_credentials().write_manifests(root / "mlflow-credentials")
+    # The Job the train stage creates in it: validated and scanned like what the stack makes.
+    (root / "training-job").mkdir()
+    (root / "training-job" / "job.yaml").write_text(yaml.safe_dump(training_job_manifest()))
     return root
 
 

@@ -143,3 +143,39 @@ def render_with_mlflow_credentials() -> RenderedState:
         )
 
     return render_program("staging", program)
+
+
+def training_job_manifest() -> dict[str, Any]:
+    """The Job the train stage would create for staging set to train on Kubernetes, with MLflow
+    and registry credentials (their Secrets referenced by name)."""
+    import os
+    import tempfile
+
+    from modelyard.contracts.environment import load_environment
+    from modelyard.pipelines.pipeline.context import PipelineContext
+    from modelyard.pipelines.pipeline.training_job import job_manifest, job_name
+
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copytree(REPO / "environments", folder, dirs_exist_ok=True)
+        login = {"username": "modelyard", "password": {"secure": "v1:not-read-here"}}
+        edit_environment(
+            Path(folder),
+            "staging",
+            pipeline={"trainIn": "kubernetes"},
+            serving={"mlflowCredentials": login, "pullCredentials": login},
+        )
+        before = os.environ.get("MODELYARD_ENVIRONMENTS_DIR")
+        os.environ["MODELYARD_ENVIRONMENTS_DIR"] = folder
+        try:
+            environment = load_environment("staging")
+        finally:
+            if before is None:
+                del os.environ["MODELYARD_ENVIRONMENTS_DIR"]
+            else:
+                os.environ["MODELYARD_ENVIRONMENTS_DIR"] = before
+    ctx = PipelineContext(
+        "jenkins-churn-main-42", "staging", "/data/churn.parquet", "churn", "0" * 40
+    )
+    image = pinned("staging", "train").replace("modelyard-serving", "modelyard-train-churn")
+    staged = f"/var/lib/modelyard/datasets/{'1' * 64}.parquet"
+    return job_manifest(ctx, environment, image, job_name(ctx.run_id), staged)

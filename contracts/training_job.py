@@ -1,0 +1,23 @@
+"""What the training Job on Kubernetes and the stack that prepares its namespace share: the names
+of the objects, the pods' labels, where things are mounted. The stack (infra/components/
+model_training.py) makes the objects; the train stage (pipelines/pipeline/training_job.py) names
+them in each Job."""
+
+from __future__ import annotations
+
+SERVICE_ACCOUNT = "modelyard-training"
+# The Job's state (checkpoints, staged datasets, the run's context): outlives every pod.
+STATE_CLAIM = "modelyard-training-state"
+MLFLOW_SECRET = "modelyard-training-mlflow"  # ~/.mlflow/credentials, when MLflow asks for them
+PULL_SECRET = "modelyard-training-pull"  # the package registry's, when it asks for a login
+LABELS = {"app.kubernetes.io/name": "modelyard-training", "app.kubernetes.io/part-of": "modelyard"}
+SELECTOR = ",".join(f"{k}={v}" for k, v in LABELS.items())
+
+STATE_MOUNT = "/var/lib/modelyard"
+DATASETS = "datasets"  # under STATE_MOUNT: one file per dataset digest
+HOME = "/home/modelyard"  # the credentials file's folder is mounted under it
+UID = 10001
+# The pod's result (the MLflow run and its metrics) as Kubernetes reads it when the container ends.
+RESULT_FILE = "/dev/termination-log"
+# Exit code of a mistake the kit reported (bad data, a gate not met): retrying cannot help.
+USER_ERROR_EXIT = 2

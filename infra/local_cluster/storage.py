@@ -1,0 +1,59 @@
+"""Volumes for the single-node cluster: a StorageClass with no provisioner and a pool of local
+PersistentVolumes made at `cluster up`, as a platform team pre-makes static volumes. A claim of
+the class binds to a free one when its first pod is scheduled. The folders are the cluster's own
+and open to every uid: a pod's `fsGroup` does not reach a local volume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from modelyard.infra.local_cluster.binaries import Binaries
+from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS, NODE_NAME, ClusterPaths
+
+POOL = 6  # the claims one machine's tests and demos make at once, with room
+SIZE = "20Gi"  # what each volume says it holds (a local volume is not enforced)
+
+
+def manifests(paths: ClusterPaths) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": LOCAL_STORAGE_CLASS},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Retain",
+        }
+    ]
+    for number in range(POOL):
+        objects.append({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{LOCAL_STORAGE_CLASS}-{number}"},
+            "spec": {
+                "capacity": {"storage": SIZE},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": LOCAL_STORAGE_CLASS,
+                "local": {"path": str(paths.volumes / str(number))},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]},
+                ]}]}},
+            },
+        })  # fmt: skip
+    return objects
+
+
+def ensure_volumes(paths: ClusterPaths, binaries: Binaries) -> None:
+    """The class and the pool, made once (applying again changes nothing)."""
+    for number in range(POOL):
+        folder = paths.volumes / str(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o1777)  # any pod's uid writes; the sticky bit keeps files their owner's
+    listing = {"apiVersion": "v1", "kind": "List", "items": manifests(paths)}
+    subprocess.run(
+        [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}", "apply", "-f", "-"],
+        input=json.dumps(listing), capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip

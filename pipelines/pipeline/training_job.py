@@ -1,0 +1,420 @@
+"""The train stage as a Kubernetes Job (pipeline.trainIn `kubernetes`).
+
+The Job runs the model's training image with this checkout's code baked in, pushed to the package
+registry and pulled by digest, in serving's namespace under its restricted Pod Security. Its state
+(checkpoints, the staged data, the run's context) lives on the namespace's training volume, so a
+pod that is killed or replaced resumes from its last checkpoint. The data goes onto that volume
+once per digest, streamed into the pod's first container. The stage follows the pods' logs and
+ends with the Job; the result comes back as the train container's termination message. Started
+again (the monitor, Jenkins' retry), the stage follows the Job of its run instead of making one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelyard.contracts import training_job, variables
+from modelyard.contracts.digests import file_digest, tree_digest
+from modelyard.contracts.environment import Environment, environments_dir, project_root
+from modelyard.contracts.labels import ENVIRONMENT_LABEL
+from modelyard.contracts.quantities import cpu_millis, memory_bytes
+from modelyard.ml.lineage import git_commit
+from modelyard.ml.spec import load_model_spec
+from modelyard.pipelines.docker_cli import docker, engine_problem, stream
+from modelyard.pipelines.errors import PipelineError
+from modelyard.pipelines.pipeline.context import PipelineContext
+from modelyard.pipelines.pipeline.packaging import push_image
+from modelyard.pipelines.pipeline.training_image import ensure_image
+
+Say = Callable[[str], None]
+SOURCE_ROOT = "/opt/modelyard-src"  # on PYTHONPATH: the `modelyard` namespace package below it
+CODE_PARTS = ("contracts", "infra", "ml", "pipelines")
+LAST_LINES = 20
+# How long the data container waits for the stage to stream the data before it gives up.
+DATA_WAIT_SECONDS = 900
+# A container that cannot start for one of these reasons will not start by waiting.
+_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def job_name(run_id: str) -> str:
+    """One Job per pipeline run: a DNS label, unique within the namespace."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    return f"train-{slug}"[:63].rstrip("-")
+
+
+class Kube:
+    """kubectl in the environment's namespace (KUBECONFIG says which cluster)."""
+
+    def __init__(self, namespace: str) -> None:
+        from modelyard.pipelines.deploy_targets import kubectl
+
+        self.tool, self.namespace = kubectl(), namespace
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.tool, "--namespace", self.namespace, *args], input=input, capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def json(self, *args: str) -> Any:
+        done = self.run(*args, "-o", "json")
+        if done.returncode != 0:
+            if "NotFound" in done.stderr:
+                return None
+            raise PipelineError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def pods(self, job: str) -> list[dict[str, Any]]:
+        found = self.json("get", "pods", "--selector", f"job-name={job}") or {"items": []}
+        return sorted(found["items"], key=lambda pod: pod["metadata"]["creationTimestamp"])
+
+
+def train_on_kubernetes(ctx: PipelineContext, environment: Environment, say: Say) -> None:
+    """Run the train stage as a Job and wait for it; its results land in the run's context."""
+    namespace = environment.serving.namespace
+    kube = Kube(namespace)
+    data = Path(ctx.data)
+    name = job_name(ctx.run_id)
+    if kube.json("get", "job", name) is None:
+        _check_before_any_pod(kube, environment, data)
+        image = _push_code_image(ctx, environment, say)
+        manifest = job_manifest(ctx, environment, image, name, _staged_path(data))
+        made = kube.run("create", "-f", "-", input=json.dumps(manifest))
+        if made.returncode != 0:
+            raise PipelineError(f"the training Job {name} was refused: {made.stderr.strip()}")
+        say(f"training Job {name} in namespace {namespace} (image {image})")
+    else:
+        say(f"following training Job {name}, started before in namespace {namespace}")
+    result = _follow(kube, name, data, environment, say)
+    ctx.training_run_id, ctx.metrics = result["training_run_id"], result["metrics"]
+
+
+def _staged_path(data: Path) -> str:
+    return f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/{file_digest(data)}{data.suffix}"
+
+
+def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> None:
+    """What would only fail once a pod exists, said before one does."""
+    where = f"{environment.path}: modelyard:training.kubernetes"
+    if not data.is_file():
+        raise PipelineError(
+            f"{data}: training on Kubernetes streams one data file to the Job; give --data a "
+            "file (Parquet or CSV), not a folder"
+        )
+    problem = engine_problem()
+    if problem:
+        raise PipelineError(
+            f"{environment.path}: modelyard:pipeline.trainIn is `kubernetes`, which builds the "
+            f"training image here, but {problem}. Start Docker on this agent."
+        )
+    if kube.json("get", "persistentvolumeclaim", training_job.STATE_CLAIM) is None:
+        raise PipelineError(
+            f"namespace {kube.namespace} has no training volume ({training_job.STATE_CLAIM}): "
+            f"run `modelyard infra up {environment.name}` once modelyard:pipeline.trainIn is "
+            "`kubernetes`, so the stack makes it"
+        )
+    requests = environment.training.kubernetes.resources.requests
+    nodes = kube.json("get", "nodes")
+    if nodes is None:
+        return  # a deployer that may not list nodes: the scheduling timeout says it instead
+    room = [
+        (cpu_millis(node["status"]["allocatable"]["cpu"]),
+         memory_bytes(node["status"]["allocatable"]["memory"]))
+        for node in nodes["items"]
+        if not node["spec"].get("unschedulable")
+    ]  # fmt: skip
+    if not any(cpu >= cpu_millis(requests.cpu) and mem >= memory_bytes(requests.memory)
+               for cpu, mem in room):  # fmt: skip
+        largest = max(room, default=(0, 0))
+        raise PipelineError(
+            f"{where}.resources.requests (cpu {requests.cpu}, memory {requests.memory}) fit no "
+            f"node of the cluster: the largest schedulable one offers cpu {largest[0]}m, memory "
+            f"{largest[1] // 2**20}Mi. Lower the requests, or add a larger node."
+        )
+
+
+def _push_code_image(ctx: PipelineContext, environment: Environment, say: Say) -> str:
+    """The training image with this checkout's code and environment files, pushed; by digest."""
+    spec = load_model_spec(ctx.model)
+    base = ensure_image(spec, say)
+    registry = environment.pipeline.package.registry
+    assert registry is not None  # Environment.cross_section_problems
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "tests")
+    with tempfile.TemporaryDirectory(prefix="modelyard-train-code-") as folder:
+        context = Path(folder)
+        code = context / "modelyard"
+        for part in CODE_PARTS:
+            shutil.copytree(project_root() / part, code / part, ignore=ignore)
+        shutil.copytree(environments_dir(), code / "environments", ignore=ignore)
+        shutil.copy(project_root() / "Pulumi.yaml", code / "Pulumi.yaml")
+        (context / "Dockerfile").write_text(
+            f"FROM {base}\n"
+            f"COPY modelyard {SOURCE_ROOT}/modelyard\n"
+            f"WORKDIR {SOURCE_ROOT}/modelyard\n"
+            f"ENV PYTHONPATH={SOURCE_ROOT}\n"
+        )
+        tag = f"{registry}/modelyard-train-{spec.name.lower()}:{tree_digest(context)[:12]}"
+        code_built, tail = stream(["build", "-t", tag, str(context)], say, lambda _: False)
+    if code_built != 0:
+        raise PipelineError(f"the training image {tag} did not build:\n" + "\n".join(tail[-8:]))
+    try:
+        digest = push_image(environment, tag)
+    finally:
+        docker("rmi", "--no-prune", tag)
+    say(f"pushed {tag} ({digest})")
+    return f"{tag}@{digest}"
+
+
+def job_manifest(
+    ctx: PipelineContext, environment: Environment, image: str, name: str, staged: str
+) -> dict[str, Any]:
+    serving, settings = environment.serving, environment.training.kubernetes
+    labels = {**training_job.LABELS, ENVIRONMENT_LABEL: environment.name}
+    locked = {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    state = {"name": "state", "mountPath": training_job.STATE_MOUNT}
+    env = {
+        variables.STATE_DIR: training_job.STATE_MOUNT,
+        variables.PIPELINE_RUN_ID: ctx.run_id,
+        variables.TRAINING_RESULT_FILE: training_job.RESULT_FILE,
+        # The checkout is not in the image: the commit it was built from is.
+        "GIT_COMMIT": ctx.git_commit or git_commit(project_root()),
+    }
+    if os.environ.get(variables.PIPELINE_REASON):
+        env[variables.PIPELINE_REASON] = os.environ[variables.PIPELINE_REASON]
+    mounts: list[dict[str, Any]] = [state, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "state", "persistentVolumeClaim": {"claimName": training_job.STATE_CLAIM}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+    ]
+    if serving.mlflow_credentials is not None:
+        env["HOME"] = training_job.HOME
+        mounts.append({"name": "mlflow", "mountPath": f"{training_job.HOME}/.mlflow",
+                       "readOnly": True})  # fmt: skip
+        volumes.append({"name": "mlflow", "secret": {"secretName": training_job.MLFLOW_SECRET,
+                                                     "defaultMode": 0o440}})  # fmt: skip
+    wait_for_data = (
+        f'for _ in $(seq {DATA_WAIT_SECONDS}); do [ -f "{staged}" ] && exit 0; sleep 1; done; '
+        f'echo "no data at {staged} after {DATA_WAIT_SECONDS}s: the stage streaming it stopped"; '
+        "exit 1"
+    )
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": training_job.SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": training_job.UID,
+            "runAsGroup": training_job.UID,
+            "fsGroup": training_job.UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # Waits until the data is on the volume (the stage streams it in through this container).
+        "initContainers": [
+            {
+                "name": "data",
+                "image": image,
+                "command": ["sh", "-c", wait_for_data],
+                "securityContext": locked,
+                "volumeMounts": [state],
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "128Mi"},
+                },
+            }
+        ],
+        "containers": [
+            {
+                "name": "train",
+                "image": image,
+                "args": [
+                    "pipeline",
+                    "stage",
+                    "train",
+                    environment.name,
+                    "--data",
+                    staged,
+                    "--run-id",
+                    ctx.run_id,
+                    "--model",
+                    ctx.model,
+                ],
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "resources": {
+                    "requests": settings.resources.requests.model_dump(),
+                    "limits": settings.resources.limits.model_dump(),
+                },
+                "securityContext": locked,
+                "volumeMounts": mounts,
+                # A container that fails without writing its result reports its last log lines.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": volumes,
+    }
+    if serving.pull_credentials is not None:
+        pod["imagePullSecrets"] = [{"name": training_job.PULL_SECRET}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "completionMode": "Indexed",
+            # A killed or evicted pod is replaced and resumes; a mistake the kit reported (bad
+            # data, a gate not met) fails the Job at once: another try would say the same.
+            "backoffLimit": environment.pipeline.max_restarts,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "train",
+                            "operator": "In",
+                            "values": [training_job.USER_ERROR_EXIT],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+def _follow(
+    kube: Kube, name: str, data: Path, environment: Environment, say: Say
+) -> dict[str, Any]:
+    """Stream each pod's logs until the Job ends; its result, or PipelineError with the last
+    pod's last lines."""
+    followed: set[str] = set()
+    streamed: set[str] = set()  # pods whose data container was sent the data
+    timeout = environment.training.kubernetes.schedule_timeout_seconds
+    while True:
+        job = kube.json("get", "job", name)
+        if job is None:
+            raise PipelineError(f"the training Job {name} was deleted while it ran")
+        conditions = {c["type"]: c for c in job["status"].get("conditions", [])
+                      if c["status"] == "True"}  # fmt: skip
+        pods = kube.pods(name)
+        if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+            return _result(pods, name)
+        if "Failed" in conditions:
+            raise PipelineError(
+                f"the training Job {name} failed ({conditions['Failed'].get('message', '')}); "
+                f"its last pod's last lines:\n{_last_lines(kube, pods)}"
+            )
+        pod = pods[-1] if pods else None
+        if pod is None or pod["metadata"]["name"] in followed:
+            time.sleep(1)
+            continue
+        _unless_stuck(kube, name, pod, timeout, environment)
+        statuses = {s["name"]: s for s in pod["status"].get("initContainerStatuses", [])}
+        pod_name = pod["metadata"]["name"]
+        if pod_name not in streamed and "running" in statuses.get("data", {}).get("state", {}):
+            streamed.add(pod_name)
+            _stream_data(kube, pod_name, data, say)
+        train = {s["name"]: s for s in pod["status"].get("containerStatuses", [])}.get("train")
+        if train and ("running" in train["state"] or "terminated" in train["state"]):
+            followed.add(pod_name)
+            _stream_logs(kube, pod_name, say)
+            continue
+        time.sleep(1)
+
+
+def _unless_stuck(
+    kube: Kube, name: str, pod: dict[str, Any], timeout: int, environment: Environment
+) -> None:
+    """A pod the cluster cannot place or start, after `timeout` seconds: the Job is deleted (no
+    pod ever trained) and the stage says why."""
+    created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"])
+    if (datetime.now(UTC) - created).total_seconds() < timeout:
+        return
+    why = ""
+    for condition in pod["status"].get("conditions", []):
+        if condition["type"] == "PodScheduled" and condition["status"] == "False":
+            why = f"not scheduled: {condition.get('message', condition.get('reason', ''))}"
+    statuses = [*pod["status"].get("initContainerStatuses", []),
+                *pod["status"].get("containerStatuses", [])]  # fmt: skip
+    for status in statuses:
+        waiting = status.get("state", {}).get("waiting", {})
+        if waiting.get("reason") in _STUCK:
+            why = (
+                f"{status['name']} cannot start: {waiting['reason']}: {waiting.get('message', '')}"
+            )
+    if why:
+        kube.run("delete", "job", name, "--wait=false")
+        raise PipelineError(
+            f"the training Job {name} did not start within {timeout}s "
+            f"(modelyard:training.kubernetes.scheduleTimeoutSeconds in {environment.path}); "
+            f"its pod was {why}. The Job is deleted; nothing was trained."
+        )
+
+
+def _stream_data(kube: Kube, pod: str, data: Path, say: Say) -> None:
+    """The data file into the waiting container, checked against its digest on arrival."""
+    staged = _staged_path(data)
+    digest = Path(staged).name.removesuffix(data.suffix)
+    script = (
+        f'set -e; mkdir -p "$(dirname {staged})"; cat > "{staged}.part"; '
+        f'echo "{digest}  {staged}.part" | sha256sum -c - >/dev/null; mv "{staged}.part" "{staged}"'
+    )
+    say(f"streaming {data} ({data.stat().st_size // 2**20} MiB) onto the Job's volume")
+    with data.open("rb") as handle:
+        done = subprocess.run(
+            [kube.tool, "--namespace", kube.namespace, "exec", "-i", pod, "-c", "data", "--",
+             "sh", "-c", script],
+            stdin=handle, capture_output=True, timeout=1800, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        # The container may have found the file itself meanwhile (a rerun); the Job goes on.
+        reason = done.stderr.decode(errors="replace").strip()
+        say(f"streaming the data into {pod} did not finish ({reason}); checking the Job again")
+
+
+def _stream_logs(kube: Kube, pod: str, say: Say) -> None:
+    say(f"--- pod {pod} ---")
+    process = subprocess.Popen(
+        [kube.tool, "--namespace", kube.namespace, "logs", "--follow", pod, "-c", "train"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        say(line.rstrip("\n"))
+    process.wait()
+
+
+def _last_lines(kube: Kube, pods: list[dict[str, Any]]) -> str:
+    if not pods:
+        return "(no pod ran)"
+    done = kube.run("logs", pods[-1]["metadata"]["name"], "-c", "train", f"--tail={LAST_LINES}")
+    return (done.stdout or done.stderr).rstrip()
+
+
+def _result(pods: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    for pod in reversed(pods):
+        for status in pod["status"].get("containerStatuses", []):
+            ended = status.get("state", {}).get("terminated", {})
+            if status["name"] == "train" and ended.get("exitCode") == 0:
+                result: dict[str, Any] = json.loads(ended.get("message") or "{}")
+                if "training_run_id" in result:
+                    return result
+    raise PipelineError(f"the training Job {name} succeeded but no pod reported its result")

@@ -1,0 +1,78 @@
+"""What the stack makes for a training Job (pipeline.trainIn kubernetes), rendered offline: the
+Job's identity, volume and egress in serving's namespace, and room in the quota for its pod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from modelyard.contracts import training_job
+from modelyard.infra.render import RenderedState, render
+from test_render_support import REPO, edit_environment, one
+
+
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> tuple[RenderedState, RenderedState]:
+    """staging as shipped, and staging training on Kubernetes."""
+    import shutil
+
+    folder: Path = tmp_path_factory.mktemp("environments")
+    shutil.copytree(REPO / "environments", folder, dirs_exist_ok=True)
+    edit_environment(
+        folder,
+        "staging",
+        pipeline={"trainIn": "kubernetes"},
+        training={"kubernetes": {"storage": "8Gi", "storageClass": "fast-ssd"}},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(folder))
+        trains = render("staging")
+    return render("staging"), trains
+
+
+def test_a_namespace_that_trains_gets_a_volume_an_identity_and_egress(
+    states: tuple[RenderedState, RenderedState],
+) -> None:
+    shipped, trains = states
+    assert not shipped.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    claim = one(trains, "PersistentVolumeClaim").inputs
+    assert claim["metadata"]["name"] == training_job.STATE_CLAIM
+    assert claim["metadata"]["namespace"] == "modelyard-staging"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    accounts = {
+        a.inputs["metadata"]["name"]: a.inputs
+        for a in trains.of_type("kubernetes:core/v1:ServiceAccount")
+    }
+    assert accounts[training_job.SERVICE_ACCOUNT]["automountServiceAccountToken"] is False
+    policies = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"]
+        for p in trains.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    egress = policies["allow-training-egress"]
+    assert egress["podSelector"]["matchLabels"] == training_job.LABELS
+    # DNS, and MLflow where serving's egress goes (staging: 443 anywhere); nothing else.
+    assert [rule["ports"] for rule in egress["egress"]] == [
+        [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        [{"protocol": "TCP", "port": 443}],
+    ]
+
+
+def test_the_quota_has_room_for_the_training_pod(
+    states: tuple[RenderedState, RenderedState],
+) -> None:
+    shipped, trains = (one(s, "ResourceQuota").inputs["spec"]["hard"] for s in states)
+    assert int(trains["pods"]) == int(shipped["pods"]) + 1
+    # training.kubernetes.resources' defaults: requests 1 CPU / 1Gi, limits 2 CPUs / 4Gi.
+    assert int(trains["requests.cpu"][:-1]) == int(shipped["requests.cpu"][:-1]) + 1000
+    assert int(trains["limits.memory"][:-2]) == int(shipped["limits.memory"][:-2]) + 4096
+
+
+def test_the_deployer_may_run_jobs_and_stream_data_but_still_read_no_secret(
+    states: tuple[RenderedState, RenderedState],
+) -> None:
+    rules = one(states[1], "v1:Role").inputs["rules"]
+    jobs = next(r for r in rules if r["resources"] == ["jobs"])
+    assert jobs["apiGroups"] == ["batch"] and "create" in jobs["verbs"]
+    assert any(r["resources"] == ["pods/exec"] and r["verbs"] == ["create"] for r in rules)
+    assert not any("secrets" in r["resources"] for r in rules)

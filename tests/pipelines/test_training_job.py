@@ -1,0 +1,84 @@
+"""The Job the train stage creates on Kubernetes (pipeline.trainIn kubernetes), as it is sent to
+the cluster: locked down as the namespace's Pod Security demands, pinned by digest, credentials
+by reference only, and a reported mistake never retried. The Job running for real is in
+tests/cluster/test_training_on_cluster.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelyard.contracts import training_job
+from modelyard.pipelines.pipeline.training_job import job_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
+from test_render_support import training_job_manifest
+
+
+@pytest.fixture(scope="module")
+def job() -> dict[str, Any]:
+    return training_job_manifest()
+
+
+def test_every_container_runs_as_restricted_pod_security_requires(job: dict[str, Any]) -> None:
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == training_job.SERVICE_ACCOUNT
+    for container in (*pod["initContainers"], *pod["containers"]):
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, container["name"]
+        assert "@sha256:" in container["image"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert not any("hostPath" in v for v in volumes.values())
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == training_job.STATE_CLAIM
+
+
+def test_credentials_reach_the_pod_as_secrets_by_name_only(job: dict[str, Any]) -> None:
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": training_job.PULL_SECRET}]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["mlflow"]["secret"]["secretName"] == training_job.MLFLOW_SECRET
+    (train,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in train["env"]}
+    assert env["HOME"] == training_job.HOME
+    assert not [name for name in env if "PASSWORD" in name or "TOKEN" in name]
+    assert "not-read-here" not in json.dumps(job)
+
+
+def test_the_job_trains_the_staged_data_and_fails_at_once_on_a_reported_mistake(
+    job: dict[str, Any],
+) -> None:
+    (train,) = job["spec"]["template"]["spec"]["containers"]
+    assert train["args"][:4] == ["pipeline", "stage", "train", "staging"]
+    data = train["args"][train["args"].index("--data") + 1]
+    assert data.startswith(f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/")
+    assert train["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob"
+    assert rules[0]["onExitCodes"]["values"] == [training_job.USER_ERROR_EXIT]
+    assert job["spec"]["backoffLimit"] == 2  # pipeline.maxRestarts' default
+    # The training settings' resources, not the serving ones.
+    assert train["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+@pytest.mark.parametrize(
+    ("run_id", "name"),
+    [
+        ("jenkins-churn-main-42", "train-jenkins-churn-main-42"),
+        ("local-20261206-081500", "train-local-20261206-081500"),
+        ("Jenkins_Churn/PR 7", "train-jenkins-churn-pr-7"),
+        ("x" * 80, "train-" + "x" * 57),
+    ],
+)
+def test_one_job_per_run_named_as_kubernetes_allows(run_id: str, name: str) -> None:
+    assert job_name(run_id) == name
+    assert len(name) <= 63
