@@ -1,11 +1,13 @@
 """Volumes for the single-node cluster: a StorageClass with no provisioner and a pool of local
 PersistentVolumes made at `cluster up`, as a platform team pre-makes static volumes. A claim of
 the class binds to a free one when its first pod is scheduled. The folders are the cluster's own
-and open to every uid: a pod's `fsGroup` does not reach a local volume."""
+and open to every uid: a pod's `fsGroup` does not reach a local volume. A volume whose claim was
+deleted is emptied and offered again at the next `cluster up`."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from typing import Any
 
@@ -52,8 +54,30 @@ def ensure_volumes(paths: ClusterPaths, binaries: Binaries) -> None:
         folder = paths.volumes / str(number)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o1777)  # any pod's uid writes; the sticky bit keeps files their owner's
+    kubectl = [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}"]
     listing = {"apiVersion": "v1", "kind": "List", "items": manifests(paths)}
     subprocess.run(
-        [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}", "apply", "-f", "-"],
+        [*kubectl, "apply", "-f", "-"],
         input=json.dumps(listing), capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
+    found = subprocess.run(
+        [*kubectl, "get", "persistentvolumes", "-o", "json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    for volume in json.loads(found.stdout)["items"]:
+        if volume["spec"].get("storageClassName") != LOCAL_STORAGE_CLASS:
+            continue
+        if volume["status"].get("phase") != "Released":
+            continue
+        # The claim is gone (its namespace destroyed): nothing of it is left for the next one.
+        folder = paths.volumes / volume["metadata"]["name"].rsplit("-", 1)[1]
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        subprocess.run(
+            [*kubectl, "patch", "persistentvolume", volume["metadata"]["name"], "--type=json",
+             '--patch=[{"op": "remove", "path": "/spec/claimRef"}]'],
+            capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip

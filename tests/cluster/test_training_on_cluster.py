@@ -153,6 +153,12 @@ def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
     assert "@sha256:" in train["image"]
     assert pod["imagePullSecrets"] == [{"name": training_job.PULL_SECRET}]
 
+    # Run again (Jenkins retrying the stage after losing its agent): the run's Job is followed,
+    # not trained a second time.
+    again = project.ok("pipeline", "stage", "train", ENV, "--data", str(data), "--run-id", run_id)
+    assert f"following training Job {name}, started before" in again
+    assert "streaming" not in again
+
     registered = project.ok("pipeline", "stage", "register", ENV, "--data", str(data),
                             "--run-id", run_id)  # fmt: skip
     assert "registered churn version" in registered
