@@ -19,5 +19,8 @@ HOME = "/home/modelyard"  # the credentials file's folder is mounted under it
 UID = 10001
 # The pod's result (the MLflow run and its metrics) as Kubernetes reads it when the container ends.
 RESULT_FILE = "/dev/termination-log"
+# Where the stage keeps that result on the finished Job once it has removed the Job's pods (a
+# finished pod would pin the volume, and `pulumi destroy` would wait on it for ever).
+RESULT_ANNOTATION = "modelyard.io/training-result"
 # Exit code of a mistake the kit reported (bad data, a gate not met): retrying cannot help.
 USER_ERROR_EXIT = 2

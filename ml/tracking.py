@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import configparser
 import os
+from pathlib import Path
 
 import requests
 from modelyard.contracts.environment.mlflow import MlflowSettings
@@ -56,13 +58,23 @@ def configure(uri: str) -> None:
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
 
 
-def check_server(uri: str) -> None:
-    auth = None
+def _credentials() -> tuple[str, str] | None:
+    """Where MLflow's client finds them: MLFLOW_TRACKING_USERNAME/PASSWORD, else the [mlflow]
+    section of ~/.mlflow/credentials (how the pods get theirs, from a mounted Secret)."""
     if os.environ.get("MLFLOW_TRACKING_USERNAME"):
-        auth = (
-            os.environ["MLFLOW_TRACKING_USERNAME"],
-            os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
+        return os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get(
+            "MLFLOW_TRACKING_PASSWORD", ""
         )
+    parser = configparser.ConfigParser()
+    parser.read(Path.home() / ".mlflow" / "credentials")
+    username = parser.get("mlflow", "mlflow_tracking_username", fallback="")
+    if not username:
+        return None
+    return username, parser.get("mlflow", "mlflow_tracking_password", fallback="")
+
+
+def check_server(uri: str) -> None:
+    auth = _credentials()
     try:
         response = requests.get(
             f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
@@ -78,7 +90,7 @@ def check_server(uri: str) -> None:
     if response.status_code in (401, 403):
         raise TrackingUnavailable(
             f"the MLflow tracking server at {uri} refused the credentials (HTTP {response.status_code}). "
-            "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."
+            "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials)."
         )
     if response.status_code >= 400:
         raise TrackingUnavailable(

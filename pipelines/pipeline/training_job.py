@@ -126,9 +126,10 @@ def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> N
             "`kubernetes`, so the stack makes it"
         )
     requests = environment.training.kubernetes.resources.requests
-    nodes = kube.json("get", "nodes")
-    if nodes is None:
+    listed = kube.run("get", "nodes", "-o", "json")
+    if listed.returncode != 0:
         return  # a deployer that may not list nodes: the scheduling timeout says it instead
+    nodes = json.loads(listed.stdout)
     room = [
         (cpu_millis(node["status"]["allocatable"]["cpu"]),
          memory_bytes(node["status"]["allocatable"]["memory"]))
@@ -294,7 +295,9 @@ def job_manifest(
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 ]
             },
-            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            # The stage removes the pods once it has their result; a Job whose stage never came
+            # back goes with its pods after a day, so no finished pod pins the volume for long.
+            "ttlSecondsAfterFinished": 24 * 3600,
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
@@ -315,12 +318,14 @@ def _follow(
         conditions = {c["type"]: c for c in job["status"].get("conditions", [])
                       if c["status"] == "True"}  # fmt: skip
         pods = kube.pods(name)
-        if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
-            return _result(pods, name)
+        if "Complete" in conditions:
+            return _keep_result(kube, job, pods)
         if "Failed" in conditions:
+            lines = _last_lines(kube, pods)
+            kube.run("delete", "pods", "--selector", f"job-name={name}", "--wait=false")
             raise PipelineError(
                 f"the training Job {name} failed ({conditions['Failed'].get('message', '')}); "
-                f"its last pod's last lines:\n{_last_lines(kube, pods)}"
+                f"its last pod's last lines:\n{lines}"
             )
         pod = pods[-1] if pods else None
         if pod is None or pod["metadata"]["name"] in followed:
@@ -377,7 +382,7 @@ def _stream_data(kube: Kube, pod: str, data: Path, say: Say) -> None:
         f'set -e; mkdir -p "$(dirname {staged})"; cat > "{staged}.part"; '
         f'echo "{digest}  {staged}.part" | sha256sum -c - >/dev/null; mv "{staged}.part" "{staged}"'
     )
-    say(f"streaming {data} ({data.stat().st_size // 2**20} MiB) onto the Job's volume")
+    say(f"streaming {data} ({data.stat().st_size / 2**20:.1f} MiB) onto the Job's volume")
     with data.open("rb") as handle:
         done = subprocess.run(
             [kube.tool, "--namespace", kube.namespace, "exec", "-i", pod, "-c", "data", "--",
@@ -404,12 +409,28 @@ def _stream_logs(kube: Kube, pod: str, say: Say) -> None:
 
 def _last_lines(kube: Kube, pods: list[dict[str, Any]]) -> str:
     if not pods:
-        return "(no pod ran)"
+        return "(its pods are gone: the output of the stage that followed it has their logs)"
     done = kube.run("logs", pods[-1]["metadata"]["name"], "-c", "train", f"--tail={LAST_LINES}")
     return (done.stdout or done.stderr).rstrip()
 
 
-def _result(pods: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def _keep_result(kube: Kube, job: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """The finished Job's result, kept on the Job; then its pods go, so none pins the volume."""
+    name = job["metadata"]["name"]
+    kept = job["metadata"].get("annotations", {}).get(training_job.RESULT_ANNOTATION)
+    result: dict[str, Any] = json.loads(kept) if kept else _reported(pods, name)
+    if not kept:
+        noted = kube.run(
+            "annotate", "job", name, f"{training_job.RESULT_ANNOTATION}={json.dumps(result)}"
+        )
+        if noted.returncode != 0:
+            raise PipelineError(f"could not note the result on Job {name}: {noted.stderr.strip()}")
+    kube.run("delete", "pods", "--selector", f"job-name={name}", "--wait=false")
+    return result
+
+
+def _reported(pods: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """What the train container that succeeded wrote as its termination message."""
     for pod in reversed(pods):
         for status in pod["status"].get("containerStatuses", []):
             ended = status.get("state", {}).get("terminated", {})

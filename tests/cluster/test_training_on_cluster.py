@@ -103,6 +103,16 @@ def _job(project: Project, name: str) -> dict[str, Any]:
     return found
 
 
+def _wait_for_no_pods(project: Project, job: str) -> None:
+    deadline = time.monotonic() + 60
+    selector = f"job-name={job}"
+    while "pod/" in project.cluster.kubectl(
+        "get", "pods", "-n", project.namespace(ENV), "-l", selector, "-o", "name"
+    ):
+        assert time.monotonic() < deadline, f"the pods of Job {job} are still there"
+        time.sleep(1)
+
+
 def _delete_the_pod_once_it_checkpointed(project: Project, stage: Stage, name: str) -> str:
     """Delete the Job's pod (as a node drain or a person would) once the checkpoint on its
     volume holds 20 trees."""
@@ -152,6 +162,11 @@ def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
     assert train["image"].startswith(f"{project.registry}/modelyard-train-churn:")
     assert "@sha256:" in train["image"]
     assert pod["imagePullSecrets"] == [{"name": training_job.PULL_SECRET}]
+
+    # Its result is kept on the Job and its pods are gone: no finished pod pins the volume (the
+    # stack's `destroy` would wait on it).
+    assert training_job.RESULT_ANNOTATION in job["metadata"]["annotations"]
+    _wait_for_no_pods(project, name)
 
     # Run again (Jenkins retrying the stage after losing its agent): the run's Job is followed,
     # not trained a second time.
@@ -228,3 +243,4 @@ def test_a_failing_job_ends_the_stage_with_its_pods_last_lines(
     assert "gate `roc_auc >= 0.999` not met" in error and "Nothing was registered" in error
     job = _job(project, "train-unreachable-gate")
     assert job["status"].get("failed") == 1
+    _wait_for_no_pods(project, "train-unreachable-gate")
