@@ -50,6 +50,20 @@ class LocalCluster:
         return done.stdout + done.stderr
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The demo's test stops the session's cluster (test_the_demo.py): it runs right after the
+    other tests of this folder, whatever their files are named. (The hook sees the whole
+    session's items: the others keep their places.)"""
+    here = Path(__file__).parent
+    demo = [item for item in items if item.path.name == "test_the_demo.py"]
+    ours = [i for i, item in enumerate(items) if item.path.parent == here and item not in demo]
+    if not demo or not ours:
+        return
+    rest = [item for item in items if item not in demo]
+    last = rest.index(items[ours[-1]])
+    items[:] = rest[: last + 1] + demo + rest[last + 1 :]
+
+
 @pytest.fixture(scope="package")
 def local_cluster(
     cluster_tools: Binaries, docker_engine: None, tmp_path_factory: pytest.TempPathFactory

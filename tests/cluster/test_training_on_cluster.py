@@ -183,7 +183,7 @@ def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{project.address}:{project.ports['mlflow']}")
     client = mlflow.MlflowClient()
     context = json.loads(
-        (project.folder / "state" / "pipelines" / run_id / "context.json").read_text()
+        (project.folder / "state" / "pipeline" / run_id / "context.json").read_text()
     )
     run = client.get_run(context["training_run_id"])
     # Lineage: the whole file the stage streamed, the run that trained it, one resume.
