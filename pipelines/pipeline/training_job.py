@@ -274,7 +274,7 @@ def job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "namespace": serving.namespace, "labels": labels},
         "spec": {
             "completions": 1,
             "parallelism": 1,

@@ -24,6 +24,7 @@ def job() -> dict[str, Any]:
 
 
 def test_every_container_runs_as_restricted_pod_security_requires(job: dict[str, Any]) -> None:
+    assert job["metadata"]["namespace"] == "modelyard-staging"  # serving.namespace
     pod = job["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
