@@ -135,6 +135,15 @@ def _status(url: str, auth: tuple[str, str] | None = None, context: Any = None) 
         return int(exc.code)
 
 
+def _ready(base: str) -> dict[str, Any] | None:
+    """/version of a server all of whose workers have loaded the model, or None. Each worker
+    answers from its own state and listens before its model is loaded (the server's readiness
+    across workers is its status file's, not one request's); 20 ready answers in a row come from
+    every worker of the two with near certainty (2**-20 to miss one)."""
+    answers = [_json(f"{base}/version") for _ in range(20)]
+    return answers[0] if all(answer.get("ready") for answer in answers) else None
+
+
 def _wait(check: Any, timeout: float = 180) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -269,7 +278,7 @@ def test_a_promotion_then_up_serves_the_promoted_version(
     assert rolled["outcome"] == "succeeded" and rolled["outputs"]["servingVersion"] == int(version)
 
     base = f"http://127.0.0.1:{stack.ports['serving']}"
-    identity = _wait(lambda: _json(f"{base}/version").get("ready") and _json(f"{base}/version"))
+    identity = _wait(lambda: _ready(base))
     assert (identity["model_name"], str(identity["model_version"])) == ("churn", version)
     rows = records(features.head(5))
     request = urllib.request.Request(
@@ -302,7 +311,7 @@ def test_tokens_set_as_secrets_guard_the_serving_container(
     assert rolled["resources"] == {"created": [f"{stack.env}-serving-auth"],
                                    "replaced": [f"{stack.env}-serving-server"]}, rolled  # fmt: skip
     base = f"http://127.0.0.1:{stack.ports['serving']}"
-    _wait(lambda: _json(f"{base}/version").get("ready"))
+    _wait(lambda: _ready(base))
 
     def score(token: str | None) -> int:
         request = urllib.request.Request(
@@ -374,9 +383,7 @@ def test_a_second_model_gets_its_own_container_and_a_promotion_of_it_replaces_on
         assert preview["resources"] == {"replaced": [f"{stack.env}-serving-segment-server"]}
         rolled = stack.infra("up")
         assert rolled["outputs"]["servingVersions"]["segment"] == int(version)
-        identity = _wait(
-            lambda: _json(f"{segment_url}/version").get("ready") and _json(f"{segment_url}/version")
-        )
+        identity = _wait(lambda: _ready(segment_url))
         assert (identity["model_name"], str(identity["model_version"])) == ("segment", version)
         assert _identity(churn_url) == churn_before
     finally:
