@@ -11,7 +11,6 @@ STATE_CLAIM = "modelyard-training-state"
 MLFLOW_SECRET = "modelyard-training-mlflow"  # ~/.mlflow/credentials, when MLflow asks for them
 PULL_SECRET = "modelyard-training-pull"  # the package registry's, when it asks for a login
 LABELS = {"app.kubernetes.io/name": "modelyard-training", "app.kubernetes.io/part-of": "modelyard"}
-SELECTOR = ",".join(f"{k}={v}" for k, v in LABELS.items())
 
 STATE_MOUNT = "/var/lib/modelyard"
 DATASETS = "datasets"  # under STATE_MOUNT: one file per dataset digest
