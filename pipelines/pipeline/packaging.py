@@ -69,26 +69,26 @@ def _build_and_push(
         )
         if code != 0:
             raise PipelineError(f"the serving image {tag} did not build:\n" + "\n".join(tail[-8:]))
-        try:
-            digest = push_image(environment, tag)
-        finally:
-            # The registry holds the image; its layers stay here as build cache.
-            docker("rmi", "--no-prune", tag)
+        digest = push_image(environment, tag)
     say(f"pushed {tag} ({digest})")
     return ServingImage(f"{tag}@{digest}", digest)
 
 
 def push_image(environment: Environment, tag: str) -> str:
-    """Push `tag` to pipeline.package.registry with its credentials; the digest the registry
-    returned (what a deploy or a Job pins)."""
+    """Push `tag` to pipeline.package.registry with its credentials, then drop the local tag
+    (the registry holds the image; its layers stay here as build cache). The digest the
+    registry returned: what a deploy or a Job pins."""
     from modelyard.pipelines.notify import reveal
 
     settings = environment.pipeline.package
     registry = settings.registry
     assert registry is not None and settings.password is not None
     password = reveal(settings.password, PASSWORD_KEY, environment)
-    with tempfile.TemporaryDirectory(prefix="modelyard-push-") as folder:
-        push = _login_and_push(environment, registry, password, tag, Path(folder))
+    try:
+        with tempfile.TemporaryDirectory(prefix="modelyard-push-") as folder:
+            push = _login_and_push(environment, registry, password, tag, Path(folder))
+    finally:
+        docker("rmi", "--no-prune", tag)
     digest = _PUSHED.search(push.stdout)
     if push.returncode != 0 or digest is None:
         reason = (push.stderr.strip().splitlines() or ["no digest in its output"])[-1]

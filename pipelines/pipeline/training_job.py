@@ -30,7 +30,7 @@ from modelyard.contracts.labels import ENVIRONMENT_LABEL
 from modelyard.contracts.quantities import cpu_millis, memory_bytes
 from modelyard.ml.lineage import git_commit
 from modelyard.ml.spec import load_model_spec
-from modelyard.pipelines.docker_cli import docker, engine_problem, stream
+from modelyard.pipelines.docker_cli import engine_problem, stream
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.pipeline.context import PipelineContext
 from modelyard.pipelines.pipeline.packaging import push_image
@@ -76,6 +76,9 @@ class Kube:
             raise PipelineError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
         return json.loads(done.stdout)
 
+    def delete_pods(self, job: str) -> None:
+        self.run("delete", "pods", "--selector", f"job-name={job}", "--wait=false")
+
     def pods(self, job: str) -> list[dict[str, Any]]:
         found = self.json("get", "pods", "--selector", f"job-name={job}") or {"items": []}
         return sorted(found["items"], key=lambda pod: pod["metadata"]["creationTimestamp"])
@@ -85,12 +88,12 @@ def train_on_kubernetes(ctx: PipelineContext, environment: Environment, say: Say
     """Run the train stage as a Job and wait for it; its results land in the run's context."""
     namespace = environment.serving.namespace
     kube = Kube(namespace)
-    data = Path(ctx.data)
+    data = _Data(Path(ctx.data))
     name = job_name(ctx.run_id)
     if kube.json("get", "job", name) is None:
-        _check_before_any_pod(kube, environment, data)
+        _check_before_any_pod(kube, environment, data.path)
         image = _push_code_image(ctx, environment, say)
-        manifest = job_manifest(ctx, environment, image, name, _staged_path(data))
+        manifest = job_manifest(ctx, environment, image, name, data.staged)
         made = kube.run("create", "-f", "-", input=json.dumps(manifest))
         if made.returncode != 0:
             raise PipelineError(f"the training Job {name} was refused: {made.stderr.strip()}")
@@ -101,8 +104,24 @@ def train_on_kubernetes(ctx: PipelineContext, environment: Environment, say: Say
     ctx.training_run_id, ctx.metrics = result["training_run_id"], result["metrics"]
 
 
-def _staged_path(data: Path) -> str:
-    return f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/{file_digest(data)}{data.suffix}"
+class _Data:
+    """The data file a Job trains on, hashed at most once per stage run: when the Job is made,
+    or when a pod of a followed Job waits for it (one whose data is on its volume never does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest = file_digest(self.path)
+        return self._digest
+
+    @property
+    def staged(self) -> str:
+        """Where the Job reads it: on its volume, named by the file's content digest."""
+        return f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/{self.digest}{self.path.suffix}"
 
 
 def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> None:
@@ -170,10 +189,7 @@ def _push_code_image(ctx: PipelineContext, environment: Environment, say: Say) -
         code_built, tail = stream(["build", "-t", tag, str(context)], say, lambda _: False)
     if code_built != 0:
         raise PipelineError(f"the training image {tag} did not build:\n" + "\n".join(tail[-8:]))
-    try:
-        digest = push_image(environment, tag)
-    finally:
-        docker("rmi", "--no-prune", tag)
+    digest = push_image(environment, tag)
     say(f"pushed {tag} ({digest})")
     return f"{tag}@{digest}"
 
@@ -304,7 +320,7 @@ def job_manifest(
 
 
 def _follow(
-    kube: Kube, name: str, data: Path, environment: Environment, say: Say
+    kube: Kube, name: str, data: _Data, environment: Environment, say: Say
 ) -> dict[str, Any]:
     """Stream each pod's logs until the Job ends; its result, or PipelineError with the last
     pod's last lines."""
@@ -322,7 +338,7 @@ def _follow(
             return _keep_result(kube, job, pods)
         if "Failed" in conditions:
             lines = _last_lines(kube, pods)
-            kube.run("delete", "pods", "--selector", f"job-name={name}", "--wait=false")
+            kube.delete_pods(name)
             raise PipelineError(
                 f"the training Job {name} failed ({conditions['Failed'].get('message', '')}); "
                 f"its last pod's last lines:\n{lines}"
@@ -374,16 +390,16 @@ def _unless_stuck(
         )
 
 
-def _stream_data(kube: Kube, pod: str, data: Path, say: Say) -> None:
+def _stream_data(kube: Kube, pod: str, data: _Data, say: Say) -> None:
     """The data file into the waiting container, checked against its digest on arrival."""
-    staged = _staged_path(data)
-    digest = Path(staged).name.removesuffix(data.suffix)
+    staged, digest = data.staged, data.digest
     script = (
         f'set -e; mkdir -p "$(dirname {staged})"; cat > "{staged}.part"; '
         f'echo "{digest}  {staged}.part" | sha256sum -c - >/dev/null; mv "{staged}.part" "{staged}"'
     )
-    say(f"streaming {data} ({data.stat().st_size / 2**20:.1f} MiB) onto the Job's volume")
-    with data.open("rb") as handle:
+    size = data.path.stat().st_size / 2**20
+    say(f"streaming {data.path} ({size:.1f} MiB) onto the Job's volume")
+    with data.path.open("rb") as handle:
         done = subprocess.run(
             [kube.tool, "--namespace", kube.namespace, "exec", "-i", pod, "-c", "data", "--",
              "sh", "-c", script],
@@ -425,7 +441,7 @@ def _keep_result(kube: Kube, job: dict[str, Any], pods: list[dict[str, Any]]) ->
         )
         if noted.returncode != 0:
             raise PipelineError(f"could not note the result on Job {name}: {noted.stderr.strip()}")
-    kube.run("delete", "pods", "--selector", f"job-name={name}", "--wait=false")
+    kube.delete_pods(name)
     return result
 
 

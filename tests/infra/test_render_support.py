@@ -148,9 +148,9 @@ def render_with_mlflow_credentials() -> RenderedState:
 def training_job_manifest() -> dict[str, Any]:
     """The Job the train stage would create for staging set to train on Kubernetes, with MLflow
     and registry credentials (their Secrets referenced by name)."""
-    import os
     import tempfile
 
+    import pytest
     from modelyard.contracts.environment import load_environment
     from modelyard.pipelines.pipeline.context import PipelineContext
     from modelyard.pipelines.pipeline.training_job import job_manifest, job_name
@@ -164,15 +164,9 @@ def training_job_manifest() -> dict[str, Any]:
             pipeline={"trainIn": "kubernetes"},
             serving={"mlflowCredentials": login, "pullCredentials": login},
         )
-        before = os.environ.get("MODELYARD_ENVIRONMENTS_DIR")
-        os.environ["MODELYARD_ENVIRONMENTS_DIR"] = folder
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MODELYARD_ENVIRONMENTS_DIR", folder)
             environment = load_environment("staging")
-        finally:
-            if before is None:
-                del os.environ["MODELYARD_ENVIRONMENTS_DIR"]
-            else:
-                os.environ["MODELYARD_ENVIRONMENTS_DIR"] = before
     ctx = PipelineContext(
         "jenkins-churn-main-42", "staging", "/data/churn.parquet", "churn", "0" * 40
     )
