@@ -40,6 +40,8 @@ from modelyard.contracts.serving_options import AUTH_MOUNT, AUTH_SECRET_SUFFIX, 
 from modelyard.contracts.strategies import TWO_VERSIONS_PER_POD, Strategy
 
 PRE_STOP_SECONDS = 5
+# How long a starting server may take to load its first model before liveness counts.
+STARTUP_SECONDS = 300
 # How long a pod stays bound to a node that stopped reporting (after its node-monitor grace
 # period) before it is replaced elsewhere: Kubernetes' default is 300 s, five minutes with one
 # replica fewer.
@@ -350,6 +352,13 @@ class ModelServing(pulumi.ComponentResource):
             # /health (readiness) says "a model is loaded and can answer". /ping and /health
             # answer 503 until a model is promoted, so liveness asks /version, which answers
             # whenever the process does: no restart loop before the first model exists.
+            # The workers listen only once their first model is loaded (or refused), so the
+            # startup probe gives a slow download minutes before liveness counts.
+            "startup_probe": {
+                "http_get": {"path": "/version", "port": "http"},
+                "period_seconds": 2,
+                "failure_threshold": STARTUP_SECONDS // 2,
+            },
             "readiness_probe": {
                 "http_get": {"path": "/health", "port": "http"},
                 "period_seconds": 5,
@@ -357,7 +366,6 @@ class ModelServing(pulumi.ComponentResource):
             },
             "liveness_probe": {
                 "http_get": {"path": "/version", "port": "http"},
-                "initial_delay_seconds": 10,
                 "period_seconds": 10,
                 "failure_threshold": 3,
             },

@@ -34,6 +34,8 @@ class Routing:
     mode: Mode | None = None
     weight: int = 0  # percent of traffic the candidate answers (canary, ab)
     message: str = "starting: no model loaded yet"
+    # The supervisor has not yet found out what to serve: workers wait before listening.
+    resolving: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

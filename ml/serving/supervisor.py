@@ -105,7 +105,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self._publish(
-            replace(self.routing, message="starting: resolving " + self.options.model_uri)
+            replace(self.routing, message="starting: resolving " + self.options.model_uri),
+            resolving=True,
         )
         self.workers = [self._spawn() for _ in range(self.options.workers)]
         try:
@@ -367,8 +368,8 @@ class Supervisor:
         )
 
     # -- outputs ------------------------------------------------------------------------------
-    def _publish(self, routing: Routing) -> None:
-        self.routing = replace(routing, generation=self.routing.generation + 1)
+    def _publish(self, routing: Routing, resolving: bool = False) -> None:
+        self.routing = replace(routing, generation=self.routing.generation + 1, resolving=resolving)
         write_routing(self.state_dir / "routing.json", self.routing)
         log.info("routing generation %d: %s", self.routing.generation, self.routing.message)
 

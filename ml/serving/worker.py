@@ -82,6 +82,9 @@ class RoutingFollower:
         self._seen: tuple[int, int] | None = None
         self.compiles: dict[str, subprocess.Popen[bytes]] = {}  # by model digest
         self.not_compiled: set[str] = set()  # digests that stay on LightGBM (said once, in the log)
+        # Set once the first routing is applied, or refused: the worker then has a model, or an
+        # answer saying why not. Until then it does not listen (see serve).
+        self.settled = threading.Event()
 
     def poll(self) -> None:
         path = self.config.routing_path
@@ -102,6 +105,7 @@ class RoutingFollower:
         ):
             # Keep answering with what we have; the supervisor rolls the broken version back.
             self._ack(routing.generation, ok=False)
+            self.settled.set()
             return
         self.app.snapshot = Snapshot(routing, stable, candidate)
         keep = {(m.path.as_posix(), m.version) for m in (stable, candidate) if m is not None}
@@ -109,6 +113,8 @@ class RoutingFollower:
         gc.collect()
         gc.freeze()  # the loaded models are long-lived: keep them out of every later collection
         self._ack(routing.generation, ok=True)
+        if not routing.resolving:
+            self.settled.set()
         log.info(
             "serving generation %d: stable %s, candidate %s",
             routing.generation,
@@ -213,8 +219,6 @@ async def serve(config: WorkerConfig) -> None:
     )
     follower = RoutingFollower(app, config)
     server = HttpServer(app.handle, config.max_body_bytes)
-    # Listen first: until the model is loaded the worker answers "not ready" with the reason.
-    await server.start(config.host, config.port)
     stop = threading.Event()
     loop = asyncio.get_running_loop()
     finished = asyncio.Event()
@@ -222,6 +226,16 @@ async def serve(config: WorkerConfig) -> None:
     threading.Thread(target=follower.run_forever, args=(stop, orphaned), daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, finished.set)
+    # Listen only once the first routing is applied: the port is shared (SO_REUSEPORT), so a
+    # worker still loading would take its share of new connections and answer them 503 while
+    # its siblings, or the server it replaces, are serving. A worker that cannot load listens
+    # anyway and says why ("not ready: ...").
+    while not follower.settled.is_set() and not finished.is_set():
+        await asyncio.sleep(0.05)
+    if finished.is_set():
+        stop.set()
+        return
+    await server.start(config.host, config.port)
 
     async def flush_periodically() -> None:
         while True:

@@ -62,8 +62,13 @@ def test_container_is_hardened_probed_and_sized_from_the_environment_file() -> N
     server = container(deployment)
     assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert server["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
-    # Liveness must not fail before a model exists: /version answers 200 from the start.
+    # Liveness must not fail before a model exists: /version answers 200 once the workers
+    # listen, and a slow first download has minutes before liveness counts at all.
     assert server["livenessProbe"]["httpGet"] == {"path": "/version", "port": "http"}
+    startup = server["startupProbe"]
+    assert startup["httpGet"] == {"path": "/version", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert "initialDelaySeconds" not in server["livenessProbe"]
     assert server["resources"] == {
         "requests": {"cpu": "500m", "memory": "1Gi"},
         "limits": {"cpu": "2", "memory": "2Gi"},

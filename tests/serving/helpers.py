@@ -182,6 +182,9 @@ class Load:
     rows: list[dict[str, Any]]
     threads: int = 4
     headers: dict[str, str] = field(default_factory=dict)
+    # False: a new connection per request (curl, probes), which the kernel may hand to any
+    # process listening on the port, a server starting beside the one it replaces included.
+    keep_alive: bool = True
     versions: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -221,7 +224,7 @@ class Load:
                     self.failures.append(f"{response.status} {payload[:200]!r}")
                 else:
                     self.versions[json.loads(payload)["model_version"]] += 1
-                if response.getheader("Connection", "").lower() == "close":
+                if not self.keep_alive or response.getheader("Connection", "").lower() == "close":
                     connection.close()
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")

@@ -67,12 +67,16 @@ def test_deploy_blue_green_then_drift_is_caught(
 
         # Promotion moved the alias: the running server follows it by itself, and a deploy
         # with --replace swaps in a fresh server (blue/green); no request fails either way.
-        with Load(url, records(clean), threads=3) as load:
+        with (
+            Load(url, records(clean), threads=2) as load,
+            Load(url, records(clean), threads=1, keep_alive=False) as new_connections,
+        ):
             client.set_registered_model_alias(model_name, "local", v2)
             result = modelyard("deploy", "local", "--replace")
         assert result.returncode == 0, result.stderr
         assert f"serving version {v2} (replacing the server of version " in result.stdout
         assert load.failures == [] and load.versions[v2] > 0, (load.failures[:3], load.versions)
+        assert new_connections.failures == [], new_connections.failures[:3]
 
         for seed in (12, 13):  # live traffic like training's: no drift
             status, _, _ = score(

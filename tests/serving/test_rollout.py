@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -36,6 +37,33 @@ def test_starts_not_ready_without_a_promoted_model_then_follows_the_alias(
     handle.wait_ready(version)
     status, body, headers = score(handle.url, {"dataframe_records": records(model_a[1].iloc[:3])})
     assert status == 200 and body["model_version"] == headers["x-model-version"] == version
+
+
+def test_a_starting_server_takes_connections_only_once_its_workers_can_answer(
+    tracking: str, server, model_name: str, model_a: Trained
+) -> None:  # type: ignore[no-untyped-def]
+    """A probe or a client making a new connection per request (curl, a readiness probe) is
+    never answered 503 by a worker still loading while the model exists: the workers share the
+    port, so a loading worker that listened would take its share of them."""
+    version = register(*model_a, model_name)
+    mlflow.MlflowClient().set_registered_model_alias(model_name, "production", version)
+    handle = server(f"models:/{model_name}@production", workers=2)
+    answers: Counter[str] = Counter()
+    pids: set[int] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (len(pids) < 2 or sum(answers.values()) < 100):
+        try:
+            status, _, _ = call(handle.url, "GET", "/health")
+            info = json.loads(call(handle.url, "GET", "/version")[2])
+        except ConnectionRefusedError:  # no worker listens yet
+            assert handle.process.poll() is None, handle.log()
+            time.sleep(0.01)
+            continue
+        answers[f"/health {status}"] += 1
+        answers[f"/version ready={info['ready']}"] += 1
+        pids.add(info["worker_pid"])
+    assert set(answers) == {"/health 200", "/version ready=True"}, (answers, handle.log())
+    assert len(pids) == 2, f"both workers answer once loaded: {pids}"
 
 
 def test_alias_move_swaps_versions_under_load_without_a_failed_request(
