@@ -10,11 +10,16 @@ import os
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+from modelyard.infra.components.registry import IMAGE_CONTEXT
 from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
+from modelyard.infra.local_cluster.nodes import NodeCluster
+from modelyard.infra.local_cluster.settings import ClusterPaths
 
 from tests.cluster.conftest import LocalCluster
+from tests.docker_helpers import build_image
 from tests.nodes.serving import (
     docker,
     drain_and_roll_out,
@@ -23,6 +28,7 @@ from tests.nodes.serving import (
     serve,
     under_load,
 )
+from tests.registry import running_registry
 
 NODE_MONITOR_GRACE = 50.0  # kube-controller-manager's default node-monitor-grace-period
 
@@ -33,6 +39,7 @@ def main() -> None:
     except ClusterToolsMissing as exc:
         print(f"skipped: {exc}")
         return
+    stack = ExitStack()  # the registry, stopped before the nodes are removed
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-faults-") as tmp:
         cluster = LocalCluster(Path(tmp) / "state")
         started = time.perf_counter()
@@ -42,8 +49,13 @@ def main() -> None:
             print(f"cluster up --nodes 3 failed:\n{(up.stdout + up.stderr)[-3000:]}")
             cluster.cli("down", "--destroy")
             return
+        registry_image = "modelyard-bench/registry:faults"
         try:
-            served = serve(cluster, Path(tmp))
+            build_image(registry_image, IMAGE_CONTEXT)
+            nodes = NodeCluster.load(ClusterPaths(cluster.state / "cluster"))
+            assert nodes is not None
+            registry = stack.enter_context(running_registry(registry_image, nodes.host_address))
+            served = serve(cluster, Path(tmp), registry)
             os.environ["KUBECONFIG"] = cluster.status()["kubeconfig"]
             print(f"cluster up --nodes 3 (made by Ansible): {made:.1f}s; serving on "
                   f"{', '.join(nodes_serving(cluster))}")  # fmt: skip
@@ -80,6 +92,7 @@ def main() -> None:
                 ).line()
             )
         finally:
+            stack.close()
             cluster.cli("down", "--destroy")
-            subprocess.run(["docker", "rmi", "-f", "modelyard-test/serving-on-nodes:1"],
-                           capture_output=True, check=False)  # fmt: skip
+            subprocess.run(["docker", "rmi", "-f", registry_image], capture_output=True,
+                           check=False)  # fmt: skip

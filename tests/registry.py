@@ -26,10 +26,10 @@ from modelyard.pipelines.local_mlflow import free_port
 from tests.docker_helpers import RUN_ID, copy_files, docker, wait_for
 
 
-def self_signed(address: str) -> tuple[str, str]:
-    """What the component's pulumi-tls resources generate: ECDSA P-256, loopback names."""
+def self_signed(*addresses: str) -> tuple[str, str]:
+    """What the component's pulumi-tls resources generate: ECDSA P-256, for these addresses."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, addresses[0])])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -41,7 +41,10 @@ def self_signed(address: str) -> tuple[str, str]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
+                ]
             ),
             critical=False,
         )
@@ -70,22 +73,25 @@ def registry_status(port: int, context: ssl.SSLContext, auth: str | None = None)
 
 
 @contextmanager
-def running_registry(image: str) -> Iterator[dict[str, Any]]:
-    """Start the registry on a free loopback port; removed with its volume afterwards."""
+def running_registry(image: str, address: str = "127.0.0.1") -> Iterator[dict[str, Any]]:
+    """Start the registry on a free loopback port, and on `address` too (the name images and
+    pulls use) when that is another address of this machine; removed with its volume
+    afterwards."""
     platform = load_environment("local").platform
     assert platform is not None
     settings = platform.registry
     password = secrets.token_urlsafe(24)
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
-    certificate, key = self_signed("127.0.0.1")
-    name = volume = f"modelyard-test-registry-{RUN_ID}"
+    certificate, key = self_signed(*dict.fromkeys(("127.0.0.1", address)))
     port = free_port()
+    name = volume = f"modelyard-test-registry-{RUN_ID}-{port}"
     docker("volume", "create", volume)
     try:
         config = registry.render_config(settings, secrets.token_urlsafe(32))
         docker(
             "create", "--name", name, "--user", registry.RUN_AS,
-            "-p", f"127.0.0.1:{port}:{registry.CONTAINER_PORT}",
+            *(flag for host in dict.fromkeys(("127.0.0.1", address))
+              for flag in ("-p", f"{host}:{port}:{registry.CONTAINER_PORT}")),
             "-v", f"{volume}:{registry.DATA_DIR}",
             image,
         )  # fmt: skip
@@ -96,7 +102,7 @@ def running_registry(image: str) -> Iterator[dict[str, Any]]:
         wait_for(lambda: registry_status(port, context) == 401, 60, "registry", logs_of=name)
         yield {
             "name": name,
-            "address": f"127.0.0.1:{port}",
+            "address": f"{address}:{port}",
             "port": port,
             "username": settings.username,
             "password": password,

@@ -32,6 +32,7 @@ STATE_FILE = "nodes.json"
 CONTAINER_PREFIX = "modelyard-node-"
 SUBNETS = "10.250"  # the nodes' network is a free 10.250.N.0/24: away from Docker's pools
 READY_TIMEOUT = 180.0
+REGISTRY_TAG = "kubernetes_node_registry"  # the role's tasks that trust a registry
 # The machine-wide settings each kubelet checks at start and cannot write from a container
 # (/proc/sys is read-only there): set on this machine first.
 KUBELET_SYSCTLS = {
@@ -72,6 +73,18 @@ class NodeCluster:
     def save(self, paths: ClusterPaths) -> None:
         (paths.root / STATE_FILE).write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
 
+    @property
+    def host_address(self) -> str:
+        """This machine on the nodes' network (Docker gives the gateway the first address): what
+        nodes and pods reach a service published here by."""
+        return f"{self.prefix}.1"
+
+    def reached(self) -> NodeCluster:
+        """The same nodes with the SSH ports Docker published at their last start."""
+        nodes = [replace(n, ssh_port=host_containers.published_port(n.container))
+                 for n in self.nodes]  # fmt: skip
+        return replace(self, nodes=nodes)
+
 
 def is_node_cluster(paths: ClusterPaths) -> bool:
     return (paths.root / STATE_FILE).is_file()
@@ -109,10 +122,7 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
                 subprocess.run(["docker", "start", node.container], check=True,
                                capture_output=True)  # fmt: skip
     if not cluster.formed:
-        # SSH is published on a port Docker picks again at each start.
-        reached = [replace(n, ssh_port=host_containers.published_port(n.container))
-                   for n in cluster.nodes]  # fmt: skip
-        cluster = NodeCluster(cluster.network, cluster.prefix, reached, False)
+        cluster = cluster.reached()  # SSH is published on a port Docker picks at each start
         _configure(cluster, binaries, paths, say)
         cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
         cluster.save(paths)
@@ -232,6 +242,32 @@ def _configure(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths, sa
     paths.admin_kubeconfig.write_text(fetched, encoding="utf-8")
 
 
+def trust_registry(paths: ClusterPaths, address: str, ca_pem: str, say: Say) -> None:
+    """Every node's containerd pulls from the registry at `address` (HOST:PORT), trusting
+    `ca_pem`: the role's registry tasks alone, as `modelyard configure` runs them on a site's
+    nodes when the platform's registry is known."""
+    from modelyard.pipelines.configure import ansible_dir, run_playbook
+
+    cluster = NodeCluster.load(paths)
+    if cluster is None or not cluster.formed:
+        raise ConfigError(f"no multi-node cluster in {paths.root}: `modelyard cluster up`")
+    cluster = cluster.reached()
+    key = paths.root / "ssh" / "id_ed25519"
+    inventory = paths.root / "inventory.yml"
+    _write_inventory(inventory, cluster, key)
+    result = run_playbook(
+        paths.root / "ansible", ansible_dir() / "playbooks" / "kubernetes_nodes.yml", inventory,
+        {"kubernetes_node_registry": address, "kubernetes_node_registry_ca": ca_pem},
+        paths.root / "ansible" / "kubeconfig", tags=[REGISTRY_TAG],
+        on_event=lambda line: say(f"  {line}"),
+    )  # fmt: skip
+    if not result.succeeded:
+        raise ConfigError(
+            f"the nodes were not made to trust {address} ({result.status}); Ansible's "
+            f"artifacts: {result.artifacts}"
+        )
+
+
 def _write_inventory(path: Path, cluster: NodeCluster, key: Path) -> None:
     def host(node: Node) -> dict[str, Any]:
         return {"ansible_host": "127.0.0.1", "ansible_port": node.ssh_port,
@@ -299,18 +335,3 @@ def _set_host_sysctls() -> None:
         path = Path("/proc/sys") / name
         if path.read_text().strip() != value:
             path.write_text(value)
-
-
-def load_image(paths: ClusterPaths, reference: str) -> None:
-    """An image the local Docker engine has, made available to pods on every node (pods that do
-    not pull: imagePullPolicy Never or IfNotPresent)."""
-    cluster = NodeCluster.load(paths)
-    if cluster is None:
-        raise ConfigError(
-            f"no multi-node cluster in {paths.root}: `modelyard cluster up --nodes N`"
-        )
-    saved = subprocess.run(["docker", "save", reference], capture_output=True, check=True).stdout
-    for node in cluster.nodes:
-        subprocess.run(["docker", "exec", "-i", node.container, "ctr", "--namespace", "k8s.io",
-                        "images", "import", "-"], input=saved, capture_output=True,
-                       check=True)  # fmt: skip

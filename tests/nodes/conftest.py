@@ -4,14 +4,15 @@ It runs after tests/cluster has stopped the single-node cluster: one cluster per
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from modelyard.infra.local_cluster.binaries import Binaries
 
 from tests.cluster.conftest import LocalCluster
 from tests.nodes.serving import Served, serve
+from tests.registry import running_registry
 
 NODES = 3
 
@@ -30,13 +31,26 @@ def node_cluster(
 
 
 @pytest.fixture(scope="package")
+def nodes_registry(node_cluster: LocalCluster, registry_image: str) -> Iterator[dict[str, Any]]:
+    """A registry as the platform runs it (TLS, a password), published on this machine's address
+    on the nodes' network: where the nodes' containerd pulls from."""
+    from modelyard.infra.local_cluster.nodes import NodeCluster
+    from modelyard.infra.local_cluster.settings import ClusterPaths
+
+    cluster = NodeCluster.load(ClusterPaths(node_cluster.state / "cluster"))
+    assert cluster is not None
+    with running_registry(registry_image, cluster.host_address) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="package")
 def served(
-    node_cluster: LocalCluster, base_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
+    node_cluster: LocalCluster, nodes_registry: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:  # fmt: skip
     """A model served by two replicas on the workers; KUBECONFIG names the cluster for the load
     pods."""
-    served = serve(node_cluster, tmp_path_factory.mktemp("serving-image"))
+    served = serve(node_cluster, tmp_path_factory.mktemp("serving-image"), nodes_registry)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KUBECONFIG", node_cluster.status()["kubeconfig"])
         yield served
-    subprocess.run(["docker", "rmi", "-f", served.image], capture_output=True, check=False)

@@ -2,12 +2,15 @@
 engineer fears, each measured as requests sent / failed / seconds until the last failure.
 
 The Deployment is shaped as the kit's ModelServing renders it (probes, preStop, spread across
-nodes, short tolerations of a lost node, a PodDisruptionBudget), with the serving image loaded
-into the nodes: the production path's tests run on the single-node cluster (README)."""
+nodes, short tolerations of a lost node, a PodDisruptionBudget, the image pulled by digest from
+a registry with TLS and a password, through an image pull secret): the production path's tests
+run on the single-node cluster (README)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,7 +30,10 @@ from modelyard.pipelines.cluster_load import LoadPod, start_load
 from tests.cluster.conftest import LocalCluster
 
 NAMESPACE = "faults"
+NAMESPACE_MANIFEST = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+    "name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}  # fmt: skip
 SERVICE = "churn"
+PULL_SECRET = "registry-pull"
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ def manifests(image: str, replicas: int) -> list[dict[str, Any]]:
                 "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels},
             }],
             "containers": [{
-                "name": "server", "image": image, "imagePullPolicy": "Never",
+                "name": "server", "image": image, "imagePullPolicy": "Always",
                 "ports": [{"name": "http", "containerPort": SERVING_PORT}],
                 "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
                                    "periodSeconds": 5, "failureThreshold": 3},
@@ -71,6 +77,7 @@ def manifests(image: str, replicas: int) -> list[dict[str, Any]]:
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }],
             "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "imagePullSecrets": [{"name": PULL_SECRET}],
             "tolerations": [
                 {"key": key, "operator": "Exists", "effect": "NoExecute",
                  "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS}
@@ -79,8 +86,7 @@ def manifests(image: str, replicas: int) -> list[dict[str, Any]]:
         },
     }  # fmt: skip
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        NAMESPACE_MANIFEST,
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": SERVICE, "namespace": NAMESPACE},
          "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": pod,
@@ -100,26 +106,50 @@ class Served:
     rows: list[dict[str, Any]]  # what the load pods send
 
 
-def serve(cluster: LocalCluster, work: Path, replicas: int = 2) -> Served:
-    """The serving image with a model baked in (as the package stage bakes it), loaded into every
-    node and served by `replicas` pods."""
-    from modelyard.infra.local_cluster.nodes import load_image
+def serve(cluster: LocalCluster, work: Path, registry: dict[str, Any], replicas: int = 2) -> Served:
+    """The serving image with a model baked in (as the package stage bakes it), pushed to
+    `registry` (tests/registry.py, published where the nodes reach it), which every node's
+    containerd is made to trust by the kubernetes_node role, and served by `replicas` pods that
+    pull it by digest."""
+    from modelyard.infra.local_cluster.registry_trust import trust_registry
     from modelyard.infra.local_cluster.settings import ClusterPaths
     from modelyard.ml.data.sample import generate_churn
     from modelyard.ml.serving.image import build_context
 
     from tests.serving.helpers import save_local, train_booster
 
-    tag = "modelyard-test/serving-on-nodes:1"
+    address = registry["address"]
+    ca_pem = registry["files"][1]
+    trust_registry(address, ca_pem, ClusterPaths(cluster.state / "cluster"), say=lambda _: None)
+    tag = f"{address}/modelyard-test/serving-on-nodes:1"
     model = save_local(*train_booster(rounds=30, seed=0), work / "model")
     context = build_context(work / "context", model,
                             {"name": "churn", "version": "7", "run_id": "run-of-v7"})  # fmt: skip
     subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True,
                    capture_output=True)  # fmt: skip
-    load_image(ClusterPaths(cluster.state / "cluster"), tag)
-    deploy(cluster, tag, replicas)
+    image = f"{tag.rsplit(':', 1)[0]}@{_push(tag, registry, work / 'docker-config')}"
+    subprocess.run(["docker", "rmi", tag], check=True, capture_output=True)  # pods must pull it
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(NAMESPACE_MANIFEST))
+    cluster.kubectl("-n", NAMESPACE, "create", "secret", "docker-registry", PULL_SECRET,
+                    f"--docker-server={address}", f"--docker-username={registry['username']}",
+                    f"--docker-password={registry['password']}")  # fmt: skip
+    deploy(cluster, image, replicas)
     rows = generate_churn(20, seed=3).drop(columns=["churned"]).to_json(orient="records")
-    return Served(tag, json.loads(rows))
+    return Served(image, json.loads(rows))
+
+
+def _push(tag: str, registry: dict[str, Any], client: Path) -> str:
+    """Push with a login of its own (never ~/.docker); the digest the registry answered."""
+    client.mkdir(mode=0o700)
+    env = {**os.environ, "DOCKER_CONFIG": str(client)}
+    subprocess.run(["docker", "login", registry["address"], "--username", registry["username"],
+                    "--password-stdin"], input=registry["password"].encode(), env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    pushed = subprocess.run(["docker", "push", tag], env=env, check=True, capture_output=True,
+                            text=True).stdout  # fmt: skip
+    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
+    assert digest, pushed
+    return digest[1]
 
 
 def deploy(cluster: LocalCluster, image: str, replicas: int = 2) -> None:
