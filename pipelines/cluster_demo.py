@@ -97,7 +97,8 @@ def _check_tools(console: Console) -> None:
 
 # What the demo's project folder links from the checkout: the program, the pipeline's code and
 # tests (the unit-tests stage runs them), the tools and the virtualenv the program runs in.
-_LINKED = ("contracts", "infra", "ml", "pipelines", "tests", "tools", ".venv")
+# The Ansible roles too: a multi-node cluster is made to trust the platform's registry by them.
+_LINKED = ("ansible", "contracts", "infra", "ml", "pipelines", "tests", "tools", ".venv")
 
 
 def _project(folder: Path, console: Console) -> Path:
@@ -110,15 +111,19 @@ def _project(folder: Path, console: Console) -> Path:
 
     project = folder / "project"
     environments = project / "environments"
-    if environments.is_dir():
-        return project
     root = project_root()
     project.mkdir(parents=True, exist_ok=True)
-    shutil.copy(root / "Pulumi.yaml", project / "Pulumi.yaml")
-    for name in _LINKED:
+    added = []
+    for name in _LINKED:  # each run: a project made by an older checkout gets new links too
         link = project / name
         if not link.is_symlink():
             link.symlink_to(root / name)
+            added.append(name)
+    if environments.is_dir():
+        if added:
+            _commit(project, f"link the kit's {', '.join(added)}")
+        return project
+    shutil.copy(root / "Pulumi.yaml", project / "Pulumi.yaml")
     staging_dir = project / "environments.new"
     shutil.rmtree(staging_dir, ignore_errors=True)
     staging_dir.mkdir(parents=True)
