@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -85,6 +85,7 @@ class RoutingFollower:
         # Set once the first routing is applied, or refused: the worker then has a model, or an
         # answer saying why not. Until then it does not listen (see serve).
         self.settled = threading.Event()
+        self.load_error = ""  # the last version that could not be loaded, and why
 
     def poll(self) -> None:
         path = self.config.routing_path
@@ -104,6 +105,9 @@ class RoutingFollower:
             routing.candidate is not None and candidate is None
         ):
             # Keep answering with what we have; the supervisor rolls the broken version back.
+            if self.app.snapshot.stable is None:  # nothing to answer with: say why
+                message = f"not ready: {self.load_error}"
+                self.app.snapshot = Snapshot(replace(routing, message=message), None, None)
             self._ack(routing.generation, ok=False)
             self.settled.set()
             return
@@ -130,7 +134,8 @@ class RoutingFollower:
             try:
                 self.loaded[key] = load_model(Path(ref.path), ref.name, ref.version, ref.run_id)
             except ModelLoadError as exc:
-                log.error("cannot load %s version %s: %s", ref.name, ref.version, exc)
+                self.load_error = f"cannot load {ref.name} version {ref.version}: {exc}"
+                log.error("%s", self.load_error)
                 return None
         return self.loaded[key]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -64,6 +65,25 @@ def test_a_starting_server_takes_connections_only_once_its_workers_can_answer(
         pids.add(info["worker_pid"])
     assert set(answers) == {"/health 200", "/version ready=True"}, (answers, handle.log())
     assert len(pids) == 2, f"both workers answer once loaded: {pids}"
+
+
+def test_a_first_version_that_cannot_be_loaded_is_answered_503_with_why(
+    server, local_model_a: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "broken-model"
+    shutil.copytree(local_model_a, broken)
+    (broken / "model.lgb").write_text("not a LightGBM model\n")
+    handle = server(str(broken))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            status, _, body = call(handle.url, "GET", "/health")
+            break
+        except ConnectionRefusedError:  # the workers listen once they have tried
+            assert time.monotonic() < deadline and handle.process.poll() is None, handle.log()
+            time.sleep(0.1)
+    message = json.loads(body)["message"]
+    assert status == 503 and "LightGBM cannot read it" in message and "model.lgb" in message
 
 
 def test_alias_move_swaps_versions_under_load_without_a_failed_request(
