@@ -50,6 +50,19 @@ class LocalCluster:
         return done.stdout + done.stderr
 
 
+def destroy_demo_platform(stack: str, state: Path, variables: dict[str, str]) -> None:
+    """Remove the demo's platform stack (its containers and volumes) that `modelyard demo
+    --cluster` made in STATE/demo-cluster; the cluster's namespaces go with the cluster."""
+    from modelyard.pipelines.cluster_demo import PASSPHRASE
+
+    folder = state / "demo-cluster"
+    subprocess.run(
+        [MODELYARD, "infra", "destroy", stack], cwd=folder / "project", capture_output=True,
+        check=False, env={**variables, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+                          "PULUMI_BACKEND_URL": (folder / "pulumi-state").as_uri()},
+    )  # fmt: skip
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The demo's test stops the session's cluster (test_the_demo.py): it runs right after the
     other tests of this folder, whatever their files are named. (The hook sees the whole

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.cluster.conftest import LocalCluster
+from tests.cluster.conftest import LocalCluster, destroy_demo_platform
 from tests.docker_helpers import RUN_ID
 from tests.helpers import MODELYARD
 
@@ -30,7 +30,6 @@ def test_the_cluster_demo_twice(local_cluster: LocalCluster, engine: None, base_
         return subprocess.run([MODELYARD, "demo", "--cluster", *flags], env=variables,
                               capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
 
-    project = state / "demo-cluster" / "project"
     try:
         first = demo("--keep-serving")
         said = first.stdout + first.stderr
@@ -50,9 +49,4 @@ def test_the_cluster_demo_twice(local_cluster: LocalCluster, engine: None, base_
                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
         assert running == "", "the platform's containers still run after the demo"
     finally:
-        # The platform stack's containers and volumes (the cluster's namespaces go with its folder).
-        subprocess.run(
-            [MODELYARD, "infra", "destroy", stack], cwd=project, capture_output=True, check=False,
-            env={**variables, "PULUMI_CONFIG_PASSPHRASE": "modelyard-example",
-                 "PULUMI_BACKEND_URL": (state / "demo-cluster" / "pulumi-state").as_uri()},
-        )  # fmt: skip
+        destroy_demo_platform(stack, state, variables)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import LocalCluster
+from tests.cluster.conftest import LocalCluster, destroy_demo_platform
 from tests.docker_helpers import RUN_ID
 from tests.helpers import MODELYARD
 
@@ -28,7 +28,6 @@ def test_the_cluster_demo_runs_on_the_nodes(
     state = tmp_path / "state"
     variables = {**os.environ, "MODELYARD_STATE_DIR": str(state), "MODELYARD_DEMO_STACK": stack}
     variables.pop("PULUMI_BACKEND_URL", None)
-    project = state / "demo-cluster" / "project"
     try:
         run = subprocess.run([MODELYARD, "demo", "--cluster"], env=variables, capture_output=True,
                              text=True, timeout=1800, check=False)  # fmt: skip
@@ -48,9 +47,4 @@ def test_the_cluster_demo_runs_on_the_nodes(
             assert pod["status"]["containerStatuses"][0]["imageID"].endswith(digest)
         assert node_cluster.status()["state"] == "running", "the demo stopped another's cluster"
     finally:
-        # The platform stack's containers and volumes; the namespaces go with the nodes.
-        subprocess.run(
-            [MODELYARD, "infra", "destroy", stack], cwd=project, capture_output=True, check=False,
-            env={**variables, "PULUMI_CONFIG_PASSPHRASE": "modelyard-example",
-                 "PULUMI_BACKEND_URL": (state / "demo-cluster" / "pulumi-state").as_uri()},
-        )  # fmt: skip
+        destroy_demo_platform(stack, state, variables)
