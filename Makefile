@@ -35,9 +35,10 @@ demo: setup
 demo-cluster: setup
 	$(BIN)/modelyard demo --cluster $(if $(KEEP),--keep-serving)
 
-## test: the whole suite, as CI runs it
+## test: the whole suite, as CI runs it: two workers, the cluster's tests in order on one of them
+## (tests/conftest.py says how the units are made)
 test: setup checkov
-	$(BIN)/pytest --durations=30
+	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=30
 
 ## test-fast: the quick loop (no slow, Docker, engine or cluster tests)
 test-fast: setup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,38 @@ from modelyard.pipelines.notification_sink import NotificationSink
 from tests.helpers import without_auth, without_git
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# `make test` runs two pytest-xdist workers with `--dist loadgroup`. The folders that share the one
+# local cluster per machine (the single-node cluster, then the nodes) are one unit, in their order,
+# on one worker; every other folder is a unit of its own (its session fixtures set up once) that
+# the other worker takes. The cluster tests mostly wait on Kubernetes, so the two overlap well.
+CLUSTER_FOLDERS = ("cluster", "nodes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Name each test's xdist unit; the cluster unit is scheduled first, as it is the longest."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        item.add_marker(pytest.mark.xdist_group("cluster" if folder in CLUSTER_FOLDERS else folder))
+    items.sort(key=lambda item: item.path.relative_to(TESTS).parts[0] not in CLUSTER_FOLDERS)
+
+
+SLOWEST_FILES = 30
+_SECONDS_PER_FILE: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _SECONDS_PER_FILE[report.nodeid.split("::", 1)[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Time per test file (setup, call and teardown), so a file's growth shows in every run."""
+    slowest = sorted(_SECONDS_PER_FILE.items(), key=lambda entry: -entry[1])[:SLOWEST_FILES]
+    if slowest:
+        terminalreporter.section(f"seconds per test file (the {len(slowest)} slowest)")
+    for path, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {path}")
 
 
 @pytest.fixture(scope="session")
