@@ -28,12 +28,19 @@ TESTS = Path(__file__).resolve().parent
 CLUSTER_FOLDERS = ("cluster", "nodes")
 
 
+def _unit(item: pytest.Item) -> str:
+    folder = item.path.relative_to(TESTS).parts[0]
+    return "cluster" if folder in CLUSTER_FOLDERS else folder
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's xdist unit, named as it is collected (before xdist reads it into its id)."""
+    item.add_marker(pytest.mark.xdist_group(_unit(item)))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Name each test's xdist unit; the cluster unit is scheduled first, as it is the longest."""
-    for item in items:
-        folder = item.path.relative_to(TESTS).parts[0]
-        item.add_marker(pytest.mark.xdist_group("cluster" if folder in CLUSTER_FOLDERS else folder))
-    items.sort(key=lambda item: item.path.relative_to(TESTS).parts[0] not in CLUSTER_FOLDERS)
+    """The cluster unit first: it is the longest."""
+    items.sort(key=lambda item: _unit(item) != "cluster")
 
 
 SLOWEST_FILES = 30
