@@ -29,7 +29,7 @@ CLUSTER_FOLDERS = ("cluster", "nodes")
 
 
 def _unit(item: pytest.Item) -> str:
-    folder = item.path.relative_to(TESTS).parts[0]
+    folder = item.path.resolve().relative_to(TESTS).parts[0]  # a project may link tests/ in
     return "cluster" if folder in CLUSTER_FOLDERS else folder
 
 
