@@ -21,5 +21,11 @@ RESULT_FILE = "/dev/termination-log"
 # Where the stage keeps that result on the finished Job once it has removed the Job's pods (a
 # finished pod would pin the volume, and `pulumi destroy` would wait on it for ever).
 RESULT_ANNOTATION = "modelyard.io/training-result"
+# The ports the workers of a training Job of several pods talk on (LightGBM's network, from its
+# default port): one per fit a process makes, and a process makes at most training.budget.trials.
+NETWORK_PORT = 12400
+NETWORK_PORTS = 1000
+# Where Kubernetes writes an Indexed Job pod's index: the worker's rank.
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # Exit code of a mistake the kit reported (bad data, a gate not met): retrying cannot help.
 USER_ERROR_EXIT = 2

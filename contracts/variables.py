@@ -17,6 +17,13 @@ TRAINING_CONTAINER = "MODELYARD_TRAINING_CONTAINER"
 # Where the train stage inside a Job writes its result (the run and its metrics, JSON): the train
 # container's termination message, which the stage that started the Job reads back.
 TRAINING_RESULT_FILE = "MODELYARD_TRAINING_RESULT_FILE"
+# A training Job of several workers (training.kubernetes.workers; ml/training/distributed.py): how
+# many, which Job (its uid), this pod's rank (0 leads), and the ADDRESS:PORT its LightGBM network
+# listens on.
+TRAINING_WORKERS = "MODELYARD_TRAINING_WORKERS"
+TRAINING_JOB = "MODELYARD_TRAINING_JOB"
+TRAINING_RANK = "MODELYARD_TRAINING_RANK"
+TRAINING_LISTEN = "MODELYARD_TRAINING_LISTEN"
 # Who promotes (Jenkins: BUILD_USER_ID; elsewhere the login name).
 ACTOR = "MODELYARD_ACTOR"
 # The private key file release commits are pushed with over SSH (Jenkins binds the credential

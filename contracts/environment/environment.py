@@ -134,6 +134,13 @@ class Environment(Section):
             problems.extend(self._kubernetes_model_problems())
         if self.pipeline.train_in == "kubernetes":
             problems.extend(self._training_job_problems())
+        elif self.training.kubernetes.workers > 1:
+            problems.append((
+                "training.kubernetes.workers",
+                f"is {self.training.kubernetes.workers} but pipeline.trainIn is "
+                f"`{self.pipeline.train_in}`: several workers train together only as a Kubernetes "
+                "Job. Set pipeline.trainIn to `kubernetes`, or workers to 1",
+            ))  # fmt: skip
         if self.served_model in self.models:
             problems.append((
                 f"models.{self.served_model}",

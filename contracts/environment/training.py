@@ -27,6 +27,10 @@ class OnKubernetes(Section):
     storage_class: str | None = None
     # How long the stage waits for the pod to be scheduled before it gives up and says why.
     schedule_timeout_seconds: int = Field(default=120, ge=10, le=3600)
+    # Pods that train one model together over LightGBM's data-parallel network, each boosting on
+    # its share of the training rows (ml/training/distributed.py); `resources` are per pod. It
+    # changes the model (bins and histograms are merged across pods): part of a job's key.
+    workers: int = Field(default=1, ge=1, le=16)
 
 
 class TrainingSettings(Section):

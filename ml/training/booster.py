@@ -67,8 +67,12 @@ def fit(
     checkpoint_dir: Path,
     checkpoint_every: int,
     on_checkpoint: Callable[[MetricRows], None] | None = None,
+    writes: bool = True,
 ) -> FitResult:
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    """`writes` False: a follower of a fit over several workers (ml/training/distributed.py). It
+    starts from the leader's checkpoint, as the leader does, and leaves the folder to it."""
+    if writes:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model_file = checkpoint_dir / "model.txt"
     history_file = checkpoint_dir / "history.json"
     final_file = checkpoint_dir / FINAL_MODEL
@@ -88,7 +92,12 @@ def fit(
     handed_over = 0  # rows the caller has been given by this process
 
     def save_history() -> None:
-        write_atomic(history_file, json.dumps({"scores": history.scores, "rows": rows}))
+        if writes:
+            write_atomic(history_file, json.dumps({"scores": history.scores, "rows": rows}))
+
+    def save_model(path: Path, booster: lgb.Booster) -> None:
+        if writes:
+            write_atomic(path, booster.model_to_string())
 
     def hand_over() -> None:
         """Give the caller the saved rows it has not been given. After a crash that is
@@ -117,7 +126,7 @@ def fit(
             # numbered from a history that is behind). Metrics are handed over only for rounds
             # that survive a crash.
             save_history()
-            write_atomic(model_file, env.model.model_to_string())
+            save_model(model_file, env.model)
             hand_over()
         if early_stopping_rounds and rounds - history.best_iteration >= early_stopping_rounds:
             raise lgb.callback.EarlyStopException(history.best_iteration - 1, [])
@@ -135,12 +144,14 @@ def fit(
             keep_training_booster=True,
             callbacks=[record],
         )
+        if params.get("num_machines", 1) > 1:
+            booster.free_network()  # the next fit of the loop listens on the same port
     else:
         assert init_model is not None
         booster = init_model
     best = lgb.Booster(model_str=booster.model_to_string(num_iteration=history.best_iteration))
     save_history()
-    write_atomic(final_file, best.model_to_string())
+    save_model(final_file, best)
     hand_over()
     return FitResult(best, history, done)
 

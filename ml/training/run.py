@@ -36,10 +36,17 @@ from modelyard.ml.prediction_kind import PredictionKind
 from modelyard.ml.spec import ModelSpec, model_file
 from modelyard.ml.training import mlflow_job
 from modelyard.ml.training.booster import MetricRows
+from modelyard.ml.training.distributed import Network
 from modelyard.ml.training.features import PreparedData, Split, prepare, strata, stratified_split
 from modelyard.ml.training.plots import load_matplotlib
 from modelyard.ml.training.sidecar import Sidecar
-from modelyard.ml.training.tuning import GateLoopResult, TrialHooks, TrialOutcome, run_gate_loop
+from modelyard.ml.training.tuning import (
+    GateLoopResult,
+    TrialHooks,
+    TrialOutcome,
+    join_fits,
+    run_gate_loop,
+)
 
 Say = Callable[[str], None]
 PROFILE_ROWS = 20_000  # 2,000 rows per decile: stable bins, cheap on a million-row dataset
@@ -79,17 +86,18 @@ def training_settings(environment: Environment, spec: ModelSpec) -> TrainingSett
 
 
 def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target: str) -> str:
-    what = {
+    settings = training_settings(environment, spec)
+    what: dict[str, Any] = {
         "environment": environment.name,
         "model": spec.name,
         "target": target,
         "task": spec.task,
         # Where it runs is not what is trained: a Job resumes what a process began.
-        "training": training_settings(environment, spec).model_dump(
-            mode="json", exclude={"kubernetes"}
-        ),
+        "training": settings.model_dump(mode="json", exclude={"kubernetes"}),
         "dataset": dataset.digest,
     }
+    if settings.kubernetes.workers > 1:  # several workers train another model than one does
+        what["workers"] = settings.kubernetes.workers
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -116,19 +124,18 @@ def train(
     sidecar: Sidecar,
     say: Say = lambda _: None,
     register: bool = True,
+    network: Network | None = None,
 ) -> TrainResult:
     """Validate, run the gate loop, log the best model; register it unless `register` is False
     (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
-    `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data."""
+    `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data. `network`:
+    this process leads a training over several workers (`join_training` runs on the others)."""
     # Callers check sooner; this is for every other one.
     check_training_params(environment, (model_file(spec.name), spec.params))
     rule = environment.training_gate(spec.task)
     report = check_dataset(dataset, spec, target)
     settings = training_settings(environment, spec)
-    data = prepare(dataset.frame, target, spec.task)
-    split = stratified_split(
-        strata(data), settings.validation_fraction, settings.holdout_fraction, settings.seed
-    )
+    data, split = _prepared(dataset, target, spec, settings)
     kind = prediction_kind(data, split)
 
     workdir = training_dir(state_root) / job_key(environment, spec, dataset, target)
@@ -153,7 +160,7 @@ def train(
     hooks = _SidecarHooks(sidecar, sample, rule.metric, say)
     loop = run_gate_loop(
         data, split, settings, rule, workdir, hooks,
-        spent_seconds=state.spent_seconds, on_time_spent=state.record_time,
+        spent_seconds=state.spent_seconds, on_time_spent=state.record_time, network=network,
     )  # fmt: skip
     best = loop.best
     sidecar.send(mlflow_job.log_best, best.metrics, best.params, best.number, best.rounds,
@@ -195,6 +202,28 @@ def train(
     result.run_id, result.model_version = sidecar.call(mlflow_job.finish, register, spec.name)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def join_training(
+    environment: Environment, spec: ModelSpec, dataset: Dataset, target: str, network: Network,
+    say: Say = lambda _: None,
+) -> None:  # fmt: skip
+    """A follower's part of a training over several workers: the leader's data checks and split,
+    then each fit the leader posts, on this worker's share of the rows."""
+    check_dataset(dataset, spec, target)
+    settings = training_settings(environment, spec)
+    data, split = _prepared(dataset, target, spec, settings)
+    join_fits(data, split, settings, environment.training_gate(spec.task), network, say)
+
+
+def _prepared(
+    dataset: Dataset, target: str, spec: ModelSpec, settings: TrainingSettings
+) -> tuple[PreparedData, Split]:
+    data = prepare(dataset.frame, target, spec.task)
+    split = stratified_split(
+        strata(data), settings.validation_fraction, settings.holdout_fraction, settings.seed
+    )
+    return data, split
 
 
 def _deliver_model(

@@ -23,6 +23,7 @@ from modelyard.contracts.environment.base import MetricRule
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.tasks import Task
 from modelyard.ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
+from modelyard.ml.training.distributed import Network, PostedFit
 from modelyard.ml.training.evaluation import task_metrics
 from modelyard.ml.training.features import PreparedData, Split
 from optuna.storages.journal import JournalFileBackend
@@ -108,8 +109,10 @@ def run_gate_loop(
     hooks: TrialHooks,
     spent_seconds: float = 0.0,
     on_time_spent: Callable[[float], None] | None = None,
+    network: Network | None = None,
 ) -> GateLoopResult:
-    """`rule`: the environment's gate for the data's task (TrainingSettings.gate_for)."""
+    """`rule`: the environment's gate for the data's task (TrainingSettings.gate_for).
+    `network`: this process leads a fit over several workers (ml/training/distributed.py)."""
     storage = optuna.storages.JournalStorage(
         JournalFileBackend(str(workdir / "optuna-journal.log"))
     )
@@ -141,7 +144,8 @@ def run_gate_loop(
         checkpoint_dir = workdir / f"fit-{_params_key(params)}"
         resumed = (checkpoint_dir / "model.txt").is_file()
         hooks.trial_started(trial.number, params, resumed)
-        result = _fit(data, split, settings, rule, params, checkpoint_dir, trial.number, hooks)
+        result = _fit(data, split, settings, rule, params, checkpoint_dir,
+                      lambda rows: hooks.metrics_checkpointed(trial.number, rows), network)  # fmt: skip
         hooks.model_trained(trial.number, checkpoint_dir / FINAL_MODEL, result.booster)
         scores = np.asarray(result.booster.predict(data.features.iloc[split.holdout]))
         scores_by_trial[trial.number] = scores
@@ -193,11 +197,31 @@ def _stop_reason(
 
 
 def _requeue_interrupted(study: optuna.Study) -> None:
-    """A trial left RUNNING by a crash is marked failed and queued again with the same params:
-    its checkpoint folder is keyed by those params, so it resumes where it stopped."""
+    """A trial a crash interrupted (left RUNNING by a killed process, or FAIL by an error such as
+    a training network losing a worker) is queued again, once, with the same params: its
+    checkpoint folder is keyed by those params, so it resumes where it stopped."""
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={**trial.user_attrs, "resumes": trial.number})
+    requeued = {t.user_attrs.get("resumes") for t in study.get_trials(deepcopy=False)}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        if trial.number not in requeued:
+            study.enqueue_trial(trial.params,
+                                user_attrs={**trial.user_attrs, "resumes": trial.number})  # fmt: skip
+
+
+def join_fits(
+    data: PreparedData,
+    split: Split,
+    settings: TrainingSettings,
+    rule: MetricRule,
+    network: Network,
+    say: Callable[[str], None],
+) -> None:
+    """A follower's part of the gate loop: each fit the leader posts, on this worker's rows."""
+    network.check_in()
+    for posted in network.fits(say):
+        _fit(data, split, settings, rule, posted.params, posted.checkpoint_dir, None, network,
+             posted)  # fmt: skip
 
 
 def _fit(
@@ -207,9 +231,17 @@ def _fit(
     rule: MetricRule,
     params: dict[str, Any],
     checkpoint_dir: Path,
-    number: int,
-    hooks: TrialHooks,
+    on_checkpoint: Callable[[MetricRows], None] | None,
+    network: Network | None = None,
+    posted: PostedFit | None = None,
 ) -> FitResult:
+    """One fit; over `network` the leader posts it (`posted` None), a follower joins `posted`."""
+    rows = split.train
+    if network is not None:
+        posted = posted or network.post(params, checkpoint_dir)
+        params = {**params, **network.lightgbm_params(posted)}
+        rows = network.shard(rows)
+
     # LightGBM frees its copy of the rows once it has binned them, four bytes a value against the
     # bins' one. A fit going on from a checkpoint scores them first: lgb.train builds the Dataset.
     def dataset(rows: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -220,7 +252,7 @@ def _fit(
             params={"feature_pre_filter": False, "verbose": -1},
         )
 
-    train = dataset(split.train)
+    train = dataset(rows)
     tracking = EARLY_STOPPING_METRIC[data.task]
     metric = tracking.get(rule.metric, tracking[""])
     return fit(
@@ -233,7 +265,8 @@ def _fit(
         higher_is_better=metric in _HIGHER_IS_BETTER,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=settings.checkpoint_every,
-        on_checkpoint=lambda rows: hooks.metrics_checkpointed(number, rows),
+        on_checkpoint=on_checkpoint,
+        writes=network is None or network.leads,
     )
 
 

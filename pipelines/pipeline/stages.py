@@ -17,7 +17,7 @@ from modelyard.contracts import artifacts, tags, variables
 from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import Environment, load_environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
-from modelyard.pipelines.errors import PipelineError, RolledBack
+from modelyard.pipelines.errors import USER_ERRORS, PipelineError, RolledBack
 from modelyard.pipelines.pipeline.context import PipelineContext
 
 Say = Callable[[str], None]
@@ -80,22 +80,36 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
         train_on_kubernetes(ctx, environment, say)
         return
     from modelyard.contracts.state import state_dir
+    from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import reachable_uri
+    from modelyard.ml.training.distributed import Network
     from modelyard.ml.training.mlflow_job import tracking_sidecar
 
-    with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
-        from modelyard.ml.training.lean_imports import import_lightgbm_alone
+    spec = load_model_spec(ctx.model)
+    network = Network.from_environment(state_dir())  # a pod of a Job of several workers
+    if network is not None and not network.leads:
+        from modelyard.ml.training.run import join_training
 
-        import_lightgbm_alone()
-        from modelyard.ml.data.dataset import read_dataset
-        from modelyard.ml.training.run import train as train_model
+        join_training(environment, spec, read_dataset(Path(ctx.data)), spec.target, network, say)
+        return
+    try:
+        with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
+            from modelyard.ml.training.lean_imports import import_lightgbm_alone
 
-        spec = load_model_spec(ctx.model)
-        result = train_model(
-            environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(),
-            project_root(), sidecar, say=say, register=False,
-        )  # fmt: skip
+            import_lightgbm_alone()
+            from modelyard.ml.training.run import train as train_model
+
+            result = train_model(
+                environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(),
+                project_root(), sidecar, say=say, register=False, network=network,
+            )  # fmt: skip
+    except USER_ERRORS:
+        if network is not None:
+            network.finish()  # a reported mistake ends the Job: the followers leave with it
+        raise
+    if network is not None:
+        network.finish()
     ctx.training_run_id, ctx.metrics = result.run_id, result.metrics
     gate = result.gate
     say(f"gate `{gate['rule']}` passed with {gate['value']:.4f} after {result.trials} trial(s)")

@@ -47,6 +47,19 @@ def test_training_on_kubernetes_needs_a_cluster_and_a_registry(environments: Pat
     assert "modelyard:pipeline.package.registry" in message and "cluster pulls from" in message
 
 
+def test_several_training_workers_need_a_training_job_and_at_least_one(environments: Path) -> None:
+    edit_environment(environments, "local", {"training.kubernetes": {"workers": 2}})
+    message = _refused(environments)
+    assert "modelyard:training.kubernetes.workers" in message
+    assert "is 2 but pipeline.trainIn is `process`" in message and "workers to 1" in message
+    edit_environment(environments, "local", {"training.kubernetes": {"workers": 0}})
+    message = _refused(environments)
+    assert (
+        "modelyard:training.kubernetes.workers" in message
+        and "greater than or equal to 1" in message
+    )
+
+
 def test_a_registry_address_with_a_scheme_is_refused(environments: Path) -> None:
     edit_environment(environments, "local", {
         "pipeline.package": {"registry": "https://127.0.0.1:5443", "password": {"secure": "v1:x"}},
