@@ -116,8 +116,9 @@ def _build_kubernetes_serving(
         pods=pods,
     )
     trains_here = environment.pipeline.train_in == "kubernetes"
-    if trains_here:  # room for one training pod beside the serving ones
-        quota = _with_training_pod(quota, environment.training.kubernetes.resources)
+    if trains_here:  # room for the training Job's pods beside the serving ones
+        settings = environment.training.kubernetes
+        quota = _with_training_pods(quota, settings.resources, settings.workers)
     cluster = Cluster(
         f"{environment.name}-cluster",
         ClusterArgs(
@@ -175,19 +176,19 @@ def _build_kubernetes_serving(
     pulumi.export("servingVersions", versions)
 
 
-def _with_training_pod(quota: Quota, resources: Resources) -> Quota:
+def _with_training_pods(quota: Quota, resources: Resources, pods: int) -> Quota:
     def cpu(total: str, more: str) -> str:
-        return f"{cpu_millis(total) + cpu_millis(more)}m"
+        return f"{cpu_millis(total) + pods * cpu_millis(more)}m"
 
     def memory(total: str, more: str) -> str:
-        return f"{math.ceil((memory_bytes(total) + memory_bytes(more)) / 2**20)}Mi"
+        return f"{math.ceil((memory_bytes(total) + pods * memory_bytes(more)) / 2**20)}Mi"
 
     return Quota(
         requests_cpu=cpu(quota.requests_cpu, resources.requests.cpu),
         requests_memory=memory(quota.requests_memory, resources.requests.memory),
         limits_cpu=cpu(quota.limits_cpu, resources.limits.cpu),
         limits_memory=memory(quota.limits_memory, resources.limits.memory),
-        pods=quota.pods + 1,
+        pods=quota.pods + pods,
     )
 
 
@@ -217,6 +218,7 @@ def _build_training(
             egress_ports=environment.serving.network.egress_ports,
             mlflow_credentials=mlflow_credentials,
             pull_secret=pull,
+            workers=settings.workers,
         ),
         opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[cluster])),
     )

@@ -24,6 +24,7 @@ class ModelTrainingArgs:
     egress_ports: Sequence[int]
     mlflow_credentials: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     pull_secret: PullSecret | None = None
+    workers: int = 1  # training.kubernetes.workers: more than one talk to each other
 
 
 class ModelTraining(pulumi.ComponentResource):
@@ -83,6 +84,26 @@ class ModelTraining(pulumi.ComponentResource):
             spec={"pod_selector": pods, "policy_types": ["Egress"], "egress": egress},
             opts=child,
         )
+        if args.workers > 1:
+            # The workers of one Job meet over LightGBM's network (ml/training/distributed.py):
+            # training pods reach each other on its ports, and nothing else does.
+            peers: list[k8s.networking.v1.NetworkPolicyPeerArgsDict] = [{"pod_selector": pods}]
+            ports: list[k8s.networking.v1.NetworkPolicyPortArgsDict] = [{
+                "protocol": "TCP",
+                "port": training_job.NETWORK_PORT,
+                "end_port": training_job.NETWORK_PORT + training_job.NETWORK_PORTS - 1,
+            }]  # fmt: skip
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-network",
+                metadata=meta("allow-training-network"),
+                spec={
+                    "pod_selector": pods,
+                    "policy_types": ["Ingress", "Egress"],
+                    "ingress": [{"from_": peers, "ports": ports}],
+                    "egress": [{"to": peers, "ports": ports}],
+                },
+                opts=child,
+            )
         if args.mlflow_credentials is not None:
             k8s.core.v1.Secret(
                 f"{name}-mlflow",

@@ -95,7 +95,7 @@ def fit(
         if writes:
             write_atomic(history_file, json.dumps({"scores": history.scores, "rows": rows}))
 
-    def save_model(path: Path, booster: lgb.Booster) -> None:
+    def save_model(path: Path, booster: lgb.Booster | lgb.CVBooster) -> None:
         if writes:
             write_atomic(path, booster.model_to_string())
 

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ Say = Callable[[str], None]
 SOURCE_ROOT = "/opt/modelyard-src"  # on PYTHONPATH: the `modelyard` namespace package below it
 CODE_PARTS = ("contracts", "infra", "ml", "pipelines")
 LAST_LINES = 20
+LOG_DRAIN_SECONDS = 30  # for `kubectl logs --follow` to end once its container has
 # How long the data container waits for the stage to stream the data before it gives up.
 DATA_WAIT_SECONDS = 900
 # A container that cannot start for one of these reasons will not start by waiting.
@@ -155,13 +157,22 @@ def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> N
         for node in nodes["items"]
         if not node["spec"].get("unschedulable")
     ]  # fmt: skip
-    if not any(cpu >= cpu_millis(requests.cpu) and mem >= memory_bytes(requests.memory)
-               for cpu, mem in room):  # fmt: skip
+    cpu, memory = cpu_millis(requests.cpu), memory_bytes(requests.memory)
+    if not any(free_cpu >= cpu and free_memory >= memory for free_cpu, free_memory in room):
         largest = max(room, default=(0, 0))
         raise PipelineError(
             f"{where}.resources.requests (cpu {requests.cpu}, memory {requests.memory}) fit no "
             f"node of the cluster: the largest schedulable one offers cpu {largest[0]}m, memory "
             f"{largest[1] // 2**20}Mi. Lower the requests, or add a larger node."
+        )
+    workers = environment.training.kubernetes.workers
+    held = sum(min(free_cpu // cpu, free_memory // memory) for free_cpu, free_memory in room)
+    if held < workers:
+        raise PipelineError(
+            f"{where}.workers is {workers}, but the cluster's schedulable nodes hold {held} pod(s) "
+            f"of {where}.resources.requests (cpu {requests.cpu}, memory {requests.memory}): the "
+            "workers train together, so all of them must run at once. Lower the requests or the "
+            "workers, or add nodes."
         )
 
 
@@ -215,6 +226,18 @@ def job_manifest(
     }
     if os.environ.get(variables.PIPELINE_REASON):
         env[variables.PIPELINE_REASON] = os.environ[variables.PIPELINE_REASON]
+    workers = settings.workers
+    # Several workers (ml/training/distributed.py): each pod's rank, its Job and its address, as
+    # Kubernetes knows them.
+    from_pod: dict[str, str] = {}
+    if workers > 1:
+        env[variables.TRAINING_WORKERS] = str(workers)
+        env[variables.TRAINING_LISTEN] = f"$(POD_IP):{training_job.NETWORK_PORT}"
+        from_pod = {
+            "POD_IP": "status.podIP",
+            variables.TRAINING_RANK: f"metadata.annotations['{training_job.INDEX_ANNOTATION}']",
+            variables.TRAINING_JOB: "metadata.labels['batch.kubernetes.io/controller-uid']",
+        }
     mounts: list[dict[str, Any]] = [state, {"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [
         {"name": "state", "persistentVolumeClaim": {"claimName": training_job.STATE_CLAIM}},
@@ -231,6 +254,10 @@ def job_manifest(
         f'echo "no data at {staged} after {DATA_WAIT_SECONDS}s: the stage streaming it stopped"; '
         "exit 1"
     )
+    # POD_IP first: TRAINING_LISTEN refers to it.
+    container_env = [
+        {"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in from_pod.items()
+    ] + [{"name": k, "value": v} for k, v in env.items()]
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": training_job.SERVICE_ACCOUNT,
@@ -272,7 +299,7 @@ def job_manifest(
                     "--model",
                     ctx.model,
                 ],
-                "env": [{"name": k, "value": v} for k, v in env.items()],
+                "env": container_env,
                 "resources": {
                     "requests": settings.resources.requests.model_dump(),
                     "limits": settings.resources.limits.model_dump(),
@@ -292,12 +319,13 @@ def job_manifest(
         "kind": "Job",
         "metadata": {"name": name, "namespace": serving.namespace, "labels": labels},
         "spec": {
-            "completions": 1,
-            "parallelism": 1,
-            "completionMode": "Indexed",
+            "completions": workers,
+            "parallelism": workers,
+            "completionMode": "Indexed",  # the index is the worker's rank
             # A killed or evicted pod is replaced and resumes; a mistake the kit reported (bad
-            # data, a gate not met) fails the Job at once: another try would say the same.
-            "backoffLimit": environment.pipeline.max_restarts,
+            # data, a gate not met) fails the Job at once: another try would say the same. A
+            # worker lost mid-fit fails the others' fit too: a restart costs up to every pod.
+            "backoffLimit": environment.pipeline.max_restarts * workers,
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -322,10 +350,12 @@ def job_manifest(
 def _follow(
     kube: Kube, name: str, data: _Data, environment: Environment, say: Say
 ) -> dict[str, Any]:
-    """Stream each pod's logs until the Job ends; its result, or PipelineError with the last
-    pod's last lines."""
-    followed: set[str] = set()
-    streamed: set[str] = set()  # pods whose data container was sent the data
+    """Stream the leading pod's logs (rank 0; every pod of a single-worker Job) until the Job
+    ends; its result, or PipelineError with the failed pod's last lines."""
+    followed: set[str] = set()  # leading pods whose logs were streamed
+    started: set[str] = set()  # pods whose start was said
+    staged = False  # the data went onto the volume in this stage run: every pod finds it there
+    logs: threading.Thread | None = None  # streams the leading pod's log while the Job is watched
     timeout = environment.training.kubernetes.schedule_timeout_seconds
     while True:
         job = kube.json("get", "job", name)
@@ -334,6 +364,8 @@ def _follow(
         conditions = {c["type"]: c for c in job["status"].get("conditions", [])
                       if c["status"] == "True"}  # fmt: skip
         pods = kube.pods(name)
+        if logs and ("Complete" in conditions or "Failed" in conditions):
+            logs.join(timeout=LOG_DRAIN_SECONDS)  # its last lines, before the verdict
         if "Complete" in conditions:
             return _keep_result(kube, job, pods)
         if "Failed" in conditions:
@@ -341,24 +373,44 @@ def _follow(
             kube.delete_pods(name)
             raise PipelineError(
                 f"the training Job {name} failed ({conditions['Failed'].get('message', '')}); "
-                f"its last pod's last lines:\n{lines}"
+                f"its last failed pod's last lines:\n{lines}"
             )
-        pod = pods[-1] if pods else None
-        if pod is None or pod["metadata"]["name"] in followed:
-            time.sleep(1)
+        for pod in pods:
+            if pod["status"].get("phase") in ("Pending", "Running"):
+                _unless_stuck(kube, name, pod, timeout, environment)
+        waiting = [pod for pod in pods if "running" in _state(pod, "data", init=True)]
+        if waiting and not staged:
+            staged = _stream_data(kube, waiting[0]["metadata"]["name"], data, say)
             continue
-        _unless_stuck(kube, name, pod, timeout, environment)
-        statuses = {s["name"]: s for s in pod["status"].get("initContainerStatuses", [])}
-        pod_name = pod["metadata"]["name"]
-        if pod_name not in streamed and "running" in statuses.get("data", {}).get("state", {}):
-            streamed.add(pod_name)
-            _stream_data(kube, pod_name, data, say)
-        train = {s["name"]: s for s in pod["status"].get("containerStatuses", [])}.get("train")
-        if train and ("running" in train["state"] or "terminated" in train["state"]):
-            followed.add(pod_name)
-            _stream_logs(kube, pod_name, say)
-            continue
+        for pod in pods:
+            if pod["metadata"]["name"] not in started and _state(pod, "train"):
+                started.add(pod["metadata"]["name"])
+                if _rank(pod) > 0:
+                    say(f"worker {_rank(pod)} started in {pod['metadata']['name']} on node "
+                        f"{pod['spec'].get('nodeName', '?')}")  # fmt: skip
+        leader = next((pod for pod in reversed(pods) if _rank(pod) == 0), None)
+        if leader and leader["metadata"]["name"] not in followed and _state(leader, "train"):
+            followed.add(leader["metadata"]["name"])
+            if logs:
+                logs.join(timeout=LOG_DRAIN_SECONDS)  # the pod before ended: so does its log
+            logs = threading.Thread(target=_stream_logs, daemon=True,
+                                    args=(kube, leader["metadata"]["name"], say))  # fmt: skip
+            logs.start()
         time.sleep(1)
+
+
+def _rank(pod: dict[str, Any]) -> int:
+    return int(pod["metadata"].get("annotations", {}).get(training_job.INDEX_ANNOTATION, 0))
+
+
+def _state(pod: dict[str, Any], container: str, init: bool = False) -> dict[str, Any]:
+    """The container's state (`running`, `terminated` or `waiting`); empty before it starts."""
+    key = "initContainerStatuses" if init else "containerStatuses"
+    for status in pod["status"].get(key, []):
+        if status["name"] == container:
+            state: dict[str, Any] = status.get("state", {})
+            return {} if "waiting" in state else state
+    return {}
 
 
 def _unless_stuck(
@@ -390,8 +442,9 @@ def _unless_stuck(
         )
 
 
-def _stream_data(kube: Kube, pod: str, data: _Data, say: Say) -> None:
-    """The data file into the waiting container, checked against its digest on arrival."""
+def _stream_data(kube: Kube, pod: str, data: _Data, say: Say) -> bool:
+    """The data file into the waiting container, checked against its digest on arrival; whether
+    it arrived."""
     staged, digest = data.staged, data.digest
     script = (
         f'set -e; mkdir -p "$(dirname {staged})"; cat > "{staged}.part"; '
@@ -409,6 +462,7 @@ def _stream_data(kube: Kube, pod: str, data: _Data, say: Say) -> None:
         # The container may have found the file itself meanwhile (a rerun); the Job goes on.
         reason = done.stderr.decode(errors="replace").strip()
         say(f"streaming the data into {pod} did not finish ({reason}); checking the Job again")
+    return done.returncode == 0
 
 
 def _stream_logs(kube: Kube, pod: str, say: Say) -> None:
@@ -426,7 +480,10 @@ def _stream_logs(kube: Kube, pod: str, say: Say) -> None:
 def _last_lines(kube: Kube, pods: list[dict[str, Any]]) -> str:
     if not pods:
         return "(its pods are gone: the output of the stage that followed it has their logs)"
-    done = kube.run("logs", pods[-1]["metadata"]["name"], "-c", "train", f"--tail={LAST_LINES}")
+    failed = [pod for pod in pods
+              if _state(pod, "train").get("terminated", {}).get("exitCode", 0) != 0]  # fmt: skip
+    pod = (failed or pods)[-1]["metadata"]["name"]
+    done = kube.run("logs", pod, "-c", "train", f"--tail={LAST_LINES}")
     return (done.stdout or done.stderr).rstrip()
 
 

@@ -4,7 +4,9 @@ with this checkout's code, streams the data onto the volume and runs a Job in st
 that trains, gates and logs to the platform's MLflow; the register stage registers what it made.
 A training pod deleted mid-fit is replaced and resumes from its checkpoint on the volume. Mistakes
 end with one message: a Job no node can hold before any pod, a Job that fails with its pod's last
-lines."""
+lines. Two workers train one model over LightGBM's network, and a worker lost mid-fit costs a
+restart, not the training.
+"""
 
 from __future__ import annotations
 
@@ -113,9 +115,11 @@ def _wait_for_no_pods(project: Project, job: str) -> None:
         time.sleep(1)
 
 
-def _delete_the_pod_once_it_checkpointed(project: Project, stage: Stage, name: str) -> str:
-    """Delete the Job's pod (as a node drain or a person would) once the checkpoint on its
-    volume holds 20 trees."""
+def _delete_the_pod_once_it_checkpointed(
+    project: Project, stage: Stage, name: str, rank: int = 0
+) -> str:
+    """Delete the Job's pod of `rank` (as a node drain or a person would) once the checkpoint on
+    its volume holds 20 trees."""
     volumes = project.cluster.state / "cluster" / "volumes"
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -123,7 +127,8 @@ def _delete_the_pod_once_it_checkpointed(project: Project, stage: Stage, name: s
         checkpoints = list(volumes.glob("*/training/*/fit-*/model.txt"))
         if checkpoints and checkpoints[0].read_text().count("Tree=") >= 20:
             pod = project.cluster.kubectl(
-                "get", "pods", "-n", project.namespace(ENV), "--selector", f"job-name={name}",
+                "get", "pods", "-n", project.namespace(ENV), "--selector",
+                f"job-name={name},{training_job.INDEX_ANNOTATION}={rank}",
                 "-o", "jsonpath={.items[0].metadata.name}",
             )  # fmt: skip
             project.cluster.kubectl(
@@ -132,6 +137,26 @@ def _delete_the_pod_once_it_checkpointed(project: Project, stage: Stage, name: s
             return pod
         time.sleep(0.1)
     raise AssertionError(f"training never reached its kill point:\n{stage.output[-3000:]}")
+
+
+def _register(
+    project: Project, data: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, Any]:
+    """The register stage after the Job, then MLflow's client and the run the Job trained."""
+    import mlflow
+
+    registered = project.ok("pipeline", "stage", "register", ENV, "--data", str(data),
+                            "--run-id", run_id)  # fmt: skip
+    assert "registered churn version" in registered
+    variables = project.variables()
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(key, variables[key])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{project.address}:{project.ports['mlflow']}")
+    client = mlflow.MlflowClient()
+    context = json.loads(
+        (project.folder / "state" / "pipeline" / run_id / "context.json").read_text()
+    )
+    return client, client.get_run(context["training_run_id"])
 
 
 def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
@@ -174,18 +199,7 @@ def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
     assert f"following training Job {name}, started before" in again
     assert "streaming" not in again
 
-    registered = project.ok("pipeline", "stage", "register", ENV, "--data", str(data),
-                            "--run-id", run_id)  # fmt: skip
-    assert "registered churn version" in registered
-    variables = project.variables()
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        monkeypatch.setenv(key, variables[key])
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://{project.address}:{project.ports['mlflow']}")
-    client = mlflow.MlflowClient()
-    context = json.loads(
-        (project.folder / "state" / "pipeline" / run_id / "context.json").read_text()
-    )
-    run = client.get_run(context["training_run_id"])
+    client, run = _register(project, data, run_id, monkeypatch)
     # Lineage: the whole file the stage streamed, the run that trained it, one resume.
     assert run.data.tags[tags.Lineage.DATASET_DIGEST] == read_dataset(data).digest
     assert run.data.tags[tags.Lineage.PIPELINE_RUN_ID] == run_id
@@ -244,3 +258,37 @@ def test_a_failing_job_ends_the_stage_with_its_pods_last_lines(
     job = _job(project, "train-unreachable-gate")
     assert job["status"].get("failed") == 1
     _wait_for_no_pods(project, "train-unreachable-gate")
+
+
+def test_two_workers_train_one_model_and_a_lost_worker_costs_a_restart_not_the_fit(
+    trains_on_cluster: Project, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    project = trains_on_cluster
+    edit_environment(project.environments, ENV, {"training.kubernetes.workers": 2})
+    push_edit(project.environments / f"Pulumi.{ENV}.yaml")
+    project.ok("infra", "up", ENV)  # the workers' NetworkPolicy, room for two pods in the quota
+    run_id = "cluster-train-two"
+    stage = Stage(project, data, run_id)
+    name = f"train-{run_id}"
+    deleted = _delete_the_pod_once_it_checkpointed(project, stage, name, rank=1)
+    code = stage.wait()
+    assert code == 0, stage.output[-5000:]
+    said = stage.output
+    # One copy of the data on the volume serves both workers (the Job before left it there).
+    assert said.count("streaming ") <= 1, said[-5000:]
+    # Worker 1's pod, then its replacement; the leader's fit failed with it and its next pod
+    # resumed from the checkpoint.
+    assert f"worker 1 started in {deleted}" in said, said[-5000:]
+    assert said.count("worker 1 started in") == 2, said[-5000:]
+    assert said.count("--- pod ") == 2, said[-5000:]
+    assert "resume #1" in said and "resuming from its checkpoint" in said, said[-5000:]
+    job = _job(project, name)
+    assert (job["spec"]["completions"], job["status"]["succeeded"]) == (2, 2)
+
+    client, run = _register(project, data, run_id, monkeypatch)
+    assert run.data.metrics["roc_auc"] >= 0.6
+    (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    model = mlflow.lightgbm.load_model(f"models:/churn/{version.version}")
+    assert model.num_trees() > 20  # one ordinary LightGBM model

@@ -76,3 +76,35 @@ def test_the_deployer_may_run_jobs_and_stream_data_but_still_read_no_secret(
     assert jobs["apiGroups"] == ["batch"] and "create" in jobs["verbs"]
     assert any(r["resources"] == ["pods/exec"] and r["verbs"] == ["create"] for r in rules)
     assert not any("secrets" in r["resources"] for r in rules)
+
+
+def test_several_workers_reach_each_other_on_lightgbms_ports_and_fit_in_the_quota(
+    tmp_path: Path, states: tuple[RenderedState, RenderedState]
+) -> None:
+    import shutil
+
+    shutil.copytree(REPO / "environments", tmp_path, dirs_exist_ok=True)
+    edit_environment(tmp_path, "staging", pipeline={"trainIn": "kubernetes"},
+                     training={"kubernetes": {"workers": 3}})  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELYARD_ENVIRONMENTS_DIR", str(tmp_path))
+        three = render("staging")
+    policies = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"]
+        for p in three.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    network = policies["allow-training-network"]
+    peers = [{"podSelector": {"matchLabels": training_job.LABELS}}]
+    ports = [{"protocol": "TCP", "port": training_job.NETWORK_PORT,
+              "endPort": training_job.NETWORK_PORT + training_job.NETWORK_PORTS - 1}]  # fmt: skip
+    assert network["podSelector"]["matchLabels"] == training_job.LABELS
+    assert network["ingress"] == [{"from": peers, "ports": ports}]
+    assert network["egress"] == [{"to": peers, "ports": ports}]
+    shipped = one(states[0], "ResourceQuota").inputs["spec"]["hard"]
+    hard = one(three, "ResourceQuota").inputs["spec"]["hard"]
+    assert int(hard["pods"]) == int(shipped["pods"]) + 3
+    assert int(hard["requests.cpu"][:-1]) == int(shipped["requests.cpu"][:-1]) + 3 * 1000
+    # One worker needs no such policy: a stack that trains alone is unchanged.
+    names = {p.inputs["metadata"]["name"]
+             for p in states[1].of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}  # fmt: skip
+    assert "allow-training-network" not in names

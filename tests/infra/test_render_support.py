@@ -145,9 +145,9 @@ def render_with_mlflow_credentials() -> RenderedState:
     return render_program("staging", program)
 
 
-def training_job_manifest() -> dict[str, Any]:
+def training_job_manifest(workers: int = 1) -> dict[str, Any]:
     """The Job the train stage would create for staging set to train on Kubernetes, with MLflow
-    and registry credentials (their Secrets referenced by name)."""
+    and registry credentials (their Secrets referenced by name), with `workers` workers."""
     import tempfile
 
     import pytest
@@ -163,6 +163,7 @@ def training_job_manifest() -> dict[str, Any]:
             "staging",
             pipeline={"trainIn": "kubernetes"},
             serving={"mlflowCredentials": login, "pullCredentials": login},
+            training={"kubernetes": {"workers": workers}},
         )
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MODELYARD_ENVIRONMENTS_DIR", folder)

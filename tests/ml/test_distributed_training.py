@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mlflow
 import numpy as np
@@ -34,9 +35,22 @@ def churn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_worker_left() -> Iterator[None]:
+    """A test that fails midway leaves no worker waiting for a leader that has gone."""
+    yield
+    for process in Workers.started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    Workers.started.clear()
+
+
 class Workers:
     """One training Job's workers (a Job's uid is its run's name here): started together, each
     with its own address, as pods are; started again, they are the next attempt's pods."""
+
+    started: ClassVar[list[subprocess.Popen[str]]] = []
 
     def __init__(self, count: int, data: Path, state: Path, run: str) -> None:
         # Each worker's fits listen from its port up, one port per fit: keep them apart.
@@ -46,6 +60,7 @@ class Workers:
             if all(abs(port - other) > 10 for other in self.ports):
                 self.ports.append(port)
         self.processes = [self._start(rank, count, data, state, run) for rank in range(count)]
+        Workers.started.extend(self.processes)
 
     def _start(
         self, rank: int, count: int, data: Path, state: Path, run: str

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelyard.contracts import training_job
+from modelyard.contracts import training_job, variables
 from modelyard.pipelines.pipeline.training_job import job_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
@@ -69,6 +69,30 @@ def test_the_job_trains_the_staged_data_and_fails_at_once_on_a_reported_mistake(
     assert job["spec"]["backoffLimit"] == 2  # pipeline.maxRestarts' default
     # The training settings' resources, not the serving ones.
     assert train["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_several_workers_are_one_indexed_job_whose_pods_know_their_rank_and_address() -> None:
+    job = training_job_manifest(workers=3)
+    spec = job["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["completionMode"]) == (3, 3, "Indexed")
+    assert spec["backoffLimit"] == 2 * 3  # a worker lost mid-fit fails every worker's fit
+    (train,) = spec["template"]["spec"]["containers"]
+    names = [e["name"] for e in train["env"]]
+    given = {e["name"]: e["value"] for e in train["env"] if "value" in e}
+    read = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in train["env"]
+            if "valueFrom" in e}  # fmt: skip
+    assert given[variables.TRAINING_WORKERS] == "3"
+    # Kubernetes expands $(POD_IP) only from a variable defined before it.
+    assert given[variables.TRAINING_LISTEN] == f"$(POD_IP):{training_job.NETWORK_PORT}"
+    assert names.index("POD_IP") < names.index(variables.TRAINING_LISTEN)
+    assert read == {
+        "POD_IP": "status.podIP",
+        variables.TRAINING_RANK: f"metadata.annotations['{training_job.INDEX_ANNOTATION}']",
+        variables.TRAINING_JOB: "metadata.labels['batch.kubernetes.io/controller-uid']",
+    }
+    single = training_job_manifest()
+    (alone,) = single["spec"]["template"]["spec"]["containers"]
+    assert not {variables.TRAINING_WORKERS, "POD_IP"} & {e["name"] for e in alone["env"]}
 
 
 @pytest.mark.parametrize(
