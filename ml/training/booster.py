@@ -145,7 +145,7 @@ def fit(
             callbacks=[record],
         )
         if params.get("num_machines", 1) > 1:
-            booster.free_network()  # the next fit of the loop listens on the same port
+            booster.free_network()  # the next fit sets it up again, on its own port
     else:
         assert init_model is not None
         booster = init_model

@@ -80,7 +80,6 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
         train_on_kubernetes(ctx, environment, say)
         return
     from modelyard.contracts.state import state_dir
-    from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.spec import load_model_spec
     from modelyard.ml.tracking import reachable_uri
     from modelyard.ml.training.distributed import Network
@@ -89,6 +88,7 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     spec = load_model_spec(ctx.model)
     network = Network.from_environment(state_dir())  # a pod of a Job of several workers
     if network is not None and not network.leads:
+        from modelyard.ml.data.dataset import read_dataset
         from modelyard.ml.training.run import join_training
 
         join_training(environment, spec, read_dataset(Path(ctx.data)), spec.target, network, say)
@@ -98,6 +98,8 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
             from modelyard.ml.training.lean_imports import import_lightgbm_alone
 
             import_lightgbm_alone()
+            # pandas too only now: the sidecar imports MLflow meanwhile.
+            from modelyard.ml.data.dataset import read_dataset
             from modelyard.ml.training.run import train as train_model
 
             result = train_model(
