@@ -59,6 +59,12 @@ def edit_environment(folder: Path, name: str, changes: dict[str, Any]) -> Path:
     return path
 
 
+def edit_local_training(folder: Path, experiment: str, **training: object) -> None:
+    """The `local` environment's MLflow experiment and `training.<key>` settings."""
+    changes = {f"training.{k}": v for k, v in training.items()}
+    edit_environment(folder, "local", {"mlflow.experiment": experiment, **changes})
+
+
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "platform-engineer", "GIT_AUTHOR_EMAIL": "pe@example.invalid",
                 "GIT_COMMITTER_NAME": "platform-engineer",
                 "GIT_COMMITTER_EMAIL": "pe@example.invalid"}  # fmt: skip

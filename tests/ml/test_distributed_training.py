@@ -23,7 +23,7 @@ from modelyard.contracts import tags, variables
 from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.local_mlflow import free_port
 
-from tests.helpers import REPO, edit_environment
+from tests.helpers import REPO, edit_local_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -89,15 +89,10 @@ def _result(output: str) -> dict[str, Any]:
     return found
 
 
-def _configure(environments: Path, experiment: str, **training: object) -> None:
-    changes = {f"training.{k}": v for k, v in training.items()}
-    edit_environment(environments, "local", {"mlflow.experiment": experiment, **changes})
-
-
 def test_two_workers_train_one_ordinary_model_that_scores_as_one_worker_does(
     tracking: str, environments: Path, tmp_path: Path, churn_file: Path
 ) -> None:
-    _configure(environments, "distributed", gate="roc_auc >= 0.6", numBoostRound=60,
+    edit_local_training(environments, "distributed", gate="roc_auc >= 0.6", numBoostRound=60,
                checkpointEvery=10)  # fmt: skip
     ((one_code, one_out),) = Workers(1, churn_file, tmp_path / "one", "one").wait()
     assert one_code == 0, one_out[-3000:]
@@ -127,7 +122,7 @@ def test_two_workers_train_one_ordinary_model_that_scores_as_one_worker_does(
 def test_every_trial_is_fit_by_both_workers_and_a_gate_not_met_ends_them_both(
     tracking: str, environments: Path, tmp_path: Path, churn_file: Path
 ) -> None:
-    _configure(environments, "distributed-gate", gate="roc_auc >= 0.999", numBoostRound=30,
+    edit_local_training(environments, "distributed-gate", gate="roc_auc >= 0.999", numBoostRound=30,
                checkpointEvery=10, budget={"trials": 2, "minutes": 10})  # fmt: skip
     (lead_code, lead_out), (follow_code, follow_out) = Workers(
         2, churn_file, tmp_path / "state", "gate"
@@ -142,7 +137,7 @@ def test_every_trial_is_fit_by_both_workers_and_a_gate_not_met_ends_them_both(
 def test_a_worker_killed_mid_fit_fails_the_attempt_and_the_next_resumes_the_checkpoint(
     tracking: str, environments: Path, tmp_path: Path, churn_file: Path
 ) -> None:
-    _configure(environments, "distributed-kill", gate="roc_auc >= 0.6", numBoostRound=200,
+    edit_local_training(environments, "distributed-kill", gate="roc_auc >= 0.6", numBoostRound=200,
                earlyStoppingRounds=None, checkpointEvery=10,
                budget={"trials": 1, "minutes": 10})  # fmt: skip
     state = tmp_path / "state"

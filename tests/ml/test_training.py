@@ -18,7 +18,7 @@ from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.local_mlflow import free_port
 from modelyard.pipelines.notification_sink import NotificationSink
 
-from tests.helpers import MODELYARD, REPO, edit_environment, run_cli
+from tests.helpers import MODELYARD, REPO, edit_environment, edit_local_training, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -37,11 +37,6 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _configure(environments: Path, experiment: str, **training: object) -> None:
-    changes = {f"training.{k}": v for k, v in training.items()}
-    edit_environment(environments, "local", {"mlflow.experiment": experiment, **changes})
-
-
 def _versions_of(run_id: str) -> list[int]:
     return [
         int(v.version)
@@ -52,7 +47,7 @@ def _versions_of(run_id: str) -> list[int]:
 def test_train_tracks_registers_with_lineage_and_notifies(
     tracking: str, environments: Path, state: Path, churn_csv: Path, webhook: NotificationSink
 ) -> None:
-    _configure(
+    edit_local_training(
         environments, "train-ok", gate="roc_auc >= 0.6", numBoostRound=60, checkpointEvery=10
     )
     edit_environment(environments, "local", {"notify.webhooks": [{"url": webhook.url}]})
@@ -114,7 +109,7 @@ def test_train_tracks_registers_with_lineage_and_notifies(
 def test_gate_out_of_budget_registers_nothing_and_reports_the_gap(
     tracking: str, environments: Path, state: Path, churn_csv: Path, webhook: NotificationSink
 ) -> None:
-    _configure(environments, "train-gate", gate="roc_auc >= 0.99", numBoostRound=30,
+    edit_local_training(environments, "train-gate", gate="roc_auc >= 0.99", numBoostRound=30,
                budget={"trials": 3, "minutes": 10})  # fmt: skip
     edit_environment(environments, "local", {"notify.webhooks": [{"url": webhook.url}]})
 
@@ -139,7 +134,7 @@ def test_gate_out_of_budget_registers_nothing_and_reports_the_gap(
 def test_bad_data_is_rejected_before_any_run_or_registration(
     tracking: str, environments: Path, state: Path, tmp_path: Path, webhook: NotificationSink
 ) -> None:
-    _configure(environments, "train-bad-data")
+    edit_local_training(environments, "train-bad-data")
     edit_environment(environments, "local", {"notify.webhooks": [{"url": webhook.url}]})
     frame = generate_churn(2000, seed=2)
     frame.loc[:20, "contract"] = "lifetime"
@@ -192,7 +187,7 @@ def test_kill_9_mid_boosting_resumes_from_the_checkpoint_to_the_same_quality(
     # No early stopping and no bagging: the uninterrupted fit is the reference to match.
     settings = dict(gate="roc_auc >= 0.6", numBoostRound=400, earlyStoppingRounds=None,
                     checkpointEvery=5, params={"learning_rate": 0.02, "num_leaves": 15})  # fmt: skip
-    _configure(environments, "train-resume", **settings)
+    edit_local_training(environments, "train-resume", **settings)
     process = _start_training(churn_csv, tmp_path / "first.log")
     _wait_for(
         lambda: any(_rounds_in(p) >= 60 for p in state.glob("training/*/fit-*/model.txt")), process
@@ -218,7 +213,7 @@ def test_kill_9_mid_boosting_resumes_from_the_checkpoint_to_the_same_quality(
     steps = [m.step for m in client.get_metric_history(trial.info.run_id, "valid_auc")]
     assert steps == list(range(1, 401))  # every round logged once: nothing lost, nothing redone
 
-    _configure(environments, "train-resume-reference", **settings)
+    edit_local_training(environments, "train-resume-reference", **settings)
     reference = run_cli("train", "local", "--data", str(churn_csv), "--json", "--no-notify")
     assert reference.returncode == 0, reference.stderr
     expected = json.loads(reference.stdout)["metrics"]["roc_auc"]
@@ -228,7 +223,7 @@ def test_kill_9_mid_boosting_resumes_from_the_checkpoint_to_the_same_quality(
 def test_kill_9_during_tuning_does_not_redo_finished_trials(
     tracking: str, environments: Path, state: Path, churn_csv: Path, tmp_path: Path
 ) -> None:
-    _configure(environments, "train-resume-tuning", gate="roc_auc >= 0.99", numBoostRound=40,
+    edit_local_training(environments, "train-resume-tuning", gate="roc_auc >= 0.99", numBoostRound=40,
                checkpointEvery=5, budget={"trials": 3, "minutes": 10})  # fmt: skip
     process = _start_training(churn_csv, tmp_path / "first.log")
 
