@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,36 +47,62 @@ def validate_dataset(
     dataset: Dataset, target: str, schema: DataSchema | None, task: Task = "binary"
 ) -> ValidationReport:
     frame = dataset.frame
-    report = ValidationReport(
-        path=str(dataset.path),
-        digest=dataset.digest,
-        rows=len(frame),
-        columns=len(dataset.header),
-        target=target,
-        schema_checked=schema is not None,
-    )
+    order = [target] if target in frame.columns else []
+    order += [name for name in frame.columns if name != target]
+    columns = ((str(name), frame[name]) for name in order)
+    return validate_columns(str(dataset.path), dataset.digest, dataset.header, len(frame),
+                            columns, target, schema, task)  # fmt: skip
+
+
+def validate_columns(
+    path: str,
+    digest: str,
+    header: list[str],
+    rows: int,
+    columns: Iterable[tuple[str, pd.Series]],
+    target: str,
+    schema: DataSchema | None,
+    task: Task = "binary",
+) -> ValidationReport:
+    """The checks, one column at a time: `columns` may read each from the file as it is asked
+    for (the target first, for its problems to come first), so only one is held at once."""
+    report = ValidationReport(path=path, digest=digest, rows=rows, columns=len(header),
+                              target=target, schema_checked=schema is not None)  # fmt: skip
     add = report.problems.append
 
-    duplicates = sorted(name for name, count in Counter(dataset.header).items() if count > 1)
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     for name in duplicates:
         add(Problem(name, "the column name appears more than once: rename or drop the copies"))
     min_rows = schema.min_rows if schema else DEFAULT_MIN_ROWS
-    if len(frame) < min_rows:
-        add(Problem("(dataset)", f"{len(frame)} rows, at least {min_rows} needed"))
+    if rows < min_rows:
+        add(Problem("(dataset)", f"{rows} rows, at least {min_rows} needed"))
+    if target not in header:
+        add(Problem(target, "the target column is missing: add it or name another with --target"))
 
-    _check_target(frame, target, task, add)
-    for name in frame.columns:
-        _check_generic(str(name), frame[name], add, is_target=name == target)
+    by_schema: dict[str, list[Problem]] = {}
+    extra: list[Problem] = []
+    for name, column in columns:
+        if name == target:
+            _check_target(target, column, task, add)
+        _check_generic(name, column, add, is_target=name == target)
+        if schema is None:
+            continue
+        spec = schema.columns.get(name)
+        if spec is not None:
+            _check_column(name, column, spec, by_schema.setdefault(name, []).append)
+        elif not schema.allow_extra_columns and name != target:
+            extra.append(Problem(name, "not in the schema (allowExtraColumns is false): drop "
+                                       "it or declare it"))  # fmt: skip
     if schema is not None:
-        _check_schema(frame, schema, target, add)
+        for name, spec in schema.columns.items():
+            if name not in header and spec.required and name != target:
+                add(Problem(name, "required by the schema but missing from the file"))
+            report.problems.extend(by_schema.get(name, []))
+        report.problems.extend(extra)
     return report
 
 
-def _check_target(frame: pd.DataFrame, target: str, task: Task, add: Any) -> None:
-    if target not in frame.columns:
-        add(Problem(target, "the target column is missing: add it or name another with --target"))
-        return
-    labels = frame[target]
+def _check_target(target: str, labels: pd.Series, task: Task, add: Any) -> None:
     missing = int(labels.isna().sum())
     if missing:
         add(Problem(target, f"{missing} rows have no label: drop or label them"))
@@ -141,24 +168,6 @@ def _check_generic(name: str, column: pd.Series, add: Any, is_target: bool) -> N
                     f"(e.g. {', '.join(map(repr, sample))}): clean the column to one type",
                 )
             )
-
-
-def _check_schema(frame: pd.DataFrame, schema: DataSchema, target: str, add: Any) -> None:
-    for name, spec in schema.columns.items():
-        if name not in frame.columns:
-            if spec.required and name != target:  # a missing target is reported already
-                add(Problem(name, "required by the schema but missing from the file"))
-            continue
-        _check_column(name, frame[name], spec, add)
-    if not schema.allow_extra_columns:
-        for name in frame.columns:
-            if name not in schema.columns and name != target:
-                add(
-                    Problem(
-                        str(name),
-                        "not in the schema (allowExtraColumns is false): drop it or declare it",
-                    )
-                )
 
 
 def _check_column(name: str, column: pd.Series, spec: ColumnSpec, add: Any) -> None:

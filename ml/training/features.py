@@ -23,26 +23,50 @@ class PreparedData:
 
 
 def prepare(frame: pd.DataFrame, target: str, task: Task = "binary") -> PreparedData:
-    raw = frame[target]
-    if task == "regression":
-        labels = pd.to_numeric(raw).to_numpy(dtype=np.float64)
-        classes: tuple[str, ...] = ()
-    else:
-        # 0/1 and False/True keep their meaning; other labels are coded in sort order (for a
-        # binary model the later one is class 1).
-        values = sorted(raw.dropna().unique(), key=lambda v: (str(type(v)), v))
-        codes = {value: code for code, value in enumerate(values)}
-        labels = raw.map(codes).to_numpy(dtype=np.int8 if task == "binary" else np.int32)
-        classes = tuple(str(v) for v in values)
+    labels, classes = encode_labels(frame[target], task)
     features = frame.drop(columns=[target])
-    categorical = []
-    for name in features.columns:
-        column = features[name]
-        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
-            categories = sorted(column.dropna().astype(str).unique())
-            features[name] = pd.Categorical(column.astype("string"), categories=categories)
-            categorical.append(str(name))
-    return PreparedData(features, labels, task, classes, tuple(categorical))
+    return prepare_rows(features, labels, task, classes, text_categories(features))
+
+
+def encode_labels(raw: pd.Series, task: Task) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The target as LightGBM's task takes it, and the original label of each class code."""
+    if task == "regression":
+        return pd.to_numeric(raw).to_numpy(dtype=np.float64), ()
+    # 0/1 and False/True keep their meaning; other labels are coded in sort order (for a binary
+    # model the later one is class 1).
+    values = sorted(raw.dropna().unique(), key=lambda v: (str(type(v)), v))
+    codes = {value: code for code, value in enumerate(values)}
+    labels = raw.map(codes).to_numpy(dtype=np.int8 if task == "binary" else np.int32)
+    return labels, tuple(str(v) for v in values)
+
+
+def is_text(column: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def category_names(column: pd.Series) -> list[str]:
+    """A text column's categories: every value it holds, in sort order."""
+    return sorted(column.dropna().astype(str).unique())
+
+
+def text_categories(features: pd.DataFrame) -> dict[str, list[str]]:
+    return {str(name): category_names(features[name]) for name in features.columns
+            if is_text(features[name])}  # fmt: skip
+
+
+def prepare_rows(
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    task: Task,
+    classes: tuple[str, ...],
+    categories: dict[str, list[str]],
+) -> PreparedData:
+    """Rows of a dataset as LightGBM takes them; `labels`, `classes` and the text columns'
+    `categories` are the whole dataset's, so that every part of it codes them alike."""
+    features = features.copy(deep=False)
+    for name, names in categories.items():
+        features[name] = pd.Categorical(features[name].astype("string"), categories=names)
+    return PreparedData(features, labels, task, classes, tuple(categories))
 
 
 @dataclass(frozen=True)
@@ -52,11 +76,11 @@ class Split:
     holdout: np.ndarray
 
 
-def strata(data: PreparedData) -> np.ndarray:
+def strata(labels: np.ndarray, task: Task) -> np.ndarray:
     """What a split keeps in proportion: the class, or a regression target's decile."""
-    if data.task != "regression":
-        return data.labels
-    ranks = np.argsort(np.argsort(data.labels, kind="stable"), kind="stable")
+    if task != "regression":
+        return labels
+    ranks = np.argsort(np.argsort(labels, kind="stable"), kind="stable")
     return (ranks * REGRESSION_STRATA // max(len(ranks), 1)).astype(np.int32)
 
 

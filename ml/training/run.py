@@ -27,19 +27,18 @@ from modelyard.contracts.environment import Environment
 from modelyard.contracts.environment.lightgbm_params import check_training_params
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.state import training_dir
-from modelyard.ml.data.dataset import Dataset
-from modelyard.ml.data.validation import ValidationReport, validate_dataset
-from modelyard.ml.errors import DataValidationError, GateNotMet
+from modelyard.ml.errors import GateNotMet
 from modelyard.ml.lineage import git_commit, pipeline_reason, pipeline_run_id
 from modelyard.ml.monitoring.training_profile import build_profile
 from modelyard.ml.prediction_kind import PredictionKind
 from modelyard.ml.spec import ModelSpec, model_file
-from modelyard.ml.training import mlflow_job
+from modelyard.ml.training import mlflow_job, training_data
 from modelyard.ml.training.booster import MetricRows
 from modelyard.ml.training.distributed import Network
-from modelyard.ml.training.features import PreparedData, Split, prepare, strata, stratified_split
+from modelyard.ml.training.features import PreparedData
 from modelyard.ml.training.plots import load_matplotlib
 from modelyard.ml.training.sidecar import Sidecar
+from modelyard.ml.training.training_data import TrainingData
 from modelyard.ml.training.tuning import (
     GateLoopResult,
     TrialHooks,
@@ -50,7 +49,6 @@ from modelyard.ml.training.tuning import (
 
 Say = Callable[[str], None]
 PROFILE_ROWS = 20_000  # 2,000 rows per decile: stable bins, cheap on a million-row dataset
-SCHEMA_SAMPLE_ROWS = 1_000  # column types for MLflow's dataset record
 SIGNATURE_ROWS = 200
 
 
@@ -85,7 +83,7 @@ def training_settings(environment: Environment, spec: ModelSpec) -> TrainingSett
     return environment.training.model_copy(update={"params": merged})
 
 
-def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target: str) -> str:
+def job_key(environment: Environment, spec: ModelSpec, digest: str, target: str) -> str:
     settings = training_settings(environment, spec)
     what: dict[str, Any] = {
         "environment": environment.name,
@@ -94,30 +92,17 @@ def job_key(environment: Environment, spec: ModelSpec, dataset: Dataset, target:
         "task": spec.task,
         # Where it runs is not what is trained: a Job resumes what a process began.
         "training": settings.model_dump(mode="json", exclude={"kubernetes"}),
-        "dataset": dataset.digest,
+        "dataset": digest,
     }
     if settings.kubernetes.workers > 1:  # several workers train another model than one does
         what["workers"] = settings.kubernetes.workers
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def check_dataset(dataset: Dataset, spec: ModelSpec, target: str) -> ValidationReport:
-    """Validation before any training: a failing dataset raises, nothing is trained from it."""
-    schema = spec.data_schema if target == spec.target else None
-    report = validate_dataset(dataset, target, schema, spec.task)
-    if not report.passed:
-        lines = "\n".join(f"  - {p.column}: {p.problem}" for p in report.problems)
-        raise DataValidationError(
-            f"{dataset.path}: {len(report.problems)} problem(s); nothing was trained:\n{lines}",
-            report,
-        )
-    return report
-
-
 def train(
     environment: Environment,
     spec: ModelSpec,
-    dataset: Dataset,
+    held: TrainingData,
     target: str,
     state_root: Path,
     project_root: Path,
@@ -126,19 +111,19 @@ def train(
     register: bool = True,
     network: Network | None = None,
 ) -> TrainResult:
-    """Validate, run the gate loop, log the best model; register it unless `register` is False
-    (the pipeline registers in its own stage, after evaluation). `sidecar`: the job's, from
-    `mlflow_job.tracking_sidecar`, entered by the caller before it reads the data. `network`:
-    this process leads a training over several workers (`join_training` runs on the others)."""
+    """Run the gate loop on validated data (`read_training_data`), log the best model; register
+    it unless `register` is False (the pipeline registers in its own stage, after evaluation).
+    `sidecar`: the job's, from `mlflow_job.tracking_sidecar`, entered by the caller before it
+    reads the data. `network`: this process leads a training over several workers
+    (`join_training` runs on the others)."""
     # Callers check sooner; this is for every other one.
     check_training_params(environment, (model_file(spec.name), spec.params))
     rule = environment.training_gate(spec.task)
-    report = check_dataset(dataset, spec, target)
     settings = training_settings(environment, spec)
-    data, split = _prepared(dataset, target, spec, settings)
-    kind = prediction_kind(data, split)
+    data, split, kind = held.data, held.split, held.kind
+    assert held.report is not None and held.record is not None, "a follower's share"
 
-    workdir = training_dir(state_root) / job_key(environment, spec, dataset, target)
+    workdir = training_dir(state_root) / job_key(environment, spec, held.digest, target)
     state = _JobState.begin(workdir)
     if state.resumes:
         parent = mlflow_job.parent_run_of(workdir)
@@ -149,12 +134,12 @@ def train(
         git_commit=git_commit(project_root),
         pipeline_run_id=pipeline_run_id(),
         reason=pipeline_reason(),
-        dataset_digest=dataset.digest,
-        dataset_path=str(dataset.path),
+        dataset_digest=held.digest,
+        dataset_path=str(held.path),
     ).to_tags()
     sidecar.send(mlflow_job.open_job, str(workdir), state.job_id, environment.mlflow.experiment,
-                 f"train-{spec.name}", lineage, _dataset_record(dataset, target),
-                 report.to_dict(), state.resumes, kind.to_metadata())  # fmt: skip
+                 f"train-{spec.name}", lineage, held.record,
+                 held.report.to_dict(), state.resumes, kind.to_metadata())  # fmt: skip
 
     sample = data.features.iloc[split.holdout[:SIGNATURE_ROWS]]
     hooks = _SidecarHooks(sidecar, sample, rule.metric, say)
@@ -179,7 +164,7 @@ def train(
         model_version=None,
         metrics=best.metrics,
         gate=gate,
-        dataset_digest=dataset.digest,
+        dataset_digest=held.digest,
         trials=len(loop.trials),
         stopped_by=loop.stopped_by,
         resumes=state.resumes,
@@ -204,26 +189,30 @@ def train(
     return result
 
 
+def read_training_data(
+    environment: Environment, spec: ModelSpec, path: Path, target: str,
+    network: Network | None = None,
+) -> TrainingData:  # fmt: skip
+    """The data this process trains on, validated: the whole file, or over several workers
+    this one's share of it (the leader validates the whole file)."""
+    settings = training_settings(environment, spec)
+    if network is None:
+        from modelyard.ml.data.dataset import read_dataset
+
+        return training_data.whole(read_dataset(path), spec, target, settings)
+    return training_data.share(path, spec, target, settings, network)
+
+
 def join_training(
-    environment: Environment, spec: ModelSpec, dataset: Dataset, target: str, network: Network,
+    environment: Environment, spec: ModelSpec, held: TrainingData, network: Network,
     say: Say = lambda _: None,
 ) -> None:  # fmt: skip
-    """A follower's part of a training over several workers: the leader's data checks and split,
-    then each fit the leader posts, on this worker's share of the rows."""
-    check_dataset(dataset, spec, target)
+    """A follower's part of a training over several workers: each fit the leader posts, on this
+    worker's share of the rows (`read_training_data`)."""
     settings = training_settings(environment, spec)
-    data, split = _prepared(dataset, target, spec, settings)
-    join_fits(data, split, settings, environment.training_gate(spec.task), network, say)
-
-
-def _prepared(
-    dataset: Dataset, target: str, spec: ModelSpec, settings: TrainingSettings
-) -> tuple[PreparedData, Split]:
-    data = prepare(dataset.frame, target, spec.task)
-    split = stratified_split(
-        strata(data), settings.validation_fraction, settings.holdout_fraction, settings.seed
-    )
-    return data, split
+    say(f"worker {network.rank} of {network.size}: holding {len(held.data.labels):,} rows, "
+        f"{len(held.split.train):,} of them to train on")  # fmt: skip
+    join_fits(held.data, held.split, settings, environment.training_gate(spec.task), network, say)
 
 
 def _deliver_model(
@@ -266,31 +255,6 @@ def _deliver_model(
         tags.TARGET: target,
         tags.TASK: data.task,
     })  # fmt: skip
-
-
-def prediction_kind(data: PreparedData, split: Split) -> PredictionKind:
-    """What the model's predictions are; a regression model's bins are the deciles of the
-    target it trained on."""
-    if data.task == "regression":
-        deciles = np.quantile(data.labels[split.train], np.linspace(0, 1, 11)[1:-1])
-        return PredictionKind("regression", (), tuple(float(e) for e in np.unique(deciles)))
-    if data.task == "multiclass":
-        return PredictionKind("multiclass", data.classes, ())
-    return PredictionKind("binary", data.classes)
-
-
-def _dataset_record(dataset: Dataset, target: str) -> mlflow_job.DatasetRecord:
-    frame = dataset.frame
-    return mlflow_job.DatasetRecord(
-        path=str(dataset.path.resolve()),
-        name=dataset.path.name,
-        digest=dataset.digest,
-        target=target,
-        rows=len(frame),
-        elements=int(frame.size),
-        sample=frame.sample(min(len(frame), SCHEMA_SAMPLE_ROWS), random_state=0),
-        nullable=tuple(str(c) for c in frame.columns[frame.isna().any().to_numpy()]),
-    )
 
 
 @dataclass

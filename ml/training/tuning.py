@@ -235,12 +235,11 @@ def _fit(
     network: Network | None = None,
     posted: PostedFit | None = None,
 ) -> FitResult:
-    """One fit; over `network` the leader posts it (`posted` None), a follower joins `posted`."""
-    rows = split.train
+    """One fit; over `network` the leader posts it (`posted` None), a follower joins `posted`.
+    `split.train` is this process's share of the training rows (ml/training/training_data.py)."""
     if network is not None:
         posted = posted or network.post(params, checkpoint_dir)
         params = {**params, **network.lightgbm_params(posted)}
-        rows = network.shard(rows)
 
     # LightGBM frees its copy of the rows once it has binned them, four bytes a value against the
     # bins' one. A fit going on from a checkpoint scores them first: lgb.train builds the Dataset.
@@ -252,7 +251,7 @@ def _fit(
             params={"feature_pre_filter": False, "verbose": -1},
         )
 
-    train = dataset(rows)
+    train = dataset(split.train)
     tracking = EARLY_STOPPING_METRIC[data.task]
     metric = tracking.get(rule.metric, tracking[""])
     return fit(

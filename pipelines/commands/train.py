@@ -76,7 +76,8 @@ def train_command(
         import_lightgbm_alone()
         from modelyard.ml.data.dataset import read_dataset
         from modelyard.ml.training.choice import choose_task
-        from modelyard.ml.training.run import TrainResult, train
+        from modelyard.ml.training.run import TrainResult, train, training_settings
+        from modelyard.ml.training.training_data import whole
 
         dataset = read_dataset(data)
         choice = choose_task(spec, dataset.frame, task)
@@ -87,8 +88,9 @@ def train_command(
         )
         console.print(f"task: {choice.task} ({choice.source}: {choice.reason})")
         try:
-            result = train(environment, spec, dataset, target, state_dir(), project_root(),
-                           sidecar, say=console.print)  # fmt: skip
+            held = whole(dataset, spec, target, training_settings(environment, spec))
+            result = train(environment, spec, held, target, state_dir(), project_root(), sidecar,
+                           say=console.print)  # fmt: skip
         except DataValidationError as exc:
             if exc.report is not None:
                 print_report(exc.report, console)  # type: ignore[arg-type]

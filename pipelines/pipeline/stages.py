@@ -56,7 +56,7 @@ def unit_tests(ctx: PipelineContext, environment: Environment, say: Say) -> None
 def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.spec import load_model_spec, model_file
-    from modelyard.ml.training.run import check_dataset
+    from modelyard.ml.training.training_data import check_dataset
 
     spec = load_model_spec(ctx.model)
     # What the train stage will pass to LightGBM: the environment's params and the model's.
@@ -88,10 +88,10 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     spec = load_model_spec(ctx.model)
     network = Network.from_environment(state_dir())  # a pod of a Job of several workers
     if network is not None and not network.leads:
-        from modelyard.ml.data.dataset import read_dataset
-        from modelyard.ml.training.run import join_training
+        from modelyard.ml.training.run import join_training, read_training_data
 
-        join_training(environment, spec, read_dataset(Path(ctx.data)), spec.target, network, say)
+        held = read_training_data(environment, spec, Path(ctx.data), spec.target, network)
+        join_training(environment, spec, held, network, say)
         return
     try:
         with tracking_sidecar(reachable_uri(environment.mlflow)) as sidecar:
@@ -99,13 +99,13 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
             import_lightgbm_alone()
             # pandas too only now: the sidecar imports MLflow meanwhile.
-            from modelyard.ml.data.dataset import read_dataset
+            from modelyard.ml.training.run import read_training_data
             from modelyard.ml.training.run import train as train_model
 
-            result = train_model(
-                environment, spec, read_dataset(Path(ctx.data)), spec.target, state_dir(),
-                project_root(), sidecar, say=say, register=False, network=network,
-            )  # fmt: skip
+            held = read_training_data(environment, spec, Path(ctx.data), spec.target, network)
+            result = train_model(environment, spec, held, spec.target, state_dir(),
+                                 project_root(), sidecar, say=say, register=False,
+                                 network=network)  # fmt: skip
     except USER_ERRORS:
         if network is not None:
             network.finish()  # a reported mistake ends the Job: the followers leave with it

@@ -91,6 +91,7 @@ def train_on_kubernetes(ctx: PipelineContext, environment: Environment, say: Say
     namespace = environment.serving.namespace
     kube = Kube(namespace)
     data = _Data(Path(ctx.data))
+    _check_data(environment, data.path)
     name = job_name(ctx.run_id)
     if kube.json("get", "job", name) is None:
         _check_before_any_pod(kube, environment, data.path)
@@ -126,14 +127,21 @@ class _Data:
         return f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/{self.digest}{self.path.suffix}"
 
 
-def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> None:
-    """What would only fail once a pod exists, said before one does."""
-    where = f"{environment.path}: modelyard:training.kubernetes"
+def _check_data(environment: Environment, data: Path) -> None:
     if not data.is_file():
         raise PipelineError(
             f"{data}: training on Kubernetes streams one data file to the Job; give --data a "
             "file (Parquet or CSV), not a folder"
         )
+    if environment.training.kubernetes.workers > 1:
+        from modelyard.ml.training.training_data import check_parquet
+
+        check_parquet(data, environment.training.kubernetes.workers)
+
+
+def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> None:
+    """What would only fail once a pod exists, said before one does."""
+    where = f"{environment.path}: modelyard:training.kubernetes"
     problem = engine_problem()
     if problem:
         raise PipelineError(

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from modelyard.contracts import tags, training_job
@@ -268,6 +269,16 @@ def test_two_workers_train_one_model_and_a_lost_worker_costs_a_restart_not_the_f
     project = trains_on_cluster
     edit_environment(project.environments, ENV, {"training.kubernetes.workers": 2})
     push_edit(project.environments / f"Pulumi.{ENV}.yaml")
+    # Each worker reads only its rows of a Parquet file: a CSV is refused before any pod.
+    as_csv = data.with_suffix(".csv")
+    pd.read_parquet(data).to_csv(as_csv, index=False)
+    refused = project.cli("pipeline", "stage", "train", ENV, "--data", str(as_csv),
+                          "--run-id", "two-from-csv")  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    (message,) = refused.stderr.strip().splitlines()
+    assert str(as_csv) in message and "Give --data a .parquet file" in message
+    jobs = project.cluster.kubectl("get", "jobs", "-n", project.namespace(ENV), "-o", "name")
+    assert "two-from-csv" not in jobs
     project.ok("infra", "up", ENV)  # the workers' NetworkPolicy, room for two pods in the quota
     run_id = "cluster-train-two"
     stage = Stage(project, data, run_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from modelyard.contracts import tags, variables
+from modelyard.contracts.digests import file_digest
 from modelyard.ml.data.sample import generate_churn
 from modelyard.pipelines.local_mlflow import free_port
 
@@ -102,6 +104,12 @@ def test_two_workers_train_one_ordinary_model_that_scores_as_one_worker_does(
     assert lead_code == 0, lead_out[-3000:]
     assert follow_code == 0, follow_out[-3000:]
     assert follow_out.count("joining fit") == 1 and "the leader is done" in follow_out
+    # The follower read only its rows: half the training rows, and the validation rows.
+    held = re.search(r"worker 1 of 2: holding ([\d,]+) rows, ([\d,]+) of them to train on",
+                     follow_out)  # fmt: skip
+    assert held, follow_out[-3000:]
+    rows, training = (int(n.replace(",", "")) for n in held.groups())
+    assert 0.25 * 20_000 <= training < rows <= 0.5 * 20_000, held.group(0)
 
     one, two = _result(one_out), _result(lead_out)
     # Each worker boosted on half the rows, with bins and histograms merged over the network:
@@ -109,6 +117,8 @@ def test_two_workers_train_one_ordinary_model_that_scores_as_one_worker_does(
     assert abs(two["metrics"]["roc_auc"] - one["metrics"]["roc_auc"]) <= 0.01, (one, two)
     run = mlflow.MlflowClient().get_run(two["run_id"])
     assert run.data.tags[tags.Gate.PASSED] == "true"
+    # Its lineage names the whole file, as one worker's does.
+    assert run.data.tags[tags.Lineage.DATASET_DIGEST] == file_digest(churn_file)
     model = mlflow.lightgbm.load_model(run.data.tags[tags.MODEL_URI])
     assert model.num_trees() > 0  # one LightGBM model the server loads like any other
     rows = generate_churn(50, seed=3).drop(columns=["churned"])

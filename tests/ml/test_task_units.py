@@ -65,11 +65,11 @@ def test_text_classes_are_coded_in_order_and_every_split_holds_every_class() -> 
     data = prepare(frame, "tier", "multiclass")
     assert data.classes == ("basic", "plus", "pro")
     assert data.labels[:3].tolist() == [2, 0, 1]
-    split = stratified_split(strata(data), 0.2, 0.2, seed=1)
+    split = stratified_split(strata(data.labels, data.task), 0.2, 0.2, seed=1)
     for part in (split.train, split.valid, split.holdout):
         assert set(data.labels[part]) == {0, 1, 2}
     values = prepare(pd.DataFrame({"x": range(100), "y": np.arange(100) * 1.5}), "y", "regression")
-    split = stratified_split(strata(values), 0.2, 0.2, seed=1)
+    split = stratified_split(strata(values.labels, values.task), 0.2, 0.2, seed=1)
     # Each decile of the target is in the holdout: its values span the range.
     assert values.labels[split.holdout].min() < 15 and values.labels[split.holdout].max() > 135
 
