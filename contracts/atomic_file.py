@@ -5,6 +5,7 @@ status all go through `write_atomic`."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,9 @@ def write_atomic(
     # A unique temp name: concurrent writers (server workers) never share one.
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600: the new content gets the mode the old one had (or a new
+        # file's, under the umask), or a rewritten environment file would be the writer's alone.
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as handle:
             if halfway is not None:
                 handle.write(raw[: len(raw) // 2])
@@ -49,3 +53,21 @@ def write_atomic(
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask sets it, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022

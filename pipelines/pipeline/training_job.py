@@ -190,20 +190,9 @@ def _push_code_image(ctx: PipelineContext, environment: Environment, say: Say) -
     base = ensure_image(spec, say)
     registry = environment.pipeline.package.registry
     assert registry is not None  # Environment.cross_section_problems
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "tests")
     with tempfile.TemporaryDirectory(prefix="modelyard-train-code-") as folder:
         context = Path(folder)
-        code = context / "modelyard"
-        for part in CODE_PARTS:
-            shutil.copytree(project_root() / part, code / part, ignore=ignore)
-        shutil.copytree(environments_dir(), code / "environments", ignore=ignore)
-        shutil.copy(project_root() / "Pulumi.yaml", code / "Pulumi.yaml")
-        (context / "Dockerfile").write_text(
-            f"FROM {base}\n"
-            f"COPY modelyard {SOURCE_ROOT}/modelyard\n"
-            f"WORKDIR {SOURCE_ROOT}/modelyard\n"
-            f"ENV PYTHONPATH={SOURCE_ROOT}\n"
-        )
+        code_context(context, base)
         tag = f"{registry}/modelyard-train-{spec.name.lower()}:{tree_digest(context)[:12]}"
         code_built, tail = stream(["build", "-t", tag, str(context)], say, lambda _: False)
     if code_built != 0:
@@ -211,6 +200,26 @@ def _push_code_image(ctx: PipelineContext, environment: Environment, say: Say) -
     digest = push_image(environment, tag)
     say(f"pushed {tag} ({digest})")
     return f"{tag}@{digest}"
+
+
+def code_context(context: Path, base: str) -> None:
+    """The code image's build context: this checkout's code and environment files over `base`,
+    readable by the unprivileged user the pods run as, whatever the checkout's modes (a umask
+    of 077; the environment files hold only ciphertext)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "tests")
+    code = context / "modelyard"
+    for part in CODE_PARTS:
+        shutil.copytree(project_root() / part, code / part, ignore=ignore)
+    shutil.copytree(environments_dir(), code / "environments", ignore=ignore)
+    shutil.copy(project_root() / "Pulumi.yaml", code / "Pulumi.yaml")
+    for path in [code, *code.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (context / "Dockerfile").write_text(
+        f"FROM {base}\n"
+        f"COPY modelyard {SOURCE_ROOT}/modelyard\n"
+        f"WORKDIR {SOURCE_ROOT}/modelyard\n"
+        f"ENV PYTHONPATH={SOURCE_ROOT}\n"
+    )
 
 
 def job_manifest(

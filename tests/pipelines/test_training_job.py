@@ -6,13 +6,14 @@ tests/cluster/test_training_on_cluster.py."""
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modelyard.contracts import training_job, variables
-from modelyard.pipelines.pipeline.training_job import job_name
+from modelyard.pipelines.pipeline.training_job import code_context, job_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
 from test_render_support import training_job_manifest
@@ -107,3 +108,15 @@ def test_several_workers_are_one_indexed_job_whose_pods_know_their_rank_and_addr
 def test_one_job_per_run_named_as_kubernetes_allows(run_id: str, name: str) -> None:
     assert job_name(run_id) == name
     assert len(name) <= 63
+
+
+def test_the_code_image_holds_files_the_pods_user_can_read_whatever_the_checkout_s_modes(
+    environments: Path, tmp_path: Path
+) -> None:
+    (environments / "Pulumi.staging.yaml").chmod(0o600)  # a umask of 077, or an editor's choice
+    code_context(tmp_path, "modelyard-train-churn:base")
+    copied = tmp_path / "modelyard" / "environments" / "Pulumi.staging.yaml"
+    assert copied.read_text() == (environments / "Pulumi.staging.yaml").read_text()
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "modelyard" / "ml").stat().st_mode) == 0o755
+    assert (tmp_path / "Dockerfile").read_text().startswith("FROM modelyard-train-churn:base\n")
