@@ -275,6 +275,11 @@ def job_manifest(
     container_env = [
         {"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in from_pod.items()
     ] + [{"name": k, "value": v} for k, v in env.items()]
+    # OpenMP (LightGBM's threads) counts the node's cores, not the pod's share: as many threads
+    # as the container's CPU limit (rounded up), or they spin against their own throttling and
+    # against the other workers on the node.
+    container_env.append({"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
+        "containerName": "train", "resource": "limits.cpu", "divisor": "1"}}})  # fmt: skip
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": training_job.SERVICE_ACCOUNT,

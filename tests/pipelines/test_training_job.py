@@ -50,7 +50,7 @@ def test_credentials_reach_the_pod_as_secrets_by_name_only(job: dict[str, Any]) 
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["mlflow"]["secret"]["secretName"] == training_job.MLFLOW_SECRET
     (train,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in train["env"]}
+    env = {e["name"]: e.get("value") for e in train["env"]}
     assert env["HOME"] == training_job.HOME
     assert not [name for name in env if "PASSWORD" in name or "TOKEN" in name]
     assert "not-read-here" not in json.dumps(job)
@@ -81,7 +81,7 @@ def test_several_workers_are_one_indexed_job_whose_pods_know_their_rank_and_addr
     names = [e["name"] for e in train["env"]]
     given = {e["name"]: e["value"] for e in train["env"] if "value" in e}
     read = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in train["env"]
-            if "valueFrom" in e}  # fmt: skip
+            if "fieldRef" in e.get("valueFrom", {})}  # fmt: skip
     assert given[variables.TRAINING_WORKERS] == "3"
     # Kubernetes expands $(POD_IP) only from a variable defined before it.
     assert given[variables.TRAINING_LISTEN] == f"$(POD_IP):{training_job.NETWORK_PORT}"
@@ -94,6 +94,16 @@ def test_several_workers_are_one_indexed_job_whose_pods_know_their_rank_and_addr
     single = training_job_manifest()
     (alone,) = single["spec"]["template"]["spec"]["containers"]
     assert not {variables.TRAINING_WORKERS, "POD_IP"} & {e["name"] for e in alone["env"]}
+
+
+def test_lightgbm_runs_as_many_threads_as_the_pod_may_use_cores(job: dict[str, Any]) -> None:
+    # OpenMP would count the node's cores: on a big node, far more threads than the pod's share,
+    # each throttled; on a node two workers share, each spinning against the other.
+    (train,) = job["spec"]["template"]["spec"]["containers"]
+    (threads,) = [e for e in train["env"] if e["name"] == "OMP_NUM_THREADS"]
+    assert threads["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "train", "resource": "limits.cpu", "divisor": "1"}  # fmt: skip
+    assert train["resources"]["limits"]["cpu"]  # there is a limit to read
 
 
 @pytest.mark.parametrize(
