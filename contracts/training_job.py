@@ -29,3 +29,9 @@ NETWORK_PORTS = 1000
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # Exit code of a mistake the kit reported (bad data, a gate not met): retrying cannot help.
 USER_ERROR_EXIT = 2
+
+
+def access_mode(workers: int) -> str:
+    """The claim's: one worker's pods use it from one node at a time; several workers at once,
+    from whichever nodes they run on."""
+    return "ReadWriteOnce" if workers <= 1 else "ReadWriteMany"

@@ -47,16 +47,22 @@ class ModelTraining(pulumi.ComponentResource):
             opts=child,
         )
         claim: k8s.core.v1.PersistentVolumeClaimSpecArgsDict = {
-            "access_modes": ["ReadWriteOnce"],
+            # Several workers mount it at once, from whichever nodes they run on: a class that
+            # offers ReadWriteMany (NFS, CephFS, the local clusters' shared folder) is needed.
+            "access_modes": [training_job.access_mode(args.workers)],
             "resources": {"requests": {"storage": args.storage}},
             "storage_class_name": args.storage_class,  # None: the cluster's default class
         }
         # Bound when the first Job's pod is scheduled (WaitForFirstConsumer classes): not awaited.
+        # Its access mode cannot change: another number of workers replaces it under its name
+        # (its checkpoints and staged data go with it; the stage removes a Job's pods when done).
         k8s.core.v1.PersistentVolumeClaim(
             f"{name}-state",
             metadata=meta(training_job.STATE_CLAIM, **{SKIP_AWAIT: "true"}),
             spec=claim,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(delete_before_replace=True)
+            ),
         )
         pods: k8s.meta.v1.LabelSelectorArgsDict = {"match_labels": dict(training_job.LABELS)}
         egress: list[k8s.networking.v1.NetworkPolicyEgressRuleArgsDict] = [

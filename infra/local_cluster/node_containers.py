@@ -30,6 +30,9 @@ NODE_RUN_FLAGS = [
 ]  # fmt: skip
 # containerd's overlay snapshots need a real filesystem under them, not the container's overlay.
 CONTAINERD_VOLUME_PATH = "/var/lib/containerd"
+# Where every node mounts the cluster folder's volumes (storage.py): one folder of this machine,
+# shared by the nodes as a site's nodes share an NFS export.
+SHARED_VOLUMES_PATH = "/var/lib/modelyard-volumes"
 
 
 def build_node_image() -> str:

@@ -7,6 +7,7 @@ live in the node containers and their volumes, so `down` (stop) and `up` (start)
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,15 +18,16 @@ from typing import Any
 import yaml
 from modelyard.contracts.environment import ConfigError
 from modelyard.contracts.environment.hosts import KubernetesSettings
-from modelyard.infra.local_cluster import host_containers
+from modelyard.infra.local_cluster import host_containers, storage
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.node_containers import (
     CONTAINERD_VOLUME_PATH,
     NODE_RUN_FLAGS,
+    SHARED_VOLUMES_PATH,
     build_node_image,
     container_node_settings,
 )
-from modelyard.infra.local_cluster.settings import API_PORT, ClusterPaths
+from modelyard.infra.local_cluster.settings import API_PORT, LOCAL_STORAGE_CLASS, ClusterPaths
 
 Say = Callable[[str], None]
 STATE_FILE = "nodes.json"
@@ -127,6 +129,13 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
         cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
         cluster.save(paths)
     _wait_ready(cluster, binaries, paths)
+    if all(_mounts_shared_volumes(node) for node in cluster.nodes):
+        storage.ensure_volumes(paths, binaries, SHARED_VOLUMES_PATH,
+                               tuple(node.name for node in cluster.nodes))  # fmt: skip
+    else:
+        say(f"  the nodes were made by an older kit, without shared volumes: no "
+            f"{LOCAL_STORAGE_CLASS} class (`modelyard cluster down --destroy` and `up` "
+            "make them anew with it)")  # fmt: skip
     say(f"{count} node(s) ready in {time.monotonic() - started:.1f}s")
 
 
@@ -152,6 +161,7 @@ def down(say: Say, paths: ClusterPaths, destroy: bool = False) -> None:
                        check=False)  # fmt: skip
         (paths.root / STATE_FILE).unlink()
         paths.admin_kubeconfig.unlink(missing_ok=True)
+        shutil.rmtree(paths.volumes, ignore_errors=True)  # their claims went with the cluster
     paths.owner_file.unlink(missing_ok=True)
 
 
@@ -183,7 +193,7 @@ def _create(count: int, paths: ClusterPaths, say: Say) -> NodeCluster:
         name = "cp" if index == 0 else f"w{index}"
         node = Node(name, "control_plane" if index == 0 else "worker", f"{prefix}.{10 + index}",
                     f"{CONTAINER_PREFIX}{name}", 0)  # fmt: skip
-        nodes.append(_start(node, image, network, public))
+        nodes.append(_start(node, image, network, public, paths))
         NodeCluster(network, prefix, nodes, formed=False).save(paths)  # `down --destroy` finds it
     say(f"  nodes started on {prefix}.0/24: {', '.join(n.name for n in nodes)}")
     return NodeCluster(network, prefix, nodes, formed=False)
@@ -200,9 +210,11 @@ def _refuse_foreign_nodes() -> None:
         )
 
 
-def _start(node: Node, image: str, network: str, public_key: str) -> Node:
+def _start(node: Node, image: str, network: str, public_key: str, paths: ClusterPaths) -> Node:
+    paths.volumes.mkdir(parents=True, exist_ok=True)
     flags = ["--ip", node.address, *NODE_RUN_FLAGS, "--restart", "no",
-             "-v", f"{_volume(node)}:{CONTAINERD_VOLUME_PATH}"]  # fmt: skip
+             "-v", f"{_volume(node)}:{CONTAINERD_VOLUME_PATH}",
+             "-v", f"{paths.volumes.resolve()}:{SHARED_VOLUMES_PATH}"]  # fmt: skip
     if node.role == "control_plane":
         flags += ["-p", f"127.0.0.1:{API_PORT}:6443"]  # kubeconfigs use loopback only
     port = host_containers.start_host(image, node.container, node.name, network, public_key, flags)
@@ -318,6 +330,13 @@ def _ready_nodes(paths: ClusterPaths, binaries: Binaries) -> dict[str, bool]:
                                       for c in item["status"].get("conditions", []))
         for item in json.loads(done.stdout)["items"]
     }  # fmt: skip
+
+
+def _mounts_shared_volumes(node: Node) -> bool:
+    found = subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", node.container],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    mounts = json.loads(found.stdout or "[]") if found.returncode == 0 else []
+    return any(mount.get("Destination") == SHARED_VOLUMES_PATH for mount in mounts)
 
 
 def _container_state(node: Node) -> str:

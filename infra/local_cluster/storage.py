@@ -1,8 +1,14 @@
-"""Volumes for the single-node cluster: a StorageClass with no provisioner and a pool of local
+"""Volumes for the local clusters: a StorageClass with no provisioner and a pool of local
 PersistentVolumes made at `cluster up`, as a platform team pre-makes static volumes. A claim of
 the class binds to a free one when its first pod is scheduled. The folders are the cluster's own
-and open to every uid: a pod's `fsGroup` does not reach a local volume. A volume whose claim was
-deleted is emptied and offered again at the next `cluster up`."""
+(this machine's, under the cluster folder) and open to every uid: a pod's `fsGroup` does not
+reach a local volume. A volume whose claim was deleted is emptied and offered again at the next
+`cluster up`.
+
+On the multi-node cluster every node mounts the same folder of this machine (node_containers.py),
+as every node of a site mounts one NFS export: a volume may be used from any node at once
+(ReadWriteMany), which the pods of a training over several workers need. The single node offers
+the same, trivially."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from modelyard.contracts.environment import ConfigError
 from modelyard.infra.local_cluster.binaries import Binaries
 from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS, NODE_NAME, ClusterPaths
 
@@ -18,7 +25,8 @@ POOL = 6  # the claims one machine's tests and demos make at once, with room
 SIZE = "20Gi"  # what each volume says it holds (a local volume is not enforced)
 
 
-def manifests(paths: ClusterPaths) -> list[dict[str, Any]]:
+def manifests(folder: str, nodes: list[str]) -> list[dict[str, Any]]:
+    """The class and the pool: volume N in `folder`/N as the nodes see it, usable on `nodes`."""
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "storage.k8s.io/v1",
@@ -36,30 +44,41 @@ def manifests(paths: ClusterPaths) -> list[dict[str, Any]]:
             "metadata": {"name": f"{LOCAL_STORAGE_CLASS}-{number}"},
             "spec": {
                 "capacity": {"storage": SIZE},
-                "accessModes": ["ReadWriteOnce"],
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": LOCAL_STORAGE_CLASS,
-                "local": {"path": str(paths.volumes / str(number))},
+                "local": {"path": f"{folder}/{number}"},
                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]},
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes},
                 ]}]}},
             },
         })  # fmt: skip
     return objects
 
 
-def ensure_volumes(paths: ClusterPaths, binaries: Binaries) -> None:
-    """The class and the pool, made once (applying again changes nothing)."""
+def ensure_volumes(
+    paths: ClusterPaths, binaries: Binaries, folder: str | None = None,
+    nodes: tuple[str, ...] = (NODE_NAME,),
+) -> None:  # fmt: skip
+    """The class and the pool, made once (applying again changes nothing). `folder`: where the
+    nodes see this machine's `paths.volumes` (the single node: there)."""
     for number in range(POOL):
         folder = paths.volumes / str(number)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o1777)  # any pod's uid writes; the sticky bit keeps files their owner's
     kubectl = [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}"]
-    listing = {"apiVersion": "v1", "kind": "List", "items": manifests(paths)}
-    subprocess.run(
+    listing = {"apiVersion": "v1", "kind": "List",
+               "items": manifests(folder or str(paths.volumes), list(nodes))}  # fmt: skip
+    applied = subprocess.run(
         [*kubectl, "apply", "-f", "-"],
-        input=json.dumps(listing), capture_output=True, text=True, check=True, timeout=60,
+        input=json.dumps(listing), capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
+    if applied.returncode != 0:
+        raise ConfigError(
+            f"the cluster's {LOCAL_STORAGE_CLASS} volumes could not be made: "
+            f"{applied.stderr.strip()}. `modelyard cluster down` and `up` again; if it says the "
+            "same, `modelyard cluster down --destroy` makes the cluster anew (its data is lost)"
+        )
     found = subprocess.run(
         [*kubectl, "get", "persistentvolumes", "-o", "json"],
         capture_output=True, text=True, check=True, timeout=60,

@@ -148,11 +148,20 @@ def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> N
             f"{environment.path}: modelyard:pipeline.trainIn is `kubernetes`, which builds the "
             f"training image here, but {problem}. Start Docker on this agent."
         )
-    if kube.json("get", "persistentvolumeclaim", training_job.STATE_CLAIM) is None:
+    claim = kube.json("get", "persistentvolumeclaim", training_job.STATE_CLAIM)
+    if claim is None:
         raise PipelineError(
             f"namespace {kube.namespace} has no training volume ({training_job.STATE_CLAIM}): "
             f"run `modelyard infra up {environment.name}` once modelyard:pipeline.trainIn is "
             "`kubernetes`, so the stack makes it"
+        )
+    workers = environment.training.kubernetes.workers
+    wanted = training_job.access_mode(workers)
+    if wanted not in claim["spec"].get("accessModes", []):
+        raise PipelineError(
+            f"{where}.workers is {workers}, but the training volume in namespace "
+            f"{kube.namespace} is {', '.join(claim['spec'].get('accessModes', []))}, not "
+            f"{wanted}: run `modelyard infra up {environment.name}` to make it anew"
         )
     requests = environment.training.kubernetes.resources.requests
     listed = kube.run("get", "nodes", "-o", "json")
@@ -173,7 +182,6 @@ def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> N
             f"node of the cluster: the largest schedulable one offers cpu {largest[0]}m, memory "
             f"{largest[1] // 2**20}Mi. Lower the requests, or add a larger node."
         )
-    workers = environment.training.kubernetes.workers
     held = sum(min(free_cpu // cpu, free_memory // memory) for free_cpu, free_memory in room)
     if held < workers:
         raise PipelineError(

@@ -40,6 +40,7 @@ def test_a_namespace_that_trains_gets_a_volume_an_identity_and_egress(
     assert claim["metadata"]["namespace"] == "modelyard-staging"
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one worker: any class will do
     accounts = {
         a.inputs["metadata"]["name"]: a.inputs
         for a in trains.of_type("kubernetes:core/v1:ServiceAccount")
@@ -78,7 +79,7 @@ def test_the_deployer_may_run_jobs_and_stream_data_but_still_read_no_secret(
     assert not any("secrets" in r["resources"] for r in rules)
 
 
-def test_several_workers_reach_each_other_on_lightgbms_ports_and_fit_in_the_quota(
+def test_several_workers_reach_each_other_share_the_volume_and_fit_in_the_quota(
     tmp_path: Path, states: tuple[RenderedState, RenderedState]
 ) -> None:
     import shutil
@@ -104,6 +105,8 @@ def test_several_workers_reach_each_other_on_lightgbms_ports_and_fit_in_the_quot
     hard = one(three, "ResourceQuota").inputs["spec"]["hard"]
     assert int(hard["pods"]) == int(shipped["pods"]) + 3
     assert int(hard["requests.cpu"][:-1]) == int(shipped["requests.cpu"][:-1]) + 3 * 1000
+    # The workers mount the volume at once, from whichever nodes they run on.
+    assert one(three, "PersistentVolumeClaim").inputs["spec"]["accessModes"] == ["ReadWriteMany"]
     # One worker needs no such policy: a stack that trains alone is unchanged.
     names = {p.inputs["metadata"]["name"]
              for p in states[1].of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}  # fmt: skip

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
+from modelyard.infra.components.model_serving import SERVING_UID
+from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS
 
 from tests.cluster.conftest import LocalCluster
+from tests.nodes.serving import NAMESPACE, PULL_SECRET, Served
 
 # The first test waits for the nodes to be made (a few minutes on 2 cores).
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(1800)]
@@ -50,3 +54,62 @@ def test_down_and_up_keep_what_the_cluster_holds(node_cluster: LocalCluster) -> 
     print(f"nodes back and Ready in {time.monotonic() - started:.1f}s")
     kept = json.loads(node_cluster.kubectl("get", "configmap", "kept", "-o", "json"))
     assert kept["data"] == {"answer": "42"}  # etcd's data survived the stop
+
+
+def test_a_shared_volume_is_written_on_one_worker_and_read_on_the_other(
+    node_cluster: LocalCluster, served: Served
+) -> None:
+    """The modelyard-local class on the nodes: one folder of this machine every node mounts, so a
+    claim is used from two nodes at once (ReadWriteMany), as a training Job's workers use theirs."""
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "shared", "namespace": NAMESPACE},
+             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": LOCAL_STORAGE_CLASS,
+                      "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+    scripts = {
+        "w1": "echo written-on-w1 > /shared/note && sleep 600",
+        "w2": "until [ -f /shared/note ]; do sleep 1; done; cat /shared/note; sleep 600",
+    }
+    pods = [
+        _shell_pod(f"on-{node}", node, served.image, script) for node, script in scripts.items()
+    ]
+    node_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [claim, *pods]}))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        said = ""
+        while "written-on-w1" not in said:
+            assert time.monotonic() < deadline, node_cluster.kubectl(
+                "-n", NAMESPACE, "describe", "pods", "on-w1", "on-w2")  # fmt: skip
+            time.sleep(2)
+            said = node_cluster.kubectl("-n", NAMESPACE, "logs", "on-w2", check=False)
+        placed = json.loads(node_cluster.kubectl("-n", NAMESPACE, "get", "pods", "on-w1", "on-w2",
+                                                 "-o", "json"))["items"]  # fmt: skip
+        assert sorted(pod["spec"]["nodeName"] for pod in placed) == ["w1", "w2"]
+        bound = json.loads(node_cluster.kubectl("-n", NAMESPACE, "get", "pvc", "shared", "-o",
+                                                "json"))  # fmt: skip
+        assert bound["status"]["phase"] == "Bound"
+    finally:
+        node_cluster.kubectl("-n", NAMESPACE, "delete", "pod", "on-w1", "on-w2", "--wait=true",
+                             "--grace-period=1", check=False)  # fmt: skip
+        node_cluster.kubectl("-n", NAMESPACE, "delete", "pvc", "shared", check=False)
+
+
+def _shell_pod(name: str, node: str, image: str, script: str) -> dict[str, Any]:
+    """A pod on `node` running `script` in the served image (its shell), as restricted Pod
+    Security allows, with the claim mounted."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "securityContext": {"runAsNonRoot": True, "runAsUser": SERVING_UID,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "imagePullSecrets": [{"name": PULL_SECRET}],
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "shell", "image": image, "command": ["sh", "-c", script],
+                    "securityContext": {"allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+                }],
+                "volumes": [{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}],
+            }}  # fmt: skip
