@@ -57,10 +57,10 @@ def manifests(folder: str, nodes: list[str]) -> list[dict[str, Any]]:
 
 
 def ensure_volumes(
-    paths: ClusterPaths, binaries: Binaries, folder: str | None = None,
+    paths: ClusterPaths, binaries: Binaries, seen_at: str | None = None,
     nodes: tuple[str, ...] = (NODE_NAME,),
 ) -> None:  # fmt: skip
-    """The class and the pool, made once (applying again changes nothing). `folder`: where the
+    """The class and the pool, made once (applying again changes nothing). `seen_at`: where the
     nodes see this machine's `paths.volumes` (the single node: there)."""
     for number in range(POOL):
         folder = paths.volumes / str(number)
@@ -68,7 +68,7 @@ def ensure_volumes(
         folder.chmod(0o1777)  # any pod's uid writes; the sticky bit keeps files their owner's
     kubectl = [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}"]
     listing = {"apiVersion": "v1", "kind": "List",
-               "items": manifests(folder or str(paths.volumes), list(nodes))}  # fmt: skip
+               "items": manifests(seen_at or str(paths.volumes), list(nodes))}  # fmt: skip
     applied = subprocess.run(
         [*kubectl, "apply", "-f", "-"],
         input=json.dumps(listing), capture_output=True, text=True, check=False, timeout=60,
