@@ -10,18 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from modelyard.ml.monitoring.bins import bin_shares
 from scipy import stats
 
 EPS = 1e-4
 OTHER = "(unseen)"
 MISSING = "(missing)"
-
-
-# Here, not in training_profile (pandas): the serving image computes shares too.
-def bin_shares(present: np.ndarray, edges: np.ndarray, total: int) -> np.ndarray:
-    """Share of all `total` rows falling in each bin (-inf, e0], (e0, e1], ..., (eN, inf)."""
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return counts / total if total else counts.astype(float)
 
 
 @dataclass

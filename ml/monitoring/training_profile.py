@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from modelyard.contracts import artifacts
 from modelyard.ml.errors import ModelyardMlError
-from modelyard.ml.monitoring.drift import bin_shares
+from modelyard.ml.monitoring.bins import bin_shares
 from modelyard.ml.prediction_kind import PredictionKind
 
 FORMAT = 1

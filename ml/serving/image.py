@@ -14,7 +14,7 @@ from modelyard.ml.serving.model import IDENTITY_FILE
 IMAGE_DIR = Path("infra/images/serving")
 # The server's code and nothing else: no training code, no pandas-based modules.
 APP_FILES = ("ml/__init__.py", "ml/errors.py", "ml/monitoring/__init__.py",
-             "ml/monitoring/sampling.py", "ml/monitoring/drift.py",
+             "ml/monitoring/sampling.py", "ml/monitoring/drift.py", "ml/monitoring/bins.py",
              "ml/prediction_kind.py", "contracts/tasks.py",
              "contracts/__init__.py", "contracts/atomic_file.py", "contracts/tags.py",
              "contracts/variables.py")  # fmt: skip
