@@ -121,7 +121,7 @@ def train(
     rule = environment.training_gate(spec.task)
     settings = training_settings(environment, spec)
     data, split, kind = held.data, held.split, held.kind
-    assert held.report is not None and held.record is not None, "a follower's share"
+    assert held.report is not None and held.record is not None, "a follower's share: join_training"
 
     workdir = training_dir(state_root) / job_key(environment, spec, held.digest, target)
     state = _JobState.begin(workdir)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -221,7 +222,8 @@ def code_context(context: Path, base: str) -> None:
     shutil.copytree(environments_dir(), code / "environments", ignore=ignore)
     shutil.copy(project_root() / "Pulumi.yaml", code / "Pulumi.yaml")
     for path in [code, *code.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+        runs = path.is_dir() or path.stat().st_mode & stat.S_IXUSR
+        path.chmod(0o755 if runs else 0o644)
     (context / "Dockerfile").write_text(
         f"FROM {base}\n"
         f"COPY modelyard {SOURCE_ROOT}/modelyard\n"

@@ -129,4 +129,6 @@ def test_the_code_image_holds_files_the_pods_user_can_read_whatever_the_checkout
     assert copied.read_text() == (environments / "Pulumi.staging.yaml").read_text()
     assert stat.S_IMODE(copied.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "modelyard" / "ml").stat().st_mode) == 0o755
+    scripts = [p for p in (tmp_path / "modelyard").rglob("*.sh")]
+    assert scripts and all(stat.S_IMODE(p.stat().st_mode) == 0o755 for p in scripts)  # still run
     assert (tmp_path / "Dockerfile").read_text().startswith("FROM modelyard-train-churn:base\n")
