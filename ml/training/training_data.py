@@ -81,18 +81,18 @@ def share(
             f"{path}: cannot be read as PARQUET ({str(exc).splitlines()[0]}). Check the file is "
             "complete and in that format."
         ) from None
-    if target not in header:  # the leader reports it with the rest; a follower cannot go on
-        raise DataValidationError(f"{path}: no target column {target!r}; nothing was trained")
     categories: dict[str, list[str]] = {}
     nullable: list[str] = []
     report = digest = None
     if network.leads:
         digest = file_digest(path)
-        columns = _columns(path, [target, *(n for n in header if n != target)], target,
-                           categories, nullable)  # fmt: skip
+        order = sorted(header, key=lambda name: name != target)  # the target first, if there
+        columns = _columns(path, order, target, categories, nullable)
         report = validate_columns(str(path), digest, header, rows, columns, target,
                                   _schema(spec, target), spec.task)  # fmt: skip
         _raise_if_failed(report)
+    elif target not in header:  # the leader reports it with the file's other problems
+        raise DataValidationError(f"{path}: no target column {target!r}; nothing was trained")
     else:
         text = [n for n in parquet_parts.columns_that_may_hold_text(path) if n != target]
         for _ in _columns(path, text, target, categories, nullable):

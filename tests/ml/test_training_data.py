@@ -100,7 +100,7 @@ def test_the_rows_read_are_the_rows_of_the_file(churn: pd.DataFrame, tmp_path: P
 def test_the_leader_rejects_a_bad_file_with_one_process_s_problems(
     churn: pd.DataFrame, tmp_path: Path
 ) -> None:
-    bad = churn.copy()
+    bad = churn.drop(columns=["churned"])  # no target, and two more problems
     bad.loc[bad.index[:40], "tenure_months"] = -5
     bad["coupon"] = "x"
     path = _file(bad, tmp_path)
@@ -111,7 +111,9 @@ def test_the_leader_rejects_a_bad_file_with_one_process_s_problems(
     with pytest.raises(DataValidationError) as leader:
         _shares(path, tmp_path)
     assert str(leader.value) == str(one.value)
-    assert "40 values below the minimum 0" in str(leader.value) and "coupon" in str(leader.value)
+    said = str(leader.value)
+    assert "40 values below the minimum 0" in said and "coupon" in said
+    assert "churned: the target column is missing" in said
 
 
 def test_a_csv_is_refused_with_what_to_do(churn: pd.DataFrame, tmp_path: Path) -> None:
