@@ -51,8 +51,13 @@ def read_dataset(path: Path) -> Dataset:
             # (about 1.4 times the frame, held for the whole job): hand them back.
             pa.default_memory_pool().release_unused()
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataValidationError(
-            f"{path}: cannot be read as {kind.upper()} ({str(exc).splitlines()[0]}). "
-            "Check the file is complete and in that format."
-        ) from None
+        raise unreadable(path, kind, exc) from None
     return Dataset(path=path, frame=frame, digest=file_digest(path), header=header)
+
+
+def unreadable(path: Path, kind: str, exc: Exception) -> DataValidationError:
+    """The one message for a file that is not the CSV or Parquet its name says."""
+    return DataValidationError(
+        f"{path}: cannot be read as {kind.upper()} ({str(exc).splitlines()[0]}). "
+        "Check the file is complete and in that format."
+    )

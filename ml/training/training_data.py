@@ -12,7 +12,7 @@ The leader validates the file column by column, holding one column at a time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from modelyard.contracts.digests import file_digest
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.tasks import Task
 from modelyard.ml.data import parquet_parts
-from modelyard.ml.data.dataset import SUFFIXES, Dataset
+from modelyard.ml.data.dataset import SUFFIXES, Dataset, unreadable
 from modelyard.ml.data.validation import ValidationReport, validate_columns, validate_dataset
 from modelyard.ml.errors import DataValidationError
 from modelyard.ml.prediction_kind import PredictionKind
@@ -77,17 +77,13 @@ def share(
     try:
         rows, header = parquet_parts.shape(path)
     except (OSError, pa.ArrowException) as exc:
-        raise DataValidationError(
-            f"{path}: cannot be read as PARQUET ({str(exc).splitlines()[0]}). Check the file is "
-            "complete and in that format."
-        ) from None
-    categories: dict[str, list[str]] = {}
-    nullable: list[str] = []
+        raise unreadable(path, "parquet", exc) from None
+    seen = _Seen()
     report = digest = None
     if network.leads:
         digest = file_digest(path)
         order = sorted(header, key=lambda name: name != target)  # the target first, if there
-        columns = _columns(path, order, target, categories, nullable)
+        columns = _columns(path, order, target, seen)
         report = validate_columns(str(path), digest, header, rows, columns, target,
                                   _schema(spec, target), spec.task)  # fmt: skip
         _raise_if_failed(report)
@@ -95,10 +91,11 @@ def share(
         raise DataValidationError(f"{path}: no target column {target!r}; nothing was trained")
     else:
         text = [n for n in parquet_parts.columns_that_may_hold_text(path) if n != target]
-        for _ in _columns(path, text, target, categories, nullable):
+        for _ in _columns(path, [*text, target], target, seen):
             pass
+    assert seen.target is not None  # read by the pass: the target is in the header
     try:
-        labels, classes = encode_labels(parquet_parts.read_column(path, target), spec.task)
+        labels, classes = encode_labels(seen.target, spec.task)
     except (ValueError, TypeError):  # only a follower gets here: the leader's checks come first
         raise DataValidationError(
             f"{path}: the target column {target!r} cannot be read as {spec.task} labels; the "
@@ -109,13 +106,14 @@ def share(
     holdout = whole_split.holdout if network.leads else whole_split.holdout[:0]
     held = np.sort(np.concatenate([mine, whole_split.valid, holdout]))
     frame = parquet_parts.read_rows(path, held)
-    data = prepare_rows(frame.drop(columns=[target]), labels[held], spec.task, classes, categories)
+    data = prepare_rows(frame.drop(columns=[target]), labels[held], spec.task, classes,
+                        seen.categories)  # fmt: skip
     split = Split(*(np.searchsorted(held, part) for part in (mine, whole_split.valid, holdout)))
     kind = prediction_kind(spec.task, classes, labels[whole_split.train])
     record = None
     if network.leads:
         record = _record(path, digest or "", target, rows, rows * len(header), frame,
-                         tuple(nullable))  # fmt: skip
+                         tuple(seen.nullable))  # fmt: skip
     return TrainingData(path, digest or "", data, split, kind, report, record)
 
 
@@ -166,18 +164,27 @@ def _split(labels: np.ndarray, task: Task, settings: TrainingSettings) -> Split:
                             settings.holdout_fraction, settings.seed)  # fmt: skip
 
 
+@dataclass
+class _Seen:
+    """What the pass over the columns learns on the way."""
+
+    categories: dict[str, list[str]] = field(default_factory=dict)  # of the text columns
+    nullable: list[str] = field(default_factory=list)  # columns with a missing value
+    target: pd.Series | None = None  # kept: every worker splits and codes the labels from it
+
+
 def _columns(
-    path: Path, names: list[str], target: str, categories: dict[str, list[str]],
-    nullable: list[str],
-) -> Iterator[tuple[str, pd.Series]]:  # fmt: skip
-    """Each column in turn, read alone; on the way, the text columns' categories and the
-    columns with a missing value."""
+    path: Path, names: list[str], target: str, seen: _Seen
+) -> Iterator[tuple[str, pd.Series]]:
+    """Each column in turn, read alone, with what `seen` keeps of it."""
     for name in names:
         column = parquet_parts.read_column(path, name)
-        if name != target and is_text(column):
-            categories[name] = category_names(column)
+        if name == target:
+            seen.target = column
+        elif is_text(column):
+            seen.categories[name] = category_names(column)
         if column.isna().any():
-            nullable.append(name)
+            seen.nullable.append(name)
         yield name, column
 
 
