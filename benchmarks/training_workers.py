@@ -126,25 +126,22 @@ def _train(namespace: str, data: Path, rows: int, workers: int) -> dict[str, Any
 
 def _watch(namespace: str, job: str, peaks: dict[int, int], stop: threading.Event) -> None:
     """Each worker's peak memory: its pod's cgroup (cgroup v1, the kubelet's cgroupfs tree)."""
-    from modelyard.contracts import training_job
-    from modelyard.pipelines.deploy_targets import kubectl
+    from modelyard.pipelines.errors import PipelineError
+    from modelyard.pipelines.pipeline.training_job import Kube, worker_rank
 
+    kube = Kube(namespace)
     found: dict[str, tuple[int, str]] = {}  # pod uid: rank, its cgroup's peak file
     listed = 0.0
     while not stop.is_set():
         if time.monotonic() - listed > 2:
             listed = time.monotonic()
-            pods = subprocess.run([kubectl(), "get", "pods", "-n", namespace, "-l",
-                                   f"job-name={job}", "-o", "json"], capture_output=True,
-                                  text=True, check=False)  # fmt: skip
-            for pod in json.loads(pods.stdout or '{"items": []}')["items"]:
-                uid = pod["metadata"]["uid"]
-                rank = int(pod["metadata"].get("annotations", {})
-                           .get(training_job.INDEX_ANNOTATION, 0))  # fmt: skip
-                paths = glob.glob(f"/sys/fs/cgroup/memory/kubepods/**/pod{uid}/"
-                                  "memory.max_usage_in_bytes", recursive=True)  # fmt: skip
-                if paths:
-                    found[uid] = (rank, paths[0])
+            with contextlib.suppress(PipelineError):  # the next listing will do
+                for pod in kube.pods(job):
+                    uid = pod["metadata"]["uid"]
+                    paths = glob.glob(f"/sys/fs/cgroup/memory/kubepods/**/pod{uid}/"
+                                      "memory.max_usage_in_bytes", recursive=True)  # fmt: skip
+                    if paths:
+                        found[uid] = (worker_rank(pod), paths[0])
         for rank, path in found.values():
             with contextlib.suppress(OSError, ValueError):  # ended: its last reading stands
                 peaks[rank] = max(peaks.get(rank, 0), int(Path(path).read_text()))
@@ -156,11 +153,9 @@ def _job_seconds(namespace: str, job: str) -> float:
     the logging (the stage removes the pods when done; the Job stays)."""
     from datetime import datetime
 
-    from modelyard.pipelines.deploy_targets import kubectl
+    from modelyard.pipelines.pipeline.training_job import Kube
 
-    status = json.loads(subprocess.run([kubectl(), "get", "job", job, "-n", namespace, "-o",
-                                        "json"], capture_output=True, text=True,
-                                       check=True).stdout)["status"]  # fmt: skip
+    status = Kube(namespace).json("get", "job", job)["status"]
     start, end = (datetime.fromisoformat(status[k].replace("Z", "+00:00"))
                   for k in ("startTime", "completionTime"))  # fmt: skip
     return (end - start).total_seconds()

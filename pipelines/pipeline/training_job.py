@@ -158,10 +158,11 @@ def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> N
         )
     workers = environment.training.kubernetes.workers
     wanted = training_job.access_mode(workers)
-    if wanted not in claim["spec"].get("accessModes", []):
+    modes = claim["spec"].get("accessModes", [])
+    if wanted not in modes:
         raise PipelineError(
             f"{where}.workers is {workers}, but the training volume in namespace "
-            f"{kube.namespace} is {', '.join(claim['spec'].get('accessModes', []))}, not "
+            f"{kube.namespace} is {', '.join(modes)}, not "
             f"{wanted}: run `modelyard infra up {environment.name}` to make it anew"
         )
     requests = environment.training.kubernetes.resources.requests
@@ -417,10 +418,10 @@ def _follow(
         for pod in pods:
             if pod["metadata"]["name"] not in started and _state(pod, "train"):
                 started.add(pod["metadata"]["name"])
-                if _rank(pod) > 0:
-                    say(f"worker {_rank(pod)} started in {pod['metadata']['name']} on node "
+                if worker_rank(pod) > 0:
+                    say(f"worker {worker_rank(pod)} started in {pod['metadata']['name']} on node "
                         f"{pod['spec'].get('nodeName', '?')}")  # fmt: skip
-        leader = next((pod for pod in reversed(pods) if _rank(pod) == 0), None)
+        leader = next((pod for pod in reversed(pods) if worker_rank(pod) == 0), None)
         if leader and leader["metadata"]["name"] not in followed and _state(leader, "train"):
             followed.add(leader["metadata"]["name"])
             if logs:
@@ -431,7 +432,8 @@ def _follow(
         time.sleep(1)
 
 
-def _rank(pod: dict[str, Any]) -> int:
+def worker_rank(pod: dict[str, Any]) -> int:
+    """A training Job's pod's rank: its index in the Indexed Job (0, the leader, when alone)."""
     return int(pod["metadata"].get("annotations", {}).get(training_job.INDEX_ANNOTATION, 0))
 
 
