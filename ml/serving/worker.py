@@ -85,6 +85,11 @@ class RoutingFollower:
         # Set once the first routing is applied, or refused: the worker then has a model, or an
         # answer saying why not. Until then it does not listen (see serve).
         self.settled = threading.Event()
+        # Acks wait for the listening socket: the supervisor calls a server ready once every
+        # worker has acked, and a client told "ready" must not be refused a connection.
+        self.listening = threading.Event()
+        self._ack_due: tuple[int, bool] | None = None
+        self._ack_lock = threading.Lock()  # two threads may write it: the last due one lands last
         self.load_error = ""  # the last version that could not be loaded, and why
 
     def poll(self) -> None:
@@ -178,12 +183,26 @@ class RoutingFollower:
                             model.version, why)  # fmt: skip
 
     def _ack(self, generation: int, ok: bool) -> None:
-        self.config.acks_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            self.config.acks_dir / str(os.getpid()),
-            orjson.dumps({"generation": generation, "ok": ok}),
-            durable=False,
-        )
+        self._ack_due = (generation, ok)
+        if self.listening.is_set():
+            self._write_ack()
+
+    def now_listening(self) -> None:
+        """Called once the socket listens: the ack held back until then is written."""
+        self.listening.set()
+        self._write_ack()
+
+    def _write_ack(self) -> None:
+        with self._ack_lock:
+            due = self._ack_due
+            if due is None:
+                return
+            self.config.acks_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(
+                self.config.acks_dir / str(os.getpid()),
+                orjson.dumps({"generation": due[0], "ok": due[1]}),
+                durable=False,
+            )
 
     def run_forever(self, stop: threading.Event, orphaned: Callable[[], None]) -> None:
         supervisor = os.getppid()
@@ -241,6 +260,7 @@ async def serve(config: WorkerConfig) -> None:
         stop.set()
         return
     await server.start(config.host, config.port)
+    follower.now_listening()
 
     async def flush_periodically() -> None:
         while True:
