@@ -40,7 +40,6 @@ DRIFT_ROWS = 1_500
 
 def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     from modelyard.infra.local_cluster import runtime
-    from modelyard.infra.local_cluster.settings import ClusterPaths
 
     folder = (state_dir() / "demo-cluster").resolve()
     _check_tools(console)
@@ -59,12 +58,12 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     # One cluster per machine: one another project started (the checkout's, say) is used and
     # left running; the demo's own (its folder's) stops at the end as before.
     theirs = (runtime.status().state == "running"
-              and ClusterPaths.current().root.resolve() != (folder / "cluster").resolve())  # fmt: skip
+              and runtime.current_paths().root.resolve() != (folder / "cluster").resolve())  # fmt: skip
     status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
     os.environ["KUBECONFIG"] = status.kubeconfig
     console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")
     _start_platform_containers()
-    outputs = _provision_platform(environments, ClusterPaths.current(), console)
+    outputs = _provision_platform(environments, runtime.current_paths(), console)
     try:
         data = sample_data(folder, console)
         served = _pipeline(data, console)

@@ -118,11 +118,7 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
         say(f"making {count} Kubernetes {binaries.kubernetes_version} node(s) in containers")
         cluster = _create(count, paths, say)
     else:
-        for node in cluster.nodes:
-            if _container_state(node) != "running":
-                say(f"starting node {node.name}")
-                subprocess.run(["docker", "start", node.container], check=True,
-                               capture_output=True)  # fmt: skip
+        _start_stopped(cluster, say, paths)
     if not cluster.formed:
         cluster = cluster.reached()  # SSH is published on a port Docker picks at each start
         _configure(cluster, binaries, paths, say)
@@ -163,6 +159,30 @@ def down(say: Say, paths: ClusterPaths, destroy: bool = False) -> None:
         paths.admin_kubeconfig.unlink(missing_ok=True)
         shutil.rmtree(paths.volumes, ignore_errors=True)  # their claims went with the cluster
     paths.owner_file.unlink(missing_ok=True)
+
+
+def any_running(paths: ClusterPaths) -> bool:
+    cluster = NodeCluster.load(paths)
+    return cluster is not None and any(_container_state(n) == "running" for n in cluster.nodes)
+
+
+def _start_stopped(cluster: NodeCluster, say: Say, paths: ClusterPaths) -> None:
+    states = {node.name: _container_state(node) for node in cluster.nodes}
+    gone = [node.container for node in cluster.nodes if states[node.name] == "missing"]
+    if gone:
+        raise ConfigError(
+            f"the cluster in {paths.root} lost node container(s) {', '.join(gone)} (removed "
+            "outside modelyard): `modelyard cluster down --destroy` forgets it and removes the "
+            "rest, then `modelyard cluster up` makes it anew"
+        )
+    for node in cluster.nodes:
+        if states[node.name] != "running":
+            say(f"starting node {node.name}")
+            started = subprocess.run(["docker", "start", node.container], capture_output=True,
+                                     text=True, check=False)  # fmt: skip
+            if started.returncode != 0:
+                raise ConfigError(f"docker start {node.container} (node {node.name}) failed: "
+                                  f"{started.stderr.strip()}")  # fmt: skip
 
 
 def node_status(paths: ClusterPaths, binaries: Binaries) -> list[dict[str, Any]]:

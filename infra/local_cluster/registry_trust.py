@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelyard.contracts.atomic_file import write_atomic
-from modelyard.infra.local_cluster import nodes
+from modelyard.infra.local_cluster import nodes, runtime
 from modelyard.infra.local_cluster.nodes import Say
 from modelyard.infra.local_cluster.settings import ClusterPaths
 
@@ -19,7 +19,7 @@ def trust_registry(
     address: str, ca_pem: str, paths: ClusterPaths | None = None, say: Say = print
 ) -> None:
     """`address` is HOST:PORT as image references name the registry."""
-    paths = paths or ClusterPaths.current()
+    paths = paths or runtime.current_paths()
     docker = DOCKER_CERTS / address
     docker.mkdir(parents=True, exist_ok=True)
     write_atomic(docker / "ca.crt", ca_pem)

@@ -45,12 +45,23 @@ def node_ip() -> str:
         return str(probe.getsockname()[0])
 
 
+def current_paths() -> ClusterPaths:
+    """This machine's cluster (one per machine): the last one started while any of it runs, else
+    this project's own. One that stopped without `cluster down` (a killed run, its node containers
+    removed by hand) no longer claims the machine."""
+    started = ClusterPaths.last_started()
+    if started is not None and (supervisor.pid_of(started, "kube-apiserver") is not None
+                                or nodes.any_running(started)):  # fmt: skip
+        return started
+    return ClusterPaths.own()
+
+
 def _program_list(paths: ClusterPaths, binaries: Binaries) -> list[Component]:
     return components(paths, binaries, node_ip())
 
 
 def status(paths: ClusterPaths | None = None) -> Status:
-    paths = paths or ClusterPaths.current()
+    paths = paths or current_paths()
     binaries = Binaries.find()
     if nodes.is_node_cluster(paths):
         return _nodes_status(paths, binaries)
@@ -63,38 +74,37 @@ def status(paths: ClusterPaths | None = None) -> Status:
         }
     alive = [name for name, c in found.items() if c["pid"] is not None]
     ready = len(alive) == len(found) and _node_ready(paths, binaries)
-    state = "running" if ready else ("stopped" if not alive else "degraded")
-    return Status(
-        state=state,
-        kubeconfig=str(paths.admin_kubeconfig),
-        kubectl=str(binaries.kubectl),
-        server=f"https://127.0.0.1:{API_PORT}",
-        kubernetes_version=binaries.kubernetes_version,
-        components=found,
-        node_ready=ready,
-        nodes=[{"name": NODE_NAME, "role": "control_plane", "address": node_ip(), "ready": ready}],
-    )
+    node = {"name": NODE_NAME, "role": "control_plane", "address": node_ip(), "ready": ready}
+    return _status_of(paths, binaries, ready, bool(alive), components=found, nodes=[node])
 
 
 def _nodes_status(paths: ClusterPaths, binaries: Binaries) -> Status:
     found = nodes.node_status(paths, binaries)
     running = [n for n in found if n["container"] == "running"]
     ready = bool(found) and all(n["ready"] for n in found) and len(running) == len(found)
+    return _status_of(paths, binaries, ready, bool(running), nodes=found)
+
+
+def _status_of(
+    paths: ClusterPaths, binaries: Binaries, ready: bool, anything_runs: bool, **details: Any
+) -> Status:
+    """What both kinds of cluster report alike: where to reach it, and running (every part
+    up and the nodes Ready), stopped (nothing runs) or degraded."""
     return Status(
-        state="running" if ready else ("stopped" if not running else "degraded"),
+        state="running" if ready else ("degraded" if anything_runs else "stopped"),
         kubeconfig=str(paths.admin_kubeconfig),
         kubectl=str(binaries.kubectl),
         server=f"https://127.0.0.1:{API_PORT}",
         kubernetes_version=binaries.kubernetes_version,
         node_ready=ready,
-        nodes=found,
+        **details,
     )
 
 
 def up(say: Say, paths: ClusterPaths | None = None, node_count: int | None = None) -> Status:
     """The single-node cluster, or with `node_count` (or once made so) a cluster of that many
     node containers configured by Ansible."""
-    paths = paths or ClusterPaths.current()
+    paths = paths or current_paths()
     binaries = Binaries.find()
     _refuse_other_owner(paths)
     if node_count is not None or nodes.is_node_cluster(paths):
@@ -136,7 +146,7 @@ def up(say: Say, paths: ClusterPaths | None = None, node_count: int | None = Non
 def down(say: Say, paths: ClusterPaths | None = None, destroy: bool = False) -> Status:
     """Stops every program and every pod, keeps the folder (certificates, etcd's data), so the
     next `up` brings back what was deployed. `destroy` removes a multi-node cluster's nodes."""
-    paths = paths or ClusterPaths.current()
+    paths = paths or current_paths()
     binaries = Binaries.find()
     _refuse_other_owner(paths)
     if nodes.is_node_cluster(paths):

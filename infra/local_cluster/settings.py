@@ -36,14 +36,19 @@ class ClusterPaths:
     run: Path = RUN_DIR
 
     @classmethod
-    def current(cls) -> ClusterPaths:
-        """This machine's cluster: the folder of the one started and not stopped (whoever started
-        it: a checkout, `make demo-cluster`, a test run), else this project's own."""
+    def own(cls) -> ClusterPaths:
+        """This project's cluster (its state folder's)."""
+        return cls(cluster_dir())
+
+    @classmethod
+    def last_started(cls) -> ClusterPaths | None:
+        """The folder of the cluster last started on this machine and not stopped by `cluster
+        down` (whoever started it: a checkout, `make demo-cluster`, a test run)."""
         try:
             owner = (RUN_DIR / OWNER_FILE).read_text().strip()
         except OSError:
-            owner = ""
-        return cls(Path(owner)) if owner else cls(cluster_dir())
+            return None
+        return cls(Path(owner)) if owner else None
 
     @property
     def pki(self) -> Path:
