@@ -8,8 +8,11 @@ follow an environment's alias; every version is downloaded once into a local cac
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,30 +154,9 @@ def materialise(ref: VersionRef, cache: Path) -> VersionRef:
     """A copy of `ref` whose `path` is a local folder holding the model (downloaded once)."""
     if ref.path:
         return ref
-    import mlflow
-
     target = cache / ref.name / (ref.version or ref.run_id or "run")
-    done = target / ".complete"
-    if not done.is_file():
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(partial))
-            )
-        except Exception as exc:
-            raise ModelSourceError(f"{ref.uri}: download failed ({exc})") from None
-        shutil.rmtree(target, ignore_errors=True)
-        if local.resolve() == partial.resolve():
-            partial.rename(target)
-        else:
-            local.rename(target)
-            shutil.rmtree(partial, ignore_errors=True)
-        if not (target / "MLmodel").is_file():
-            shutil.rmtree(target, ignore_errors=True)
-            raise ModelSourceError(f"{ref.uri}: no MLflow model there (no MLmodel file)")
-        done.touch()
+    if not (target / COMPLETE).is_file():
+        _download(ref, target)
     return VersionRef(
         name=ref.name,
         version=ref.version or _version_of(target),
@@ -182,6 +164,50 @@ def materialise(ref: VersionRef, cache: Path) -> VersionRef:
         run_id=ref.run_id,
         uri=ref.uri,
     )
+
+
+# Marks a cached folder as whole. It is written before the folder is published, so a folder at
+# its cache path is always whole (a cache from an older kit may hold one without it).
+COMPLETE = ".complete"
+
+
+def _download(ref: VersionRef, target: Path) -> None:
+    """Download into a folder of this process's own and publish it with one rename: servers that
+    share a cache (several on one host) never see, or remove, each other's half-downloads."""
+    import mlflow
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(partial))
+            )
+        except Exception as exc:
+            raise ModelSourceError(f"{ref.uri}: download failed ({exc})") from None
+        if not (local / "MLmodel").is_file():
+            raise ModelSourceError(f"{ref.uri}: no MLflow model there (no MLmodel file)")
+        (local / COMPLETE).touch()
+        _set_aside_unfinished(target)
+        try:
+            local.rename(target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # Another server published this version first; its copy is the same model.
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _set_aside_unfinished(target: Path) -> None:
+    """Remove a folder an older kit left at `target` without its mark (a download it never
+    finished), moving it out of the way first so no other server is still reading it there."""
+    if not target.exists() or (target / COMPLETE).is_file():
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.unfinished.", dir=target.parent))
+    with contextlib.suppress(FileNotFoundError):
+        target.rename(aside / target.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _version_of(folder: Path) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from modelyard.ml.serving.rollout import Limits
+from modelyard.ml.serving.source import COMPLETE
 
 from tests.serving.conftest import Trained
 from tests.serving.helpers import Load, call, records, register, score
@@ -209,7 +210,7 @@ def test_a_version_that_cannot_be_loaded_is_rolled_back_and_the_old_one_keeps_se
     cached.mkdir(parents=True)
     (cached / "MLmodel").write_text("flavors: {lightgbm: {data: model.lgb}}\n")
     (cached / "model.lgb").write_text("not a model\n")
-    (cached / ".complete").touch()
+    (cached / COMPLETE).touch()
     with Load(handle.url, records(model_a[1].iloc[:50]), threads=2) as load:
         client.set_registered_model_alias(model_name, "production", corrupt)
         status = handle.wait(lambda s: any(e["event"] == "rollback" for e in s["events"]),
