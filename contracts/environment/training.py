@@ -31,6 +31,9 @@ class OnKubernetes(Section):
     # its share of the training rows (ml/training/distributed.py); `resources` are per pod. It
     # changes the model (bins and histograms are merged across pods): part of a job's key.
     workers: int = Field(default=1, ge=1, le=16)
+    # A worker that finishes no boosting round for this long ends its pod, which the Job replaces
+    # (ml/training/distributed.py, StallWatch): LightGBM's network never notices a lost peer.
+    stall_timeout_seconds: int = Field(default=600, ge=10, le=24 * 3600)
 
 
 class TrainingSettings(Section):

@@ -68,9 +68,11 @@ def fit(
     checkpoint_every: int,
     on_checkpoint: Callable[[MetricRows], None] | None = None,
     writes: bool = True,
+    on_round: Callable[[], None] | None = None,
 ) -> FitResult:
     """`writes` False: a follower of a fit over several workers (ml/training/distributed.py). It
-    starts from the leader's checkpoint, as the leader does, and leaves the folder to it."""
+    starts from the leader's checkpoint, as the leader does, and leaves the folder to it.
+    `on_round` is called after every boosting round (the stall watch of such a fit)."""
     if writes:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model_file = checkpoint_dir / "model.txt"
@@ -113,6 +115,8 @@ def fit(
         return FitResult(lgb.Booster(model_file=str(final_file)), history, done)
 
     def record(env: lgb.callback.CallbackEnv) -> None:
+        if on_round:
+            on_round()
         now = int(time.time() * 1000)
         for result in env.evaluation_result_list or []:
             name, value = result[1], float(result[2])

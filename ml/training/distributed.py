@@ -16,17 +16,21 @@ The others, followers, join the fits the leader posts. They meet in a folder on 
   since been replaced is never joined by its replacement;
 - when the leader is done it posts `done`, and the followers leave.
 A worker that loses the network mid-fit (another was killed) fails: Kubernetes replaces its pod,
-the leader resumes from its last checkpoint and the followers from nothing (they keep none).
+the leader resumes from its last checkpoint and the followers from nothing (they keep none). A
+worker whose peer froze or went without closing its sockets cleanly would wait for ever; the
+StallWatch ends it instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,9 @@ CONNECT_MINUTES = 5
 # follower says in its check-in which port its next fit listens on.
 PORTS_PER_PROCESS = training_job.NETWORK_PORTS
 _FIT, _DONE = "fit.json", "done.json"
+# How a worker that stalled ends: not USER_ERROR_EXIT (which fails the Job at once), so the Job
+# replaces its pod as a lost one and the fit resumes from its checkpoint. EX_TEMPFAIL.
+STALLED_EXIT = 75
 
 
 class NetworkProblem(ModelyardMlError):
@@ -208,3 +215,52 @@ class Network:
                 continue
             time.sleep(POLL_SECONDS)
         say(f"worker {self.rank} of {self.size}: the leader is done")
+
+
+class StallWatch:
+    """Ends this worker's process when a fit over the network finishes no boosting round for
+    `seconds` (training.kubernetes.stallTimeoutSeconds).
+
+    LightGBM's network cannot notice a peer that stalled or went: it sets its receive timeout
+    with an int, which Linux refuses (SO_RCVTIMEO wants a timeval), so a worker whose peer froze
+    waits in recv for ever, and one whose peer closed spins, since its receive loop takes the 0
+    that recv then returns for no data yet. Either way the pod stays Running and nothing trains.
+    """
+
+    def __init__(self, rank: int, seconds: float) -> None:
+        self.rank = rank
+        self.seconds = seconds
+        self._last = time.monotonic()
+        self._ended = threading.Event()
+
+    @classmethod
+    @contextlib.contextmanager
+    def over(cls, network: Network | None, seconds: float) -> Iterator[StallWatch | None]:
+        """A watch for the span of one fit over `network`; None for a fit of one worker."""
+        if network is None:
+            yield None
+            return
+        watch = cls(network.rank, seconds)
+        threading.Thread(target=watch._watch, name="stall-watch", daemon=True).start()
+        try:
+            yield watch
+        finally:
+            watch._ended.set()
+
+    def round(self) -> None:
+        """A boosting round finished: the fit is moving."""
+        self._last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._ended.wait(min(5.0, self.seconds / 4)):
+            idle = time.monotonic() - self._last
+            if idle >= self.seconds:
+                print(
+                    f"worker {self.rank}: no boosting round for {idle:.0f} s "
+                    f"(training.kubernetes.stallTimeoutSeconds is {self.seconds:g}): another "
+                    "worker has stalled or gone; ending this pod so the Job replaces it and the "
+                    "fit resumes from its checkpoint",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(STALLED_EXIT)  # the main thread is inside LightGBM: nothing else ends it

@@ -23,7 +23,7 @@ from modelyard.contracts.environment.base import MetricRule
 from modelyard.contracts.environment.training import TrainingSettings
 from modelyard.contracts.tasks import Task
 from modelyard.ml.training.booster import FINAL_MODEL, FitResult, MetricRows, fit
-from modelyard.ml.training.distributed import Network, PostedFit
+from modelyard.ml.training.distributed import Network, PostedFit, StallWatch
 from modelyard.ml.training.evaluation import task_metrics
 from modelyard.ml.training.features import PreparedData, Split
 from optuna.storages.journal import JournalFileBackend
@@ -254,19 +254,21 @@ def _fit(
     train = dataset(split.train)
     tracking = EARLY_STOPPING_METRIC[data.task]
     metric = tracking.get(rule.metric, tracking[""])
-    return fit(
-        params,
-        train,
-        dataset(split.valid, reference=train),
-        num_boost_round=settings.num_boost_round,
-        early_stopping_rounds=settings.early_stopping_rounds,
-        metric=metric,
-        higher_is_better=metric in _HIGHER_IS_BETTER,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=settings.checkpoint_every,
-        on_checkpoint=on_checkpoint,
-        writes=network is None or network.leads,
-    )
+    with StallWatch.over(network, settings.kubernetes.stall_timeout_seconds) as watch:
+        return fit(
+            params,
+            train,
+            dataset(split.valid, reference=train),
+            num_boost_round=settings.num_boost_round,
+            early_stopping_rounds=settings.early_stopping_rounds,
+            metric=metric,
+            higher_is_better=metric in _HIGHER_IS_BETTER,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=settings.checkpoint_every,
+            on_checkpoint=on_checkpoint,
+            writes=network is None or network.leads,
+            on_round=watch.round if watch else None,
+        )
 
 
 def _base_params(settings: TrainingSettings, data: PreparedData) -> dict[str, Any]:

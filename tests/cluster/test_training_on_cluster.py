@@ -76,6 +76,7 @@ class Stage:
 
     def __init__(self, project: Project, data: Path, run_id: str) -> None:
         self.lines: list[str] = []
+        self.started = time.time()
         self.process = subprocess.Popen(
             [MODELYARD, "pipeline", "stage", "train", ENV, "--data", str(data), "--run-id", run_id],
             cwd=project.folder, env=project.variables(), stdout=subprocess.PIPE,
@@ -120,12 +121,14 @@ def _delete_the_pod_once_it_checkpointed(
     project: Project, stage: Stage, name: str, rank: int = 0
 ) -> str:
     """Delete the Job's pod of `rank` (as a node drain or a person would) once the checkpoint on
-    its volume holds 20 trees."""
+    its volume holds 20 trees: a checkpoint this stage's Job wrote, not one an earlier Job left
+    (deleted while the workers still form LightGBM's network, the fit is not yet midway)."""
     volumes = project.cluster.state / "cluster" / "volumes"
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         assert stage.process.poll() is None, f"the stage ended first:\n{stage.output[-3000:]}"
-        checkpoints = list(volumes.glob("*/training/*/fit-*/model.txt"))
+        checkpoints = [path for path in volumes.glob("*/training/*/fit-*/model.txt")
+                       if path.stat().st_mtime >= stage.started]  # fmt: skip
         if checkpoints and checkpoints[0].read_text().count("Tree=") >= 20:
             pod = project.cluster.kubectl(
                 "get", "pods", "-n", project.namespace(ENV), "--selector",
@@ -256,6 +259,7 @@ def test_a_failing_job_ends_the_stage_with_its_pods_last_lines(
     assert "the training Job train-unreachable-gate failed" in error
     # The pod's own last lines say why; a reported mistake is not retried.
     assert "gate `roc_auc >= 0.999` not met" in error and "Nothing was registered" in error
+    assert "GIT_PYTHON" not in error  # no page of GitPython's advice among them
     job = _job(project, "train-unreachable-gate")
     assert job["status"].get("failed") == 1
     _wait_for_no_pods(project, "train-unreachable-gate")
@@ -267,7 +271,13 @@ def test_two_workers_train_one_model_and_a_lost_worker_costs_a_restart_not_the_f
     import mlflow
 
     project = trains_on_cluster
-    edit_environment(project.environments, ENV, {"training.kubernetes.workers": 2})
+    edit_environment(project.environments, ENV, {
+        "training.kubernetes.workers": 2,
+        # Long enough a fit that the pod is lost midway even on a busy machine; a survivor whose
+        # peer went without a word ends within a minute (StallWatch), not never.
+        "training.numBoostRound": 1200, "training.earlyStoppingRounds": 1200,
+        "training.kubernetes.stallTimeoutSeconds": 60,
+    })  # fmt: skip
     push_edit(project.environments / f"Pulumi.{ENV}.yaml")
     # Each worker reads only its rows of a Parquet file: a CSV is refused before any pod.
     as_csv = data.with_suffix(".csv")

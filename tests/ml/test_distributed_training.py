@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from modelyard.contracts import tags, variables
 from modelyard.contracts.digests import file_digest
 from modelyard.ml.data.sample import generate_churn
+from modelyard.ml.training.distributed import STALLED_EXIT
 from modelyard.pipelines.local_mlflow import free_port
 
 from tests.helpers import REPO, edit_local_training
@@ -63,6 +65,25 @@ class Workers:
                 self.ports.append(port)
         self.processes = [self._start(rank, count, data, state, run) for rank in range(count)]
         Workers.started.extend(self.processes)
+        # Read as it comes, as a pod's log is: a worker whose output filled an unread pipe would
+        # block on its next line (LightGBM's connection retries alone can fill one).
+        self.lines: list[list[str]] = [[] for _ in self.processes]
+        self.readers = [threading.Thread(target=self._read, args=(rank,), daemon=True)
+                        for rank in range(count)]  # fmt: skip
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, rank: int) -> None:
+        stdout = self.processes[rank].stdout
+        assert stdout is not None
+        for line in stdout:
+            self.lines[rank].append(line)
+
+    def output(self, rank: int) -> str:
+        """What worker `rank` has printed; all of it once it has ended."""
+        if self.processes[rank].poll() is not None:
+            self.readers[rank].join()
+        return "".join(self.lines[rank])
 
     def _start(
         self, rank: int, count: int, data: Path, state: Path, run: str
@@ -76,6 +97,10 @@ class Workers:
             variables.TRAINING_RANK: str(rank),
             variables.TRAINING_LISTEN: f"127.0.0.1:{self.ports[rank]}",
             variables.TRAINING_JOB: run,
+            # One thread each, as a pod whose CPU limit is 1 gets (the Job sets OMP_NUM_THREADS from
+            # it): OpenMP's threads spin while they wait, and two workers of two threads each on
+            # two cores, beside another test's, crawl.
+            "OMP_NUM_THREADS": "1",
         }
         return subprocess.Popen(
             [sys.executable, "-m", "tests.ml.distributed_worker", str(data)], cwd=REPO,
@@ -83,7 +108,8 @@ class Workers:
         )  # fmt: skip
 
     def wait(self, timeout: float = 300) -> list[tuple[int, str]]:
-        return [(p.wait(timeout), p.stdout.read() if p.stdout else "") for p in self.processes]
+        codes = [process.wait(timeout) for process in self.processes]
+        return [(code, self.output(rank)) for rank, code in enumerate(codes)]
 
 
 def _result(output: str) -> dict[str, Any]:
@@ -147,16 +173,19 @@ def test_every_trial_is_fit_by_both_workers_and_a_gate_not_met_ends_them_both(
 def test_a_worker_killed_mid_fit_fails_the_attempt_and_the_next_resumes_the_checkpoint(
     tracking: str, environments: Path, tmp_path: Path, churn_file: Path
 ) -> None:
+    # The leader sees its follower's end as an error, or (LightGBM spinning on the closed socket)
+    # as rounds that stop coming: either way its attempt ends.
     edit_local_training(environments, "distributed-kill", gate="roc_auc >= 0.6", numBoostRound=200,
                earlyStoppingRounds=None, checkpointEvery=10,
-               budget={"trials": 1, "minutes": 10})  # fmt: skip
+               budget={"trials": 1, "minutes": 10},
+               **{"kubernetes.stallTimeoutSeconds": 10})  # fmt: skip
     state = tmp_path / "state"
     first = Workers(2, churn_file, state, "kill")
     checkpoints = state / "training"
     deadline = time.monotonic() + 240
     while not list(checkpoints.glob("*/fit-*/model.txt")):
         assert time.monotonic() < deadline, "no checkpoint written"
-        assert first.processes[0].poll() is None, first.processes[0].stdout.read()  # type: ignore[union-attr]
+        assert first.processes[0].poll() is None, first.output(0)
         time.sleep(0.2)
     first.processes[1].send_signal(signal.SIGKILL)  # a follower's pod is lost
     (lead_code, lead_out), _ = first.wait()
@@ -171,3 +200,33 @@ def test_a_worker_killed_mid_fit_fails_the_attempt_and_the_next_resumes_the_chec
         "tags.mlflow.parentRunId = '{}'".format(_result(lead_out)["run_id"]),
     )
     assert len(trials) == 1  # the resumed trial wrote to the run the killed attempt began
+
+
+def test_a_worker_frozen_mid_fit_ends_the_fit_after_the_stall_timeout_instead_of_hanging(
+    tracking: str, environments: Path, tmp_path: Path, churn_file: Path
+) -> None:
+    """LightGBM's network never times out on Linux: without the watch the leader waits for its
+    frozen peer for ever, and its pod stays Running with nothing training."""
+    edit_local_training(environments, "distributed-stall", gate="roc_auc >= 0.6",
+                        numBoostRound=50_000, earlyStoppingRounds=None, checkpointEvery=10,
+                        budget={"trials": 1, "minutes": 10},
+                        **{"kubernetes.stallTimeoutSeconds": 10})  # fmt: skip
+    state = tmp_path / "state"
+    workers = Workers(2, churn_file, state, "stall")
+    leader, follower = workers.processes
+    deadline = time.monotonic() + 240
+    while not list((state / "training").glob("*/fit-*/model.txt")):
+        assert time.monotonic() < deadline, "no checkpoint written"
+        assert leader.poll() is None, workers.output(0)
+        time.sleep(0.2)
+    follower.send_signal(signal.SIGSTOP)  # its node froze: it holds its sockets, sends nothing
+    try:
+        code = leader.wait(timeout=60)
+    finally:
+        follower.send_signal(signal.SIGCONT)
+    output = workers.output(0)
+    assert code == STALLED_EXIT, output[-3000:]
+    assert "worker 0: no boosting round for" in output, output[-3000:]
+    assert "stallTimeoutSeconds is 10" in output
+    # Woken to a leader that has gone, the follower ends too (it never trains alone).
+    assert follower.wait(timeout=60) != 0
