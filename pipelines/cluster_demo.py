@@ -57,8 +57,9 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     console.rule("[bold]local Kubernetes")
     # One cluster per machine: one another project started (the checkout's, say) is used and
     # left running; the demo's own (its folder's) stops at the end as before.
-    theirs = (runtime.status().state == "running"
-              and runtime.current_paths().root.resolve() != (folder / "cluster").resolve())  # fmt: skip
+    found = runtime.current_paths()
+    theirs = (runtime.status(found).state == "running"
+              and found.root.resolve() != (folder / "cluster").resolve())  # fmt: skip
     status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
     os.environ["KUBECONFIG"] = status.kubeconfig
     console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")

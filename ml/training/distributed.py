@@ -223,8 +223,9 @@ class StallWatch:
 
     LightGBM's network cannot notice a peer that stalled or went: it sets its receive timeout
     with an int, which Linux refuses (SO_RCVTIMEO wants a timeval), so a worker whose peer froze
-    waits in recv for ever, and one whose peer closed spins, since its receive loop takes the 0
-    that recv then returns for no data yet. Either way the pod stays Running and nothing trains.
+    waits in recv for ever, and one whose peer closed spins, since its receive loop reads the 0
+    that recv returns at the end of the stream as no data yet. Either way the pod stays Running
+    and nothing trains.
     """
 
     def __init__(self, rank: int, seconds: float) -> None:
