@@ -3,12 +3,20 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
 func main() {
+	// `pause -v` prints a version and exits, as upstream's does: kubeadm's upgrade health check runs
+	// it as a Job that must complete.
+	if len(os.Args) > 1 && strings.EqualFold(os.Args[1], "-v") {
+		fmt.Println("modelyard pause 1")
+		return
+	}
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
 	for s := range signals {
