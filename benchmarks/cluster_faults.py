@@ -18,9 +18,8 @@ from modelyard.infra.local_cluster.binaries import Binaries, ClusterToolsMissing
 from modelyard.infra.local_cluster.nodes import NodeCluster
 from modelyard.infra.local_cluster.settings import ClusterPaths
 
-from tests.cluster.conftest import LocalCluster
-from tests.docker_helpers import build_image
-from tests.nodes.serving import (
+from tests.cluster.local_cluster import LocalCluster
+from tests.cluster.serving import (
     docker,
     drain_and_roll_out,
     nodes_serving,
@@ -28,6 +27,7 @@ from tests.nodes.serving import (
     serve,
     under_load,
 )
+from tests.docker_helpers import build_image
 from tests.registry import running_registry
 
 NODE_MONITOR_GRACE = 50.0  # kube-controller-manager's default node-monitor-grace-period

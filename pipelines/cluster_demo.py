@@ -60,11 +60,11 @@ def run_cluster_demo(keep_serving: bool, console: Console) -> None:
     found = runtime.current_paths()
     theirs = (runtime.status(found).state == "running"
               and found.root.resolve() != (folder / "cluster").resolve())  # fmt: skip
-    status = runtime.up(lambda line: console.print(f"  {line}", highlight=False))
+    status = runtime.up(lambda line: console.print(f"  {line}", highlight=False), found)
     os.environ["KUBECONFIG"] = status.kubeconfig
     console.rule("[bold]platform: pulumi up of the demo stack (registry, MLflow)")
     _start_platform_containers()
-    outputs = _provision_platform(environments, runtime.current_paths(), console)
+    outputs = _provision_platform(environments, found, console)
     try:
         data = sample_data(folder, console)
         served = _pipeline(data, console)
@@ -90,14 +90,15 @@ def _check_tools(console: Console) -> None:
     pulumi_command()  # raises with `make tools` in its message
     Binaries.find()  # raises with `make cluster-tools` in its message
     console.print(
-        "builds on the first run: the platform's images (registry, MLflow: about 2 minutes) and the "
-        "serving image (about 30 s); later runs reuse Docker's layer cache"
+        "builds on the first run: the cluster's three nodes (Ansible: about 2 minutes), the "
+        "platform's images (registry, MLflow: about 2 minutes) and the serving image (about 30 s); "
+        "later runs start the nodes again and reuse Docker's layer cache"
     )
 
 
 # What the demo's project folder links from the checkout: the program, the pipeline's code and
 # tests (the unit-tests stage runs them), the tools and the virtualenv the program runs in.
-# The Ansible roles too: a multi-node cluster is made to trust the platform's registry by them.
+# The Ansible roles too: they make the cluster's nodes trust the platform's registry.
 _LINKED = ("ansible", "contracts", "infra", "ml", "pipelines", "tests", "tools", ".venv")
 
 

@@ -21,16 +21,14 @@ from tests.helpers import without_auth, without_git
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
-# `make test` runs two pytest-xdist workers with `--dist loadgroup`. The folders that share the one
-# local cluster per machine (the single-node cluster, then the nodes) are one unit, in their order,
-# on one worker; every other folder is a unit of its own (its session fixtures set up once) that
-# the other worker takes. The cluster tests mostly wait on Kubernetes, so the two overlap well.
-CLUSTER_FOLDERS = ("cluster", "nodes")
+# `make test` runs two pytest-xdist workers with `--dist loadgroup`. Each folder is a unit (its
+# session fixtures set up once) that one worker runs in order: tests/cluster, which shares the one
+# local cluster per machine, on one worker while the other takes the rest. The cluster tests
+# mostly wait on Kubernetes, so the two overlap well.
 
 
 def _unit(item: pytest.Item) -> str:
-    folder = item.path.resolve().relative_to(TESTS).parts[0]  # a project may link tests/ in
-    return "cluster" if folder in CLUSTER_FOLDERS else folder
+    return item.path.resolve().relative_to(TESTS).parts[0]  # a project may link tests/ in
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

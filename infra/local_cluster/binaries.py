@@ -1,10 +1,9 @@
-"""The programs the local cluster runs: built by `make cluster-tools` at the pinned versions, or
-Debian's (containerd, runc, the CNI plugins, conntrack, iptables)."""
+"""The programs the local cluster's nodes run, built by `make cluster-tools` at the pinned
+versions (containerd and runc are Debian's, installed on each node by the kubernetes_node role)."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,19 +19,10 @@ KUBERNETES = (
     "kubectl",
     "kubeadm",
 )
-DEBIAN_PACKAGES = {
-    "containerd": "containerd",
-    "runc": "runc",
-    "conntrack": "conntrack",
-    "iptables": "iptables",
-    "ctr": "containerd",
-}
-CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
-CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 
 
 class ClusterToolsMissing(ConfigError):
-    """A program the cluster needs is not built or not installed."""
+    """A program the cluster needs is not built."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +31,7 @@ class Binaries:
     kubernetes: Path  # folder of the KUBERNETES programs
     etcd: Path
     pause: Path
-    pause_key: str  # names the pause image: changes when its program does
     coredns: Path
-    cni: Path  # folder of the CNI plugins
-    debian: dict[str, Path]
 
     def kube(self, name: str) -> Path:
         return self.kubernetes / name
@@ -54,11 +41,19 @@ class Binaries:
         return self.kube("kubectl")
 
     @classmethod
-    def find(cls) -> Binaries:
-        """Every program, or one message naming each missing one and the command that adds it."""
+    def find(cls, kubernetes_version: str | None = None) -> Binaries:
+        """Every program, with Kubernetes at `kubernetes_version` (the pinned one unless given:
+        `make cluster-tools` also builds the one before it), or one message naming each missing
+        one and the command that adds it."""
         versions = pinned_versions()
         cache = tools_dir()
-        kube_version = versions["KUBERNETES_VERSION"]
+        kube_version = (kubernetes_version or versions["KUBERNETES_VERSION"]).removeprefix("v")
+        built = (versions["KUBERNETES_VERSION"], versions["KUBERNETES_PREVIOUS_VERSION"])
+        if kube_version not in built:
+            raise ClusterToolsMissing(
+                f"Kubernetes {kube_version}: `make cluster-tools` builds {' and '.join(built)} "
+                "(KUBERNETES_VERSION and KUBERNETES_PREVIOUS_VERSION in tools/versions.env)"
+            )
         kubernetes = cache / f"kubernetes-{kube_version}"
         etcd = cache / f"etcd-{versions['ETCD_VERSION']}"
         pause_dir = _pause_dir(cache)
@@ -72,34 +67,18 @@ class Binaries:
             missing.append(f"CoreDNS {versions['COREDNS_VERSION']} ({coredns})")
         if pause_dir is None:
             missing.append(f"the pause program ({cache}/pause-*)")
-        build_hint = "run `make cluster-tools` (builds them from Go modules once per machine)"
-        problems = [f"{', '.join(missing)} not built: {build_hint}"] if missing else []
-        debian: dict[str, Path] = {}
-        absent_packages = set()
-        for program, package in DEBIAN_PACKAGES.items():
-            found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin")
-            if found:
-                debian[program] = Path(found)
-            else:
-                absent_packages.add(package)
-        cni = next((d for d in CNI_DIRS if all((d / p).is_file() for p in CNI_PLUGINS)), None)
-        if cni is None:
-            absent_packages.add("containernetworking-plugins")
-        if absent_packages:
-            packages = " ".join(sorted(absent_packages))
-            problems.append(f"Debian packages missing: `apt-get install -y {packages}`")
-        if problems:
-            raise ClusterToolsMissing("; ".join(problems))
-        assert pause_dir is not None and cni is not None
+        if missing:
+            raise ClusterToolsMissing(
+                f"{', '.join(missing)} not built: run `make cluster-tools` (builds them from Go "
+                "modules once per machine)"
+            )
+        assert pause_dir is not None
         return cls(
             kubernetes_version=kube_version,
             kubernetes=kubernetes / "bin",
             etcd=etcd / "bin" / "etcd",
             pause=pause_dir / "bin" / "pause",
-            pause_key=pause_dir.name.removeprefix("pause-"),
             coredns=coredns / "bin" / "coredns",
-            cni=cni,
-            debian=debian,
         )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelyard.contracts.digests import file_digest
 from modelyard.infra.local_cluster.binaries import Binaries
-from modelyard.infra.local_cluster.images import oci_archive
+from modelyard.infra.local_cluster.oci_archive import oci_archive
 from modelyard.infra.pinned_tools import pinned_versions, tools_dir
 
 IMAGE_REPOSITORY = "modelyard.invalid"

@@ -1,8 +1,9 @@
-"""`modelyard cluster up --nodes N`: a cluster of N Kubernetes nodes on this machine, made the way
-a site makes its own: N hosts (systemd containers, node_containers.py) configured over SSH by the
-kubernetes_node role, one control plane and N-1 workers. Its state (network, nodes, SSH key,
-inventory, Ansible's artifacts) lives in the cluster folder; etcd's data and each node's images
-live in the node containers and their volumes, so `down` (stop) and `up` (start) keep them."""
+"""`modelyard cluster up [--nodes N]`: the cluster on this machine, N Kubernetes nodes made the way a
+site makes its own: N hosts (systemd containers, node_containers.py) configured over SSH by the
+kubernetes_node role, one control plane and N-1 workers (one node alone is a control plane that
+also runs pods). Its state (network, nodes, SSH key, inventory, Ansible's artifacts) lives in the
+cluster folder; etcd's data and each node's images live in the node containers and their volumes,
+so `down` (stop) and `up` (start) keep them."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class NodeCluster:
     prefix: str  # the network's first three octets
     nodes: list[Node]
     formed: bool  # the playbook has made every node part of the cluster
+    # What the playbook last made the nodes run ("": not known, from a kit that did not say).
+    kubernetes_version: str = ""
 
     @classmethod
     def load(cls, paths: ClusterPaths) -> NodeCluster | None:
@@ -70,7 +73,7 @@ class NodeCluster:
         except FileNotFoundError:
             return None
         return cls(raw["network"], raw["prefix"], [Node(**n) for n in raw["nodes"]],
-                   raw["formed"])  # fmt: skip
+                   raw["formed"], raw.get("kubernetes_version", ""))  # fmt: skip
 
     def save(self, paths: ClusterPaths) -> None:
         (paths.root / STATE_FILE).write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
@@ -88,19 +91,14 @@ class NodeCluster:
         return replace(self, nodes=nodes)
 
 
-def is_node_cluster(paths: ClusterPaths) -> bool:
-    return (paths.root / STATE_FILE).is_file()
-
-
 def node_count(paths: ClusterPaths) -> int:
     cluster = NodeCluster.load(paths)
     return len(cluster.nodes) if cluster else 0
 
 
-def up(count: int, say: Say, paths: ClusterPaths) -> None:
-    """Start the nodes (made on the first `up`, started again after a `down`) and wait until each
-    is Ready."""
-    binaries = Binaries.find()
+def up(count: int, say: Say, paths: ClusterPaths, binaries: Binaries) -> None:
+    """Start the nodes (made on the first `up`, started again after a `down`, upgraded one at a
+    time when `binaries` are a later Kubernetes than they run) and wait until each is Ready."""
     cluster = NodeCluster.load(paths)
     if cluster is not None and len(cluster.nodes) != count:
         raise ConfigError(
@@ -109,6 +107,8 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
         )
     if cluster is None:
         _refuse_foreign_nodes()
+    else:
+        _refuse_downgrade(cluster, binaries, paths)
     _set_host_sysctls()
     started = time.monotonic()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -119,10 +119,14 @@ def up(count: int, say: Say, paths: ClusterPaths) -> None:
         cluster = _create(count, paths, say)
     else:
         _start_stopped(cluster, say, paths)
-    if not cluster.formed:
+    if cluster.formed and cluster.kubernetes_version != binaries.kubernetes_version:
+        _wait_ready(cluster, binaries, paths)  # kubeadm upgrades a running cluster
+        say(f"upgrading the nodes from Kubernetes {cluster.kubernetes_version or '(not recorded)'}"
+            f" to {binaries.kubernetes_version}, one node at a time")  # fmt: skip
+    if not cluster.formed or cluster.kubernetes_version != binaries.kubernetes_version:
         cluster = cluster.reached()  # SSH is published on a port Docker picks at each start
         _configure(cluster, binaries, paths, say)
-        cluster = NodeCluster(cluster.network, cluster.prefix, cluster.nodes, formed=True)
+        cluster = replace(cluster, formed=True, kubernetes_version=binaries.kubernetes_version)
         cluster.save(paths)
     _wait_ready(cluster, binaries, paths)
     if all(_mounts_shared_volumes(node) for node in cluster.nodes):
@@ -219,6 +223,22 @@ def _create(count: int, paths: ClusterPaths, say: Say) -> NodeCluster:
     return NodeCluster(network, prefix, nodes, formed=False)
 
 
+def _refuse_downgrade(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths) -> None:
+    if cluster.kubernetes_version and _release(cluster.kubernetes_version) > _release(
+        binaries.kubernetes_version
+    ):
+        raise ConfigError(
+            f"the cluster in {paths.root} runs Kubernetes {cluster.kubernetes_version}, newer than "
+            f"{binaries.kubernetes_version}: kubeadm cannot downgrade nodes. Use "
+            f"`--kubernetes-version {cluster.kubernetes_version}` (or later), or `modelyard cluster "
+            "down --destroy` and `up` to make it anew"
+        )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.removeprefix("v").split("."))
+
+
 def _refuse_foreign_nodes() -> None:
     others = subprocess.run(["docker", "ps", "-aq", "--filter", f"name={CONTAINER_PREFIX}"],
                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
@@ -282,7 +302,7 @@ def trust_registry(paths: ClusterPaths, address: str, ca_pem: str, say: Say) -> 
 
     cluster = NodeCluster.load(paths)
     if cluster is None or not cluster.formed:
-        raise ConfigError(f"no multi-node cluster in {paths.root}: `modelyard cluster up`")
+        raise ConfigError(f"no cluster in {paths.root}: `modelyard cluster up` makes it")
     cluster = cluster.reached()
     key = paths.root / "ssh" / "id_ed25519"
     inventory = paths.root / "inventory.yml"

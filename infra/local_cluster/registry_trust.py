@@ -1,7 +1,7 @@
 """Trusting a registry's certificate authority on this machine, the way each client expects:
-Docker (pushes) reads /etc/docker/certs.d/HOST:PORT/ca.crt, the cluster's containerd (pulls)
-its own certs.d/HOST:PORT/hosts.toml (on a multi-node cluster, each node's, written by the
-kubernetes_node role). Both are read at each push or pull: no restart."""
+Docker (pushes) reads /etc/docker/certs.d/HOST:PORT/ca.crt, each node's containerd (pulls) its
+certs.d/HOST:PORT/hosts.toml, written by the kubernetes_node role. Both are read at each push or
+pull: no restart."""
 
 from __future__ import annotations
 
@@ -23,14 +23,4 @@ def trust_registry(
     docker = DOCKER_CERTS / address
     docker.mkdir(parents=True, exist_ok=True)
     write_atomic(docker / "ca.crt", ca_pem)
-    if nodes.is_node_cluster(paths):  # each node's containerd, configured by the role
-        nodes.trust_registry(paths, address, ca_pem, say)
-        return
-    containerd = paths.registry_hosts / address
-    containerd.mkdir(parents=True, exist_ok=True)
-    write_atomic(containerd / "ca.crt", ca_pem)
-    write_atomic(
-        containerd / "hosts.toml",
-        f'server = "https://{address}"\n\n[host."https://{address}"]\n'
-        f'  capabilities = ["pull", "resolve"]\n  ca = "{containerd / "ca.crt"}"\n',
-    )
+    nodes.trust_registry(paths, address, ca_pem, say)

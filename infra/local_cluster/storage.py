@@ -1,14 +1,13 @@
-"""Volumes for the local clusters: a StorageClass with no provisioner and a pool of local
+"""Volumes for the local cluster: a StorageClass with no provisioner and a pool of local
 PersistentVolumes made at `cluster up`, as a platform team pre-makes static volumes. A claim of
 the class binds to a free one when its first pod is scheduled. The folders are the cluster's own
 (this machine's, under the cluster folder) and open to every uid: a pod's `fsGroup` does not
 reach a local volume. A volume whose claim was deleted is emptied and offered again at the next
 `cluster up`.
 
-On the multi-node cluster every node mounts the same folder of this machine (node_containers.py),
-as every node of a site mounts one NFS export: a volume may be used from any node at once
-(ReadWriteMany), which the pods of a training over several workers need. The single node offers
-the same, trivially."""
+Every node mounts the same folder of this machine (node_containers.py), as every node of a site
+mounts one NFS export: a volume may be used from any node at once (ReadWriteMany), which the pods
+of a training over several workers need."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from typing import Any
 
 from modelyard.contracts.environment import ConfigError
 from modelyard.infra.local_cluster.binaries import Binaries
-from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS, NODE_NAME, ClusterPaths
+from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS, ClusterPaths
 
 POOL = 6  # the claims one machine's tests and demos make at once, with room
 SIZE = "20Gi"  # what each volume says it holds (a local volume is not enforced)
@@ -57,18 +56,17 @@ def manifests(folder: str, nodes: list[str]) -> list[dict[str, Any]]:
 
 
 def ensure_volumes(
-    paths: ClusterPaths, binaries: Binaries, seen_at: str | None = None,
-    nodes: tuple[str, ...] = (NODE_NAME,),
-) -> None:  # fmt: skip
+    paths: ClusterPaths, binaries: Binaries, seen_at: str, nodes: tuple[str, ...]
+) -> None:
     """The class and the pool, made once (applying again changes nothing). `seen_at`: where the
-    nodes see this machine's `paths.volumes` (the single node: there)."""
+    `nodes` see this machine's `paths.volumes`."""
     for number in range(POOL):
         folder = paths.volumes / str(number)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o1777)  # any pod's uid writes; the sticky bit keeps files their owner's
     kubectl = [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}"]
     listing = {"apiVersion": "v1", "kind": "List",
-               "items": manifests(seen_at or str(paths.volumes), list(nodes))}  # fmt: skip
+               "items": manifests(seen_at, list(nodes))}  # fmt: skip
     applied = subprocess.run(
         [*kubectl, "apply", "-f", "-"],
         input=json.dumps(listing), capture_output=True, text=True, check=False, timeout=60,

@@ -1,5 +1,5 @@
-"""`modelyard cluster up|down|status`: the single-node Kubernetes on this machine
-(infra/local_cluster; `make cluster-tools` builds it)."""
+"""`modelyard cluster up|down|status`: the Kubernetes nodes on this machine, made by Ansible's
+kubernetes_node role (infra/local_cluster; `make cluster-tools` builds their programs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from modelyard.infra.local_cluster.settings import DEFAULT_NODES
 
 if TYPE_CHECKING:
     from modelyard.infra.local_cluster.runtime import Status
@@ -25,14 +26,8 @@ def _show(status: Status, as_json: bool) -> None:
         typer.echo(json.dumps(status.as_dict(), indent=2))
         return
     typer.echo(f"cluster: {status.state} (Kubernetes {status.kubernetes_version})")
-    for name, component in status.components.items():
-        health = (
-            "healthy" if component["healthy"] else ("unhealthy" if component["pid"] else "stopped")
-        )
-        pid = f"pid {component['pid']}" if component["pid"] else ""
-        typer.echo(f"  {name:<24} {health:<10} {pid}")
-    for node in status.nodes if len(status.nodes) > 1 else []:
-        health = "Ready" if node["ready"] else "not ready"
+    for node in status.nodes:
+        health = "Ready" if node["ready"] else f"not ready (container {node['container']})"
         typer.echo(f"  {node['name']:<6} {node['role']:<14} {node['address']:<15} {health}")
     typer.echo(f"kubeconfig: {status.kubeconfig}")
     typer.echo(f"kubectl:    {status.kubectl}")
@@ -48,15 +43,27 @@ def up(
         typer.Option(
             "--nodes",
             min=1,
-            help="Make the cluster of N node containers configured by Ansible's kubernetes_node "
-            "role (one control plane, N-1 workers) instead of the single-node one.",
+            help=f"How many nodes to make (one control plane, N-1 workers; default {DEFAULT_NODES}, "
+            "or the size it was made with). Another size needs `cluster down --destroy` first.",
+        ),
+    ] = None,
+    kubernetes_version: Annotated[
+        str | None,
+        typer.Option(
+            "--kubernetes-version",
+            help="The Kubernetes the nodes run (default the pinned one; `make cluster-tools` also "
+            "builds the one before it). Nodes on an earlier one are upgraded one at a time.",
         ),
     ] = None,
 ) -> None:
-    """Start the cluster (under a minute once built); does nothing if it already runs."""
+    """Make the nodes and configure them with Ansible (a few minutes the first time), start them
+    again, or upgrade them; does nothing if they already run the version asked for."""
     from modelyard.infra.local_cluster.runtime import up as start
 
-    _show(start(lambda line: typer.echo(line, err=as_json), node_count=nodes), as_json)
+    def say(line: str) -> None:
+        typer.echo(line, err=as_json)
+
+    _show(start(say, node_count=nodes, kubernetes_version=kubernetes_version), as_json)
 
 
 @group.command("down")
@@ -66,7 +73,8 @@ def down(
         bool, typer.Option("--destroy", help="Remove the node containers and their data.")
     ] = False,
 ) -> None:
-    """Stop the cluster and its pods, leaving nothing running (its data stays for the next up)."""
+    """Stop the nodes and their pods, leaving nothing running (etcd's data and the images stay for
+    the next up)."""
     from modelyard.infra.local_cluster.runtime import down as stop
 
     _show(stop(lambda line: typer.echo(line, err=as_json), destroy=destroy), as_json)
@@ -74,7 +82,7 @@ def down(
 
 @group.command("status")
 def status(as_json: JsonFlag = False) -> None:
-    """Whether the cluster runs, each program's health, its kubeconfig and kubectl."""
+    """Whether the cluster runs, each node's role and readiness, its kubeconfig and kubectl."""
     from modelyard.infra.local_cluster.runtime import status as current
 
     _show(current(), as_json)

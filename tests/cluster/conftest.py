@@ -1,94 +1,90 @@
-"""One local Kubernetes for the session, started and stopped through `modelyard cluster` as a user
-types it, in a state folder of the session's own."""
+"""One local Kubernetes for the session, made, stopped and removed through `modelyard cluster` as a
+user types it (three nodes made by the kubernetes_node role), in a state folder of the session's
+own: every test of this folder runs on it."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from modelyard.infra.local_cluster.binaries import Binaries
 
-from tests.helpers import MODELYARD
+from tests.cluster.local_cluster import LocalCluster
+from tests.cluster.serving import Served, serve
+from tests.registry import running_registry
 
 if TYPE_CHECKING:
     from tests.cluster.project import Project
 
 
-@dataclass(frozen=True)
-class LocalCluster:
-    state: Path  # MODELYARD_STATE_DIR of the commands that run it
-
-    def variables(self) -> dict[str, str]:
-        return {**os.environ, "MODELYARD_STATE_DIR": str(self.state)}
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [MODELYARD, "cluster", *args], env=self.variables(), capture_output=True, text=True,
-            timeout=timeout, check=False,
-        )  # fmt: skip
-
-    def status(self) -> dict[str, Any]:
-        done = self.cli("status", "--json")
-        assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        status = self.status()
-        done = subprocess.run(
-            [status["kubectl"], f"--kubeconfig={status['kubeconfig']}", *args], input=stdin,
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        if check:
-            assert done.returncode == 0, done.stderr
-        return done.stdout + done.stderr
+# The cluster is made on the release before the pinned one and upgraded by the first test; the
+# tests that stop it, kill its nodes or end with it stopped run after the others, in this order,
+# whatever their files are named: the last one, the demo, stops it.
+FIRST = "test_upgrade.py"
+LAST = ("test_nodes.py", "test_faults.py", "test_the_demo.py")
 
 
-def destroy_demo_platform(stack: str, state: Path, variables: dict[str, str]) -> None:
-    """Remove the demo's platform stack (its containers and volumes) that `modelyard demo
-    --cluster` made in STATE/demo-cluster; the cluster's namespaces go with the cluster."""
-    from modelyard.pipelines.cluster_demo import PASSPHRASE
-
-    folder = state / "demo-cluster"
-    subprocess.run(
-        [MODELYARD, "infra", "destroy", stack], cwd=folder / "project", capture_output=True,
-        check=False, env={**variables, "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-                          "PULUMI_BACKEND_URL": (folder / "pulumi-state").as_uri()},
-    )  # fmt: skip
+def _place(item: pytest.Item) -> int:
+    if item.path.name == FIRST:
+        return -1
+    return LAST.index(item.path.name) + 1 if item.path.name in LAST else 0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The demo's test stops the session's cluster (test_the_demo.py): it runs right after the
-    other tests of this folder, whatever their files are named. (The hook sees the whole
-    session's items: the others keep their places.)"""
+    """(The hook sees the whole session's items: the other folders' keep their places.)"""
     here = Path(__file__).parent
-    demo = [item for item in items if item.path.name == "test_the_demo.py"]
-    ours = [i for i, item in enumerate(items) if item.path.parent == here and item not in demo]
-    if not demo or not ours:
-        return
-    rest = [item for item in items if item not in demo]
-    last = rest.index(items[ours[-1]])
-    items[:] = rest[: last + 1] + demo + rest[last + 1 :]
+    ours = [i for i, item in enumerate(items) if item.path.parent == here]
+    ordered = sorted((items[i] for i in ours), key=_place)  # stable: the rest keep their order
+    for index, item in zip(ours, ordered, strict=True):
+        items[index] = item
 
 
 @pytest.fixture(scope="package")
 def local_cluster(
-    cluster_tools: Binaries, docker_engine: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalCluster]:
+    cluster_tools: Binaries, docker_engine: None, base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalCluster]:  # fmt: skip
     # Where `modelyard demo --cluster` keeps its cluster under a state folder, so the demo's test
-    # (tests/cluster/test_the_demo.py) adopts this one: one cluster runs per machine. Stopped
-    # after this folder's tests, before the multi-node cluster's (tests/nodes) start.
+    # (tests/cluster/test_the_demo.py) adopts this one: one cluster runs per machine.
+    from modelyard.infra.pinned_tools import pinned_versions
+
     cluster = LocalCluster(tmp_path_factory.mktemp("state") / "demo-cluster")
-    started = cluster.cli("up")
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield cluster
-    cluster.cli("down")
+    previous = pinned_versions()["KUBERNETES_PREVIOUS_VERSION"]
+    started = cluster.cli("up", "--kubernetes-version", previous, timeout=1500)
+    try:
+        assert started.returncode == 0, (started.stdout + started.stderr)[-6000:]
+        yield cluster
+    finally:
+        cluster.cli("down", "--destroy", timeout=300)
+
+
+@pytest.fixture(scope="package")
+def nodes_registry(local_cluster: LocalCluster, registry_image: str) -> Iterator[dict[str, Any]]:
+    """A registry as the platform runs it (TLS, a password), published on this machine's address
+    on the nodes' network: where the nodes' containerd pulls from."""
+    from modelyard.infra.local_cluster.nodes import NodeCluster
+    from modelyard.infra.local_cluster.settings import ClusterPaths
+
+    cluster = NodeCluster.load(ClusterPaths(local_cluster.state / "cluster"))
+    assert cluster is not None
+    with running_registry(registry_image, cluster.host_address) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="package")
+def served(
+    local_cluster: LocalCluster, nodes_registry: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Served]:  # fmt: skip
+    """A model served by two replicas on the workers; KUBECONFIG names the cluster for the load
+    pods."""
+    served = serve(local_cluster, tmp_path_factory.mktemp("serving-image"), nodes_registry)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KUBECONFIG", local_cluster.status()["kubeconfig"])
+        yield served
 
 
 @pytest.fixture(scope="package")

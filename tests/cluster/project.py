@@ -21,7 +21,7 @@ from tests.docker_helpers import RUN_ID
 from tests.helpers import DELETE, MODELYARD, REPO, edit_environment, push_edit, with_origin
 
 if TYPE_CHECKING:
-    from tests.cluster.conftest import LocalCluster
+    from tests.cluster.local_cluster import LocalCluster
 
 PASSPHRASE = "modelyard-example"  # the shipped stack files' example passphrase (README)
 SERVED = ("staging", "production")

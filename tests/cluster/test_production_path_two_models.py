@@ -50,6 +50,9 @@ def test_a_second_model_reaches_production_on_its_own_deployment_and_service(
     for env in SERVED:  # the environments' gates are churn's: segment brings its own
         edit_environment(project.environments, env, {"models": {"segment": {
             "localPort": free_port(), "promotion": {"gates": ["macro_f1 >= 0.5"]}}}})  # fmt: skip
+    for env in SERVED:  # what an earlier test changed has rolled out: churn's pods are settled
+        project.cluster.kubectl("rollout", "status", "deployment", "-n", project.namespace(env),
+                                "--timeout=300s")  # fmt: skip
     churn_pods = {env: _pods(project, env, "churn") for env in SERVED}
     data = project.folder / "segment.csv"
     frame = generate_segment(4000, seed=5)

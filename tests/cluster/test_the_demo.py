@@ -1,7 +1,7 @@
 """`modelyard demo --cluster` as a user runs it, twice: the first run goes from data to production
-pods and leaves everything running (--keep-serving); the second trains again, says what production
-does with the new version, and stops the cluster and the platform. Runs last among the cluster tests
-(it adopts the session's cluster, and stops it)."""
+pods spread over the workers and leaves everything running (--keep-serving); the second trains
+again, says what production does with the new version, and stops the cluster and the platform.
+Runs last among the cluster tests (it adopts the session's cluster, and stops it)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.cluster.conftest import LocalCluster, destroy_demo_platform
+from tests.cluster.local_cluster import LocalCluster, destroy_demo_platform
 from tests.docker_helpers import RUN_ID
 from tests.helpers import MODELYARD
 
@@ -34,10 +34,17 @@ def test_the_cluster_demo_twice(local_cluster: LocalCluster, engine: None, base_
         first = demo("--keep-serving")
         said = first.stdout + first.stderr
         assert first.returncode == 0, said[-5000:]
+        assert "3 node(s) ready" in said
         assert "production: pulumi up" in said and "DRIFT caught" in said
         pods = json.loads(local_cluster.kubectl(
             "get", "pods", "-n", "modelyard-production", "-o", "json"))["items"]  # fmt: skip
         assert [p["status"]["phase"] for p in pods] == ["Running", "Running"]
+        assert sorted(p["spec"]["nodeName"] for p in pods) == ["w1", "w2"]  # one per worker
+        for pod in pods:  # pulled by digest from the platform's registry, as the stack pins it
+            image = pod["spec"]["containers"][0]["image"]
+            digest = image.rsplit("@", 1)[1]
+            assert digest.startswith("sha256:") and not image.startswith("127.0.0.1")
+            assert pod["status"]["containerStatuses"][0]["imageID"].endswith(digest)
 
         second = demo()
         said = second.stdout + second.stderr

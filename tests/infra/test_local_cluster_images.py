@@ -1,5 +1,5 @@
-"""The one-layer OCI archives the local clusters import into containerd (the pause image and
-kubeadm's images): what containerd reads from them."""
+"""The one-layer OCI archives the local cluster's nodes import into containerd (kubeadm's images, the
+pause image among them): what containerd reads from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from modelyard.infra.local_cluster.images import oci_archive
+from modelyard.infra.local_cluster.oci_archive import oci_archive
 
 
 def test_an_archive_holds_its_programs_entrypoint_user_and_name(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-// Wrapper module for the single-node cluster's Kubernetes binaries (tools/build-cluster.sh): k8s.io/kubernetes
+// Wrapper module for the local cluster's Kubernetes binaries (tools/build-cluster.sh): k8s.io/kubernetes
 // replaces its k8s.io/* staging modules by ./staging paths the module zip cannot resolve, so each is
 // replaced here by its published release of the same line instead.
 module modelyard.invalid/tools/kubernetes-cluster

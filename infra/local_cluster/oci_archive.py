@@ -1,45 +1,14 @@
-"""Images in the cluster's containerd: the pod sandbox image, made here from the pause program
-(registry.k8s.io cannot be reached), and images loaded from Docker for pods that do not pull."""
+"""A one-layer OCI image archive made from programs, as containerd imports it: how the images
+kubeadm runs are made here (kube_images.py; registry.k8s.io cannot be reached)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
-
-from modelyard.infra.local_cluster.binaries import Binaries
-from modelyard.infra.local_cluster.settings import PAUSE_IMAGE, ClusterPaths
-
-NAMESPACE = "k8s.io"  # containerd's namespace the CRI plugin (so the kubelet) uses
-
-
-def ctr(paths: ClusterPaths, binaries: Binaries, *args: str, stdin: bytes | None = None) -> str:
-    command = [str(binaries.debian["ctr"]), "--address", str(paths.containerd_socket),
-               "--namespace", NAMESPACE, *args]  # fmt: skip
-    done = subprocess.run(command, input=stdin, capture_output=True, check=True)
-    return done.stdout.decode()
-
-
-def image_names(paths: ClusterPaths, binaries: Binaries) -> set[str]:
-    return set(ctr(paths, binaries, "images", "list", "--quiet").split())
-
-
-def ensure_pause_image(paths: ClusterPaths, binaries: Binaries) -> str:
-    name = PAUSE_IMAGE.format(key=binaries.pause_key)
-    if name not in image_names(paths, binaries):
-        archive = oci_archive({"pause": binaries.pause}, ["/pause"], name, user="65535:65535")
-        ctr(paths, binaries, "images", "import", "-", stdin=archive)
-    return name
-
-
-def load_from_docker(paths: ClusterPaths, binaries: Binaries, reference: str) -> None:
-    """An image the local Docker engine has, made available to pods (imagePullPolicy: Never)."""
-    saved = subprocess.run(["docker", "save", reference], capture_output=True, check=True).stdout
-    ctr(paths, binaries, "images", "import", "-", stdin=saved)
 
 
 def oci_archive(

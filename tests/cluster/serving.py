@@ -1,10 +1,10 @@
-"""A model served on the multi-node cluster under load from inside it, and the faults a platform
-engineer fears, each measured as requests sent / failed / seconds until the last failure.
+"""A model served on the cluster's workers under load from inside the cluster, and the faults a
+platform engineer fears, each measured as requests sent / failed / seconds until the last failure.
 
 The Deployment is shaped as the kit's ModelServing renders it (probes, preStop, spread across
 nodes, short tolerations of a lost node, a PodDisruptionBudget, the image pulled by digest from
-a registry with TLS and a password, through an image pull secret): the production path's tests
-run on the single-node cluster (README)."""
+a registry with TLS and a password, through an image pull secret), applied with kubectl: the
+faults are about the nodes, and the production path's tests deploy the real stacks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from modelyard.infra.components.model_serving import (
 )
 from modelyard.pipelines.cluster_load import LoadPod, start_load
 
-from tests.cluster.conftest import LocalCluster
+from tests.cluster.local_cluster import LocalCluster
 
 NAMESPACE = "faults"
 NAMESPACE_MANIFEST = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
