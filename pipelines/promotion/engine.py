@@ -213,6 +213,7 @@ def _evaluate(
     approvers: Sequence[str],
     champion: int | None,
     now: datetime,
+    source_serves: int | None,
 ) -> list[rules.Gate]:
     settings = target.environment.promotion_for(target.model)
     registry = target.registry
@@ -225,8 +226,7 @@ def _evaluate(
         )
     ]
     if settings.source != REGISTERED:
-        serves = registry.alias(candidate.model, settings.source)
-        gates.append(rules.source_gate(settings.source, candidate.number, serves))
+        gates.append(rules.source_gate(settings.source, candidate.number, source_serves))
     task = candidate.task
     gates += [
         rules.metric_gate(g, candidate.metrics, candidate.run_id) for g in settings.gates_for(task)
@@ -554,7 +554,8 @@ def promote(
                 f"an interrupted promotion to {to_env} is pending: the next promote or rollback "
                 "repairs it"
             )
-        number = parse_version(model, version) if version else _default_candidate(target, model)
+        serves = _source_serves(target, model)
+        number = parse_version(model, version) if version else _default_candidate(target, serves)
         candidate = target.registry.version(model, number)
         _check_eligible(target, candidate)
         champion = target.registry.alias(model, to_env)
@@ -563,7 +564,7 @@ def promote(
             said = "".join(f"{note}\n" for note in notes)
             raise PipelineError(f"{said}{to_env} already serves {model} v{number}: nothing to do.")
         now = now or datetime.now(UTC)
-        gates = _evaluate(target, candidate, approvers, champion, now)
+        gates = _evaluate(target, candidate, approvers, champion, now, serves)
         outcome = Outcome("promote", False, model, number, to_env, champion, gates, notes=notes)
         outcome.dry_run = dry_run
         if dry_run or not all(gate.passed for gate in gates):
@@ -591,11 +592,20 @@ def promote(
         return outcome
 
 
-def _default_candidate(target: _Target, model: str) -> int:
-    """No --version: what the source environment serves, or the newest eligible registration."""
-    source = target.environment.promotion.source
+def _source_serves(target: _Target, model: str) -> int | None:
+    """What the environment's source serves now (None: nothing, or promotions take registered
+    versions), read once per decision: the version chosen from it and its source gate must see
+    the same moment, or a source promoted in between refuses the version just chosen."""
+    source = target.environment.promotion_for(model).source
+    return None if source == REGISTERED else target.registry.alias(model, source)
+
+
+def _default_candidate(target: _Target, serves: int | None) -> int:
+    """No --version: what the source environment serves (`serves`), or the newest eligible
+    registration."""
+    model = target.model
+    source = target.environment.promotion_for(model).source
     if source != REGISTERED:
-        serves = target.registry.alias(model, source)
         if serves is None:
             raise PipelineError(
                 f"{source} serves no version of {model} yet, so there is nothing to promote to "
@@ -653,7 +663,8 @@ def rollback(
             candidate = target.registry.version(model, number)
             if not candidate.gate.passed:
                 raise PipelineError(f"{model} v{number} never passed its training gate.")
-            gates = _evaluate(target, candidate, approvers, current, now)
+            gates = _evaluate(target, candidate, approvers, current, now,
+                              _source_serves(target, model))  # fmt: skip
             image = _last_image(history, number)
         values = _serving_values(target, number, image, None)
         _, new_text, change = envfile.render(target.path, values, target.key)

@@ -99,6 +99,34 @@ def test_staging_then_production_under_every_rule(
     assert alias(tracking, model, "production") == v1 and v2 != v1
 
 
+def test_production_decides_on_one_reading_of_what_staging_serves(
+    model: str, register: Register, environments: Path, state: Path, tracking: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Staging promoted by another agent while production's promotion runs: production takes the
+    version staging served when it decided, and its source gate judges that same moment (two
+    readings refused the version just chosen: "staging serves v2, not v1")."""
+    from modelyard.pipelines.promotion.registry import Registry
+
+    v1 = register(0.91, profile=training_profile())
+    assert promote(model, "staging", image=STAGING_IMAGE).promoted
+    v2 = register(0.93, profile=training_profile())
+    later = outside_freeze(datetime.now(UTC) + timedelta(hours=2))
+    live_traffic(state, "staging", rows=600, drift=0.0, seed=7)
+    read = Registry.alias
+
+    def staging_moves_right_after_it_is_read(self: Registry, name: str, env: str) -> int | None:
+        found = read(self, name, env)
+        if env == "staging" and found == v1:  # the other agent's staging promotion lands now
+            MlflowClient(tracking).set_registered_model_alias(name, "staging", str(v2))
+        return found
+
+    monkeypatch.setattr(Registry, "alias", staging_moves_right_after_it_is_read)
+    done = promote(model, "production", approvers=["alice", "bob"], now=later)
+    assert done.promoted and done.version == v1, [(g.name, g.evidence) for g in done.gates]
+    assert alias(tracking, model, "production") == v1
+
+
 def test_champion_freeze_and_rollback(
     model: str, register: Register, environments: Path, tracking: str
 ) -> None:
