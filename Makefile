@@ -73,8 +73,9 @@ clean:
 tools:
 	bash tools/build.sh
 
-## cluster-tools: the local Kubernetes (1.34 line) and etcd pinned in tools/versions.env, built from Go
-## modules once per machine into the same cache (tools/README.md); `modelyard cluster up` runs them
+## cluster-tools: the local Kubernetes (1.34 line: the pinned release and the one before it), etcd and
+## CoreDNS pinned in tools/versions.env, built from Go modules once per machine into the same cache
+## (tools/README.md); `modelyard cluster up` puts them on its nodes
 cluster-tools:
 	bash tools/build-cluster.sh
 

@@ -1,4 +1,4 @@
-"""Faults on the multi-node local cluster (issue #26): a model served by two replicas on two
+"""Faults on the local cluster (issue #26): a model served by two replicas on two
 workers, under load from a pod inside the cluster, while a worker is drained, a worker is killed
 (its host stopped hard) and the control plane's host is restarted. Prints requests sent / failed /
 seconds to the last failure for each, and the time `cluster up --nodes 3` took. In a state folder

@@ -1,5 +1,5 @@
 """Kubernetes nodes as systemd containers: the image, how they are run, and the
-kubernetes_node role's settings that differ from a real host's. The local multi-node cluster
+kubernetes_node role's settings that differ from a real host's. The local cluster
 and the Ansible tests start them; the role makes them Kubernetes nodes as it would real hosts."""
 
 from __future__ import annotations

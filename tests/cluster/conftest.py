@@ -34,7 +34,8 @@ def _place(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """(The hook sees the whole session's items: the other folders' keep their places.)"""
+    """This folder's tests in that order (the hook sees the whole session's items: the other
+    folders' keep their places)."""
     here = Path(__file__).parent
     ours = [i for i, item in enumerate(items) if item.path.parent == here]
     ordered = sorted((items[i] for i in ours), key=_place)  # stable: the rest keep their order
