@@ -119,11 +119,12 @@ def up(count: int, say: Say, paths: ClusterPaths, binaries: Binaries) -> None:
         cluster = _create(count, paths, say)
     else:
         _start_stopped(cluster, say, paths)
-    if cluster.formed and cluster.kubernetes_version != binaries.kubernetes_version:
+    upgrading = cluster.formed and cluster.kubernetes_version != binaries.kubernetes_version
+    if upgrading:
         _wait_ready(cluster, binaries, paths)  # kubeadm upgrades a running cluster
         say(f"upgrading the nodes from Kubernetes {cluster.kubernetes_version or '(not recorded)'}"
             f" to {binaries.kubernetes_version}, one node at a time")  # fmt: skip
-    if not cluster.formed or cluster.kubernetes_version != binaries.kubernetes_version:
+    if upgrading or not cluster.formed:
         cluster = cluster.reached()  # SSH is published on a port Docker picks at each start
         _configure(cluster, binaries, paths, say)
         cluster = replace(cluster, formed=True, kubernetes_version=binaries.kubernetes_version)

@@ -16,7 +16,7 @@ from modelyard.infra.local_cluster.nodes import CONTAINER_PREFIX
 from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS
 
 from tests.cluster.local_cluster import LocalCluster
-from tests.cluster.serving import NAMESPACE, PULL_SECRET, SERVICE, Served, nodes_serving
+from tests.cluster.serving import NAMESPACE, PULL_SECRET, SERVICE, Served, nodes_serving, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(1800)]
 
@@ -89,10 +89,7 @@ def test_down_stops_every_node_and_up_brings_back_what_was_deployed(
     # The kubelets start what was deployed again, from the images the nodes kept.
     local_cluster.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{SERVICE}",
                           "--timeout=300s")  # fmt: skip
-    deadline = time.monotonic() + 180
-    while len(nodes_serving(local_cluster)) < 2:
-        assert time.monotonic() < deadline, local_cluster.kubectl("-n", NAMESPACE, "get", "pods")
-        time.sleep(2)
+    until(lambda: len(nodes_serving(local_cluster)) == 2, 180, "both served pods back")
 
 
 def test_a_shared_volume_is_written_on_one_worker_and_read_on_the_other(

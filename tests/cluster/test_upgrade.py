@@ -20,7 +20,7 @@ import pytest
 from modelyard.infra.pinned_tools import pinned_versions
 
 from tests.cluster.local_cluster import LocalCluster
-from tests.cluster.serving import NAMESPACE, SERVICE, Served, rebalance
+from tests.cluster.serving import NAMESPACE, SERVICE, Served, rebalance, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.cluster, pytest.mark.timeout(1800)]
 
@@ -128,10 +128,7 @@ def test_a_version_bump_upgrades_the_nodes_one_at_a_time_while_a_model_serves(
     })))  # fmt: skip
     control_plane = local_cluster.status()["nodes"][0]
     load = HostLoad(control_plane["address"], exposed["spec"]["ports"][0]["nodePort"], served.rows)
-    deadline = time.monotonic() + 60  # until kube-proxy has programmed the new NodePort
-    while not load.answers():
-        assert time.monotonic() < deadline, "the NodePort never answered"
-        time.sleep(1)
+    until(load.answers, 60, "the new NodePort answering (kube-proxy programs it)")
     cordons = Cordons(local_cluster)
     started = time.monotonic()
     with running(load), running(cordons):
