@@ -40,8 +40,11 @@ LAYOUT = (
          "never while a stack has resources: `modelyard infra destroy ENV` first"),
     Part("image-contexts", "the build contexts `pulumi up` assembled for the platform's images",
          "any time (assembled again by the next `up`)"),
-    Part("cluster", "the local Kubernetes (`modelyard cluster up`): certificates, etcd's data, images",
-         "after `modelyard cluster down` (the next `up` starts an empty cluster)"),
+    Part("cluster", "the local Kubernetes (`modelyard cluster up`): its nodes' record, SSH key, "
+         "inventory, admin kubeconfig and shared volumes (etcd's data and images live in the node "
+         "containers' Docker volumes)",
+         "after `modelyard cluster down --destroy` (before it, the nodes would be left without "
+         "their record)"),
     Part("demo", "everything `make demo` makes, laid out as above, and its MLflow server",
          "when the demo is not running (its runs and models go with it)"),
     Part("demo-cluster", "`make demo-cluster`'s project (environment copies), state, stacks and cluster",
