@@ -5,6 +5,8 @@ from __future__ import annotations
 
 # The training data's profile, what live traffic is compared against for drift.
 PROFILE = "reference/profile.json"
+# Held-out rows as a client sends them: what the smoke test sends when the data is not at hand.
+REQUEST_SAMPLE = "serving/request-sample.json"
 # The data validation report of the dataset the run trained on.
 VALIDATION_REPORT = "validation/report.json"
 # ROC and precision-recall curves, feature importance, confusion matrix (one PNG each).

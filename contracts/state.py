@@ -26,6 +26,8 @@ LAYOUT = (
          "once the run has ended"),
     Part("training/JOB", "a training job's checkpoints: a killed training resumes from them",
          "when no training runs (the next one starts from zero)"),
+    Part("datasets/RUN", "the copy of a pipeline run's --data URI, when it trains on this machine",
+         "when that run no longer runs (a stage that needs it fetches it again)"),
     Part("serving/ENV", "the local model servers: slots, logs, the live samples drift reads",
          "when the servers are stopped (the drift samples go with it)"),
     Part("serving-models/ENV/MODEL", "the same for each model of `modelyard:models`, served "

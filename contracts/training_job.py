@@ -13,7 +13,8 @@ PULL_SECRET = "modelyard-training-pull"  # the package registry's, when it asks 
 LABELS = {"app.kubernetes.io/name": "modelyard-training", "app.kubernetes.io/part-of": "modelyard"}
 
 STATE_MOUNT = "/var/lib/modelyard"
-DATASETS = "datasets"  # under STATE_MOUNT: one file per dataset digest
+# Under STATE_MOUNT (and any state folder): a streamed file per digest, a URI's copy per run.
+DATASETS = "datasets"
 HOME = "/home/modelyard"  # the credentials file's folder is mounted under it
 UID = 10001
 # The pod's result (the MLflow run and its metrics) as Kubernetes reads it when the container ends.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import os
 from pathlib import Path
+from typing import Any
 
 import requests
 from modelyard.contracts.environment.mlflow import MlflowSettings
@@ -97,3 +98,13 @@ def check_server(uri: str) -> None:
             f"the MLflow tracking server at {uri} answered HTTP {response.status_code}; "
             "check its log and that the URI points at an MLflow server."
         )
+
+
+def experiment_id_of(client: Any, name: str) -> str:
+    """The experiment named `name` (MlflowClient `client`): made, or restored if deleted."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name))

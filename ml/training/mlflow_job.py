@@ -104,10 +104,11 @@ def open_job(
     """Create the job's run, with its lineage, dataset and validation report, or pick up the
     run a crashed attempt created."""
     import mlflow
+    from modelyard.ml.tracking import experiment_id_of
 
     global _job
     client = mlflow.MlflowClient()
-    experiment_id = _experiment_id(client, experiment)
+    experiment_id = experiment_id_of(client, experiment)
     found = client.search_runs([experiment_id], f"tags.`{tags.JOB}` = '{job_id}'", max_results=1)
     identity: dict[str, str] = {}
     if found:
@@ -261,6 +262,14 @@ def log_profile(profile: dict[str, Any]) -> None:
     job.client.log_dict(job.run_id, profile, artifacts.PROFILE)
 
 
+def log_request_sample(sample: pd.DataFrame) -> None:
+    """Held-out rows as a client sends them (features only): what the smoke test sends when the
+    pipeline's data is not on its machine (a --data URI the training Job read)."""
+    job = _current()
+    records = json.loads(_as_request_frame(sample).to_json(orient="records"))
+    job.client.log_dict(job.run_id, {"dataframe_records": records}, artifacts.REQUEST_SAMPLE)
+
+
 def log_plots(
     importances: dict[str, float], kind: PredictionKind, labels: np.ndarray, scores: np.ndarray
 ) -> None:
@@ -338,15 +347,6 @@ def _as_request_frame(features: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _experiment_id(client: Any, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return str(experiment.experiment_id)
-    return str(client.create_experiment(name))
-
-
 def _log_dataset(client: Any, run_id: str, dataset: DatasetRecord) -> None:
     """The dataset as an MLflow run input: its content digest, source, schema and size. Column
     types come from the sample; which columns may be missing, from the whole file."""
@@ -354,10 +354,14 @@ def _log_dataset(client: Any, run_id: str, dataset: DatasetRecord) -> None:
     from mlflow.entities import Dataset as DatasetEntity
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.types import ColSpec, Schema, TensorSpec
+    from modelyard.ml.data.source import is_uri
 
+    # MLflow resolves paths and some stores' URIs to a source of its own, but not runs:/ or
+    # mlflow-artifacts:/ (ml/data/source.py): a URI is recorded as it was given.
+    uri = is_uri(dataset.path)
     logged = mlflow.data.from_pandas(  # type: ignore[attr-defined]
-        dataset.sample, source=dataset.path, targets=dataset.target, name=dataset.name,
-        digest=dataset.digest[:32],
+        dataset.sample, source=None if uri else dataset.path, targets=dataset.target,
+        name=dataset.name, digest=dataset.digest[:32],
     )  # fmt: skip
     schema = None
     if logged.schema is not None:
@@ -370,8 +374,8 @@ def _log_dataset(client: Any, run_id: str, dataset: DatasetRecord) -> None:
     whole = DatasetEntity(
         name=entity.name,
         digest=entity.digest,
-        source_type=entity.source_type,
-        source=entity.source,
+        source_type="uri" if uri else entity.source_type,
+        source=json.dumps({"uri": dataset.path}) if uri else entity.source,
         schema=schema,
         profile=json.dumps({"num_rows": dataset.rows, "num_elements": dataset.elements}),
     )

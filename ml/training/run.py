@@ -14,7 +14,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def train(
         pipeline_run_id=pipeline_run_id(),
         reason=pipeline_reason(),
         dataset_digest=held.digest,
-        dataset_path=str(held.path),
+        dataset_path=held.source or str(held.path),
     ).to_tags()
     sidecar.send(mlflow_job.open_job, str(workdir), state.job_id, environment.mlflow.experiment,
                  f"train-{spec.name}", lineage, held.record,
@@ -191,16 +191,22 @@ def train(
 
 def read_training_data(
     environment: Environment, spec: ModelSpec, path: Path, target: str,
-    network: Network | None = None,
+    network: Network | None = None, source: str | None = None,
 ) -> TrainingData:  # fmt: skip
     """The data this process trains on, validated: the whole file, or over several workers
-    this one's share of it (the leader validates the whole file)."""
+    this one's share of it (the leader validates the whole file). `source`: the URI `path` was
+    copied from (ml/data/source.py), recorded as the data's source."""
     settings = training_settings(environment, spec)
     if network is None:
         from modelyard.ml.data.dataset import read_dataset
 
-        return training_data.whole(read_dataset(path), spec, target, settings)
-    return training_data.share(path, spec, target, settings, network)
+        held = training_data.whole(read_dataset(path), spec, target, settings)
+    else:
+        held = training_data.share(path, spec, target, settings, network)
+    if source is None:
+        return held
+    record = replace(held.record, path=source) if held.record else None
+    return replace(held, source=source, record=record)
 
 
 def join_training(
@@ -237,6 +243,7 @@ def _deliver_model(
     sidecar.send(mlflow_job.log_plots, importances, kind, data.labels[holdout_rows], scores)
     sidecar.send(mlflow_job.choose_model, loop.best.number, str(loop.model_file), sample,
                  scores[: len(sample)])  # fmt: skip
+    sidecar.send(mlflow_job.log_request_sample, sample)
     # What live traffic is compared against for drift: (a sample of) the rows trained on.
     trained = np.ones(len(data.labels), dtype=bool)
     trained[holdout_rows] = False

@@ -54,6 +54,7 @@ class TrainingData:
     # The leader's (or the one process's): its validation, and what MLflow records of the file.
     report: ValidationReport | None
     record: mlflow_job.DatasetRecord | None
+    source: str | None = None  # the URI the file was copied from (ml/data/source.py)
 
 
 def whole(
@@ -117,9 +118,10 @@ def share(
     return TrainingData(path, digest or "", data, split, kind, report, record)
 
 
-def check_parquet(path: Path, workers: int) -> None:
-    """A training over several workers reads parts of a Parquet file: not a CSV."""
-    if SUFFIXES.get(path.suffix.lower()) != "parquet":
+def check_parquet(path: Path | str, workers: int) -> None:
+    """A training over several workers reads parts of a Parquet file: not a CSV (`path`: or
+    the URI of one)."""
+    if SUFFIXES.get(Path(path).suffix.lower()) != "parquet":
         raise DataValidationError(
             f"{path}: training.kubernetes.workers is {workers}, and each worker reads only its "
             "rows of a Parquet file (a CSV has neither columns stored apart nor the types every "

@@ -1,4 +1,5 @@
-"""`modelyard data validate|sample`: check a dataset before training, or write the sample one."""
+"""`modelyard data validate|push|fetch|sample`: check a dataset before training, put it where a
+cluster reads it and get it back, or write the sample one."""
 
 from __future__ import annotations
 
@@ -23,8 +24,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Datasets: validate before training, write the sample data.")
+    group = typer.Typer(
+        help="Datasets: validate before training, push where training Jobs read them, write "
+        "the sample data."
+    )
     group.command("validate")(validate)
+    group.command("push")(push)
+    group.command("fetch")(fetch)
     group.command("sample")(sample)
     app.add_typer(group, name="data")
 
@@ -71,6 +77,63 @@ def validate(
         print_report(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+def push(
+    env: str,
+    data: DataOption,
+    target: TargetOption = None,
+    model: ModelOption = None,
+    task: TaskOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a dataset as `data validate` does, then put it in the environment's MLflow (its
+    artifact store) and print its runs:/ URI: `pipeline run ENV --data URI` then trains on it
+    where the training runs (a Job's pods fetch it; this machine need not keep it)."""
+    from modelyard.ml.data import publish
+    from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.data.validation import validate_dataset
+    from modelyard.ml.tracking import connect
+    from modelyard.ml.training.choice import choose_model, choose_task
+
+    environment = load_environment(env)
+    spec = choose_model(environment.training.model, data, model, target)
+    dataset = read_dataset(data)
+    choice = choose_task(spec, dataset.frame, task)
+    report = validate_dataset(dataset, spec.target, spec.data_schema, choice.task)
+    if not report.passed:
+        print_report(report)
+        Console(stderr=True).print("[red]not pushed[/red]")
+        raise typer.Exit(1)
+    server = connect(environment.mlflow)
+    pushed = publish.push(data, dataset.digest, report.rows)
+    if as_json:
+        typer.echo(json.dumps({"uri": pushed.uri, "run_id": pushed.run_id, "new": pushed.new,
+                               "digest": dataset.digest, "rows": report.rows}))  # fmt: skip
+        return
+    what = "pushed" if pushed.new else "already there (same content)"
+    Console(stderr=True).print(
+        f"{data}: {report.rows} rows, version {dataset.short_digest}, {what} in {server}; "
+        f"train on it with `modelyard pipeline run {env} --data {pushed.uri}`",
+        highlight=False,
+    )
+    typer.echo(pushed.uri)
+
+
+def fetch(
+    env: str,
+    data: Annotated[str, typer.Option("--data", help="The URI (runs:/..., s3://...).")],
+) -> None:
+    """Copy a --data URI into the state folder, once per pipeline run, and print the copy's path:
+    what a training Job's pods run before they train."""
+    from modelyard.contracts.state import state_dir
+    from modelyard.ml.data import source
+
+    copy = source.local_file(data, state_dir(), load_environment(env).mlflow)
+    Console(stderr=True).print(
+        f"{data}: {copy.stat().st_size / 2**20:.1f} MiB at {copy}", highlight=False
+    )
+    typer.echo(str(copy))
 
 
 def print_report(report: ValidationReport, console: Console | None = None) -> None:

@@ -13,7 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 group = typer.Typer(help="The pipeline: every stage locally, or one stage (as Jenkins calls it).")
-DataOption = Annotated[Path, typer.Option("--data", help="Training data (CSV or Parquet).")]
+DataOption = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Training data (CSV or Parquet): a file, or a URI MLflow's artifact stores read "
+        "(runs:/..., s3://...; `modelyard data push` makes one), which a training Job reads "
+        "where it runs.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +56,7 @@ def stage_command(
     ] = None,
 ) -> None:
     """Run one stage; the run's context is kept between stages under the state folder."""
+    from modelyard.ml.data.source import located
     from modelyard.pipelines.errors import PipelineError
     from modelyard.pipelines.pipeline.context import PipelineContext, current_run_id
     from modelyard.pipelines.pipeline.runner import run_stage
@@ -58,7 +67,7 @@ def stage_command(
             f"no pipeline run: pass --run-id or set {variables.PIPELINE_RUN_ID} (Jenkins sets BUILD_TAG)"
         )
     os.environ[variables.PIPELINE_RUN_ID] = run_id
-    ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    ctx = PipelineContext.load_or_start(run_id, env, located(data))
     ctx.use_model(model)
     if approved_by:
         ctx.approvers = list(approved_by)
@@ -74,13 +83,12 @@ def failed_command(
 ) -> None:
     """After a failed stage: roll back a failed deploy and notify the team (Jenkins' post step)."""
     from modelyard.contracts.environment import load_environment
+    from modelyard.ml.data.source import located
     from modelyard.pipelines.pipeline.context import PipelineContext, current_run_id
     from modelyard.pipelines.pipeline.runner import after_failure
     from modelyard.pipelines.pipeline.stages import stage_named
 
-    ctx = PipelineContext.load_or_start(
-        run_id or current_run_id() or "manual", env, str(data.resolve())
-    )
+    ctx = PipelineContext.load_or_start(run_id or current_run_id() or "manual", env, located(data))
     after_failure(
         ctx, load_environment(env), stage_named(stage), f"stage {stage} failed", typer.echo
     )
@@ -148,7 +156,7 @@ def run_command(
 
     try:
         if changed_since is not None:
-            runs = run_changed(env, data, changed_since, say, on_stage, run_id, until)
+            runs = run_changed(env, Path(data), changed_since, say, on_stage, run_id, until)
         else:
             runs = [run_pipeline(env, data, say, on_stage, run_id, until, model)]
     finally:

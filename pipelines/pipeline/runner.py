@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelyard.contracts import tags, variables
 from modelyard.contracts.environment import ConfigError, load_environment
+from modelyard.ml.data.source import located
 from modelyard.ml.errors import ModelyardMlError
 from modelyard.pipelines.errors import PipelineError
 from modelyard.pipelines.pipeline.context import PipelineContext
@@ -46,7 +47,7 @@ def run_stage(name: str, ctx: PipelineContext, say: Say) -> None:
 
 def run_pipeline(
     env: str,
-    data: Path,
+    data: Path | str,
     say: Say,
     on_stage: StageHook,
     run_id: str | None = None,
@@ -62,7 +63,7 @@ def run_pipeline(
     environment = load_environment(env)
     run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
     os.environ[variables.PIPELINE_RUN_ID] = run_id  # tags every MLflow run this pipeline makes
-    ctx = PipelineContext.load_or_start(run_id, env, str(data.resolve()))
+    ctx = PipelineContext.load_or_start(run_id, env, located(str(data)))
     ctx.use_model(model)
     for stage in STAGES:
         if ctx.stages.get(stage.name, {}).get("status") == "passed":

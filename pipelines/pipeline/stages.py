@@ -17,6 +17,7 @@ from modelyard.contracts import artifacts, tags, variables
 from modelyard.contracts.digests import tree_digest
 from modelyard.contracts.environment import Environment, load_environment, project_root
 from modelyard.contracts.environment.lightgbm_params import check_training_params
+from modelyard.ml.data import source
 from modelyard.pipelines.errors import USER_ERRORS, PipelineError, RolledBack
 from modelyard.pipelines.pipeline.context import PipelineContext
 
@@ -61,7 +62,12 @@ def validate_data(ctx: PipelineContext, environment: Environment, say: Say) -> N
     spec = load_model_spec(ctx.model)
     # What the train stage will pass to LightGBM: the environment's params and the model's.
     check_training_params(environment, (model_file(spec.name), spec.params))
-    report = check_dataset(read_dataset(Path(ctx.data)), spec, spec.target)
+    if source.is_uri(ctx.data) and environment.pipeline.train_in == "kubernetes":
+        size = source.check_readable(ctx.data, environment.mlflow)
+        say(f"{ctx.data} ({size / 2**20:.1f} MiB) is there; the training Job reads it where it "
+            "runs and validates it before training, so it is not copied to this machine")  # fmt: skip
+        return
+    report = check_dataset(read_dataset(_data_file(ctx, environment)), spec, spec.target)
     say(f"{report.rows} rows, {report.columns} columns valid; dataset version {report.digest[:12]}")
 
 
@@ -87,10 +93,11 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
 
     spec = load_model_spec(ctx.model)
     network = Network.from_environment(state_dir())  # a pod of a Job of several workers
+    data, origin = _data_file(ctx, environment), _data_source(ctx)
     if network is not None and not network.leads:
         from modelyard.ml.training.run import join_training, read_training_data
 
-        held = read_training_data(environment, spec, Path(ctx.data), spec.target, network)
+        held = read_training_data(environment, spec, data, spec.target, network, origin)
         join_training(environment, spec, held, network, say)
         return
     try:
@@ -102,7 +109,7 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
             from modelyard.ml.training.run import read_training_data
             from modelyard.ml.training.run import train as train_model
 
-            held = read_training_data(environment, spec, Path(ctx.data), spec.target, network)
+            held = read_training_data(environment, spec, data, spec.target, network, origin)
             result = train_model(environment, spec, held, spec.target, state_dir(),
                                  project_root(), sidecar, say=say, register=False,
                                  network=network)  # fmt: skip
@@ -120,6 +127,17 @@ def train(ctx: PipelineContext, environment: Environment, say: Say) -> None:
         Path(result_file).write_text(
             json.dumps({"training_run_id": result.run_id, "metrics": result.metrics})
         )
+
+
+def _data_file(ctx: PipelineContext, environment: Environment) -> Path:
+    """The run's data as a file on this machine (a URI's copy, ml/data/source.py)."""
+    from modelyard.contracts.state import state_dir
+
+    return source.local_file(ctx.data, state_dir(), environment.mlflow)
+
+
+def _data_source(ctx: PipelineContext) -> str | None:
+    return ctx.data if source.is_uri(ctx.data) else None
 
 
 def evaluate(ctx: PipelineContext, environment: Environment, say: Say) -> None:
@@ -206,7 +224,6 @@ def _trained(ctx: PipelineContext, target: str, say: Say) -> bool:
 def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None:
     import numpy as np
     import requests
-    from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.monitoring.sampling import FLUSH_SECONDS
     from modelyard.ml.prediction_kind import PredictionKind
     from modelyard.ml.spec import load_model_spec
@@ -218,11 +235,8 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         raise PipelineError("staging is not serving: run the deploy-staging stage first")
     await_serving(address)
     spec = load_model_spec(ctx.model)
-    rows = (
-        read_dataset(Path(ctx.data))
-        .frame.drop(columns=[spec.target])
-        .head(environment.pipeline.smoke_requests)
-    )
+    expected = ctx.version if ctx.version is not None else _alias_version(ctx.model, STAGING)
+    records = _smoke_records(ctx, environment, spec.target, expected)
     with reachable(address) as url:
         latencies, problems = [], []
         session = requests.Session()
@@ -230,7 +244,7 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         answered = session.get(f"{url}/version", timeout=5).json()
         served = answered.get("stable") or {}
         kind = PredictionKind.from_metadata(served.get("prediction")) or PredictionKind()
-        for record in json.loads(rows.to_json(orient="records")):
+        for record in records:
             started = time.perf_counter()
             response = session.post(
                 f"{url}/invocations", json={"dataframe_records": [record]}, timeout=10
@@ -244,7 +258,6 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
     # worker write them out first.
     time.sleep(FLUSH_SECONDS + 0.5)
     p99 = float(np.percentile(latencies, 99))
-    expected = ctx.version if ctx.version is not None else _alias_version(ctx.model, STAGING)
     if problems or kind.task != spec.task or str(answered.get("model_version")) != str(expected):
         raise PipelineError(
             f"smoke test against {address} failed: {len(problems)}/{len(latencies)} bad answers"
@@ -256,6 +269,37 @@ def smoke_test(ctx: PipelineContext, environment: Environment, say: Say) -> None
         f"{len(latencies)} requests to {address}: all answered by version {expected}, "
         f"p99 {p99:.1f} ms"
     )
+
+
+def _smoke_records(
+    ctx: PipelineContext, environment: Environment, target: str, version: int | None
+) -> list[dict[str, Any]]:
+    """The first pipeline.smokeRequests rows of the run's data file, without the target; when the
+    data is a URI (not on this machine), the held-out rows the training run of the version
+    staging serves logged, as many times over as it takes."""
+    count = environment.pipeline.smoke_requests
+    if not source.is_uri(ctx.data):
+        from modelyard.ml.data.dataset import read_dataset
+
+        rows = read_dataset(Path(ctx.data)).frame.drop(columns=[target]).head(count)
+        records: list[dict[str, Any]] = json.loads(rows.to_json(orient="records"))
+        return records
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from modelyard.ml.tracking import connect
+
+    connect(load_environment(STAGING).mlflow)
+    run = mlflow.MlflowClient().get_model_version(ctx.model, str(version)).run_id
+    try:
+        sample = mlflow.artifacts.load_dict(f"runs:/{run}/{artifacts.REQUEST_SAMPLE}")
+    except MlflowException:
+        raise PipelineError(
+            f"--data {ctx.data} is not on this machine, and version {version} of {ctx.model} "
+            f"(run {run}) logged no {artifacts.REQUEST_SAMPLE} to send instead: it was trained "
+            "by an older kit. Run the smoke test with --data a local copy of the data."
+        ) from None
+    rows = sample["dataframe_records"]
+    return [rows[i % len(rows)] for i in range(count)]
 
 
 def promote_production(ctx: PipelineContext, environment: Environment, say: Say) -> None:

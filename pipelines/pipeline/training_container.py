@@ -1,7 +1,8 @@
 """The train stage inside the model's training image. The checkout and data are mounted
-read-only, the state folder read-write at the same paths (checkpoints outlive the container,
-so a restarted one resumes), MLflow is reached over the host's network. The container runs in
-the foreground, so whoever supervises the stage (the local monitor, Jenkins' retry) sees it end."""
+read-only (a --data URI is copied into the state folder first), the state folder read-write at
+the same paths (checkpoints outlive the container, so a restarted one resumes), MLflow is reached
+over the host's network. The container runs in the foreground, so whoever supervises the stage
+(the local monitor, Jenkins' retry) sees it end."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import os
 import re
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from modelyard.contracts import variables
 from modelyard.contracts.environment import Environment, environments_dir, project_root
 from modelyard.contracts.state import state_dir
+from modelyard.ml.data import source
 from modelyard.ml.spec import load_model_spec
 from modelyard.pipelines.docker_cli import docker, engine_problem, stream
 from modelyard.pipelines.errors import PipelineError
@@ -37,7 +38,9 @@ def container_name(run_id: str) -> str:
 
 
 def run_arguments(ctx: PipelineContext, image: str) -> list[str]:
-    root, state, data, envs = project_root(), state_dir(), Path(ctx.data), environments_dir()
+    root, state, envs = project_root(), state_dir(), environments_dir()
+    # A URI's copy is in the state folder already (train_in_container fetched it).
+    data = [] if source.is_uri(ctx.data) else ["-v", f"{ctx.data}:{ctx.data}:ro"]
     return [
         "run", "--rm", "--name", container_name(ctx.run_id), "--network", "host",
         # The caller's uid: checkpoints in the state folder stay the caller's files.
@@ -45,10 +48,10 @@ def run_arguments(ctx: PipelineContext, image: str) -> list[str]:
         "-v", f"{root}:{root}:ro", "-w", str(root),
         "-v", f"{root}:{NAMESPACE_ROOT}/modelyard:ro", "-e", f"PYTHONPATH={NAMESPACE_ROOT}",
         "-v", f"{state}:{state}", "-e", f"{variables.STATE_DIR}={state}",
-        "-v", f"{data}:{data}:ro",
+        *data,
         "-v", f"{envs}:{envs}:ro", "-e", f"{variables.ENVIRONMENTS_DIR}={envs}",
         *[arg for name in PASSED_VARS for arg in ("-e", name)],
-        image, "pipeline", "stage", "train", ctx.env, "--data", str(data), "--run-id", ctx.run_id,
+        image, "pipeline", "stage", "train", ctx.env, "--data", ctx.data, "--run-id", ctx.run_id,
     ]  # fmt: skip
 
 
@@ -63,6 +66,7 @@ def train_in_container(
             "Start Docker, or set modelyard:pipeline.trainIn to `process`."
         )
     image = ensure_image(load_model_spec(ctx.model), say)
+    source.local_file(ctx.data, state_dir(), environment.mlflow)  # a URI's, before the container
     name = container_name(ctx.run_id)
     docker("rm", "-f", name)  # left running by a supervisor that died: it would hold the name
     (ctx.folder / "train.container").write_text(name)

@@ -3,8 +3,9 @@
 The Job runs the model's training image with this checkout's code baked in, pushed to the package
 registry and pulled by digest, in serving's namespace under its restricted Pod Security. Its state
 (checkpoints, the staged data, the run's context) lives on the namespace's training volume, so a
-pod that is killed or replaced resumes from its last checkpoint. The data goes onto that volume
-once per digest, streamed into the pod's first container. The stage follows the pods' logs and
+pod that is killed or replaced resumes from its last checkpoint. A data file on this machine goes
+onto that volume once per digest, streamed into the pod's first container; a --data URI
+(runs:/..., s3://...) is fetched by that container itself, so the data never passes through here. The stage follows the pods' logs and
 ends with the Job; the result comes back as the train container's termination message. Started
 again (the monitor, Jenkins' retry), the stage follows the Job of its run instead of making one.
 """
@@ -30,6 +31,7 @@ from modelyard.contracts.digests import file_digest, tree_digest
 from modelyard.contracts.environment import Environment, environments_dir, project_root
 from modelyard.contracts.labels import ENVIRONMENT_LABEL
 from modelyard.contracts.quantities import cpu_millis, memory_bytes
+from modelyard.ml.data import source
 from modelyard.ml.lineage import git_commit
 from modelyard.ml.spec import load_model_spec
 from modelyard.pipelines.docker_cli import engine_problem, stream
@@ -91,13 +93,14 @@ def train_on_kubernetes(ctx: PipelineContext, environment: Environment, say: Say
     """Run the train stage as a Job and wait for it; its results land in the run's context."""
     namespace = environment.serving.namespace
     kube = Kube(namespace)
-    data = _Data(Path(ctx.data))
-    _check_data(environment, data.path)
+    # A URI the pods fetch themselves; a file on this machine, streamed onto the Job's volume.
+    data = None if source.is_uri(ctx.data) else _Data(Path(ctx.data))
+    _check_data(environment, ctx.data)
     name = job_name(ctx.run_id)
     if kube.json("get", "job", name) is None:
-        _check_before_any_pod(kube, environment, data.path)
+        _check_before_any_pod(kube, environment)
         image = _push_code_image(ctx, environment, say)
-        manifest = job_manifest(ctx, environment, image, name, data.staged)
+        manifest = job_manifest(ctx, environment, image, name, data.staged if data else None)
         made = kube.run("create", "-f", "-", input=json.dumps(manifest))
         if made.returncode != 0:
             raise PipelineError(f"the training Job {name} was refused: {made.stderr.strip()}")
@@ -128,19 +131,29 @@ class _Data:
         return f"{training_job.STATE_MOUNT}/{training_job.DATASETS}/{self.digest}{self.path.suffix}"
 
 
-def _check_data(environment: Environment, data: Path) -> None:
-    if not data.is_file():
+def _check_data(environment: Environment, location: str) -> None:
+    """Before any pod: a URI the pods will fetch is there, a path is one file."""
+    if source.is_uri(location):
+        size = source.check_readable(location, environment.mlflow)
+        if size > memory_bytes(environment.training.kubernetes.storage):
+            raise PipelineError(
+                f"--data {location} is {size / 2**30:.1f} GiB, more than the Job's volume holds "
+                f"(modelyard:training.kubernetes.storage in {environment.path} is "
+                f"{environment.training.kubernetes.storage}): raise it and run `modelyard infra "
+                f"up {environment.name}`"
+            )
+    elif not Path(location).is_file():
         raise PipelineError(
-            f"{data}: training on Kubernetes streams one data file to the Job; give --data a "
-            "file (Parquet or CSV), not a folder"
+            f"{location}: training on Kubernetes streams one data file to the Job; give --data a "
+            "file (Parquet or CSV), not a folder, or the URI of one (runs:/..., s3://...)"
         )
     if environment.training.kubernetes.workers > 1:
         from modelyard.ml.training.training_data import check_parquet
 
-        check_parquet(data, environment.training.kubernetes.workers)
+        check_parquet(location, environment.training.kubernetes.workers)
 
 
-def _check_before_any_pod(kube: Kube, environment: Environment, data: Path) -> None:
+def _check_before_any_pod(kube: Kube, environment: Environment) -> None:
     """What would only fail once a pod exists, said before one does."""
     where = f"{environment.path}: modelyard:training.kubernetes"
     problem = engine_problem()
@@ -234,8 +247,10 @@ def code_context(context: Path, base: str) -> None:
 
 
 def job_manifest(
-    ctx: PipelineContext, environment: Environment, image: str, name: str, staged: str
+    ctx: PipelineContext, environment: Environment, image: str, name: str, staged: str | None
 ) -> dict[str, Any]:
+    """The Job; `staged`: where the stage streams the data file onto the volume, or None when
+    --data is a URI, which the pods' data container fetches onto it."""
     serving, settings = environment.serving, environment.training.kubernetes
     labels = {**training_job.LABELS, ENVIRONMENT_LABEL: environment.name}
     locked = {
@@ -277,11 +292,25 @@ def job_manifest(
                        "readOnly": True})  # fmt: skip
         volumes.append({"name": "mlflow", "secret": {"secretName": training_job.MLFLOW_SECRET,
                                                      "defaultMode": 0o440}})  # fmt: skip
-    wait_for_data = (
-        f'for _ in $(seq {DATA_WAIT_SECONDS}); do [ -f "{staged}" ] && exit 0; sleep 1; done; '
-        f'echo "no data at {staged} after {DATA_WAIT_SECONDS}s: the stage streaming it stopped"; '
-        "exit 1"
-    )
+    if staged is None:
+        # The data container fetches the URI onto the volume (ml/data/source.py: once per run,
+        # whole or not at all), with MLflow's client: more memory than a shell's wait.
+        data_container: dict[str, Any] = {
+            "args": ["data", "fetch", environment.name, "--data", ctx.data],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": "768Mi"}},
+        }  # fmt: skip
+    else:
+        wait_for_data = (
+            f'for _ in $(seq {DATA_WAIT_SECONDS}); do [ -f "{staged}" ] && exit 0; sleep 1; '
+            f'done; echo "no data at {staged} after {DATA_WAIT_SECONDS}s: the stage streaming it '
+            'stopped"; exit 1'
+        )
+        data_container = {
+            "command": ["sh", "-c", wait_for_data],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"cpu": "500m", "memory": "128Mi"}},
+        }  # fmt: skip
     # POD_IP first: TRAINING_LISTEN refers to it.
     container_env = [
         {"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in from_pod.items()
@@ -302,18 +331,16 @@ def job_manifest(
             "fsGroup": training_job.UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # Waits until the data is on the volume (the stage streams it in through this container).
+        # Puts the data on the volume, or waits until the stage has streamed it in through it.
         "initContainers": [
             {
                 "name": "data",
                 "image": image,
-                "command": ["sh", "-c", wait_for_data],
+                **data_container,
+                "env": container_env,
                 "securityContext": locked,
-                "volumeMounts": [state],
-                "resources": {
-                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                    "limits": {"cpu": "500m", "memory": "128Mi"},
-                },
+                "volumeMounts": mounts,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
         "containers": [
@@ -326,7 +353,7 @@ def job_manifest(
                     "train",
                     environment.name,
                     "--data",
-                    staged,
+                    staged or ctx.data,
                     "--run-id",
                     ctx.run_id,
                     "--model",
@@ -361,14 +388,17 @@ def job_manifest(
             "backoffLimit": environment.pipeline.max_restarts * workers,
             "podFailurePolicy": {
                 "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": "train",
-                            "operator": "In",
-                            "values": [training_job.USER_ERROR_EXIT],
-                        },
-                    },
+                    *[
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": container,
+                                "operator": "In",
+                                "values": [training_job.USER_ERROR_EXIT],
+                            },
+                        }
+                        for container in ("data", "train")
+                    ],
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 ]
             },
@@ -381,7 +411,7 @@ def job_manifest(
 
 
 def _follow(
-    kube: Kube, name: str, data: _Data, environment: Environment, say: Say
+    kube: Kube, name: str, data: _Data | None, environment: Environment, say: Say
 ) -> dict[str, Any]:
     """Stream the leading pod's logs (rank 0; every pod of a single-worker Job) until the Job
     ends; its result, or PipelineError with the failed pod's last lines."""
@@ -412,7 +442,7 @@ def _follow(
             if pod["status"].get("phase") in ("Pending", "Running"):
                 _unless_stuck(kube, name, pod, timeout, environment)
         waiting = [pod for pod in pods if "running" in _state(pod, "data", init=True)]
-        if waiting and not staged:
+        if waiting and data is not None and not staged:
             staged = _stream_data(kube, waiting[0]["metadata"]["name"], data, say)
             continue
         for pod in pods:
@@ -515,9 +545,12 @@ def _last_lines(kube: Kube, pods: list[dict[str, Any]]) -> str:
     if not pods:
         return "(its pods are gone: the output of the stage that followed it has their logs)"
     failed = [pod for pod in pods
-              if _state(pod, "train").get("terminated", {}).get("exitCode", 0) != 0]  # fmt: skip
-    pod = (failed or pods)[-1]["metadata"]["name"]
-    done = kube.run("logs", pod, "-c", "train", f"--tail={LAST_LINES}")
+              if _state(pod, "train").get("terminated", {}).get("exitCode", 0) != 0
+              or _state(pod, "data", init=True).get("terminated", {}).get("exitCode", 0) != 0]  # fmt: skip
+    pod = (failed or pods)[-1]
+    # The data container's, when the train container never started.
+    container = "train" if _state(pod, "train") else "data"
+    done = kube.run("logs", pod["metadata"]["name"], "-c", container, f"--tail={LAST_LINES}")
     return (done.stdout or done.stderr).rstrip()
 
 

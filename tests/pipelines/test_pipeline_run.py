@@ -219,3 +219,56 @@ def test_pipeline_run_model_trains_and_promotes_that_model_only(
     finally:
         for env in ports:
             run_cli("deploy", env, "--model", "demand", "--stop")
+
+
+def test_data_pushed_to_mlflow_trains_by_its_uri_with_no_file_on_this_machine(
+    pipeline_env: Path, tmp_path: Path
+) -> None:
+    """`data push` puts the file in the environment's MLflow and prints a runs:/ URI; a pipeline
+    run given that URI trains, registers, deploys and smoke-tests with the file gone from here,
+    and the version's lineage names the URI and the file's digest."""
+    from modelyard.contracts import tags
+    from modelyard.ml.data.dataset import read_dataset
+    from modelyard.ml.data.publish import EXPERIMENT
+
+    digest = read_dataset(pipeline_env).digest
+    pushed = run_cli("data", "push", "local", "--data", str(pipeline_env))
+    assert pushed.returncode == 0, pushed.stderr
+    uri = pushed.stdout.strip()
+    assert uri.startswith("runs:/") and uri.endswith("/data/churn.csv"), pushed.stdout
+    assert f"pipeline run local --data {uri}" in " ".join(pushed.stderr.split())
+    again = run_cli("data", "push", "local", "--data", str(pipeline_env))
+    assert again.stdout.strip() == uri and "already there" in again.stderr
+    # Bad data is refused whole: nothing reaches the store.
+    bad = tmp_path / "no-target.csv"
+    frame = read_dataset(pipeline_env).frame.drop(columns=["churned"])
+    frame.to_csv(bad, index=False)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    runs_before = len(client.search_runs([experiment.experiment_id]))
+    refused = run_cli("data", "push", "local", "--data", str(bad))
+    assert refused.returncode == 1 and "not pushed" in refused.stderr, refused.stderr
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before
+    # A URI that names nothing: one line, before any training.
+    missing = uri.replace("/data/churn.csv", "/data/gone.csv")
+    wrong = run_cli("pipeline", "stage", "validate-data", "local", "--data", missing,
+                    "--run-id", "missing-data")  # fmt: skip
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    (message,) = wrong.stderr.strip().splitlines()
+    assert f"--data {missing}: cannot be read" in message and "data push" in message
+
+    pipeline_env.unlink()  # trained from the store alone
+    done = run_cli("pipeline", "run", "local", "--data", uri, "--run-id", "from-uri",
+                   "--until", "smoke-test", "--json", timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-5000:]
+    ctx = json.loads(done.stdout)
+    assert ctx["data"] == uri and ctx["stages"]["smoke-test"]["status"] == "passed"
+    assert f"150 requests to {ctx['serving']['staging']}: all answered" in done.stderr
+    copy = tmp_path / "state" / "datasets" / "from-uri" / "churn.csv"
+    assert read_dataset(copy).digest == digest
+    version = client.get_model_version("churn", str(ctx["version"]))
+    assert version.tags[tags.Lineage.DATASET_PATH] == uri
+    assert version.tags[tags.Lineage.DATASET_DIGEST] == digest
+    (dataset_input,) = client.get_run(ctx["training_run_id"]).inputs.dataset_inputs
+    assert uri in dataset_input.dataset.source
