@@ -1,7 +1,8 @@
 """One training worker against two on the local cluster (#27): the train stage with
 pipeline.trainIn `kubernetes`, the same churn data, the same settings, training.kubernetes.workers
-1 then 2, at two data sizes. For each: the stage's time (image push, data onto the volume, the
-Job), the Job's own time (from its start to its completion), each worker's peak memory (its pod's
+1 then 2, at two data sizes, on data pushed to staging's MLflow (`modelyard data push`, timed) that
+the pods fetch, as a team whose data is not on the agent trains. For each: the stage's time (image
+push, the Job), the Job's own time (the fetch onto the volume included) (from its start to its completion), each worker's peak memory (its pod's
 memory cgroup, polled while it runs; page cache included) and the holdout AUC. From the two sizes,
 the memory a row costs each worker, and the largest data each configuration would train within
 this machine's memory (all workers here) and within one such machine per worker.
@@ -56,10 +57,13 @@ def _measure() -> None:
             "training.gate": "roc_auc >= 0.5",
         })  # fmt: skip
         namespace = load_environment(ENV).serving.namespace
-        results = []
+        results, pushes = [], []
         for rows in SIZES:
             data = Path.cwd() / f"churn-{rows}.parquet"
             generate_churn(rows, seed=5).to_parquet(data, index=False)
+            started = time.perf_counter()
+            uri = _cli("data", "push", ENV, "--data", str(data)).strip()
+            pushes.append((rows, data.stat().st_size, time.perf_counter() - started))
             for workers in WORKERS:
                 # The machine's two cores, split among the workers (each runs as many threads).
                 edit(environments, ENV, {
@@ -69,9 +73,9 @@ def _measure() -> None:
                         "limits": {"cpu": str(CORES // workers), "memory": "8Gi"}},
                 })  # fmt: skip
                 _cli("infra", "up", ENV)  # the workers' network policy and quota
-                results.append(_train(namespace, data, rows, workers))
+                results.append(_train(namespace, uri, rows, workers))
                 print(f"  {rows:,} rows, {workers} worker(s): done", flush=True)
-    _report(results)
+    _report(results, pushes)
 
 
 def _push_with_the_platform_s_user(environments: Path) -> None:
@@ -102,7 +106,7 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
-def _train(namespace: str, data: Path, rows: int, workers: int) -> dict[str, Any]:
+def _train(namespace: str, uri: str, rows: int, workers: int) -> dict[str, Any]:
     from modelyard.contracts.state import pipeline_dir
     from modelyard.pipelines.pipeline.training_job import job_name
 
@@ -113,7 +117,7 @@ def _train(namespace: str, data: Path, rows: int, workers: int) -> dict[str, Any
     watcher.start()
     started = time.perf_counter()
     try:
-        _cli("pipeline", "stage", "train", ENV, "--data", str(data), "--run-id", run_id)
+        _cli("pipeline", "stage", "train", ENV, "--data", uri, "--run-id", run_id)
     finally:
         stop.set()
         watcher.join()
@@ -149,7 +153,7 @@ def _watch(namespace: str, job: str, peaks: dict[int, int], stop: threading.Even
 
 
 def _job_seconds(namespace: str, job: str) -> float:
-    """The Job from its start to its completion: pods scheduled, the data waited for, the fit,
+    """The Job from its start to its completion: pods scheduled, the data fetched, the fit,
     the logging (the stage removes the pods when done; the Job stays)."""
     from datetime import datetime
 
@@ -161,8 +165,11 @@ def _job_seconds(namespace: str, job: str) -> float:
     return (end - start).total_seconds()
 
 
-def _report(results: list[dict[str, Any]]) -> None:
+def _report(results: list[dict[str, Any]], pushes: list[tuple[int, int, float]]) -> None:
     memory = _available_bytes()
+    for rows, size, seconds in pushes:
+        print(f"data push of {rows:,} rows ({size / 2**20:.1f} MiB, validated, then uploaded to "
+              f"staging's MLflow): {seconds:.1f} s")  # fmt: skip
     print(
         f"\n{'rows':>10} {'workers':>7} {'stage s':>8} {'Job s':>8} {'AUC':>7}  peak memory per worker"
     )

@@ -1,11 +1,12 @@
 """Training on the cluster (pipeline.trainIn kubernetes), for real: staging's stack makes the Job's
 volume, identity and Secrets; `modelyard pipeline stage train` builds and pushes the training image
-with this checkout's code, streams the data onto the volume and runs a Job in staging's namespace
-that trains, gates and logs to the platform's MLflow; the register stage registers what it made.
+with this checkout's code, streams the data onto the volume (or the pods fetch the URI `data push`
+printed) and runs a Job in staging's namespace that trains, gates and logs to the platform's
+MLflow; the register stage registers what it made.
 A training pod deleted mid-fit is replaced and resumes from its checkpoint on the volume. Mistakes
 end with one message: a Job no node can hold before any pod, a Job that fails with its pod's last
-lines. Two workers train one model over LightGBM's network, and a worker lost mid-fit costs a
-restart, not the training.
+lines. Two workers train one model over LightGBM's network on data pushed to staging's MLflow, and
+a worker lost mid-fit costs a restart, not the training.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from modelyard.contracts import tags, training_job
 from modelyard.infra.local_cluster.settings import LOCAL_STORAGE_CLASS
+from modelyard.ml.data.dataset import read_dataset
 from modelyard.ml.data.sample import generate_churn
 
 from tests.cluster.project import Project
@@ -74,7 +76,7 @@ def data(trains_on_cluster: Project) -> Path:
 class Stage:
     """`modelyard pipeline stage train` running in the background, its output line by line."""
 
-    def __init__(self, project: Project, data: Path, run_id: str) -> None:
+    def __init__(self, project: Project, data: Path | str, run_id: str) -> None:
         self.lines: list[str] = []
         self.started = time.time()
         self.process = subprocess.Popen(
@@ -144,7 +146,7 @@ def _delete_the_pod_once_it_checkpointed(
 
 
 def _register(
-    project: Project, data: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, data: Path | str, run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, Any]:
     """The register stage after the Job, then MLflow's client and the run the Job trained."""
     import mlflow
@@ -167,7 +169,6 @@ def test_a_job_trains_resumes_after_its_pod_is_deleted_and_its_model_registers(
     trains_on_cluster: Project, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
-    from modelyard.ml.data.dataset import read_dataset
 
     project = trains_on_cluster
     run_id = "cluster-train"
@@ -285,18 +286,27 @@ def test_two_workers_train_one_model_and_a_lost_worker_costs_a_restart_not_the_f
     assert refused.returncode == 2, refused.stdout + refused.stderr
     (message,) = refused.stderr.strip().splitlines()
     assert str(as_csv) in message and "Give --data a .parquet file" in message
+    # The data where the cluster reads it: staging's MLflow. A URI that names nothing is refused
+    # before any pod, with one line.
+    uri = project.ok("data", "push", ENV, "--data", str(data)).strip()
+    missing = uri.replace(f"/{data.name}", "/gone.parquet")
+    nowhere = project.cli("pipeline", "stage", "train", ENV, "--data", missing,
+                          "--run-id", "two-from-nowhere")  # fmt: skip
+    assert nowhere.returncode == 2, nowhere.stdout + nowhere.stderr
+    (message,) = nowhere.stderr.strip().splitlines()
+    assert f"--data {missing}: cannot be read" in message
     jobs = project.cluster.kubectl("get", "jobs", "-n", project.namespace(ENV), "-o", "name")
-    assert "two-from-csv" not in jobs
+    assert "two-from-csv" not in jobs and "two-from-nowhere" not in jobs
     project.ok("infra", "up", ENV)  # the workers' NetworkPolicy, room for two pods in the quota
     run_id = "cluster-train-two"
-    stage = Stage(project, data, run_id)
+    # The workers' data container fetches the URI onto the volume: nothing is streamed from here.
+    stage = Stage(project, uri, run_id)
     name = f"train-{run_id}"
     deleted = _delete_the_pod_once_it_checkpointed(project, stage, name, rank=1)
     code = stage.wait()
     assert code == 0, stage.output[-5000:]
     said = stage.output
-    # One copy of the data on the volume serves both workers (the Job before left it there).
-    assert said.count("streaming ") <= 1, said[-5000:]
+    assert "streaming " not in said, said[-5000:]
     # Worker 1's pod, then its replacement; the leader's fit failed with it and its next pod
     # resumed from the checkpoint.
     assert f"worker 1 started in {deleted}" in said, said[-5000:]
@@ -306,8 +316,11 @@ def test_two_workers_train_one_model_and_a_lost_worker_costs_a_restart_not_the_f
     job = _job(project, name)
     assert (job["spec"]["completions"], job["status"]["succeeded"]) == (2, 2)
 
-    client, run = _register(project, data, run_id, monkeypatch)
+    client, run = _register(project, uri, run_id, monkeypatch)
     assert run.data.metrics["roc_auc"] >= 0.6
+    # The lineage names the URI, and the digest of the whole file the workers shared.
+    assert run.data.tags[tags.Lineage.DATASET_PATH] == uri
+    assert run.data.tags[tags.Lineage.DATASET_DIGEST] == read_dataset(data).digest
     (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
     model = mlflow.lightgbm.load_model(f"models:/churn/{version.version}")
     assert model.num_trees() > 20  # one ordinary LightGBM model

@@ -145,9 +145,10 @@ def render_with_mlflow_credentials() -> RenderedState:
     return render_program("staging", program)
 
 
-def training_job_manifest(workers: int = 1) -> dict[str, Any]:
+def training_job_manifest(workers: int = 1, uri: str | None = None) -> dict[str, Any]:
     """The Job the train stage would create for staging set to train on Kubernetes, with MLflow
-    and registry credentials (their Secrets referenced by name), with `workers` workers."""
+    and registry credentials (their Secrets referenced by name), with `workers` workers, on a
+    file streamed from the agent or on `uri`."""
     import tempfile
 
     import pytest
@@ -169,8 +170,8 @@ def training_job_manifest(workers: int = 1) -> dict[str, Any]:
             patch.setenv("MODELYARD_ENVIRONMENTS_DIR", folder)
             environment = load_environment("staging")
     ctx = PipelineContext(
-        "jenkins-churn-main-42", "staging", "/data/churn.parquet", "churn", "0" * 40
+        "jenkins-churn-main-42", "staging", uri or "/data/churn.parquet", "churn", "0" * 40
     )
     image = pinned("staging", "train").replace("modelyard-serving", "modelyard-train-churn")
-    staged = f"/var/lib/modelyard/datasets/{'1' * 64}.parquet"
+    staged = None if uri else f"/var/lib/modelyard/datasets/{'1' * 64}.parquet"
     return job_manifest(ctx, environment, image, job_name(ctx.run_id), staged)

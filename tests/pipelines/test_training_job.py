@@ -132,3 +132,21 @@ def test_the_code_image_holds_files_the_pods_user_can_read_whatever_the_checkout
     scripts = [p for p in (tmp_path / "modelyard").rglob("*.sh")]
     assert scripts and all(stat.S_IMODE(p.stat().st_mode) == 0o755 for p in scripts)  # still run
     assert (tmp_path / "Dockerfile").read_text().startswith("FROM modelyard-train-churn:base\n")
+
+
+def test_on_a_uri_the_pods_fetch_the_data_themselves_and_a_refusal_fails_the_job() -> None:
+    uri = "runs:/0123456789abcdef/data/churn.parquet"
+    job = training_job_manifest(uri=uri)
+    pod = job["spec"]["template"]["spec"]
+    (data,) = pod["initContainers"]
+    (train,) = pod["containers"]
+    assert data["args"] == ["data", "fetch", "staging", "--data", uri]
+    assert train["args"][train["args"].index("--data") + 1] == uri
+    # The fetch reads MLflow with the pod's credentials, from the Secret, and writes the volume.
+    assert {m["name"] for m in data["volumeMounts"]} >= {"state", "mlflow"}
+    env = {e["name"]: e.get("value") for e in data["env"]}
+    assert env[variables.PIPELINE_RUN_ID] == "jenkins-churn-main-42"  # one copy per run
+    assert env[variables.STATE_DIR] == training_job.STATE_MOUNT
+    failing = {r["onExitCodes"]["containerName"] for r in job["spec"]["podFailurePolicy"]["rules"]
+               if r["action"] == "FailJob"}  # fmt: skip
+    assert failing == {"data", "train"}  # a URI that cannot be read is not retried
