@@ -5,8 +5,8 @@ registry and pulled by digest, in serving's namespace under its restricted Pod S
 (checkpoints, the staged data, the run's context) lives on the namespace's training volume, so a
 pod that is killed or replaced resumes from its last checkpoint. A data file on this machine goes
 onto that volume once per digest, streamed into the pod's first container; a --data URI
-(runs:/..., s3://...) is fetched by that container itself, so the data never passes through here. The stage follows the pods' logs and
-ends with the Job; the result comes back as the train container's termination message. Started
+(runs:/..., s3://...) is fetched by that container itself, so the data never passes through here.
+The stage follows the pods' logs and ends with the Job; the result comes back as the train container's termination message. Started
 again (the monitor, Jenkins' retry), the stage follows the Job of its run instead of making one.
 """
 
@@ -292,11 +292,22 @@ def job_manifest(
                        "readOnly": True})  # fmt: skip
         volumes.append({"name": "mlflow", "secret": {"secretName": training_job.MLFLOW_SECRET,
                                                      "defaultMode": 0o440}})  # fmt: skip
+    # POD_IP first: TRAINING_LISTEN refers to it.
+    container_env = [
+        {"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in from_pod.items()
+    ] + [{"name": k, "value": v} for k, v in env.items()]
+    # OpenMP (LightGBM's threads) counts the node's cores, not the pod's share: as many threads
+    # as the container's CPU limit (rounded up), or they spin against their own throttling and
+    # against the other workers on the node.
+    container_env.append({"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
+        "containerName": "train", "resource": "limits.cpu", "divisor": "1"}}})  # fmt: skip
     if staged is None:
         # The data container fetches the URI onto the volume (ml/data/source.py: once per run,
-        # whole or not at all), with MLflow's client: more memory than a shell's wait.
+        # whole or not at all), with MLflow's client and credentials: more memory than a wait.
         data_container: dict[str, Any] = {
             "args": ["data", "fetch", environment.name, "--data", ctx.data],
+            "env": container_env,
+            "volumeMounts": mounts,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                           "limits": {"cpu": "1", "memory": "768Mi"}},
         }  # fmt: skip
@@ -308,18 +319,10 @@ def job_manifest(
         )
         data_container = {
             "command": ["sh", "-c", wait_for_data],
+            "volumeMounts": [state],
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                           "limits": {"cpu": "500m", "memory": "128Mi"}},
         }  # fmt: skip
-    # POD_IP first: TRAINING_LISTEN refers to it.
-    container_env = [
-        {"name": k, "valueFrom": {"fieldRef": {"fieldPath": path}}} for k, path in from_pod.items()
-    ] + [{"name": k, "value": v} for k, v in env.items()]
-    # OpenMP (LightGBM's threads) counts the node's cores, not the pod's share: as many threads
-    # as the container's CPU limit (rounded up), or they spin against their own throttling and
-    # against the other workers on the node.
-    container_env.append({"name": "OMP_NUM_THREADS", "valueFrom": {"resourceFieldRef": {
-        "containerName": "train", "resource": "limits.cpu", "divisor": "1"}}})  # fmt: skip
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": training_job.SERVICE_ACCOUNT,
@@ -337,9 +340,7 @@ def job_manifest(
                 "name": "data",
                 "image": image,
                 **data_container,
-                "env": container_env,
                 "securityContext": locked,
-                "volumeMounts": mounts,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
