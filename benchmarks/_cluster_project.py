@@ -30,6 +30,7 @@ def run_in_own_state(module: str, what: str) -> None:
 def demo_production() -> Iterator[Path]:
     """Production serving as `make demo-cluster` leaves it; yields the project's environments."""
     from modelyard.infra.automation import run
+    from modelyard.infra.local_cluster import runtime
     from modelyard.pipelines.cluster_demo import PLATFORM, run_cluster_demo, stop_serving
     from rich.console import Console
 
@@ -37,11 +38,14 @@ def demo_production() -> Iterator[Path]:
     quiet = Console(file=log.open("w"), width=120)
     print("setting production up as make demo-cluster does (log: a temporary folder) ...",
           flush=True)  # fmt: skip
-    run_cluster_demo(keep_serving=True, console=quiet)
     try:
+        run_cluster_demo(keep_serving=True, console=quiet)
         yield Path.cwd() / "environments"  # the demo's project
     finally:
-        stop_serving(quiet, stop_cluster=True)
+        stop_serving(quiet, stop_cluster=False)
+        # The nodes go with the state folder that records them (a stopped node left behind
+        # would refuse the next cluster on this machine).
+        runtime.down(lambda line: None, destroy=True)
         run(PLATFORM, "destroy", lambda line: None)  # its containers, volumes and images
 
 

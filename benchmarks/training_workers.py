@@ -122,6 +122,8 @@ def _train(namespace: str, uri: str, rows: int, workers: int) -> dict[str, Any]:
         stop.set()
         watcher.join()
     stage = time.perf_counter() - started
+    if len(peaks) < workers:
+        raise SystemExit(f"found the memory cgroup of {len(peaks)} of {workers} worker pod(s)")
     auc = json.loads((pipeline_dir(run_id) / "context.json").read_text())["metrics"]["roc_auc"]
     return {"rows": rows, "workers": workers, "stage": stage,
             "job": _job_seconds(namespace, job_name(run_id)), "auc": auc,
@@ -129,7 +131,7 @@ def _train(namespace: str, uri: str, rows: int, workers: int) -> dict[str, Any]:
 
 
 def _watch(namespace: str, job: str, peaks: dict[int, int], stop: threading.Event) -> None:
-    """Each worker's peak memory: its pod's cgroup (cgroup v1, the kubelet's cgroupfs tree)."""
+    """Each worker's peak memory: its pod's memory cgroup (cgroup v1)."""
     from modelyard.pipelines.errors import PipelineError
     from modelyard.pipelines.pipeline.training_job import Kube, worker_rank
 
@@ -142,14 +144,22 @@ def _watch(namespace: str, job: str, peaks: dict[int, int], stop: threading.Even
             with contextlib.suppress(PipelineError):  # the next listing will do
                 for pod in kube.pods(job):
                     uid = pod["metadata"]["uid"]
-                    paths = glob.glob(f"/sys/fs/cgroup/memory/kubepods/**/pod{uid}/"
-                                      "memory.max_usage_in_bytes", recursive=True)  # fmt: skip
+                    paths = [found for pattern in _pod_cgroups(uid)
+                             for found in glob.glob(pattern, recursive=True)]  # fmt: skip
                     if paths:
                         found[uid] = (worker_rank(pod), paths[0])
         for rank, path in found.values():
             with contextlib.suppress(OSError, ValueError):  # ended: its last reading stands
                 peaks[rank] = max(peaks.get(rank, 0), int(Path(path).read_text()))
         stop.wait(0.3)
+
+
+def _pod_cgroups(uid: str) -> tuple[str, ...]:
+    """Where a pod's memory cgroup (v1) is: under the node container's, named the systemd
+    driver's way (kubepods-burstable-pod<uid, dashes as underscores>.slice) or cgroupfs' way."""
+    root = "/sys/fs/cgroup/memory/**"
+    return (f"{root}/*pod{uid.replace('-', '_')}.slice/memory.max_usage_in_bytes",
+            f"{root}/pod{uid}/memory.max_usage_in_bytes")  # fmt: skip
 
 
 def _job_seconds(namespace: str, job: str) -> float:
