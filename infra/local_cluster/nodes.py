@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ def up(count: int, say: Say, paths: ClusterPaths, binaries: Binaries) -> None:
     else:
         _refuse_downgrade(cluster, binaries, paths)
     _set_host_sysctls()
-    started = time.monotonic()
+    started, since = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
+    restarted = Restarted(frozenset(), since)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.run.mkdir(parents=True, exist_ok=True)
     paths.owner_file.write_text(f"{paths.root.resolve()}\n")
@@ -118,10 +120,10 @@ def up(count: int, say: Say, paths: ClusterPaths, binaries: Binaries) -> None:
         say(f"making {count} Kubernetes {binaries.kubernetes_version} node(s) in containers")
         cluster = _create(count, paths, say)
     else:
-        _start_stopped(cluster, say, paths)
+        restarted = Restarted(_start_stopped(cluster, say, paths), since)
     upgrading = cluster.formed and cluster.kubernetes_version != binaries.kubernetes_version
     if upgrading:
-        _wait_ready(cluster, binaries, paths)  # kubeadm upgrades a running cluster
+        _wait_ready(cluster, binaries, paths, restarted)  # kubeadm upgrades a running cluster
         say(f"upgrading the nodes from Kubernetes {cluster.kubernetes_version or '(not recorded)'}"
             f" to {binaries.kubernetes_version}, one node at a time")  # fmt: skip
     if upgrading or not cluster.formed:
@@ -129,7 +131,7 @@ def up(count: int, say: Say, paths: ClusterPaths, binaries: Binaries) -> None:
         _configure(cluster, binaries, paths, say)
         cluster = replace(cluster, formed=True, kubernetes_version=binaries.kubernetes_version)
         cluster.save(paths)
-    _wait_ready(cluster, binaries, paths)
+    _wait_ready(cluster, binaries, paths, restarted)
     if all(_mounts_shared_volumes(node) for node in cluster.nodes):
         storage.ensure_volumes(paths, binaries, SHARED_VOLUMES_PATH,
                                tuple(node.name for node in cluster.nodes))  # fmt: skip
@@ -171,7 +173,8 @@ def any_running(paths: ClusterPaths) -> bool:
     return cluster is not None and any(_container_state(n) == "running" for n in cluster.nodes)
 
 
-def _start_stopped(cluster: NodeCluster, say: Say, paths: ClusterPaths) -> None:
+def _start_stopped(cluster: NodeCluster, say: Say, paths: ClusterPaths) -> frozenset[str]:
+    """Start the nodes that are not running; the names of those started."""
     states = {node.name: _container_state(node) for node in cluster.nodes}
     gone = [node.container for node in cluster.nodes if states[node.name] == "missing"]
     if gone:
@@ -188,6 +191,7 @@ def _start_stopped(cluster: NodeCluster, say: Say, paths: ClusterPaths) -> None:
             if started.returncode != 0:
                 raise ConfigError(f"docker start {node.container} (node {node.name}) failed: "
                                   f"{started.stderr.strip()}")  # fmt: skip
+    return frozenset(name for name, state in states.items() if state != "running")
 
 
 def node_status(paths: ClusterPaths, binaries: Binaries) -> list[dict[str, Any]]:
@@ -343,22 +347,35 @@ def _write_inventory(path: Path, cluster: NodeCluster, key: Path) -> None:
     path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
 
 
-def _wait_ready(cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths) -> None:
+@dataclass(frozen=True)
+class Restarted:
+    """Nodes started again by this `up`: etcd still holds the Ready their kubelets reported
+    before the stop, which says nothing of now. Theirs counts once reported since `at`."""
+
+    names: frozenset[str]
+    at: datetime
+
+
+def _wait_ready(
+    cluster: NodeCluster, binaries: Binaries, paths: ClusterPaths, restarted: Restarted
+) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     names = {n.name for n in cluster.nodes}
     while time.monotonic() < deadline:
-        ready = _ready_nodes(paths, binaries)
+        ready = _ready_nodes(paths, binaries, restarted)
         if all(ready.get(name) for name in names):
             return
         time.sleep(1)
     raise ConfigError(
         f"nodes not Ready after {READY_TIMEOUT:.0f}s: "
-        f"{sorted(n for n in names if not _ready_nodes(paths, binaries).get(n))}; see "
-        f"`{binaries.kubectl} --kubeconfig {paths.admin_kubeconfig} describe nodes`"
+        f"{sorted(n for n in names if not _ready_nodes(paths, binaries, restarted).get(n))}; "
+        f"see `{binaries.kubectl} --kubeconfig {paths.admin_kubeconfig} describe nodes`"
     )
 
 
-def _ready_nodes(paths: ClusterPaths, binaries: Binaries) -> dict[str, bool]:
+def _ready_nodes(
+    paths: ClusterPaths, binaries: Binaries, restarted: Restarted | None = None
+) -> dict[str, bool]:
     done = subprocess.run(
         [str(binaries.kubectl), f"--kubeconfig={paths.admin_kubeconfig}", "get", "nodes",
          "-o", "json", "--request-timeout=5s"],
@@ -366,11 +383,18 @@ def _ready_nodes(paths: ClusterPaths, binaries: Binaries) -> dict[str, bool]:
     )  # fmt: skip
     if done.returncode != 0:
         return {}
-    return {
-        item["metadata"]["name"]: any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in item["status"].get("conditions", []))
-        for item in json.loads(done.stdout)["items"]
-    }  # fmt: skip
+
+    def ready(node: dict[str, Any]) -> bool:
+        for condition in node["status"].get("conditions", []):
+            if condition["type"] == "Ready":
+                if restarted and node["metadata"]["name"] in restarted.names:
+                    said = datetime.fromisoformat(condition["lastHeartbeatTime"])
+                    if said < restarted.at:
+                        return False
+                return bool(condition["status"] == "True")
+        return False
+
+    return {item["metadata"]["name"]: ready(item) for item in json.loads(done.stdout)["items"]}
 
 
 def _mounts_shared_volumes(node: Node) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,16 @@ def test_down_stops_every_node_and_up_brings_back_what_was_deployed(
                              capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert running == "", "a node still runs after `cluster down`"
 
-    started = time.monotonic()
+    started, since = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
     up = local_cluster.cli("up", "--json", timeout=600)
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["state"] == "running"
     print(f"nodes back and Ready in {time.monotonic() - started:.1f}s")
+    # Ready as each kubelet said it after the start, not as etcd kept it from before the stop.
+    for node in json.loads(local_cluster.kubectl("get", "nodes", "-o", "json"))["items"]:
+        (ready,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready["status"] == "True", node["metadata"]["name"]
+        assert datetime.fromisoformat(ready["lastHeartbeatTime"]) >= since, ready
     kept = json.loads(local_cluster.kubectl("get", "configmap", "kept", "-o", "json"))
     assert kept["data"] == {"answer": "42"}  # etcd's data survived the stop
     # The kubelets start what was deployed again, from the images the nodes kept.
