@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from modelyard.contracts.environment import load_environment
+from modelyard.contracts.environment import Environment, load_environment
 from modelyard.contracts.tasks import Task
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:  # pandas and friends load only when a command needs them
+    from modelyard.ml.data.dataset import Dataset
     from modelyard.ml.data.validation import ValidationReport
 
 DataOption = Annotated[Path, typer.Option("--data", help="CSV or Parquet file.")]
@@ -60,6 +61,20 @@ def validate(
     as_json: JsonOption = False,
 ) -> None:
     """Check a dataset against the schema its model declares, and its target against the task."""
+    _, _, report = _validated(env, data, target, model, task, say_task=not as_json)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        print_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _validated(
+    env: str, data: Path, target: str | None, model: str | None, task: Task | None,
+    say_task: bool,
+) -> tuple[Environment, Dataset, ValidationReport]:  # fmt: skip
+    """What `data validate` checks: the file against its model's schema and task."""
     from modelyard.ml.data.dataset import read_dataset
     from modelyard.ml.data.validation import validate_dataset
     from modelyard.ml.training.choice import choose_model, choose_task
@@ -68,15 +83,10 @@ def validate(
     spec = choose_model(environment.training.model, data, model, target)
     dataset = read_dataset(data)
     choice = choose_task(spec, dataset.frame, task)
-    if not as_json:
+    if say_task:
         Console(stderr=True).print(f"task: {choice.task} ({choice.source}: {choice.reason})")
-    report = validate_dataset(dataset, spec.target, spec.data_schema, choice.task)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-    else:
-        print_report(report)
-    if not report.passed:
-        raise typer.Exit(1)
+    return environment, dataset, validate_dataset(dataset, spec.target, spec.data_schema,
+                                                  choice.task)  # fmt: skip
 
 
 def push(
@@ -91,16 +101,9 @@ def push(
     artifact store) and print its runs:/ URI: `pipeline run ENV --data URI` then trains on it
     where the training runs (a Job's pods fetch it; this machine need not keep it)."""
     from modelyard.ml.data import publish
-    from modelyard.ml.data.dataset import read_dataset
-    from modelyard.ml.data.validation import validate_dataset
     from modelyard.ml.tracking import connect
-    from modelyard.ml.training.choice import choose_model, choose_task
 
-    environment = load_environment(env)
-    spec = choose_model(environment.training.model, data, model, target)
-    dataset = read_dataset(data)
-    choice = choose_task(spec, dataset.frame, task)
-    report = validate_dataset(dataset, spec.target, spec.data_schema, choice.task)
+    environment, dataset, report = _validated(env, data, target, model, task, say_task=False)
     if not report.passed:
         print_report(report)
         Console(stderr=True).print("[red]not pushed[/red]")
