@@ -288,7 +288,7 @@ def _smoke_records(
     from mlflow.exceptions import MlflowException
     from modelyard.ml.tracking import connect
 
-    connect(load_environment(STAGING).mlflow)
+    connect(environment.mlflow)  # the registry the run's stages registered in, as they do
     run = mlflow.MlflowClient().get_model_version(ctx.model, str(version)).run_id
     try:
         sample = mlflow.artifacts.load_dict(f"runs:/{run}/{artifacts.REQUEST_SAMPLE}")
