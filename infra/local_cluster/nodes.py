@@ -387,7 +387,7 @@ def _ready_nodes(
     def ready(node: dict[str, Any]) -> bool:
         for condition in node["status"].get("conditions", []):
             if condition["type"] == "Ready":
-                if restarted and node["metadata"]["name"] in restarted.names:
+                if restarted is not None and node["metadata"]["name"] in restarted.names:
                     said = datetime.fromisoformat(condition["lastHeartbeatTime"])
                     if said < restarted.at:
                         return False
